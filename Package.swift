@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layering (dependencies point downward only):
+//   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS
+//                                 -> Datasets -> TensorIO (safetensors) -> TensorCore; Datasets -> CZlib
+let package = Package(
+    name: "SwiftDistill",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "distill", targets: ["distill"]),
+        .library(name: "Distillation", targets: ["Distillation"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        .target(
+            name: "TensorCore",
+            dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
+        .target(name: "TensorIO", dependencies: ["TensorCore"]),
+        .target(name: "NeuralNet", dependencies: ["TensorCore"]),
+        .target(name: "Optimizers", dependencies: ["TensorCore", "NeuralNet"]),
+        .target(name: "Datasets", dependencies: ["TensorCore", "TensorIO", "CZlib"]),
+        .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets"]),
+        .executableTarget(
+            name: "distill",
+            dependencies: ["Distillation", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
+        .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "TensorIO"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorIO"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation"], resources: [.copy("Fixtures")]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,96 @@
+#if canImport(Accelerate)
+import Accelerate
+#elseif canImport(CBLAS)
+import CBLAS
+#endif
+
+/// Matrix multiplication: the one place that talks to BLAS (OpenBLAS on Linux, Accelerate on Apple platforms),
+/// with `naiveGEMM` beside it as the reference the tests compare against (llm.c style).
+///
+/// `C = alpha * op(A) * op(B) + beta * C`, row-major, where `op(X)` is `X` or `X^T`.
+/// `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, `C` is `[m, n]`.
+public enum GEMM {
+    /// Calls `sgemm` on raw row-major buffers. `lda`, `ldb`, `ldc` are the row strides of the stored matrices.
+    @inlinable
+    public static func sgemm(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        #if canImport(Accelerate) || canImport(CBLAS)
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        #else
+        naiveGEMM(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                  a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        #endif
+    }
+
+    /// Reference triple loop with Double accumulation, same contract as `sgemm`.
+    public static func naiveGEMM(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var acc: Double = 0
+                for p in 0..<k {
+                    let av = transposeA ? a[p * lda + i] : a[i * lda + p]
+                    let bv = transposeB ? b[j * ldb + p] : b[p * ldb + j]
+                    acc += Double(av) * Double(bv)
+                }
+                let prior = beta == 0 ? 0 : beta * c[i * ldc + j]
+                c[i * ldc + j] = alpha * Float(acc) + prior
+            }
+        }
+    }
+}
+
+extension Tensor {
+    /// Matrix product `op(self) * op(other)` of two matrices through BLAS sgemm.
+    /// `self` is `[m, k]` (or `[k, m]` when `transposeSelf`), `other` is `[k, n]` (or `[n, k]`); the result is `[m, n]`.
+    public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) -> Tensor {
+        Tensor.matmul(self, other, transposeA: transposeSelf, transposeB: transposeOther, naive: false)
+    }
+
+    /// The same product by the naive reference loop (for tests).
+    public func naiveMatmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) -> Tensor {
+        Tensor.matmul(self, other, transposeA: transposeSelf, transposeB: transposeOther, naive: true)
+    }
+
+    static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool, naive: Bool) -> Tensor {
+        precondition(a.rank == 2 && b.rank == 2, "matmul needs two matrices, got \(a.shape) and \(b.shape)")
+        let m = transposeA ? a.shape[1] : a.shape[0]
+        let k = transposeA ? a.shape[0] : a.shape[1]
+        let kb = transposeB ? b.shape[1] : b.shape[0]
+        let n = transposeB ? b.shape[0] : b.shape[1]
+        precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
+        return Tensor(shape: [m, n]) { out in
+            let f = naive ? GEMM.naiveGEMM : GEMM.sgemm
+            f(transposeA, transposeB, m, n, k, 1, a.storage.pointer, a.shape[1], b.storage.pointer, b.shape[1],
+              0, out.baseAddress!, n)
+        }
+    }
+
+    /// `self = alpha * op(a) * op(b) + beta * self` in place (accumulates gradients without a temporary).
+    public mutating func addMatmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false,
+                                   alpha: Float = 1, beta: Float = 1) {
+        let m = transposeA ? a.shape[1] : a.shape[0]
+        let k = transposeA ? a.shape[0] : a.shape[1]
+        let n = transposeB ? b.shape[0] : b.shape[1]
+        precondition(shape == [m, n] && (transposeB ? b.shape[1] : b.shape[0]) == k,
+                     "addMatmul shapes disagree: \(shape) += \(a.shape) x \(b.shape)")
+        let pa = a.storage.pointer, pb = b.storage.pointer
+        withUnsafeMutableBufferPointer { c in
+            GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                       a: pa, lda: a.shape[1], b: pb, ldb: b.shape[1], beta: beta, c: c.baseAddress!, ldc: n)
+        }
+    }
+}
