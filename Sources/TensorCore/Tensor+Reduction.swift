@@ -71,3 +71,11 @@ extension Tensor {
     /// Column sums of a matrix `[rows, columns]` -> `[columns]` (the bias gradient).
     public func sumRows() -> Tensor { sum(axis: 0) }
 }
+
+extension Tensor {
+    /// (outer, axis length, inner) sizes around `axis`, for strided loops in other modules.
+    public func axisLayoutPublic(_ axis: Int) -> (outer: Int, length: Int, inner: Int) {
+        let l = axisLayout(axis)
+        return (l.outer, l.length, l.inner)
+    }
+}

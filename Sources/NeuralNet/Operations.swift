@@ -1,0 +1,213 @@
+import Foundation
+import TensorCore
+
+// Every differentiable operation and its backward rule, in one place (tinygrad's single gradient table).
+// Each op computes its value on tensors; when any input requires a gradient it records a closure that maps the
+// upstream gradient dL/d(out) to dL/d(input) for each input.
+
+@inline(__always) func record(_ value: Tensor, _ parents: [Variable], _ rule: @escaping (Tensor) -> [Tensor?]) -> Variable {
+    if parents.contains(where: { $0.requiresGrad }) {
+        return Variable(value: value, parents: parents, backward: rule)
+    }
+    return Variable(value)
+}
+
+// MARK: Arithmetic (broadcasting)
+
+/// a + b with broadcasting. d/da = upstream summed to a's shape.
+public func + (a: Variable, b: Variable) -> Variable {
+    record(a.value + b.value, [a, b]) { g in [g.sumToShape(a.shape), g.sumToShape(b.shape)] }
+}
+
+/// a - b with broadcasting.
+public func - (a: Variable, b: Variable) -> Variable {
+    record(a.value - b.value, [a, b]) { g in [g.sumToShape(a.shape), (-g).sumToShape(b.shape)] }
+}
+
+/// a * b elementwise with broadcasting. d/da = g * b, d/db = g * a.
+public func * (a: Variable, b: Variable) -> Variable {
+    let av = a.value, bv = b.value
+    return record(av * bv, [a, b]) { g in
+        [a.requiresGrad ? (g * bv).sumToShape(av.shape) : nil, b.requiresGrad ? (g * av).sumToShape(bv.shape) : nil]
+    }
+}
+
+/// a / b elementwise with broadcasting. d/da = g / b, d/db = -g * a / b^2.
+public func / (a: Variable, b: Variable) -> Variable {
+    let av = a.value, bv = b.value
+    return record(av / bv, [a, b]) { g in
+        [a.requiresGrad ? (g / bv).sumToShape(av.shape) : nil,
+         b.requiresGrad ? (-(g * av) / (bv * bv)).sumToShape(bv.shape) : nil]
+    }
+}
+
+/// s * a.
+public func * (s: Float, a: Variable) -> Variable {
+    record(a.value * s, [a]) { g in [g * s] }
+}
+
+/// a + s.
+public func + (a: Variable, s: Float) -> Variable {
+    record(a.value + s, [a]) { g in [g] }
+}
+
+/// -a.
+public prefix func - (a: Variable) -> Variable {
+    record(-a.value, [a]) { g in [-g] }
+}
+
+// MARK: Matrix products
+
+/// op(a) x op(b) for matrices. d/da = g x b^T (transposes swapped as needed), d/db = a^T x g.
+public func matmul(_ a: Variable, _ b: Variable, transposeA: Bool = false, transposeB: Bool = false) -> Variable {
+    let av = a.value, bv = b.value
+    let out = av.matmul(bv, transposeSelf: transposeA, transposeOther: transposeB)
+    return record(out, [a, b]) { g in
+        var ga: Tensor? = nil, gb: Tensor? = nil
+        if a.requiresGrad {
+            // C = A B: dA = G B^T; C = A^T B: dA = B G^T; with B transposed, swap accordingly.
+            ga = transposeA ? bv.matmul(g, transposeSelf: transposeB, transposeOther: true)
+                            : g.matmul(bv, transposeSelf: false, transposeOther: !transposeB)
+        }
+        if b.requiresGrad {
+            gb = transposeB ? g.matmul(av, transposeSelf: true, transposeOther: transposeA)
+                            : av.matmul(g, transposeSelf: !transposeA, transposeOther: false)
+        }
+        return [ga, gb]
+    }
+}
+
+/// Activation fused into `linear`.
+public enum Activation: String, Codable, Sendable { case identity, relu }
+
+/// The affine map of `nn.Linear`: `y = x W^T + b`, optionally followed by ReLU in the same pass.
+/// - x: `[batch, in]`; weight: `[out, in]` (PyTorch's layout); bias: `[out]`; y: `[batch, out]`.
+/// Backward: with `G` the upstream gradient (masked by y > 0 for ReLU), dW = G^T x, db = column sums of G,
+/// dx = G W (skipped when x needs no gradient, e.g. the network input).
+public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation: Activation = .identity) -> Variable {
+    let y = linearForward(x.value, weight: weight.value, bias: bias?.value, activation: activation)
+    let xv = x.value, wv = weight.value
+    var parents = [x, weight]
+    if let bias { parents.append(bias) }
+    return record(y, parents) { upstream in
+        var g = upstream
+        if activation == .relu {
+            g.withUnsafeMutableBufferPointer { gb in
+                y.withUnsafeBufferPointer { yb in for i in 0..<gb.count where yb[i] <= 0 { gb[i] = 0 } }
+            }
+        }
+        let gx: Tensor? = x.requiresGrad ? g.matmul(wv) : nil
+        var gw: Tensor? = nil
+        if weight.requiresGrad {
+            if weight.grad != nil, weight.isLeaf {
+                // Accumulate straight into the existing gradient buffer (sgemm with beta = 1), no temporary.
+                weight.grad!.addMatmul(g, xv, transposeA: true, transposeB: false, alpha: 1, beta: 1)
+            } else {
+                gw = g.matmul(xv, transposeSelf: true)
+            }
+        }
+        var result: [Tensor?] = [gx, gw]
+        if bias != nil { result.append(g.sumRows()) }
+        return result
+    }
+}
+
+/// Forward of `linear` on plain tensors (inference path, no graph).
+public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation: Activation = .identity) -> Tensor {
+    precondition(x.rank == 2 && weight.rank == 2 && x.shape[1] == weight.shape[1],
+                 "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
+    let batch = x.shape[0], outCount = weight.shape[0], inCount = weight.shape[1]
+    return Tensor(shape: [batch, outCount]) { out in
+        let o = out.baseAddress!
+        if let bias {
+            precondition(bias.shape == [outCount], "linear: bias \(bias.shape) should be [\(outCount)]")
+            bias.withUnsafeBufferPointer { b in
+                for r in 0..<batch { (o + r * outCount).update(from: b.baseAddress!, count: outCount) }
+            }
+        }
+        x.withUnsafeBufferPointer { xb in
+            weight.withUnsafeBufferPointer { wb in
+                GEMM.sgemm(transposeA: false, transposeB: true, m: batch, n: outCount, k: inCount, alpha: 1,
+                           a: xb.baseAddress!, lda: inCount, b: wb.baseAddress!, ldb: inCount,
+                           beta: bias == nil ? 0 : 1, c: o, ldc: outCount)
+            }
+        }
+        if activation == .relu { for i in 0..<out.count where o[i] < 0 { o[i] = 0 } }
+    }
+}
+
+// MARK: Elementwise functions
+
+/// max(x, 0). d/dx = g where x > 0 (0 at the kink, as PyTorch).
+public func relu(_ x: Variable) -> Variable {
+    let y = x.value.relu()
+    return record(y, [x]) { g in [g.zipMap(y) { $1 > 0 ? $0 : 0 }] }
+}
+
+/// e^x. d/dx = g * e^x.
+public func exp(_ x: Variable) -> Variable {
+    let y = x.value.exp()
+    return record(y, [x]) { g in [g * y] }
+}
+
+/// ln x. d/dx = g / x.
+public func log(_ x: Variable) -> Variable {
+    let xv = x.value
+    return record(xv.log(), [x]) { g in [g / xv] }
+}
+
+/// Multiplies by a fixed mask (dropout): y = x * mask. d/dx = g * mask.
+public func multiply(_ x: Variable, mask: Tensor) -> Variable {
+    record(x.value * mask, [x]) { g in [g * mask] }
+}
+
+// MARK: Shape
+
+/// The same elements with another shape. d/dx = g reshaped back.
+public func reshape(_ x: Variable, _ shape: [Int]) -> Variable {
+    let original = x.shape
+    return record(x.value.reshaped(shape), [x]) { g in [g.reshaped(original)] }
+}
+
+// MARK: Reductions
+
+/// Sum along `axis` (removed). d/dx = g broadcast back along the axis.
+public func sum(_ x: Variable, axis: Int) -> Variable {
+    let shape = x.shape
+    let axis = axis < 0 ? axis + shape.count : axis
+    return record(x.value.sum(axis: axis), [x]) { g in
+        var kept = shape
+        kept[axis] = 1
+        return [g.reshaped(kept) + Tensor(shape: shape, repeating: 0)]
+    }
+}
+
+/// Sum of all elements (rank 0). d/dx = g everywhere.
+public func sum(_ x: Variable) -> Variable {
+    let shape = x.shape
+    return record(Tensor(scalar: x.value.sum()), [x]) { g in [Tensor(shape: shape, repeating: g.scalar)] }
+}
+
+/// Mean of all elements (rank 0). d/dx = g / n everywhere.
+public func mean(_ x: Variable) -> Variable {
+    let shape = x.shape, n = Float(x.value.count)
+    return record(Tensor(scalar: x.value.mean()), [x]) { g in [Tensor(shape: shape, repeating: g.scalar / n)] }
+}
+
+/// Maximum along `axis`. The gradient goes to the first maximal element of each slice (PyTorch's `max(dim)`).
+public func max(_ x: Variable, axis: Int) -> Variable {
+    let xv = x.value
+    let indices = xv.argmax(axis: axis)
+    let (outer, length, inner) = xv.axisLayoutPublic(axis)
+    return record(xv.max(axis: axis), [x]) { g in
+        var result = Tensor(shape: xv.shape, repeating: 0)
+        result.withUnsafeMutableBufferPointer { r in
+            g.withUnsafeBufferPointer { gb in
+                for o in 0..<outer { for i in 0..<inner {
+                    r[(o * length + indices[o * inner + i]) * inner + i] = gb[o * inner + i]
+                } }
+            }
+        }
+        return [result]
+    }
+}
