@@ -1,0 +1,85 @@
+import XCTest
+import TensorCore
+import NeuralNet
+
+final class LayerTests: XCTestCase {
+    func testLayerGradients() {
+        var rng = RandomGenerator(seed: 60)
+        let model = Sequential([Flatten(), Linear(inputCount: 6, outputCount: 5, generator: &rng), ReLU(),
+                                Dropout(probability: 0.3), Linear(inputCount: 5, outputCount: 3, generator: &rng)])
+        let x = Variable(Tensor.normal([4, 2, 3], generator: &rng), requiresGrad: true)
+        // Dropout draws from the context's generator; a fresh copy per call keeps the mask fixed.
+        checkGradients("sequential (training, dropout)", inputs: [x] + model.parameters, step: 1e-3, tolerance: 3e-2) {
+            var context = ForwardContext(training: true, generator: RandomGenerator(seed: 99))
+            return model(x, context: &context)
+        }
+        checkGradients("relu layer", inputs: [x]) {
+            var context = ForwardContext(training: false)
+            return ReLU()(x, context: &context)
+        }
+    }
+
+    func testPyTorchParameterNames() {
+        var rng = RandomGenerator(seed: 0)
+        let model = Sequential(specifications: [.dropout(probability: 0.2), .linear(inputCount: 4, outputCount: 3), .relu,
+                                                .dropout(probability: 0.5), .linear(inputCount: 3, outputCount: 2)],
+                               generator: &rng)
+        XCTAssertEqual(model.namedParameters.map(\.name), ["1.weight", "1.bias", "4.weight", "4.bias"])
+        XCTAssertEqual(model.parameters[0].shape, [3, 4])
+    }
+
+    /// PyTorch's default nn.Linear initialisation: U(-1/sqrt(in), 1/sqrt(in)) for weight and bias.
+    func testLinearInitialisationBounds() {
+        var rng = RandomGenerator(seed: 1)
+        let layer = Linear(inputCount: 784, outputCount: 800, generator: &rng)
+        let bound = 1 / Float(784).squareRoot()
+        let w = layer.weight.value.scalars
+        XCTAssert(w.allSatisfy { abs($0) <= bound })
+        XCTAssertEqual(w.max()!, bound, accuracy: bound * 0.01)
+        let variance = w.reduce(0) { $0 + $1 * $1 } / Float(w.count)
+        XCTAssertEqual(variance, bound * bound / 3, accuracy: bound * bound * 0.02)
+        XCTAssert(layer.bias.value.scalars.allSatisfy { abs($0) <= bound })
+    }
+
+    func testDropoutTrainingAndEvaluation() {
+        let layer = Dropout(probability: 0.5)
+        let x = Variable(Tensor(shape: [100, 100], repeating: 1))
+        var context = ForwardContext(training: true, generator: RandomGenerator(seed: 3))
+        let y = layer(x, context: &context).value
+        XCTAssert(y.scalars.allSatisfy { $0 == 0 || $0 == 2 })
+        XCTAssertEqual(y.mean(), 1, accuracy: 0.05)
+        var evaluation = ForwardContext(training: false)
+        XCTAssertEqual(layer(x, context: &evaluation).value, x.value)
+        XCTAssertEqual(layer.infer(x.value), x.value)
+    }
+
+    func testInferMatchesEvaluationForward() {
+        var rng = RandomGenerator(seed: 4)
+        let model = Sequential(specifications: [.linear(inputCount: 8, outputCount: 6), .relu, .dropout(probability: 0.5),
+                                                .linear(inputCount: 6, outputCount: 3)], generator: &rng)
+        let x = Tensor.normal([5, 8], generator: &rng)
+        var context = ForwardContext(training: false)
+        let a = model(Variable(x), context: &context).value
+        XCTAssertEqual(a, model.infer(x))
+    }
+
+    /// XOR with a 2-8-2 network: a seeded run that must converge.
+    func testXORConverges() {
+        var rng = RandomGenerator(seed: 5)
+        let model = Sequential(specifications: [.linear(inputCount: 2, outputCount: 8), .relu, .linear(inputCount: 8, outputCount: 2)],
+                               generator: &rng)
+        let x = Variable(Tensor(shape: [4, 2], scalars: [0, 0, 0, 1, 1, 0, 1, 1]))
+        let labels = [0, 1, 1, 0]
+        var context = ForwardContext(training: true)
+        var last: Float = .infinity
+        for _ in 0..<500 {
+            model.zeroGradients()
+            let loss = crossEntropy(logits: model(x, context: &context), labels: labels)
+            loss.backward()
+            for p in model.parameters { p.value.addScaled(p.grad!, by: -0.1) }
+            last = loss.value.scalar
+        }
+        XCTAssertLessThan(last, 0.05)
+        XCTAssertEqual(model.infer(x.value).argmax(axis: 1), labels)
+    }
+}

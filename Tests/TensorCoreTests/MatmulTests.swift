@@ -1,0 +1,41 @@
+import XCTest
+import TensorCore
+
+final class MatmulTests: XCTestCase {
+    /// sgemm against the naive Double-accumulating reference over odd shapes and every transpose combination.
+    func testBLASMatchesNaiveForOddShapesAndAllTransposes() {
+        var rng = RandomGenerator(seed: 7)
+        let shapes = [(1, 1, 1), (3, 5, 7), (17, 1, 9), (1, 13, 2), (33, 65, 31), (128, 10, 800), (5, 129, 3)]
+        for (m, n, k) in shapes {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a = Tensor.normal(ta ? [k, m] : [m, k], generator: &rng)
+                    let b = Tensor.normal(tb ? [n, k] : [k, n], generator: &rng)
+                    let fast = a.matmul(b, transposeSelf: ta, transposeOther: tb)
+                    let slow = a.naiveMatmul(b, transposeSelf: ta, transposeOther: tb)
+                    XCTAssertEqual(fast.shape, [m, n])
+                    let maxDiff = zip(fast.scalars, slow.scalars).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThan(maxDiff, 1e-4 * Float(k).squareRoot() + 1e-5, "m=\(m) n=\(n) k=\(k) ta=\(ta) tb=\(tb)")
+                }
+            }
+        }
+    }
+
+    /// Closed form: [[1,2],[3,4]] x [[5,6],[7,8]] = [[19,22],[43,50]].
+    func testClosedFormProduct() {
+        let a = Tensor(shape: [2, 2], scalars: [1, 2, 3, 4])
+        let b = Tensor(shape: [2, 2], scalars: [5, 6, 7, 8])
+        XCTAssertEqual(a.matmul(b).scalars, [19, 22, 43, 50])
+        XCTAssertEqual(a.matmul(b, transposeSelf: true).scalars, [26, 30, 38, 44])
+        XCTAssertEqual(a.matmul(b, transposeOther: true).scalars, [17, 23, 39, 53])
+    }
+
+    func testAddMatmulAccumulates() {
+        var rng = RandomGenerator(seed: 3)
+        let a = Tensor.normal([4, 6], generator: &rng), b = Tensor.normal([6, 5], generator: &rng)
+        var c = Tensor.normal([4, 5], generator: &rng)
+        let expected = a.naiveMatmul(b) * 2 + c * 0.5
+        c.addMatmul(a, b, alpha: 2, beta: 0.5)
+        for (x, y) in zip(c.scalars, expected.scalars) { XCTAssertEqual(x, y, accuracy: 1e-4) }
+    }
+}
