@@ -20,6 +20,7 @@ public enum Gzip {
     /// - Throws: `DataError.format` on a truncated stream, corrupt data, bytes after the last member that are not
     ///   another gzip member, or output larger than `maximumBytes`.
     public static func decompress(_ bytes: [UInt8], file: String, maximumBytes: Int) throws -> [UInt8] {
+        let maximumBytes = Swift.max(0, maximumBytes)
         guard isGzip(bytes) else {
             throw DataError.format(file: file, expected: "gzip magic 0x1f8b", found: magicDescription(bytes))
         }

@@ -24,8 +24,16 @@ public struct IDXFile: Equatable {
         guard shape.allSatisfy({ $0 >= 0 && $0 <= Int(UInt32.max) }), (1...255).contains(shape.count) else {
             throw DataError.invalidArgument(context: "IDXFile", expected: "1 to 255 dimensions each in 0...2^32-1", found: "shape \(shape)")
         }
-        guard shape.reduce(1, *) == bytes.count else {
-            throw DataError.invalidArgument(context: "IDXFile", expected: "\(shape.reduce(1, *)) bytes for shape \(shape)", found: "\(bytes.count)")
+        var total = 1
+        for size in shape {
+            let (product, overflow) = total.multipliedReportingOverflow(by: size)
+            guard !overflow else {
+                throw DataError.invalidArgument(context: "IDXFile", expected: "a shape with fewer than Int.max elements", found: "shape \(shape)")
+            }
+            total = product
+        }
+        guard total == bytes.count else {
+            throw DataError.invalidArgument(context: "IDXFile", expected: "\(total) bytes for shape \(shape)", found: "\(bytes.count)")
         }
         self.shape = shape
         self.bytes = bytes

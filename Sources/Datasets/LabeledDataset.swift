@@ -34,7 +34,7 @@ public struct LabeledDataset {
             throw DataError.invalidArgument(context: "LabeledDataset", expected: "labels in 0..<\(classCount)",
                                             found: "label \(labels[bad]) at index \(bad)")
         }
-        if let s = imageShape, s.height * s.width != images.shape[1] || s.height <= 0 || s.width <= 0 {
+        if let s = imageShape, s.height <= 0 || s.width <= 0 || s.height.multipliedReportingOverflow(by: s.width) != (images.shape[1], false) {
             throw DataError.invalidArgument(context: "LabeledDataset", expected: "height*width == \(images.shape[1])",
                                             found: "\(s.height)x\(s.width)")
         }

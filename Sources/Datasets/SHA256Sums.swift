@@ -44,7 +44,7 @@ public struct SHA256Sums: Equatable {
 
     /// The file in `sha256sum` format, sorted by file name.
     public var text: String {
-        digests.keys.sorted().map { "\(digests[$0]!)  \($0)\n" }.joined()
+        digests.sorted { $0.key < $1.key }.map { "\($0.value)  \($0.key)\n" }.joined()
     }
 
     /// Checks `bytes` (the content of `name`) against the recorded digest.

@@ -1,6 +1,6 @@
 import TensorCore
 import XCTest
-@testable import Datasets
+import Datasets
 
 final class BatchIteratorTests: XCTestCase {
     let data = LabeledDatasetTests.toy(23, features: 4)

@@ -1,7 +1,7 @@
 import Foundation
 import TensorCore
 import XCTest
-@testable import Datasets
+import Datasets
 
 /// Seeded mutation fuzzing of the IDX + gzip reader: every mutated file must parse or throw a `DataError`.
 final class FuzzTests: XCTestCase {

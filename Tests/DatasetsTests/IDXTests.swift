@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Datasets
+import Datasets
 
 final class IDXTests: XCTestCase {
     let sample = try! IDXFile(shape: [3, 4, 5], bytes: (0..<60).map { UInt8($0 * 4) })
@@ -95,5 +95,12 @@ final class IDXTests: XCTestCase {
         try TestSupport.write([UInt8](repeating: 0, count: 2000), dir, "big")
         let message = TestSupport.errorMessage { try IDXFile.read(dir.appendingPathComponent("big"), maximumBytes: 1000) }
         XCTAssertTrue(message.hasSuffix("expected at most 1000 bytes, found 2000 bytes"), message)
+    }
+
+    func testInitValidatesShape() {
+        XCTAssertNil(try? IDXFile(shape: [2, 2], bytes: [1, 2, 3]))
+        XCTAssertNil(try? IDXFile(shape: [Int(UInt32.max), Int(UInt32.max), Int(UInt32.max)], bytes: []))
+        XCTAssertNil(try? IDXFile(shape: [], bytes: []))
+        XCTAssertEqual(try IDXFile(shape: [0, 5], bytes: []).encoded(), [0, 0, 8, 2, 0, 0, 0, 0, 0, 0, 0, 5])
     }
 }

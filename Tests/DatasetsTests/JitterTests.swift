@@ -1,6 +1,6 @@
 import TensorCore
 import XCTest
-@testable import Datasets
+import Datasets
 
 final class JitterTests: XCTestCase {
     func testZeroShiftIsIdentityWithoutDraws() {

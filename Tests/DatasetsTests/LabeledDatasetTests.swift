@@ -1,6 +1,6 @@
 import TensorCore
 import XCTest
-@testable import Datasets
+import Datasets
 
 final class LabeledDatasetTests: XCTestCase {
     /// Example `i` has every feature equal to `i` and label `i % 3`.

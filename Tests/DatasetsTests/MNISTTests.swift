@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import Datasets
+import Datasets
 
 final class MNISTTests: XCTestCase {
     func testLoadsVendoredCopyWithVerifiedHashes() throws {

@@ -1,5 +1,5 @@
 import XCTest
-@testable import Datasets
+import Datasets
 
 final class SHA256Tests: XCTestCase {
     func testNISTVectors() {

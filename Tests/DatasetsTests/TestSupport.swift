@@ -1,7 +1,7 @@
 import CZlib
 import Foundation
 import XCTest
-@testable import Datasets
+import Datasets
 
 /// Helpers shared by the Datasets tests.
 enum TestSupport {
