@@ -1,7 +1,7 @@
 import TensorCore
 
 /// One minibatch from a `BatchIterator`.
-public struct Batch {
+public struct Batch: Sendable {
     /// Position of each example in the dataset (use it to look up stored per-example data such as teacher logits).
     public let indices: [Int]
     /// Inputs, shape `[indices.count, featureCount]`; row `r` is example `indices[r]`.

@@ -9,7 +9,7 @@ import TensorCore
 /// To resume mid-epoch, save `epochStartGenerator` and `cursor` and pass them back as `generator` and
 /// `startBatch`: the iterator then rebuilds the same order and continues at that batch. Batch tensors are fresh
 /// values whose storage comes from TensorCore's buffer pool, so a steady-state loop reuses memory.
-public struct BatchIterator: Sequence, IteratorProtocol {
+public struct BatchIterator: Sequence, IteratorProtocol, Sendable {
     /// The data being iterated.
     public let dataset: LabeledDataset
     /// Examples per batch (at least 1).

@@ -4,7 +4,7 @@
 /// `"<file>: expected <what>, found <what>"`, e.g.
 /// `"t10k-labels-idx1-ubyte.gz: expected IDX magic 0x00000801 (labels), found 0x00000803"`.
 /// Bad input never traps: readers throw one of these instead.
-public enum DataError: Error, CustomStringConvertible, Equatable {
+public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The file's content does not match its format (`expected` vs `found`).
     case format(file: String, expected: String, found: String)
     /// The file does not exist.

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Only element type `0x08` (unsigned byte, the one MNIST uses) is supported; other types are rejected with a
 /// clear error. Files may be raw or gzip-compressed (detected by the `0x1f 0x8b` magic).
-public struct IDXFile: Equatable {
+public struct IDXFile: Equatable, Sendable {
     /// Element type code `0x08`: unsigned byte.
     public static let unsignedByte: UInt8 = 0x08
 

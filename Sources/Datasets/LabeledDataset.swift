@@ -4,7 +4,7 @@ import TensorCore
 ///
 /// Example indices are positions `0..<count`; derived datasets (`subset`, `validationSplit`, `filter`) renumber
 /// their examples from 0 and keep the parent's relative order.
-public struct LabeledDataset {
+public struct LabeledDataset: Sendable {
     /// Inputs, shape `[count, featureCount]` (for images, `featureCount == height * width`, pixels row-major).
     public let images: Tensor
     /// Class labels in `0..<classCount`, one per row of `images`.

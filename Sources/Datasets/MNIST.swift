@@ -9,10 +9,13 @@ import TensorCore
 /// The repository vendors the four gzip IDX files and a `SHA256SUMS` in `Data/mnist`; `defaultDirectory()` finds
 /// that copy, `load(directory:)` reads and verifies it, and `fetch(to:)` downloads a fresh copy.
 public enum MNIST {
-    /// File names of the standard distribution.
+    /// Training images file name (IDX `[60000, 28, 28]`, gzip).
     public static let trainImagesFile = "train-images-idx3-ubyte.gz"
+    /// Training labels file name (IDX `[60000]`, gzip).
     public static let trainLabelsFile = "train-labels-idx1-ubyte.gz"
+    /// Test images file name (IDX `[10000, 28, 28]`, gzip).
     public static let testImagesFile = "t10k-images-idx3-ubyte.gz"
+    /// Test labels file name (IDX `[10000]`, gzip).
     public static let testLabelsFile = "t10k-labels-idx1-ubyte.gz"
     /// All four data files.
     public static let fileNames = [trainImagesFile, trainLabelsFile, testImagesFile, testLabelsFile]

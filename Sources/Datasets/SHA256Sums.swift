@@ -2,7 +2,7 @@ import Foundation
 
 /// The content of a `SHA256SUMS` file as `sha256sum` writes it: lines `<64 hex digits>  <file name>` (a `*` before
 /// the name, binary mode, is accepted). Blank lines and lines starting with `#` are ignored.
-public struct SHA256Sums: Equatable {
+public struct SHA256Sums: Equatable, Sendable {
     /// Lowercase hex digest by file name.
     public var digests: [String: String]
 
