@@ -18,6 +18,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     /// An argument passed to a dataset API is out of range (`context` names the API).
     case invalidArgument(context: String, expected: String, found: String)
 
+    /// The one-line message: the file (or API), what was expected and what was found.
     public var description: String {
         switch self {
         case let .format(file, expected, found):
