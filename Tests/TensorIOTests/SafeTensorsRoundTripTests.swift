@@ -114,6 +114,24 @@ final class SafeTensorsRoundTripTests: XCTestCase {
              .integers("labels", [0, 7, -3, 9_000_000_000]), .integers("mask", [1, 0, 255], dtype: .u8)],
             metadata: ["format": "pt", "note": "swift"], to: URL(fileURLWithPath: path), overwrite: true)
     }
+
+    /// Reads the file written by `Scripts/check_safetensors_interop.py write <path>` when `DISTILL_INTEROP_IN`
+    /// names it.
+    func testReadInteropFileWhenRequested() throws {
+        guard let path = ProcessInfo.processInfo.environment["DISTILL_INTEROP_IN"] else { throw XCTSkip("DISTILL_INTEROP_IN not set") }
+        let file = try SafeTensors.read(url: URL(fileURLWithPath: path))
+        XCTAssertEqual(file.metadata, ["source": "python"])
+        XCTAssertEqual(try file.tensor(named: "f32"), Tensor(shape: [2, 3], scalars: [0, 0.25, 0.5, 0.75, 1, 1.25]))
+        XCTAssertEqual(try file.tensor(named: "f16").scalars, [HalfPrecision.float(fromFloat16Bits: HalfPrecision.float16Bits(from: 0.1)), -2.5, 65504])
+        XCTAssertEqual(try file.tensor(named: "bf16").scalars, [1.5, -7])
+        XCTAssertEqual(try file.tensor(named: "f64").scalars, [0.5])
+        XCTAssertEqual(try file.integers(named: "i64"), [1, -2, 3, 1 << 40])
+        XCTAssertEqual(try file.info(named: "i64").shape, [2, 2])
+        XCTAssertEqual(try file.integers(named: "i32"), [-5])
+        XCTAssertEqual(try file.integers(named: "u8"), [0, 200])
+        XCTAssertEqual(try file.integers(named: "bool"), [1, 0])
+        XCTAssertEqual(try file.tensor(named: "scalar"), Tensor(scalar: 3))
+    }
 }
 
 /// The `TensorIOError` thrown by `body`, or nil (a failure is recorded if another error type is thrown).
