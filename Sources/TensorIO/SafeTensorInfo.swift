@@ -10,6 +10,7 @@ public struct SafeTensorInfo: Equatable, Sendable {
     /// Number of elements (product of `shape`).
     public var elementCount: Int { dataOffsets.count / dtype.byteSize }
 
+    /// An entry; `dataOffsets.count` should equal the element count times `dtype.byteSize`.
     public init(dtype: DType, shape: [Int], dataOffsets: Range<Int>) {
         self.dtype = dtype
         self.shape = shape

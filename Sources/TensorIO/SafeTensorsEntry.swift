@@ -7,7 +7,9 @@ import TensorCore
 public struct SafeTensorsEntry {
     /// What an entry holds.
     public enum Payload {
+        /// Float32 values, converted to the entry's float dtype on write.
         case floats(Tensor)
+        /// Row-major integers with their shape, stored in the entry's integer dtype.
         case integers([Int], shape: [Int])
     }
 

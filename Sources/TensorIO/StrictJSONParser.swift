@@ -1,7 +1,7 @@
 /// A small, strict RFC 8259 JSON parser for safetensors headers.
 ///
 /// Unlike `JSONSerialization` it rejects duplicate object keys (which would otherwise be silently merged), bounds
-/// nesting depth, rejects control characters and unpaired surrogates in strings, and reports the byte offset of
+/// nesting depth and array length, rejects control characters and unpaired surrogates in strings, and reports the byte offset of
 /// every problem. Surrounding whitespace (including the spec's space padding) is allowed.
 struct StrictJSONParser {
     /// Why parsing failed and where (byte offset into the input).
@@ -11,6 +11,9 @@ struct StrictJSONParser {
     }
 
     static let maxDepth = 32
+    /// Longest accepted array: safetensors arrays are shapes and offset pairs, and the cap keeps a hostile
+    /// 100 MB header of `[0,0,0,...]` from expanding into gigabytes of parsed values.
+    static let maxArrayLength = 1024
 
     private let bytes: [UInt8]
     private var position = 0
@@ -100,6 +103,9 @@ struct StrictJSONParser {
         if position < bytes.count, bytes[position] == UInt8(ascii: "]") { position += 1; return .array(items) }
         while true {
             skipWhitespace()
+            if items.count == StrictJSONParser.maxArrayLength {
+                throw Failure(offset: position, reason: "array longer than \(StrictJSONParser.maxArrayLength) elements")
+            }
             items.append(try parseValue(depth: depth))
             skipWhitespace()
             guard position < bytes.count else { throw fail("',' or ']'") }

@@ -45,6 +45,7 @@ final class SafeTensorsHostileInputTests: XCTestCase {
         assertRejected(header("{\"a\u{01}\":1}", data: 0), "control character")
         assertRejected(header(#"{"__metadata__":{"x":"1","x":"2"}}"#, data: 0), "duplicate key \"x\"")
         assertRejected(header(String(repeating: "[", count: 10_000), data: 0), "nested deeper")
+        assertRejected(header(entry(shape: "[" + Array(repeating: "1", count: 2000).joined(separator: ",") + "]"), data: 8), "array longer than 1024")
         assertRejected(header("[]", data: 0), "must be a JSON object, found array")
         assertRejected(header(#""str""#, data: 0), "must be a JSON object, found string")
     }
