@@ -1,0 +1,14 @@
+import TensorCore
+
+/// One minibatch from a `BatchIterator`.
+public struct Batch: Sendable {
+    /// Position of each example in the dataset (use it to look up stored per-example data such as teacher logits).
+    public let indices: [Int]
+    /// Inputs, shape `[indices.count, featureCount]`; row `r` is example `indices[r]`.
+    public let images: Tensor
+    /// Labels of the examples, `labels[r] == dataset.labels[indices[r]]`.
+    public let labels: [Int]
+
+    /// Number of examples in the batch.
+    public var count: Int { indices.count }
+}
