@@ -44,11 +44,16 @@ public final class SGD: Optimizer {
             grad.withUnsafeBufferPointer { g in
                 parameter.value.withUnsafeMutableBufferPointer { p in
                     buffer.withUnsafeMutableBufferPointer { b in
-                        for i in 0..<n {
-                            let d = g[i] + wd * p[i]
-                            let bi = first ? d : mu * b[i] + damp * d
-                            b[i] = bi
-                            p[i] -= lr * (nesterov ? d + mu * bi : bi)
+                        // Branch-free loops per case so the compiler vectorises them.
+                        switch (first, nesterov) {
+                        case (true, false):
+                            for i in 0..<n { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * d }
+                        case (true, true):
+                            for i in 0..<n { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * (d + mu * d) }
+                        case (false, false):
+                            for i in 0..<n { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * v }
+                        case (false, true):
+                            for i in 0..<n { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * (d + mu * v) }
                         }
                     }
                 }
