@@ -1,0 +1,181 @@
+import Foundation
+import TensorCore
+import NeuralNet
+import Optimizers
+import Datasets
+
+/// Trains a `Sequential` with minibatch gradient descent: shuffled batches, optional jitter, dropout, the configured
+/// optimizer and schedule, gradient clipping and max-norm, with a validation split for model selection.
+///
+/// Randomness: the configuration's seed feeds one generator that is split, in this order, into the streams for
+/// weight initialisation, batch order, dropout and jitter, so the same seed and thread count reproduce a run exactly.
+public final class Trainer {
+    public let configuration: TrainingConfiguration
+    public let model: Sequential
+    public let train: LabeledDataset
+    public let validation: LabeledDataset?
+    public let objective: TrainingObjective
+    public let optimizer: Optimizer
+    public var progress: ProgressReporter
+    public var label: String
+    /// Polled between steps; when it returns true the run stops after the current step (Ctrl-C handling).
+    public var shouldStop: () -> Bool = { false }
+
+    // Run state (everything a resume needs).
+    public internal(set) var iterator: BatchIterator
+    public internal(set) var dropoutGenerator: RandomGenerator
+    public internal(set) var jitterGenerator: RandomGenerator
+    public internal(set) var epoch = 0
+    public internal(set) var report = TrainingReport()
+    var bestWeights: [Tensor]?
+    var bestErrors = Int.max
+    var epochLossSum: Double = 0
+    var epochPartSums: [String: Double] = [:]
+    var epochBatches = 0
+
+    /// Streams derived from `seed`, in order: initialisation, batch order, dropout, jitter.
+    public struct Streams {
+        public var initialisation, batchOrder, dropout, jitter: RandomGenerator
+        public init(seed: UInt64) {
+            var root = RandomGenerator(seed: seed)
+            initialisation = root.split()
+            batchOrder = root.split()
+            dropout = root.split()
+            jitter = root.split()
+        }
+    }
+
+    /// A trainer for a new model initialised from the configuration's seed (or for `model` when given).
+    public init(configuration: TrainingConfiguration, train: LabeledDataset, validation: LabeledDataset?,
+                objective: TrainingObjective, model: Sequential? = nil, label: String = "train",
+                progress: ProgressReporter = ProgressReporter()) throws {
+        try configuration.validate()
+        guard train.count > 0 else { throw TrainingError("the training set is empty") }
+        var streams = Streams(seed: configuration.seed)
+        let model = model ?? Sequential(
+            specifications: configuration.architecture(inputCount: train.featureCount, classCount: train.classCount),
+            generator: &streams.initialisation)
+        guard model.linearLayers.first?.inputCount == train.featureCount else {
+            throw TrainingError("the model expects \(model.linearLayers.first?.inputCount ?? 0) input features, the data has \(train.featureCount)")
+        }
+        guard model.linearLayers.last?.outputCount == train.classCount else {
+            throw TrainingError("the model has \(model.linearLayers.last?.outputCount ?? 0) outputs, the data has \(train.classCount) classes")
+        }
+        if configuration.jitter > 0 && train.imageShape == nil {
+            throw TrainingError("--jitter needs image data (height and width), this dataset has plain feature vectors")
+        }
+        self.configuration = configuration
+        self.model = model
+        self.train = train
+        self.validation = validation
+        self.objective = objective
+        self.optimizer = configuration.makeOptimizer()
+        self.progress = progress
+        self.label = label
+        self.iterator = BatchIterator(dataset: train, batchSize: configuration.batchSize, shuffle: true, dropLast: false,
+                                      generator: streams.batchOrder)
+        self.dropoutGenerator = streams.dropout
+        self.jitterGenerator = streams.jitter
+    }
+
+    /// Runs the remaining epochs; returns the report. With a validation split the best epoch's weights are kept in the
+    /// model at the end (the last epoch's figures stay in the report).
+    @discardableResult
+    public func run() throws -> TrainingReport {
+        ComputeThreads.set(configuration.threads)
+        report.validationCount = validation?.count ?? 0
+        let parameters = model.parameters
+        let linears = model.linearLayers
+        let batchesPerEpoch = iterator.batchesPerEpoch
+        while epoch < configuration.epochs {
+            let epochStart = Date()
+            let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.learningRate)
+            optimizer.learningRate = rate
+            var context = ForwardContext(training: true, generator: dropoutGenerator)
+            while let batch = iterator.next() {
+                var images = batch.images
+                if configuration.jitter > 0, let shape = train.imageShape {
+                    images = Jitter.shift(images: images, height: shape.height, width: shape.width,
+                                          maxShift: configuration.jitter, generator: &jitterGenerator)
+                }
+                model.zeroGradients()
+                let logits = model(Variable(images), context: &context)
+                let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images)
+                let value = loss.value.scalar
+                guard value.isFinite else {
+                    throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(iterator.cursor); lower --learning-rate or enable --clip-grad-norm")
+                }
+                loss.backward()
+                if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
+                optimizer.step(parameters)
+                if let maxNorm = configuration.maxNorm {
+                    for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
+                }
+                epochLossSum += Double(value)
+                for (k, v) in parts { epochPartSums[k, default: 0] += v }
+                epochBatches += 1
+                let elapsed = Date().timeIntervalSince(epochStart)
+                let done = iterator.cursor
+                let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
+                let remaining = Double(batchesPerEpoch - done + (configuration.epochs - epoch - 1) * batchesPerEpoch) * configuration.batchSize.asDouble / Swift.max(rateNow, 1e-9)
+                progress.batch(label: label, epoch: epoch + 1, epochs: configuration.epochs, batch: done, batches: batchesPerEpoch,
+                               loss: epochLossSum / Double(epochBatches), examplesPerSecond: rateNow, secondsLeft: remaining)
+                dropoutGenerator = context.generator
+                if shouldStop() { return report }
+            }
+            dropoutGenerator = context.generator
+            try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
+        }
+        if let bestWeights {
+            for (p, w) in zip(parameters, bestWeights) { p.value = w }
+        }
+        return report
+    }
+
+    func finishEpoch(seconds: Double, learningRate: Float) throws {
+        for p in model.parameters where !p.value.isFinite {
+            throw TrainingError("the weights became NaN or infinite at epoch \(epoch + 1); lower --learning-rate or enable --clip-grad-norm")
+        }
+        var record = EpochRecord(epoch: epoch + 1, seconds: seconds, learningRate: learningRate,
+                                 trainLoss: epochLossSum / Double(Swift.max(epochBatches, 1)),
+                                 lossParts: epochPartSums.mapValues { $0 / Double(Swift.max(epochBatches, 1)) },
+                                 validationErrors: nil)
+        var message = String(format: "%@ epoch %d/%d  loss %.4f  %.2f s", label, epoch + 1, configuration.epochs, record.trainLoss, seconds)
+        if let validation, validation.count > 0 {
+            let errors = Trainer.errors(model: model, dataset: validation)
+            record.validationErrors = errors
+            message += "  validation errors \(errors)/\(validation.count)"
+            if errors < bestErrors {
+                bestErrors = errors
+                bestWeights = model.parameters.map(\.value)
+                report.selectedEpoch = epoch + 1
+            }
+        } else {
+            report.selectedEpoch = epoch + 1
+        }
+        progress.line(message)
+        report.epochs.append(record)
+        epoch += 1
+        epochLossSum = 0
+        epochPartSums = [:]
+        epochBatches = 0
+        iterator.startNextEpoch()
+    }
+
+    /// Misclassified examples of `dataset` (evaluation mode, batches of 1000, no graph).
+    public static func errors(model: Sequential, dataset: LabeledDataset) -> Int {
+        var errors = 0
+        var start = 0
+        while start < dataset.count {
+            let end = Swift.min(start + 1000, dataset.count)
+            let predictions = model.infer(dataset.images.rows(start..<end)).argmax(axis: 1)
+            for (i, p) in predictions.enumerated() where p != dataset.labels[start + i] { errors += 1 }
+            start = end
+        }
+        return errors
+    }
+}
+
+extension Int {
+    var asDouble: Double { Double(self) }
+}

@@ -1,0 +1,86 @@
+import Foundation
+import NeuralNet
+import Optimizers
+
+/// Which optimizer a run uses.
+public enum OptimizerKind: String, Codable, CaseIterable, Sendable {
+    case sgd, adam, adamw
+}
+
+/// Everything that defines a training run of a multilayer perceptron, checked once by `validate()`.
+///
+/// The network is `784 -> hidden[0] -> ... -> classes` with ReLU after every hidden layer, dropout with
+/// `inputDropout` on the input and `hiddenDropout` after each hidden ReLU (layers with probability 0 are left out),
+/// exactly the nn.Sequential that `architecture` lists.
+public struct TrainingConfiguration: Codable, Equatable, Sendable {
+    public var hidden: [Int] = [800, 800]
+    public var inputDropout: Float = 0
+    public var hiddenDropout: Float = 0
+    /// Random shift of each training image by up to this many pixels in x and y (zero fill); 0 = off.
+    public var jitter: Int = 0
+    /// Max-norm constraint on each hidden unit's incoming weight vector; nil = off.
+    public var maxNorm: Float? = nil
+    public var epochs: Int = 10
+    public var batchSize: Int = 128
+    public var optimizer: OptimizerKind = .sgd
+    public var learningRate: Float = 0.05
+    public var momentum: Float = 0.9
+    public var nesterov: Bool = false
+    public var weightDecay: Float = 0
+    public var schedule: LearningRateSchedule = .constant
+    /// Global gradient-norm clipping; nil = off.
+    public var gradientClip: Float? = nil
+    public var seed: UInt64 = 0
+    public var threads: Int = 2
+    /// Examples held out of the training set for model selection (never the test set); 0 = none.
+    public var validationCount: Int = 0
+
+    public init() {}
+
+    /// Throws a `TrainingError` naming the flag and the expected range for the first bad value.
+    public func validate() throws {
+        func check(_ ok: Bool, _ message: @autoclosure () -> String) throws { if !ok { throw TrainingError(message()) } }
+        for h in hidden { try check(h > 0 && h <= 1 << 16, "--hidden: every layer size must be in 1...65536, got \(h)") }
+        try check(inputDropout.isFinite && inputDropout >= 0 && inputDropout < 1, "--input-dropout must be in [0, 1), got \(inputDropout)")
+        try check(hiddenDropout.isFinite && hiddenDropout >= 0 && hiddenDropout < 1, "--hidden-dropout must be in [0, 1), got \(hiddenDropout)")
+        try check(jitter >= 0 && jitter <= 14, "--jitter must be in 0...14 pixels, got \(jitter)")
+        if let maxNorm { try check(maxNorm.isFinite && maxNorm > 0, "--max-norm must be > 0, got \(maxNorm)") }
+        try check(epochs >= 1 && epochs <= 100_000, "--epochs must be >= 1, got \(epochs)")
+        try check(batchSize >= 1 && batchSize <= 1 << 20, "--batch-size must be >= 1, got \(batchSize)")
+        try check(learningRate.isFinite && learningRate > 0, "--learning-rate must be > 0, got \(learningRate)")
+        try check(momentum.isFinite && momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
+        try check(!nesterov || momentum > 0, "--nesterov needs --momentum > 0")
+        try check(weightDecay.isFinite && weightDecay >= 0, "--weight-decay must be >= 0, got \(weightDecay)")
+        if let gradientClip { try check(gradientClip.isFinite && gradientClip > 0, "--clip-grad-norm must be > 0, got \(gradientClip)") }
+        try check(threads >= 1 && threads <= 256, "--threads must be in 1...256, got \(threads)")
+        try check(validationCount >= 0, "--validation must be >= 0, got \(validationCount)")
+        if let problem = schedule.validationError() { throw TrainingError("--schedule: \(problem)") }
+    }
+
+    /// The layer list (PyTorch nn.Sequential order) for `inputCount` features and `classCount` classes.
+    public func architecture(inputCount: Int, classCount: Int) -> [LayerSpecification] {
+        var layers: [LayerSpecification] = []
+        if inputDropout > 0 { layers.append(.dropout(probability: inputDropout)) }
+        var previous = inputCount
+        for h in hidden {
+            layers.append(.linear(inputCount: previous, outputCount: h))
+            layers.append(.relu)
+            if hiddenDropout > 0 { layers.append(.dropout(probability: hiddenDropout)) }
+            previous = h
+        }
+        layers.append(.linear(inputCount: previous, outputCount: classCount))
+        return layers
+    }
+
+    /// A new optimizer of the configured kind.
+    public func makeOptimizer() -> Optimizer {
+        switch optimizer {
+        case .sgd:
+            return SGD(learningRate: learningRate, momentum: momentum, nesterov: nesterov, weightDecay: weightDecay)
+        case .adam:
+            return Adam(learningRate: learningRate, weightDecay: weightDecay)
+        case .adamw:
+            return Adam.adamW(learningRate: learningRate, weightDecay: weightDecay)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import TensorCore
+import NeuralNet
+import Datasets
+
+/// The outcome of a training job: the model (best validation epoch, or last), its history and test figures.
+public struct TrainingResult {
+    // Keep the history of the run: `report`.
+    public var model: Sequential
+    public var configuration: TrainingConfiguration
+    public var report: TrainingReport
+    public var testErrors: Int
+    public var testCount: Int
+    public var datasetFingerprint: String?
+    public var extraMetadata: [String: String] = [:]
+
+    public var testAccuracy: Double { testCount == 0 ? 0 : 1 - Double(testErrors) / Double(testCount) }
+
+    /// The checkpoint to save: weights plus architecture and training settings in the metadata.
+    public func checkpoint(role: String) throws -> ModelCheckpoint {
+        var metadata = extraMetadata
+        metadata["role"] = role
+        metadata["training"] = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+        metadata["test_errors"] = String(testErrors)
+        metadata["selected_epoch"] = String(report.selectedEpoch)
+        return ModelCheckpoint(model: model, metadata: metadata)
+    }
+
+    /// The `--json` object: `test_errors` (of `test_count`), `test_accuracy`, `seconds_per_epoch` (median),
+    /// `peak_rss_bytes`, the epoch history and the configuration; `extra` adds fields.
+    public func jsonObject(extra: [String: Any] = [:]) throws -> [String: Any] {
+        let history = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report.epochs))
+        let config = try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration))
+        var object: [String: Any] = [
+            "test_errors": testErrors, "test_count": testCount, "test_accuracy": testAccuracy,
+            "seconds_per_epoch": report.medianSecondsPerEpoch, "peak_rss_bytes": ResourceUsage.peakResidentBytes,
+            "selected_epoch": report.selectedEpoch, "epochs": history, "configuration": config,
+            "split": "MNIST test set (10,000 images); model selection on \(report.validationCount) held-out training images",
+        ]
+        for (k, v) in extra { object[k] = v }
+        return object
+    }
+
+    /// Prints the JSON object on stdout, or a short human summary on stderr.
+    public func printSummary(json: Bool, output: String?, extra: [String: Any] = [:]) throws {
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: jsonObject(extra: extra), options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            var text = "test errors: \(testErrors)/\(testCount) (accuracy \(String(format: "%.2f", testAccuracy * 100))%), "
+            text += String(format: "%.2f s/epoch (median), peak RSS %.0f MiB", report.medianSecondsPerEpoch,
+                           Double(ResourceUsage.peakResidentBytes) / 1_048_576)
+            if let output { text += ", saved to \(output)" }
+            print(text)
+        }
+    }
+}
+
+/// Runs a configured training job end to end.
+public enum TrainingJob {
+    /// Splits off the validation set (seeded), trains, and counts test errors.
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             objective: TrainingObjective, label: String,
+                             progress: ProgressReporter = ProgressReporter()) throws -> TrainingResult {
+        var train = data.train
+        var validation: LabeledDataset? = nil
+        if configuration.validationCount > 0 {
+            guard configuration.validationCount < train.count else {
+                throw TrainingError("--validation \(configuration.validationCount) must be smaller than the training set (\(train.count))")
+            }
+            var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED_0F_5B11)
+            let split = try train.validationSplit(count: configuration.validationCount, generator: &generator)
+            train = split.train
+            validation = split.validation
+        }
+        let trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
+                                  label: label, progress: progress)
+        let report = try trainer.run()
+        let errors = Trainer.errors(model: trainer.model, dataset: data.test)
+        return TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
+                              testCount: data.test.count)
+    }
+
+    /// Checks that a model fits a dataset (input features and classes), naming the model file.
+    public static func checkCompatible(_ checkpoint: ModelCheckpoint, with dataset: LabeledDataset, source: String) throws {
+        guard checkpoint.inputCount == dataset.featureCount else {
+            throw TrainingError("\(source): the model takes \(checkpoint.inputCount) inputs, the data has \(dataset.featureCount) features")
+        }
+        guard checkpoint.classCount == dataset.classCount else {
+            throw TrainingError("\(source): the model has \(checkpoint.classCount) classes, the data has \(dataset.classCount)")
+        }
+    }
+}

@@ -1,0 +1,23 @@
+import TensorCore
+import NeuralNet
+import Datasets
+
+/// What a training run minimises, given the student's logits for a batch.
+///
+/// `images` are the inputs the student saw (after augmentation), so an online teacher can see exactly the same ones.
+public protocol TrainingObjective {
+    /// A short name for reports ("labels", "distillation").
+    var name: String { get }
+    /// The scalar loss to back-propagate and its named parts (for reports).
+    func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double])
+}
+
+/// Plain supervised training: mean cross-entropy against the hard labels (PyTorch's `F.cross_entropy`).
+public struct LabelObjective: TrainingObjective {
+    public init() {}
+    public var name: String { "labels" }
+    public func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
+        let loss = crossEntropy(logits: studentLogits, labels: batch.labels)
+        return (loss, ["hard": Double(loss.value.scalar)])
+    }
+}

@@ -1,0 +1,86 @@
+import ArgumentParser
+import Distillation
+import Optimizers
+
+/// The training flags shared by `train` and `distill`.
+struct TrainingOptions: ParsableArguments {
+    @Option(help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
+    var hidden: [Int] = [800, 800]
+    @Option(help: "Dropout probability on the input.") var inputDropout: Float = 0
+    @Option(help: "Dropout probability after each hidden layer.") var hiddenDropout: Float = 0
+    @Option(help: "Random shift of each training image by up to N pixels (0 = off).") var jitter: Int = 0
+    @Option(help: "Max-norm constraint on each hidden unit's incoming weights (off when omitted).") var maxNorm: Float?
+    @Option(help: "Training epochs.") var epochs: Int = 10
+    @Option(help: "Examples per minibatch.") var batchSize: Int = 128
+    @Option(help: "sgd, adam or adamw.") var optimizer: OptimizerKind = .sgd
+    @Option(help: "Base learning rate.") var learningRate: Float = 0.05
+    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
+    @Option(help: "Weight decay (L2 for SGD/Adam, decoupled for AdamW).") var weightDecay: Float = 0
+    @Option(help: "Learning-rate schedule: constant, cosine, step:EPOCHS:GAMMA, warmup:EPOCHS[:then]")
+    var schedule: String = "constant"
+    @Option(help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
+    @Option(help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
+    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(help: "Training examples held out for model selection (0 = none; the test set is never used).")
+    var validation: Int = 0
+    @Option(help: "MNIST directory (default: the embedded copy in Data/mnist).") var dataDir: String?
+
+    func configuration() throws -> TrainingConfiguration {
+        var c = TrainingConfiguration()
+        c.hidden = hidden
+        c.inputDropout = inputDropout
+        c.hiddenDropout = hiddenDropout
+        c.jitter = jitter
+        c.maxNorm = maxNorm
+        c.epochs = epochs
+        c.batchSize = batchSize
+        c.optimizer = optimizer
+        c.learningRate = learningRate
+        c.momentum = momentum
+        c.nesterov = nesterov
+        c.weightDecay = weightDecay
+        c.schedule = try parseSchedule(schedule, epochs: epochs)
+        c.gradientClip = clipGradNorm
+        c.seed = seed
+        c.threads = threads
+        c.validationCount = validation
+        try c.validate()
+        return c
+    }
+
+    mutating func validate() throws {
+        do { _ = try configuration() } catch let error as TrainingError { throw ValidationError(error.description) }
+    }
+}
+
+extension OptimizerKind: ExpressibleByArgument {}
+
+func parseSizes(_ text: String) throws -> [Int] {
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+    return try parts.map { part in
+        guard let value = Int(part.trimmingCharacters(in: .whitespaces)), value > 0 else {
+            throw ValidationError("--hidden expects positive layer sizes separated by commas (e.g. 1200,1200), got '\(text)'")
+        }
+        return value
+    }
+}
+
+func parseSchedule(_ text: String, epochs: Int) throws -> LearningRateSchedule {
+    let parts = text.split(separator: ":").map(String.init)
+    switch parts.first ?? "" {
+    case "constant" where parts.count == 1: return .constant
+    case "cosine" where parts.count == 1: return .cosine(totalEpochs: epochs, minimum: 0)
+    case "step" where parts.count == 3:
+        if let size = Int(parts[1]), let gamma = Float(parts[2]) { return .step(stepSize: size, gamma: gamma) }
+    case "warmup" where parts.count >= 2:
+        if let warm = Int(parts[1]) {
+            let rest = parts.count > 2 ? try parseSchedule(parts[2...].joined(separator: ":"), epochs: epochs - warm) : .constant
+            return .warmup(epochs: warm, startFactor: 0.1, then: rest)
+        }
+    default: break
+    }
+    throw TrainingError("--schedule: expected constant, cosine, step:EPOCHS:GAMMA or warmup:EPOCHS[:cosine], got '\(text)'")
+}
+
+import Foundation
