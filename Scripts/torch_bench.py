@@ -36,6 +36,11 @@ torch.randperm and batches taken by indexing -- no DataLoader; the last partial 
   inference       eval-mode student forward over the 10000 test images in batches of 1000
                   (seconds per whole pass, median of several)
   latency         eval-mode student forward of one image, median of 200 calls (ms)
+Timings need an otherwise idle machine: with other processes on the cores, torch's OpenMP
+threads spin-wait and a 2-thread run can be 10x slower than a 1-thread run. The report
+records the load average and OMP_WAIT_POLICY; under load prefer OMP_WAIT_POLICY=PASSIVE
+(inherited by the phase subprocesses) or compare with --threads 1.
+
 Each phase runs in its own subprocess (this script with --phase) so that peak_rss_bytes
 (ru_maxrss*1024) is that phase's own peak (it includes the interpreter, torch and the dataset).
 
@@ -310,6 +315,7 @@ def run_phase_here(args):
         res = scaling_phase(args, x, y)
     else:
         raise SystemExit(f"unknown phase {args.phase}")
+    res["loadavg_1min"] = os.getloadavg()[0]
     res["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return res
 
@@ -335,13 +341,28 @@ def run_child(args, phase):
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
+def warn_if_loaded():
+    """Timings are only meaningful on an otherwise idle machine. With other processes on the
+    cores, multi-threaded (OpenMP, spin-waiting) runs can be 10x slower; running with
+    OMP_WAIT_POLICY=PASSIVE or --threads 1 is far less sensitive to that."""
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"WARNING: 1-min load average {load:.2f} on {os.cpu_count()} CPUs -- other processes are "
+              f"running, timings will be pessimistic (see OMP_WAIT_POLICY=PASSIVE / --threads 1)",
+              file=sys.stderr)
+
+
 def fmt_bytes(b):
     return f"{b / 2**20:.0f} MiB"
 
 
 def print_tables(report):
     print(f"PyTorch {report['torch_version']}  threads={report['threads']}  "
-          f"epochs={report['epochs']}  max_batches={report['max_batches']}  quick={report['quick']}")
+          f"epochs={report['epochs']}  max_batches={report['max_batches']}  quick={report['quick']}  "
+          f"OMP_WAIT_POLICY={report.get('omp_wait_policy') or '(unset)'}")
+    if "loadavg_start" in report:
+        print(f"load average (1/5/15 min) at start {report['loadavg_start']}, "
+              f"end {report.get('loadavg_end')}, {report.get('cpu_count')} CPUs")
     ph = report["phases"]
     print(f"\n{'phase':16s} {'s/epoch':>9s} {'examples/s':>11s} {'GFLOP/s':>8s} {'peak RSS':>9s}")
     for name in TRAIN_PHASES:
@@ -397,7 +418,10 @@ def main():
 
     report = {"torch_version": torch.__version__, "threads": args.threads, "epochs": args.epochs,
               "max_batches": args.max_batches, "quick": args.quick, "batch": BATCH,
-              "data_dir": args.data_dir, "phases": {}}
+              "data_dir": args.data_dir, "cpu_count": os.cpu_count(),
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+              "loadavg_start": list(os.getloadavg()), "phases": {}}
+    warn_if_loaded()
     if args.phase and len(phases) == 1 or args.phase == "scaling":
         # single phase, in this process (this is also what the subprocesses run)
         res = run_phase_here(args)
@@ -415,6 +439,7 @@ def main():
         report["phases"][ph] = run_child(args, ph)
     if args.scaling:
         report["scaling"] = run_child(args, "scaling")
+    report["loadavg_end"] = list(os.getloadavg())
     if args.json:
         print(json.dumps(report))
     else:
