@@ -364,7 +364,8 @@ def print_tables(report):
         print(f"load average (1/5/15 min) at start {report['loadavg_start']}, "
               f"end {report.get('loadavg_end')}, {report.get('cpu_count')} CPUs")
     ph = report["phases"]
-    print(f"\n{'phase':16s} {'s/epoch':>9s} {'examples/s':>11s} {'GFLOP/s':>8s} {'peak RSS':>9s}")
+    if ph:
+        print(f"\n{'phase':16s} {'s/epoch':>9s} {'examples/s':>11s} {'GFLOP/s':>8s} {'peak RSS':>9s}")
     for name in TRAIN_PHASES:
         if name in ph:
             r = ph[name]
