@@ -228,6 +228,13 @@ def main():
         "maxnorm_row_norms_in": norms,
         "maxnorm_note": ("maxnorm.w_out = torch.renorm(w, p=2, dim=0, maxnorm=c): rows with norm > c scaled by "
                          "c/(norm+1e-7); maxnorm.w_out_exact = w * min(1, c/norm) (exact projection)"),
+        "semantics": ("torch.optim semantics (verified against a hand-written float64 reference): "
+                      "SGD: g += wd*p; buf = g on the first step, else buf = momentum*buf + (1-dampening)*g; "
+                      "d = g + momentum*buf if nesterov else buf; p -= lr*d. "
+                      "Adam: g += wd*p (L2); m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2; "
+                      "amsgrad: vmax = max(vmax, v) and v := vmax; "
+                      "p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps). "
+                      "AdamW: p *= 1 - lr*wd first (decoupled), then the Adam update without L2."),
         "dtype_note": "inputs F32; expected outputs computed in float64 from the F32 inputs, stored F64",
     }
     save(tensors, OUT, "Scripts/make_optimizer_fixtures.py", SEED, meta)
