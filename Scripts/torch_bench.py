@@ -15,7 +15,7 @@ Flags
   --epochs N         timed epochs per training phase (default 3); the median is reported
   --max-batches N    time only the first N batches of each epoch and scale to a full epoch
   --quick            = --epochs 1 --max-batches 20, fewer inference/latency repeats,
-                       smaller scaling runs
+                       smaller scaling runs (1024 examples / 0.5 s per point)
   --phase NAME       run one phase in this process (student, teacher, distill_online,
                      distill_store, inference, latency, scaling)
   --json             print a single JSON object instead of tables
@@ -263,7 +263,11 @@ def latency_phase(args, xt):
             "p90_ms": sorted(times)[int(0.9 * calls)] * 1e3}
 
 
-def time_student_steps(width, batch, n_examples, x, y):
+def time_student_steps(width, batch, n_examples, max_seconds, x, y):
+    """Seconds per example of a student (784-W-W-10) training step at this batch size.
+
+    Times up to n_examples examples (at least 3 steps), stopping early once max_seconds have
+    elapsed so that tiny batches on a busy machine stay bounded."""
     torch.manual_seed(0)
     model = make_student(width)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
@@ -277,25 +281,31 @@ def time_student_steps(width, batch, n_examples, x, y):
         opt.step()
     step(idx_all[0])  # warm-up
     t0 = time.perf_counter()
+    done = 0
     for k in range(1, steps + 1):
         step(idx_all[k])
+        done += 1
+        if done >= 3 and time.perf_counter() - t0 > max_seconds:
+            break
     dt = time.perf_counter() - t0
-    return dt / (steps * batch), steps
+    return dt / (done * batch), done
 
 
 def scaling_phase(args, x, y):
     n_ex = 1024 if args.quick else 4096
+    max_s = 0.5 if args.quick else 2.0
     batch_rows, width_rows = [], []
     for b in [1, 4, 16, 64, 128, 256, 1024]:
-        spe, steps = time_student_steps(800, b, n_ex, x, y)
+        spe, steps = time_student_steps(800, b, n_ex, max_s, x, y)
         batch_rows.append({"batch": b, "seconds_per_example": spe, "steps": steps,
                            "gflops": train_flops_per_example(STUDENT_DIMS) / spe / 1e9})
     for w in [30, 100, 300, 800, 1200, 2400]:
-        spe, steps = time_student_steps(w, BATCH, n_ex, x, y)
+        spe, steps = time_student_steps(w, BATCH, n_ex, max_s, x, y)
         dims = [(784, w), (w, w), (w, 10)]
         width_rows.append({"width": w, "seconds_per_example": spe, "steps": steps,
                            "gflops": train_flops_per_example(dims) / spe / 1e9})
-    return {"batch": batch_rows, "width": width_rows, "examples_per_point": n_ex}
+    return {"batch": batch_rows, "width": width_rows, "examples_per_point": n_ex,
+            "max_seconds_per_point": max_s}
 
 
 # ----------------------------------------------------------------------------- driver
@@ -381,14 +391,15 @@ def print_tables(report):
               f"  peak RSS {fmt_bytes(r['peak_rss_bytes'])}")
     sc = report.get("scaling")
     if sc:
-        print(f"\nstudent training step vs batch size ({sc['examples_per_point']} examples per point)")
-        print(f"{'batch':>6s} {'us/example':>11s} {'GFLOP/s':>8s}")
+        print(f"\nstudent training step vs batch size (up to {sc['examples_per_point']} examples or "
+              f"{sc['max_seconds_per_point']} s per point)")
+        print(f"{'batch':>6s} {'us/example':>11s} {'GFLOP/s':>8s} {'steps':>6s}")
         for r in sc["batch"]:
-            print(f"{r['batch']:6d} {r['seconds_per_example'] * 1e6:11.1f} {r['gflops']:8.1f}")
+            print(f"{r['batch']:6d} {r['seconds_per_example'] * 1e6:11.1f} {r['gflops']:8.1f} {r['steps']:6d}")
         print(f"\nstudent 784-W-W-10 training step vs width (batch {BATCH})")
-        print(f"{'width':>6s} {'us/example':>11s} {'GFLOP/s':>8s}")
+        print(f"{'width':>6s} {'us/example':>11s} {'GFLOP/s':>8s} {'steps':>6s}")
         for r in sc["width"]:
-            print(f"{r['width']:6d} {r['seconds_per_example'] * 1e6:11.1f} {r['gflops']:8.1f}")
+            print(f"{r['width']:6d} {r['seconds_per_example'] * 1e6:11.1f} {r['gflops']:8.1f} {r['steps']:6d}")
 
 
 def main():
