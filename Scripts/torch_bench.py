@@ -422,12 +422,11 @@ def main():
     if torch.__version__.split("+")[0] != PINNED_TORCH:
         print(f"WARNING: benchmark pinned to torch {PINNED_TORCH}, running {torch.__version__}", file=sys.stderr)
 
-    if args.phase and args.phase != "scaling" and not args.scaling:
-        phases = [args.phase]
-    elif args.phase == "scaling":
-        phases = []
-    else:
-        phases = ALL_PHASES
+    # --phase X alone (or --phase scaling): run X in this process (what the subprocesses do).
+    # --phase X --scaling: X and the scaling tables, each in a subprocess.
+    # no --phase: every phase (+ scaling with --scaling), each in a subprocess.
+    in_process = args.phase == "scaling" or (args.phase is not None and not args.scaling)
+    phases = [args.phase] if args.phase else ALL_PHASES
 
     report = {"torch_version": torch.__version__, "threads": args.threads, "epochs": args.epochs,
               "max_batches": args.max_batches, "quick": args.quick, "batch": BATCH,
@@ -435,8 +434,7 @@ def main():
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
               "loadavg_start": list(os.getloadavg()), "phases": {}}
     warn_if_loaded()
-    if args.phase and len(phases) == 1 or args.phase == "scaling":
-        # single phase, in this process (this is also what the subprocesses run)
+    if in_process:
         res = run_phase_here(args)
         if args.json:
             print(json.dumps(res))
