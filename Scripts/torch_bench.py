@@ -405,14 +405,14 @@ def print_tables(report):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=default_data_dir())
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--max-batches", type=int, default=None)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--phase", choices=ALL_PHASES + ["scaling"])
-    ap.add_argument("--json", action="store_true")
-    ap.add_argument("--scaling", action="store_true")
+    ap.add_argument("--data-dir", default=default_data_dir(), help="MNIST gzip IDX folder (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--epochs", type=int, default=None, help="timed epochs per phase, median reported (default 3; 1 with --quick)")
+    ap.add_argument("--max-batches", type=int, default=None, help="time only the first N batches per epoch, scaled to a full epoch (20 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="short smoke run (~1-2 min)")
+    ap.add_argument("--phase", choices=ALL_PHASES + ["scaling"], help="run one phase only (in this process)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--scaling", action="store_true", help="also run the batch-size / width scaling tables")
     args = ap.parse_args()
     if args.epochs is None:
         args.epochs = 1 if args.quick else 3
