@@ -67,6 +67,7 @@ def canonicalize_header(path):
     hb += b" " * ((8 - len(hb) % 8) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(hb)) + hb + data)
+    os.chmod(path, 0o644)  # safetensors creates the file 0600
 
 
 def save(tensors, rel_path, script, seed, extra_meta):
