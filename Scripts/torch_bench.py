@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""PyTorch reference benchmark for SwiftDistill (pinned to torch 2.13.0+cpu).
+
+Usage
+-----
+  python3 Scripts/torch_bench.py --quick                 # ~1-2 min smoke run, table output
+  python3 Scripts/torch_bench.py --json                  # full run, one JSON object on stdout
+  python3 Scripts/torch_bench.py --phase student --epochs 1
+  python3 Scripts/torch_bench.py --scaling --json        # also batch-size / width scaling tables
+
+Flags
+  --data-dir DIR     MNIST gzip IDX files (train-images-idx3-ubyte.gz, ...); default
+                     <repo>/Data/mnist if present, else /work/shared/data/mnist
+  --threads N        torch.set_num_threads(N) (default 2)
+  --epochs N         timed epochs per training phase (default 3); the median is reported
+  --max-batches N    time only the first N batches of each epoch and scale to a full epoch
+  --quick            = --epochs 1 --max-batches 20, fewer inference/latency repeats,
+                       smaller scaling runs (1024 examples / 0.5 s per point)
+  --phase NAME       run one phase in this process (student, teacher, distill_online,
+                     distill_store, inference, latency, scaling)
+  --json             print a single JSON object instead of tables
+  --scaling          also run the scaling tables (student training step vs batch size / width)
+
+What is measured (all training: batch 128, SGD lr 0.05 momentum 0.9, cross-entropy; the
+60000x784 float32 training set in [0,1] is one tensor in memory, shuffled each epoch with
+torch.randperm and batches taken by indexing -- no DataLoader; the last partial batch is used)
+  student         784-800-800-10 ReLU MLP
+  teacher         Dropout(0.2)-784-1200-ReLU-Dropout(0.5)-1200-ReLU-Dropout(0.5)-10, random
+                  +-2 pixel shift per image (zero fill, vectorised pad+gather), max-norm 3.5 on
+                  every Linear weight row after each step (torch.renorm in no_grad)
+  distill_online  student + teacher (1200-1200 net, randomly initialised, eval mode, no_grad)
+                  run on each batch; loss = 0.5*CE + 0.5*400*KL(softmax(t/20) || softmax(s/20))
+                  (F.kl_div batchmean)
+  distill_store   same loss, teacher logits precomputed for all 60000 examples (not timed)
+                  and gathered by the batch indices
+  inference       eval-mode student forward over the 10000 test images in batches of 1000
+                  (seconds per whole pass, median of several)
+  latency         eval-mode student forward of one image, median of 200 calls (ms)
+Timings need an otherwise idle machine: with other processes on the cores, torch's OpenMP
+threads spin-wait and a 2-thread run can be 10x slower than a 1-thread run. The report
+records the load average and OMP_WAIT_POLICY; under load prefer OMP_WAIT_POLICY=PASSIVE
+(inherited by the phase subprocesses) or compare with --threads 1.
+
+Each phase runs in its own subprocess (this script with --phase) so that peak_rss_bytes
+(ru_maxrss*1024) is that phase's own peak (it includes the interpreter, torch and the dataset).
+
+GFLOP/s counts 2*m*n*k per matmul: forward, grad-weight and grad-input for every Linear
+except the first layer's grad-input (not needed). distill_online adds the teacher forward.
+Bias adds, activations, dropout, softmax and optimizer updates are not counted.
+"""
+import argparse
+import gzip
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PINNED_TORCH = "2.13.0"
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN_PHASES = ["student", "teacher", "distill_online", "distill_store"]
+ALL_PHASES = TRAIN_PHASES + ["inference", "latency"]
+BATCH = 128
+LR, MOMENTUM = 0.05, 0.9
+STUDENT_DIMS = [(784, 800), (800, 800), (800, 10)]
+TEACHER_DIMS = [(784, 1200), (1200, 1200), (1200, 10)]
+MAX_NORM = 3.5
+DISTILL_T, DISTILL_ALPHA = 20.0, 0.5
+
+
+# ----------------------------------------------------------------------------- data
+def default_data_dir():
+    local = os.path.join(REPO_ROOT, "Data", "mnist")
+    return local if os.path.isdir(local) else "/work/shared/data/mnist"
+
+
+def read_idx(path, header_bytes):
+    with gzip.open(path, "rb") as f:
+        return np.frombuffer(f.read(), dtype=np.uint8, offset=header_bytes)
+
+
+def load_mnist(data_dir, split):
+    prefix = "train" if split == "train" else "t10k"
+    images = read_idx(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte.gz"), 16).reshape(-1, 784)
+    labels = read_idx(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte.gz"), 8)
+    # [N,784] float32 in [0,1]; one float32 allocation (in-place divide) to keep peak RSS low
+    x = torch.from_numpy(images.copy()).to(torch.float32).div_(255.0)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return x.contiguous(), y
+
+
+# ----------------------------------------------------------------------------- models
+def make_student(width=800):
+    return nn.Sequential(nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, 10))
+
+
+def make_teacher():
+    return nn.Sequential(nn.Dropout(0.2), nn.Linear(784, 1200), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(1200, 1200), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1200, 10))
+
+
+def train_flops_per_example(dims):
+    """forward + grad-weight + grad-input (no grad-input for the first layer)."""
+    return sum(6 * i * o for i, o in dims) - 2 * dims[0][0] * dims[0][1]
+
+
+def forward_flops_per_example(dims):
+    return sum(2 * i * o for i, o in dims)
+
+
+def random_shift(x, max_shift=2):
+    """Shift every 28x28 image by its own random (dy, dx) in [-2, 2]^2 with zero fill.
+
+    out[b, i, j] = in[b, i - dy, j - dx] (0 outside), done as pad-by-2 + one gather.
+    """
+    b = x.shape[0]
+    img = F.pad(x.view(b, 28, 28), (max_shift,) * 4)  # [B,32,32]
+    dy = torch.randint(-max_shift, max_shift + 1, (b, 1))
+    dx = torch.randint(-max_shift, max_shift + 1, (b, 1))
+    base = torch.arange(28).unsqueeze(0) + max_shift
+    rows = (base - dy).unsqueeze(2)  # [B,28,1]
+    cols = (base - dx).unsqueeze(1)  # [B,1,28]
+    bidx = torch.arange(b).view(b, 1, 1)
+    return img[bidx, rows, cols].reshape(b, 784)
+
+
+def distill_loss(s, t, y):
+    T = DISTILL_T
+    soft = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean") * (T * T)
+    return DISTILL_ALPHA * F.cross_entropy(s, y) + (1 - DISTILL_ALPHA) * soft
+
+
+# ----------------------------------------------------------------------------- timing
+def run_epochs(step, n_train, epochs, max_batches, warmup_batches=3):
+    """Time `epochs` epochs of step(idx). Returns (median seconds per full epoch, batches timed).
+
+    With max_batches, only the first max_batches batches of each epoch are timed and the time is
+    scaled by (examples per epoch / examples timed).
+    """
+    perm = torch.randperm(n_train)
+    for k in range(warmup_batches):  # untimed warm-up (allocator, thread pool, kernels)
+        step(perm[k * BATCH:(k + 1) * BATCH])
+    times = []
+    timed_batches = 0
+    for _ in range(epochs):
+        t0 = time.perf_counter()
+        perm = torch.randperm(n_train)
+        n_batches = (n_train + BATCH - 1) // BATCH
+        if max_batches:
+            n_batches = min(n_batches, max_batches)
+        done = 0
+        for k in range(n_batches):
+            idx = perm[k * BATCH:(k + 1) * BATCH]
+            step(idx)
+            done += idx.numel()
+        dt = time.perf_counter() - t0
+        times.append(dt * n_train / done)
+        timed_batches = n_batches
+    return statistics.median(times), timed_batches, times
+
+
+def train_phase(name, args, x, y):
+    torch.manual_seed(0)
+    n = x.shape[0]
+    student = make_student()
+    if name == "teacher":
+        model = make_teacher()
+        linears = [m for m in model if isinstance(m, nn.Linear)]
+        opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+        model.train()
+
+        def step(idx):
+            xb = random_shift(x[idx])
+            loss = F.cross_entropy(model(xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                for lin in linears:
+                    lin.weight.renorm_(p=2, dim=0, maxnorm=MAX_NORM)  # in place; 2x faster than copy_(renorm)
+        flops = train_flops_per_example(TEACHER_DIMS)
+    else:
+        opt = torch.optim.SGD(student.parameters(), lr=LR, momentum=MOMENTUM)
+        student.train()
+        flops = train_flops_per_example(STUDENT_DIMS)
+        if name == "student":
+            def step(idx):
+                loss = F.cross_entropy(student(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        elif name == "distill_online":
+            teacher = make_teacher().eval()
+            flops += forward_flops_per_example(TEACHER_DIMS)
+
+            def step(idx):
+                xb = x[idx]
+                with torch.no_grad():
+                    t = teacher(xb)
+                loss = distill_loss(student(xb), t, y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        elif name == "distill_store":
+            teacher = make_teacher().eval()
+            with torch.inference_mode():  # precompute once, not timed
+                t_all = torch.cat([teacher(x[i:i + 1000]) for i in range(0, n, 1000)])
+
+            def step(idx):
+                loss = distill_loss(student(x[idx]), t_all[idx], y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        else:
+            raise ValueError(name)
+    spe, timed_batches, all_times = run_epochs(step, n, args.epochs, args.max_batches)
+    eps = n / spe
+    return {"seconds_per_epoch": spe, "examples_per_second": eps, "gflops": flops * eps / 1e9,
+            "epoch_seconds": all_times, "epochs_timed": args.epochs,
+            "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
+
+
+def inference_phase(args, xt):
+    torch.manual_seed(0)
+    model = make_student().eval()
+    reps = 3 if args.quick else 7
+    times = []
+    with torch.inference_mode():
+        model(xt[:1000])  # warm-up
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for i in range(0, xt.shape[0], 1000):
+                model(xt[i:i + 1000])
+            times.append(time.perf_counter() - t0)
+    s = statistics.median(times)
+    n = xt.shape[0]
+    return {"seconds_per_pass": s, "examples_per_second": n / s,
+            "gflops": forward_flops_per_example(STUDENT_DIMS) * n / s / 1e9, "repeats": reps,
+            "pass_seconds": times}
+
+
+def latency_phase(args, xt):
+    torch.manual_seed(0)
+    model = make_student().eval()
+    calls = 50 if args.quick else 200
+    one = xt[:1].clone()
+    times = []
+    with torch.inference_mode():
+        for _ in range(10):
+            model(one)
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            model(one)
+            times.append(time.perf_counter() - t0)
+    return {"latency_ms": statistics.median(times) * 1e3, "calls": calls,
+            "p90_ms": sorted(times)[int(0.9 * calls)] * 1e3}
+
+
+def time_student_steps(width, batch, n_examples, max_seconds, x, y):
+    """Seconds per example of a student (784-W-W-10) training step at this batch size.
+
+    Times up to n_examples examples (at least 3 steps), stopping early once max_seconds have
+    elapsed so that tiny batches on a busy machine stay bounded."""
+    torch.manual_seed(0)
+    model = make_student(width)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    steps = max(3, n_examples // batch)
+    idx_all = torch.randint(0, x.shape[0], (steps + 1, batch))
+
+    def step(idx):
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    step(idx_all[0])  # warm-up
+    t0 = time.perf_counter()
+    done = 0
+    for k in range(1, steps + 1):
+        step(idx_all[k])
+        done += 1
+        if done >= 3 and time.perf_counter() - t0 > max_seconds:
+            break
+    dt = time.perf_counter() - t0
+    return dt / (done * batch), done
+
+
+def scaling_phase(args, x, y):
+    n_ex = 1024 if args.quick else 4096
+    max_s = 0.5 if args.quick else 2.0
+    batch_rows, width_rows = [], []
+    for b in [1, 4, 16, 64, 128, 256, 1024]:
+        spe, steps = time_student_steps(800, b, n_ex, max_s, x, y)
+        batch_rows.append({"batch": b, "seconds_per_example": spe, "steps": steps,
+                           "gflops": train_flops_per_example(STUDENT_DIMS) / spe / 1e9})
+    for w in [30, 100, 300, 800, 1200, 2400]:
+        spe, steps = time_student_steps(w, BATCH, n_ex, max_s, x, y)
+        dims = [(784, w), (w, w), (w, 10)]
+        width_rows.append({"width": w, "seconds_per_example": spe, "steps": steps,
+                           "gflops": train_flops_per_example(dims) / spe / 1e9})
+    return {"batch": batch_rows, "width": width_rows, "examples_per_point": n_ex,
+            "max_seconds_per_point": max_s}
+
+
+# ----------------------------------------------------------------------------- driver
+def run_phase_here(args):
+    torch.set_num_threads(args.threads)
+    if args.phase in TRAIN_PHASES or args.phase == "scaling":
+        x, y = load_mnist(args.data_dir, "train")
+    else:
+        x, y = load_mnist(args.data_dir, "test")
+    if args.phase in TRAIN_PHASES:
+        res = train_phase(args.phase, args, x, y)
+    elif args.phase == "inference":
+        res = inference_phase(args, x)
+    elif args.phase == "latency":
+        res = latency_phase(args, x)
+    elif args.phase == "scaling":
+        res = scaling_phase(args, x, y)
+    else:
+        raise SystemExit(f"unknown phase {args.phase}")
+    res["loadavg_1min"] = os.getloadavg()[0]
+    res["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return res
+
+
+def child_args(args, phase):
+    a = [sys.executable, os.path.abspath(__file__), "--phase", phase, "--json",
+         "--data-dir", args.data_dir, "--threads", str(args.threads), "--epochs", str(args.epochs)]
+    if args.max_batches:
+        a += ["--max-batches", str(args.max_batches)]
+    if args.quick:
+        a.append("--quick")
+    return a
+
+
+def run_child(args, phase):
+    t0 = time.perf_counter()
+    p = subprocess.run(child_args(args, phase), capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.stderr.write(p.stderr)
+        raise SystemExit(f"phase {phase} failed (rc={p.returncode})")
+    if not args.json:
+        print(f"  [{phase}: {time.perf_counter() - t0:.1f} s wall]", file=sys.stderr)
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def warn_if_loaded():
+    """Timings are only meaningful on an otherwise idle machine. With other processes on the
+    cores, multi-threaded (OpenMP, spin-waiting) runs can be 10x slower; running with
+    OMP_WAIT_POLICY=PASSIVE or --threads 1 is far less sensitive to that."""
+    load = os.getloadavg()[0]
+    if load > 0.5 * (os.cpu_count() or 1):
+        print(f"WARNING: 1-min load average {load:.2f} on {os.cpu_count()} CPUs -- other processes are "
+              f"running, timings will be pessimistic (see OMP_WAIT_POLICY=PASSIVE / --threads 1)",
+              file=sys.stderr)
+
+
+def fmt_bytes(b):
+    return f"{b / 2**20:.0f} MiB"
+
+
+def print_tables(report):
+    print(f"PyTorch {report['torch_version']}  threads={report['threads']}  "
+          f"epochs={report['epochs']}  max_batches={report['max_batches']}  quick={report['quick']}  "
+          f"OMP_WAIT_POLICY={report.get('omp_wait_policy') or '(unset)'}")
+    if "loadavg_start" in report:
+        print(f"load average (1/5/15 min) at start {report['loadavg_start']}, "
+              f"end {report.get('loadavg_end')}, {report.get('cpu_count')} CPUs")
+    ph = report["phases"]
+    if ph:
+        print(f"\n{'phase':16s} {'s/epoch':>9s} {'examples/s':>11s} {'GFLOP/s':>8s} {'peak RSS':>9s}")
+    for name in TRAIN_PHASES:
+        if name in ph:
+            r = ph[name]
+            print(f"{name:16s} {r['seconds_per_epoch']:9.2f} {r['examples_per_second']:11.0f} "
+                  f"{r['gflops']:8.1f} {fmt_bytes(r['peak_rss_bytes']):>9s}")
+    if "inference" in ph:
+        r = ph["inference"]
+        print(f"{'inference':16s} {r['seconds_per_pass']:9.3f} {r['examples_per_second']:11.0f} "
+              f"{r['gflops']:8.1f} {fmt_bytes(r['peak_rss_bytes']):>9s}   (s per 10000-image pass)")
+    if "latency" in ph:
+        r = ph["latency"]
+        print(f"{'latency':16s} {r['latency_ms']:9.3f} ms (median of {r['calls']}, p90 {r['p90_ms']:.3f} ms)"
+              f"  peak RSS {fmt_bytes(r['peak_rss_bytes'])}")
+    sc = report.get("scaling")
+    if sc:
+        print(f"\nstudent training step vs batch size (up to {sc['examples_per_point']} examples or "
+              f"{sc['max_seconds_per_point']} s per point)")
+        print(f"{'batch':>6s} {'us/example':>11s} {'GFLOP/s':>8s} {'steps':>6s}")
+        for r in sc["batch"]:
+            print(f"{r['batch']:6d} {r['seconds_per_example'] * 1e6:11.1f} {r['gflops']:8.1f} {r['steps']:6d}")
+        print(f"\nstudent 784-W-W-10 training step vs width (batch {BATCH})")
+        print(f"{'width':>6s} {'us/example':>11s} {'GFLOP/s':>8s} {'steps':>6s}")
+        for r in sc["width"]:
+            print(f"{r['width']:6d} {r['seconds_per_example'] * 1e6:11.1f} {r['gflops']:8.1f} {r['steps']:6d}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=default_data_dir(), help="MNIST gzip IDX folder (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    ap.add_argument("--epochs", type=int, default=None, help="timed epochs per phase, median reported (default 3; 1 with --quick)")
+    ap.add_argument("--max-batches", type=int, default=None, help="time only the first N batches per epoch, scaled to a full epoch (20 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="short smoke run (~1-2 min)")
+    ap.add_argument("--phase", choices=ALL_PHASES + ["scaling"], help="run one phase only (in this process)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--scaling", action="store_true", help="also run the batch-size / width scaling tables")
+    args = ap.parse_args()
+    if args.epochs is None:
+        args.epochs = 1 if args.quick else 3
+    if args.max_batches is None and args.quick:
+        args.max_batches = 20
+
+    if torch.__version__.split("+")[0] != PINNED_TORCH:
+        print(f"WARNING: benchmark pinned to torch {PINNED_TORCH}, running {torch.__version__}", file=sys.stderr)
+
+    # --phase X alone (or --phase scaling): run X in this process (what the subprocesses do).
+    # --phase X --scaling: X and the scaling tables, each in a subprocess.
+    # no --phase: every phase (+ scaling with --scaling), each in a subprocess.
+    in_process = args.phase == "scaling" or (args.phase is not None and not args.scaling)
+    phases = [args.phase] if args.phase else ALL_PHASES
+
+    report = {"torch_version": torch.__version__, "threads": args.threads, "epochs": args.epochs,
+              "max_batches": args.max_batches, "quick": args.quick, "batch": BATCH,
+              "data_dir": args.data_dir, "cpu_count": os.cpu_count(),
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
+              "loadavg_start": list(os.getloadavg()), "phases": {}}
+    warn_if_loaded()
+    if in_process:
+        res = run_phase_here(args)
+        if args.json:
+            print(json.dumps(res))
+            return
+        if args.phase == "scaling":
+            report["scaling"] = res
+        else:
+            report["phases"][args.phase] = res
+        print_tables(report)
+        return
+
+    for ph in phases:
+        report["phases"][ph] = run_child(args, ph)
+    if args.scaling:
+        report["scaling"] = run_child(args, "scaling")
+    report["loadavg_end"] = list(os.getloadavg())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print_tables(report)
+
+
+if __name__ == "__main__":
+    main()
