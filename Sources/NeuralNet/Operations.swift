@@ -211,3 +211,7 @@ public func max(_ x: Variable, axis: Int) -> Variable {
         return [result]
     }
 }
+
+/// A differentiable op defined outside this module: `value` computed by the caller, `backward` maps the upstream
+/// gradient to one gradient per input. Records nothing when no input requires a gradient.
+public func customOperation(value: Tensor, inputs: [Variable], backward: @escaping (Tensor) -> [Tensor?]) -> Variable { record(value, inputs, backward) }

@@ -1,0 +1,51 @@
+/// The weights and temperature of the distillation loss (see ``distillationLoss(studentLogits:teacherProbabilities:labels:configuration:)``).
+///
+/// L = hardWeight * H(y, softmax(z_s)) + softWeight * s * H(p_t, softmax(z_s / T)),  s = T^2 when
+/// `scaleSoftBySquaredTemperature`, else 1.
+///
+/// Hinton, Vinyals & Dean (2015), section 2: the gradients of the soft term scale as 1/T^2, so it is multiplied by
+/// T^2 to keep the relative contribution of hard and soft targets roughly unchanged when T changes.
+public struct DistillationLossConfiguration: Codable, Equatable, Sendable {
+    /// Softmax temperature T applied to student and teacher logits in the soft term (> 0; 1 = ordinary softmax).
+    public var temperature: Float
+    /// Weight of the hard-label cross-entropy (computed at T = 1), >= 0.
+    public var hardWeight: Float
+    /// Weight of the soft-target term, >= 0.
+    public var softWeight: Float
+    /// Multiply the soft term by T^2 (the paper's recommendation; default true).
+    public var scaleSoftBySquaredTemperature: Bool
+
+    public init(temperature: Float, hardWeight: Float, softWeight: Float, scaleSoftBySquaredTemperature: Bool = true) {
+        self.temperature = temperature
+        self.hardWeight = hardWeight
+        self.softWeight = softWeight
+        self.scaleSoftBySquaredTemperature = scaleSoftBySquaredTemperature
+    }
+
+    /// The factor s applied to the soft cross-entropy: T^2 or 1.
+    public var softScale: Float { scaleSoftBySquaredTemperature ? temperature * temperature : 1 }
+
+    /// Checks user-supplied values.
+    /// - Throws: ``DistillationError`` naming the flag: `--temperature must be > 0, got -1`,
+    ///   `--hard-weight must be >= 0, got -0.5`, `--hard-weight and --soft-weight cannot both be 0`, or a
+    ///   non-finite value (`--soft-weight must be finite, got nan`).
+    public func validate() throws {
+        guard temperature.isFinite else { throw DistillationError("--temperature must be finite, got \(temperature)") }
+        guard temperature > 0 else { throw DistillationError("--temperature must be > 0, got \(Self.format(temperature))") }
+        for (flag, value) in [("--hard-weight", hardWeight), ("--soft-weight", softWeight)] {
+            guard value.isFinite else { throw DistillationError("\(flag) must be finite, got \(value)") }
+            guard value >= 0 else { throw DistillationError("\(flag) must be >= 0, got \(Self.format(value))") }
+        }
+        if hardWeight == 0 && softWeight == 0 {
+            throw DistillationError("--hard-weight and --soft-weight cannot both be 0")
+        }
+        if scaleSoftBySquaredTemperature && !(temperature * temperature).isFinite {
+            throw DistillationError("--temperature \(temperature) is too large: T^2 overflows")
+        }
+    }
+
+    /// `-1` rather than `-1.0` for whole numbers.
+    static func format(_ v: Float) -> String {
+        v == v.rounded() && abs(v) < 1e7 ? String(Int(v)) : String(v)
+    }
+}
