@@ -18,6 +18,7 @@ struct Train: ParsableCommand {
         let data = try DataLocation.loadMNIST(options.dataDir)
         let result = try TrainingJob.train(configuration: configuration, data: data, objective: LabelObjective(), label: "train")
         try result.checkpoint(role: "trained on labels").write(to: URL(fileURLWithPath: output), overwrite: force)
-        try result.printSummary(json: json, output: output)
+        let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test)
+        try result.printSummary(json: json, output: output, extra: try metricsFields(metrics))
     }
 }

@@ -62,23 +62,37 @@ public enum TrainingJob {
     public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
                              objective: TrainingObjective, label: String,
                              progress: ProgressReporter = ProgressReporter()) throws -> TrainingResult {
-        var train = data.train
-        var validation: LabeledDataset? = nil
-        if configuration.validationCount > 0 {
-            guard configuration.validationCount < train.count else {
-                throw TrainingError("--validation \(configuration.validationCount) must be smaller than the training set (\(train.count))")
-            }
-            var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED_0F_5B11)
-            let split = try train.validationSplit(count: configuration.validationCount, generator: &generator)
-            train = split.train
-            validation = split.validation
-        }
-        let trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
-                                  label: label, progress: progress)
+        try train(configuration: configuration, data: data, label: label, progress: progress) { _ in objective }
+    }
+
+    /// As above, with the objective built for the training subset: `makeObjective` receives, for each position of
+    /// the training subset, its index in `data.train` (nil when no validation split was carved out).
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             label: String, progress: ProgressReporter = ProgressReporter(),
+                             makeObjective: ([Int]?) throws -> TrainingObjective) throws -> TrainingResult {
+        let (train, validation, trainIndices) = try split(data.train, configuration: configuration)
+        let trainer = try Trainer(configuration: configuration, train: train, validation: validation,
+                                  objective: makeObjective(trainIndices), label: label, progress: progress)
         let report = try trainer.run()
         let errors = Trainer.errors(model: trainer.model, dataset: data.test)
         return TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
                               testCount: data.test.count)
+    }
+
+    /// The seeded train/validation split of `configuration.validationCount` examples: one permutation of the
+    /// training set, its first `validationCount` entries held out; both parts keep the original order.
+    public static func split(_ dataset: LabeledDataset, configuration: TrainingConfiguration) throws
+        -> (train: LabeledDataset, validation: LabeledDataset?, trainIndices: [Int]?) {
+        let v = configuration.validationCount
+        guard v > 0 else { return (dataset, nil, nil) }
+        guard v < dataset.count else {
+            throw TrainingError("--validation \(v) must be smaller than the training set (\(dataset.count))")
+        }
+        var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED_0F_5B11)
+        let permutation = generator.permutation(dataset.count)
+        let validationIndices = permutation[..<v].sorted()
+        let trainIndices = permutation[v...].sorted()
+        return (dataset.subset(indices: trainIndices), dataset.subset(indices: validationIndices), trainIndices)
     }
 
     /// Checks that a model fits a dataset (input features and classes), naming the model file.
