@@ -28,6 +28,8 @@ public final class Trainer {
     public internal(set) var epoch = 0
     public internal(set) var report = TrainingReport()
     var bestWeights: [Tensor]?
+    /// The weights after the last epoch (before the best validation epoch's weights are restored).
+    public internal(set) var lastEpochWeights: [Tensor]?
     var bestErrors = Int.max
     var epochLossSum: Double = 0
     var epochPartSums: [String: Double] = [:]
@@ -126,6 +128,7 @@ public final class Trainer {
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
         }
+        lastEpochWeights = parameters.map(\.value)
         if let bestWeights {
             for (p, w) in zip(parameters, bestWeights) { p.value = w }
         }

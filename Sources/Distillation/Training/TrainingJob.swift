@@ -5,13 +5,13 @@ import Datasets
 
 /// The outcome of a training job: the model (best validation epoch, or last), its history and test figures.
 public struct TrainingResult {
-    // Keep the history of the run: `report`.
     public var model: Sequential
     public var configuration: TrainingConfiguration
     public var report: TrainingReport
     public var testErrors: Int
     public var testCount: Int
-    public var datasetFingerprint: String?
+    /// Test errors of the last epoch's weights (equal to `testErrors` without a validation split).
+    public var lastEpochTestErrors: Int
     public var extraMetadata: [String: String] = [:]
 
     public var testAccuracy: Double { testCount == 0 ? 0 : 1 - Double(testErrors) / Double(testCount) }
@@ -34,7 +34,7 @@ public struct TrainingResult {
         var object: [String: Any] = [
             "test_errors": testErrors, "test_count": testCount, "test_accuracy": testAccuracy,
             "seconds_per_epoch": report.medianSecondsPerEpoch, "peak_rss_bytes": ResourceUsage.peakResidentBytes,
-            "selected_epoch": report.selectedEpoch, "epochs": history, "configuration": config,
+            "selected_epoch": report.selectedEpoch, "last_epoch_test_errors": lastEpochTestErrors, "epochs": history, "configuration": config,
             "split": "MNIST test set (10,000 images); model selection on \(report.validationCount) held-out training images",
         ]
         for (k, v) in extra { object[k] = v }
@@ -75,8 +75,15 @@ public enum TrainingJob {
                                   objective: makeObjective(trainIndices), label: label, progress: progress)
         let report = try trainer.run()
         let errors = Trainer.errors(model: trainer.model, dataset: data.test)
+        var lastErrors = errors
+        if let last = trainer.lastEpochWeights, validation != nil {
+            let selected = trainer.model.parameters.map(\.value)
+            for (p, w) in zip(trainer.model.parameters, last) { p.value = w }
+            lastErrors = Trainer.errors(model: trainer.model, dataset: data.test)
+            for (p, w) in zip(trainer.model.parameters, selected) { p.value = w }
+        }
         return TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
-                              testCount: data.test.count)
+                              testCount: data.test.count, lastEpochTestErrors: lastErrors)
     }
 
     /// The seeded train/validation split of `configuration.validationCount` examples: one permutation of the
