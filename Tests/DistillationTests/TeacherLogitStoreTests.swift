@@ -133,14 +133,14 @@ final class TeacherLogitStoreTests: XCTestCase {
         topMeta["top_k"] = "2"
         let badIndex = dir.appendingPathComponent("index.safetensors")
         try SafeTensors.write([.tensor("topk_values", Tensor.zeros([n, 2])),
-                               .integers("topk_indices", [Int](repeating: 1, count: 2 * n - 1) + [classes], shape: [n, 2])],
+                               .integers("topk_indices", (0..<(2 * n - 1)).map { $0 % 2 } + [classes], shape: [n, 2])],
                               metadata: topMeta, to: badIndex, overwrite: false)
         var badCount = good
         badCount["example_count"] = "many"
         let badMeta = dir.appendingPathComponent("meta.safetensors")
         try SafeTensors.write(tensors: [(name: "logits", tensor: Tensor.zeros([n, classes]), dtype: .f32)], metadata: badCount, to: badMeta, overwrite: false)
 
-        for (file, needle) in [(truncated, ""), (missing, ""), (noStamp, "format missing"), (wrongShape, "shape"),
+        for (file, needle) in [(truncated, "data region"), (missing, "cannot read"), (noStamp, "format missing"), (wrongShape, "shape"),
                                (badIndex, "out of range"), (badMeta, "example_count")] {
             let m = thrownMessage { _ = try TeacherLogitStore.read(url: file) }
             XCTAssertNotNil(m, "\(file.lastPathComponent) accepted")
