@@ -52,5 +52,7 @@ final class EnsembleTeacherTests: XCTestCase {
         assertClose(p.scalars.map(Double.init), expected.scalars.map(Double.init), absolute: 1e-6)
         XCTAssertNotNil(thrownMessage { _ = try m1.softTargets(batch: x, indices: [0, 1], temperature: 1) })
         XCTAssertNotNil(thrownMessage { _ = try m1.softTargets(batch: x, indices: Array(0..<5), temperature: 0) })
+        let m = thrownMessage { _ = try m1.logits(batch: randomLogits(5, 7, seed: 4), indices: Array(0..<5)) }
+        XCTAssertTrue(m?.contains("expects 4 input features, found 7") ?? false, m ?? "accepted")
     }
 }
