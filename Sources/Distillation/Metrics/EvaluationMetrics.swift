@@ -48,6 +48,7 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         while start < n {
             let end = Swift.min(start + step, n)
             let images = dataset.images.rows(start..<end)
+            try checkModelInput(model, images, what: "evaluate")
             try copy(model.infer(images), into: &student, at: start, what: "model")
             if let teacher {
                 try copy(teacher.logits(batch: images, indices: Array(start..<end)), into: &teacherAll!, at: start, what: "teacher")
