@@ -81,19 +81,12 @@ public enum HintonMNIST {
         let plan = scaled(plan(preset), by: epochScale)
         for seed in seeds {
             let start = Date()
-            var train = context.data.train
-            if let subset = plan.trainingSubset, subset < train.count {
-                var generator = RandomGenerator(seed: 0xDA7A ^ seed)
-                train = train.subset(indices: generator.permutation(train.count)[..<subset].sorted())
-            }
-            var subContext = context
-            subContext.data.train = train
-            var teacherConfiguration = plan.teacher
-            teacherConfiguration.seed = seed
+            let subContext = world(plan: plan, seed: seed, context: context)
+            let train = subContext.data.train
             var studentConfiguration = plan.student
             studentConfiguration.seed = seed
             let tag = "\(preset.rawValue)-seed\(seed)"
-            let teacher = try subContext.trainOrLoad(key: "hinton-teacher-\(tag)", configuration: teacherConfiguration, train: train) { _ in LabelObjective() }
+            let teacher = try trainTeacher(plan: plan, tag: tag, seed: seed, context: subContext)
             let student = try subContext.trainOrLoad(key: "hinton-student-\(tag)", configuration: studentConfiguration, train: train) { _ in LabelObjective() }
             let teacherModel = ModelTeacher(model: teacher.model)
             let store = try subContext.store(for: teacherModel, key: "hinton-teacher-\(tag)")
@@ -110,6 +103,26 @@ public enum HintonMNIST {
                                       seconds: Date().timeIntervalSince(start)))
         }
         return results
+    }
+
+    /// The training world of a preset and seed: the full training set, or (quick) a seeded subset of it.
+    public static func world(plan: Plan, seed: UInt64, context: ExperimentContext) -> ExperimentContext {
+        var subContext = context
+        if let subset = plan.trainingSubset, subset < context.data.train.count {
+            var generator = RandomGenerator(seed: 0xDA7A ^ seed)
+            let indices = generator.permutation(context.data.train.count)[..<subset].sorted()
+            subContext.data.train = context.data.train.subset(indices: Array(indices))
+        }
+        return subContext
+    }
+
+    /// The teacher of a preset and seed (trained once, then reused from the work directory by every experiment).
+    public static func trainTeacher(plan: Plan, tag: String, seed: UInt64, context: ExperimentContext) throws -> TrainedModel {
+        var configuration = plan.teacher
+        configuration.seed = seed
+        return try context.trainOrLoad(key: "hinton-teacher-\(tag)", configuration: configuration, train: context.data.train) { _ in
+            LabelObjective()
+        }
     }
 
     /// Multiplies every epoch count by `factor` (at least 1 epoch), for shorter trial runs.
