@@ -5,9 +5,9 @@ import Datasets
 
 /// The loss flags of `distill distill` and the experiments.
 struct LossOptions: ParsableArguments {
-    @Option(help: "Softmax temperature T of the soft targets (the saved student runs at T = 1).") var temperature: Float = 20
-    @Option(help: "Weight of the cross-entropy with the true labels.") var hardWeight: Float = 0.5
-    @Option(help: "Weight of the soft-target term (multiplied by T^2 unless --no-temperature-scaling).") var softWeight: Float = 0.5
+    @Option(parsing: .unconditional, help: "Softmax temperature T of the soft targets (the saved student runs at T = 1).") var temperature: Float = 20
+    @Option(parsing: .unconditional, help: "Weight of the cross-entropy with the true labels.") var hardWeight: Float = 0.5
+    @Option(parsing: .unconditional, help: "Weight of the soft-target term (multiplied by T^2 unless --no-temperature-scaling).") var softWeight: Float = 0.5
     @Flag(help: "Do not multiply the soft term by T^2 (the paper's advice is to multiply).") var noTemperatureScaling = false
 
     var configuration: DistillationLossConfiguration {
@@ -86,7 +86,7 @@ struct TeacherLogitsCommand: ParsableCommand {
     @Option(help: "float32 or float16.") var dtype: String = "float32"
     @Option(help: "Keep only the K largest logits per example.") var topK: Int?
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
-    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @Flag(help: "Overwrite an existing output file.") var force = false
 
     func validate() throws {
