@@ -8,8 +8,12 @@ struct Evaluate: ParsableCommand {
     @Argument(help: "A model file written by `distill train` or `distill distill` (or a PyTorch nn.Sequential state dict in safetensors).")
     var model: String
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
-    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard (1...256).contains(threads) else { throw ValidationError("--threads must be in 1...256, got \(threads)") }
+    }
 
     func run() throws {
         let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: model))

@@ -4,25 +4,27 @@ import Optimizers
 
 /// The training flags shared by `train` and `distill`.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
+    // Numeric options parse `.unconditional` so that a negative value (`--learning-rate -1`) reaches validation and
+    // gets "--learning-rate must be > 0, got -1.0" instead of ArgumentParser's misleading "Missing value".
+    @Option(parsing: .unconditional, help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
     var hidden: [Int] = [800, 800]
-    @Option(help: "Dropout probability on the input.") var inputDropout: Float = 0
-    @Option(help: "Dropout probability after each hidden layer.") var hiddenDropout: Float = 0
-    @Option(help: "Random shift of each training image by up to N pixels (0 = off).") var jitter: Int = 0
-    @Option(help: "Max-norm constraint on each hidden unit's incoming weights (off when omitted).") var maxNorm: Float?
-    @Option(help: "Training epochs.") var epochs: Int = 10
-    @Option(help: "Examples per minibatch.") var batchSize: Int = 128
+    @Option(parsing: .unconditional, help: "Dropout probability on the input.") var inputDropout: Float = 0
+    @Option(parsing: .unconditional, help: "Dropout probability after each hidden layer.") var hiddenDropout: Float = 0
+    @Option(parsing: .unconditional, help: "Random shift of each training image by up to N pixels (0 = off).") var jitter: Int = 0
+    @Option(parsing: .unconditional, help: "Max-norm constraint on each hidden unit's incoming weights (off when omitted).") var maxNorm: Float?
+    @Option(parsing: .unconditional, help: "Training epochs.") var epochs: Int = 10
+    @Option(parsing: .unconditional, help: "Examples per minibatch.") var batchSize: Int = 128
     @Option(help: "sgd, adam or adamw.") var optimizer: OptimizerKind = .sgd
-    @Option(help: "Base learning rate.") var learningRate: Float = 0.05
-    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(parsing: .unconditional, help: "Base learning rate.") var learningRate: Float = 0.05
+    @Option(parsing: .unconditional, help: "SGD momentum.") var momentum: Float = 0.9
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
-    @Option(help: "Weight decay (L2 for SGD/Adam, decoupled for AdamW).") var weightDecay: Float = 0
+    @Option(parsing: .unconditional, help: "Weight decay (L2 for SGD/Adam, decoupled for AdamW).") var weightDecay: Float = 0
     @Option(help: "Learning-rate schedule: constant, cosine, step:EPOCHS:GAMMA, warmup:EPOCHS[:then]")
     var schedule: String = "constant"
-    @Option(help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
-    @Option(help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
-    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
-    @Option(help: "Training examples held out for model selection (0 = none; the test set is never used).")
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
+    @Option(parsing: .unconditional, help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Training examples held out for model selection (0 = none; the test set is never used).")
     var validation: Int = 0
     @Option(help: "MNIST directory (default: the embedded copy in Data/mnist).") var dataDir: String?
 
