@@ -4,6 +4,7 @@ import TensorCore
 import NeuralNet
 import Datasets
 import Distillation
+import TensorIO
 
 /// Runs the built `distill` executable as a user would (see `distillExecutable()` for where it is found; the tests
 /// skip when it has not been built).
@@ -203,6 +204,33 @@ final class CLITests: XCTestCase {
             assertCleanFailure(result, naming: URL(fileURLWithPath: file).lastPathComponent, what)
             assertOneLine(result)
         }
+        // Hostile 'architecture' metadata: impossible layer sizes, a bad dropout probability, a layer far larger
+        // than the file's tensors (must be rejected before allocating it).
+        let hostile: [(String, String)] = [
+            ("zero-size", #"[{"linear":{"inputCount":0,"outputCount":10}}]"#),
+            ("negative-size", #"[{"linear":{"inputCount":784,"outputCount":-10}}]"#),
+            ("dropout", #"[{"dropout":{"probability":1.5}},{"linear":{"inputCount":784,"outputCount":10}}]"#),
+            ("huge", #"[{"linear":{"inputCount":784,"outputCount":4000000000}}]"#),
+            ("overflow", #"[{"linear":{"inputCount":4611686018427387904,"outputCount":4611686018427387904}}]"#),
+            ("not-json", "[{"),
+        ]
+        for (name, architecture) in hostile {
+            let url = directory.appendingPathComponent("hostile-\(name).safetensors")
+            let w = Tensor(shape: [10, 784], repeating: 0.01), b = Tensor(shape: [10], repeating: 0)
+            try SafeTensors.write(tensors: [("0.weight", w, .f32), ("0.bias", b, .f32)],
+                                  metadata: ["architecture": architecture, "format": ModelCheckpoint.format],
+                                  to: url, overwrite: false)
+            let result = try runDistill(["evaluate", url.path, "--data-dir", dataDirectory.path], in: directory)
+            assertCleanFailure(result, naming: url.lastPathComponent, "hostile architecture \(name)")
+            assertOneLine(result)
+        }
+        // A plain state dict (no architecture) whose weight has zero rows: the inferred Linear must not trap.
+        let zeroRows = directory.appendingPathComponent("zero-rows.safetensors")
+        try SafeTensors.write(tensors: [("0.weight", Tensor(shape: [0, 784]), .f32), ("0.bias", Tensor(shape: [0]), .f32)],
+                              to: zeroRows, overwrite: false)
+        let zeroResult = try runDistill(["evaluate", zeroRows.path, "--data-dir", dataDirectory.path], in: directory)
+        assertCleanFailure(zeroResult, naming: zeroRows.lastPathComponent, "zero-row state dict")
+        assertOneLine(zeroResult)
         // The good one works.
         let ok = try runDistill(["evaluate", good.path, "--data-dir", dataDirectory.path, "--json"], in: directory)
         XCTAssertEqual(ok.status, 0, ok.stderr)
