@@ -12,7 +12,7 @@ struct Evaluate: ParsableCommand {
             transform: { $0.split(separator: ",").map(String.init) })
     var teacher: [String] = []
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
-    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {

@@ -4,7 +4,9 @@ import Optimizers
 
 /// The training flags shared by `train` and `distill`.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
+    // Numeric options parse `.unconditional` so that a negative value (`--learning-rate -1`) reaches validation and
+    // gets "--learning-rate must be > 0, got -1.0" instead of ArgumentParser's misleading "Missing value".
+    @Option(parsing: .unconditional, help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
     var hidden: [Int] = [800, 800]
     @Option(parsing: .unconditional, help: "Dropout probability on the input.") var inputDropout: Float = 0
     @Option(parsing: .unconditional, help: "Dropout probability after each hidden layer.") var hiddenDropout: Float = 0
@@ -20,9 +22,9 @@ struct TrainingOptions: ParsableArguments {
     @Option(help: "Learning-rate schedule: constant, cosine, step:EPOCHS:GAMMA, warmup:EPOCHS[:then]")
     var schedule: String = "constant"
     @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
-    @Option(help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
-    @Option(help: "Training examples held out for model selection (0 = none; the test set is never used).")
+    @Option(parsing: .unconditional, help: "Training examples held out for model selection (0 = none; the test set is never used).")
     var validation: Int = 0
     @Option(help: "MNIST directory (default: the embedded copy in Data/mnist).") var dataDir: String?
 
