@@ -62,6 +62,77 @@ public enum TrainingJob {
     public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
                              objective: TrainingObjective, label: String,
                              progress: ProgressReporter = ProgressReporter()) throws -> TrainingResult {
+        let (train, validation) = try split(configuration: configuration, data: data)
+        let trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
+                                  label: label, progress: progress)
+        let report = try trainer.run()
+        let errors = Trainer.errors(model: trainer.model, dataset: data.test)
+        return TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
+                              testCount: data.test.count)
+    }
+
+    /// How a run keeps and uses its training-state checkpoint.
+    public struct StatePolicy {
+        /// The state file (`<output>.state`); nil = no state is written, even when stopped.
+        public var url: URL?
+        /// Continue from `url` instead of starting fresh.
+        public var resume: Bool
+        /// Write the state every this many batches (and at the end of every epoch); nil = only when stopped.
+        public var checkpointEvery: Int?
+        /// Polled after every step; true stops the run after that step (the state is then written to `url`).
+        public var shouldStop: () -> Bool
+        public init(url: URL?, resume: Bool = false, checkpointEvery: Int? = nil, shouldStop: @escaping () -> Bool = { false }) {
+            self.url = url
+            self.resume = resume
+            self.checkpointEvery = checkpointEvery
+            self.shouldStop = shouldStop
+        }
+    }
+
+    /// How a resumable run ended.
+    public enum Outcome {
+        /// Every epoch ran.
+        case finished(TrainingResult)
+        /// `shouldStop` stopped it after `batch` batches of 1-based `epoch`; the state is in the policy's `url`.
+        case stopped(epoch: Int, batch: Int)
+    }
+
+    /// Like `train`, with a training-state checkpoint: resumes from `state.url` when `state.resume`, writes it
+    /// every `checkpointEvery` batches and at each epoch's end (when set), and when stopped.
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             objective: TrainingObjective, label: String, progress: ProgressReporter = ProgressReporter(),
+                             state: StatePolicy) throws -> Outcome {
+        let (train, validation) = try split(configuration: configuration, data: data)
+        let trainer: Trainer
+        if state.resume {
+            guard let url = state.url else { throw TrainingError("--resume needs a state file") }
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw TrainingError("\(url.path) does not exist; nothing to resume (run without --resume)")
+            }
+            trainer = try Trainer.resume(from: url, configuration: configuration, train: train, validation: validation,
+                                         objective: objective, label: label, progress: progress)
+        } else {
+            trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
+                                  label: label, progress: progress)
+        }
+        if state.checkpointEvery != nil {
+            trainer.stateURL = state.url
+            trainer.checkpointEvery = state.checkpointEvery
+        }
+        trainer.shouldStop = state.shouldStop
+        let report = try trainer.run()
+        if trainer.stopped {
+            if let url = state.url { try trainer.saveState(to: url) }
+            return .stopped(epoch: trainer.epoch + 1, batch: trainer.batchInEpoch)
+        }
+        let errors = Trainer.errors(model: trainer.model, dataset: data.test)
+        return .finished(TrainingResult(model: trainer.model, configuration: configuration, report: report,
+                                        testErrors: errors, testCount: data.test.count))
+    }
+
+    /// The training split and the seeded validation hold-out (nil when `validationCount` is 0).
+    public static func split(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset)) throws
+        -> (train: LabeledDataset, validation: LabeledDataset?) {
         var train = data.train
         var validation: LabeledDataset? = nil
         if configuration.validationCount > 0 {
@@ -73,12 +144,7 @@ public enum TrainingJob {
             train = split.train
             validation = split.validation
         }
-        let trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
-                                  label: label, progress: progress)
-        let report = try trainer.run()
-        let errors = Trainer.errors(model: trainer.model, dataset: data.test)
-        return TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
-                              testCount: data.test.count)
+        return (train, validation)
     }
 
     /// Checks that a model fits a dataset (input features and classes), naming the model file.
