@@ -20,7 +20,9 @@ public struct TrainingResult {
     public func checkpoint(role: String) throws -> ModelCheckpoint {
         var metadata = extraMetadata
         metadata["role"] = role
-        metadata["training"] = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]  // byte-identical files for identical runs
+        metadata["training"] = String(decoding: try encoder.encode(configuration), as: UTF8.self)
         metadata["test_errors"] = String(testErrors)
         metadata["selected_epoch"] = String(report.selectedEpoch)
         return ModelCheckpoint(model: model, metadata: metadata)
