@@ -37,8 +37,13 @@ struct Train: ParsableCommand {
                                                  if delay > 0 { usleep(delay) }
                                                  return interrupts.isSet
                                              })
-        let outcome = try TrainingJob.train(configuration: configuration, data: data, objective: LabelObjective(),
+        let outcome: TrainingJob.Outcome
+        do {
+            outcome = try TrainingJob.train(configuration: configuration, data: data, objective: LabelObjective(),
                                             label: "train", state: policy)
+        } catch let error as TrainingError where FileManager.default.fileExists(atPath: stateURL.path) {
+            throw TrainingError("\(error.description)\n(the last good training state is kept in \(stateURL.path); \(output) was not written)")
+        }
         switch outcome {
         case .stopped(let epoch, let batch):
             try resumeOptions.exitInterrupted(epoch: epoch, batch: batch, signal: interrupts.signal)
