@@ -119,8 +119,8 @@ final class ResumeCLITests: XCTestCase {
         let args = arguments(output: "stopped.safetensors")
         let state = dir.appendingPathComponent("stopped.safetensors.state").path
         // No --checkpoint-every: the state is written only because of the signal.
-        let p = try start(args, delayMs: 10)
-        usleep(600_000)
+        let p = try start(args, delayMs: 30)  // 60 steps: about 2 s, so the signal lands mid-run
+        usleep(400_000)
         XCTAssertTrue(p.0.isRunning)
         kill(p.0.processIdentifier, signal)
         let stopped = finish(p)
@@ -162,8 +162,8 @@ final class ResumeCLITests: XCTestCase {
 
     func testResumeRefusesADifferentConfiguration() throws {
         let args = arguments(output: "m.safetensors")
-        let p = try start(args + ["--checkpoint-every", "1000000"], delayMs: 10)
-        usleep(600_000)
+        let p = try start(args + ["--checkpoint-every", "1000000"], delayMs: 30)
+        usleep(400_000)
         kill(p.0.processIdentifier, SIGINT)
         XCTAssertEqual(finish(p).status, 130)
         var changed = args
