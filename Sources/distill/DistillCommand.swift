@@ -41,6 +41,7 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "Where to write the student (safetensors).") var output: String
     @Flag(help: "Overwrite an existing output file.") var force = false
     @Flag(help: "Print one JSON object with the results on stdout.") var json = false
+    @OptionGroup var resumeOptions: ResumeOptions
 
     func validate() throws {
         if teacher.isEmpty == (teacherLogits == nil) {
@@ -49,9 +50,9 @@ struct DistillCommand: ParsableCommand {
     }
 
     func run() throws {
-        let configuration = try options.configuration()
-        try DataLocation.checkOutput(output, force: force)
-        let data = try DataLocation.loadMNIST(options.dataDir)
+        let job = ResumableRun(options: options, resumeOptions: resumeOptions, output: output, force: force, json: json,
+                               label: "distill", role: "distilled student")
+        let (configuration, stateURL, data) = try job.prepare()
         let teacherSource: Teacher
         if let path = teacherLogits {
             let store = try TeacherLogitStore.read(url: URL(fileURLWithPath: path))
@@ -60,17 +61,14 @@ struct DistillCommand: ParsableCommand {
         } else {
             teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train)
         }
-        var result = try TrainingJob.train(configuration: configuration, data: data, label: "distill") { indices in
-            try DistillationObjective(teacher: teacherSource, loss: loss.configuration, exampleIndices: indices)
+        let lossConfiguration = loss.configuration
+        try job.run(configuration: configuration, stateURL: stateURL, data: data,
+                    metadata: ["teacher_identity": teacherSource.identity,
+                               "distillation": String(decoding: try JSONEncoder().encode(lossConfiguration), as: UTF8.self)],
+                    extra: ["distillation": try jsonObject(lossConfiguration)],
+                    metricsTeacher: teacherLogits == nil ? teacherSource : nil) { indices in
+            try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
         }
-        result.extraMetadata["teacher_identity"] = teacherSource.identity
-        result.extraMetadata["distillation"] = String(decoding: try JSONEncoder().encode(loss.configuration), as: UTF8.self)
-        try result.checkpoint(role: "distilled student").write(to: URL(fileURLWithPath: output), overwrite: force)
-        let teacherForMetrics: Teacher? = teacherLogits == nil ? teacherSource : nil
-        let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test, teacher: teacherForMetrics)
-        var extra = try metricsFields(metrics)
-        extra["distillation"] = try jsonObject(loss.configuration)
-        try result.printSummary(json: json, output: output, extra: extra)
     }
 }
 

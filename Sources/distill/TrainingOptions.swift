@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Distillation
 import Optimizers
 
@@ -86,3 +87,32 @@ func parseSchedule(_ text: String, epochs: Int) throws -> LearningRateSchedule {
 }
 
 import Foundation
+
+/// Flags for resumable runs (`train`, `distill`).
+struct ResumeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Write the training state to <output>.state every N batches and at the end of every epoch, so a killed run can be resumed (the file is removed when the run finishes).", valueName: "N"))
+    var checkpointEvery: Int?
+    @Flag(help: "Continue the run saved in <output>.state (by Ctrl-C, SIGTERM or --checkpoint-every); every other flag must be the same as before.")
+    var resume = false
+
+    mutating func validate() throws {
+        if let n = checkpointEvery, n < 1 { throw ValidationError("--checkpoint-every must be >= 1, got \(n)") }
+    }
+
+    /// `<output>.state`, after checking it exists with --resume and does not exist without it.
+    func checkStateFile(output: String) throws -> URL {
+        let url = URL(fileURLWithPath: output + ".state")
+        let exists = FileManager.default.fileExists(atPath: url.path)
+        if resume && !exists { throw TrainingError("\(url.path) does not exist; nothing to resume (run without --resume)") }
+        if !resume && exists {
+            throw TrainingError("\(url.path) exists (an interrupted run); add --resume to continue it, or delete the file to start over")
+        }
+        return url
+    }
+
+    /// Prints the resume hint and exits with 128 + the signal (130 for SIGINT, 143 for SIGTERM).
+    func exitInterrupted(epoch: Int, batch: Int, signal: Int32) throws -> Never {
+        FileHandle.standardError.write(Data("interrupted at epoch \(epoch), batch \(batch); resume with the same command plus --resume\n".utf8))
+        throw ExitCode(128 + (signal == 0 ? SIGINT : signal))
+    }
+}

@@ -34,7 +34,9 @@ public struct ModelCheckpoint {
     public func write(to url: URL, overwrite: Bool) throws {
         var meta = metadata
         meta["format"] = ModelCheckpoint.format
-        let architecture = try JSONEncoder().encode(model.specifications)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]  // byte-identical files for identical models
+        let architecture = try encoder.encode(model.specifications)
         meta["architecture"] = String(decoding: architecture, as: UTF8.self)
         meta["input_count"] = String(inputCount)
         meta["class_count"] = String(classCount)

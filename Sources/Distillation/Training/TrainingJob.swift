@@ -20,7 +20,9 @@ public struct TrainingResult {
     public func checkpoint(role: String) throws -> ModelCheckpoint {
         var metadata = extraMetadata
         metadata["role"] = role
-        metadata["training"] = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]  // byte-identical files for identical runs
+        metadata["training"] = String(decoding: try encoder.encode(configuration), as: UTF8.self)
         metadata["test_errors"] = String(testErrors)
         metadata["selected_epoch"] = String(report.selectedEpoch)
         return ModelCheckpoint(model: model, metadata: metadata)
@@ -70,10 +72,75 @@ public enum TrainingJob {
     public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
                              label: String, progress: ProgressReporter = ProgressReporter(),
                              makeObjective: ([Int]?) throws -> TrainingObjective) throws -> TrainingResult {
+        let outcome = try train(configuration: configuration, data: data, label: label, progress: progress,
+                                state: StatePolicy(url: nil), makeObjective: makeObjective)
+        guard case let .finished(result) = outcome else { throw TrainingError("\(label): the run stopped before its last epoch") }
+        return result
+    }
+
+    /// How a run keeps and uses its training-state checkpoint.
+    public struct StatePolicy {
+        /// The state file (`<output>.state`); nil = no state is written, even when stopped.
+        public var url: URL?
+        /// Continue from `url` instead of starting fresh.
+        public var resume: Bool
+        /// Write the state every this many batches (and at the end of every epoch); nil = only when stopped.
+        public var checkpointEvery: Int?
+        /// Polled after every step; true stops the run after that step (the state is then written to `url`).
+        public var shouldStop: () -> Bool
+        public init(url: URL?, resume: Bool = false, checkpointEvery: Int? = nil, shouldStop: @escaping () -> Bool = { false }) {
+            self.url = url
+            self.resume = resume
+            self.checkpointEvery = checkpointEvery
+            self.shouldStop = shouldStop
+        }
+    }
+
+    /// How a resumable run ended.
+    public enum Outcome {
+        /// Every epoch ran.
+        case finished(TrainingResult)
+        /// `shouldStop` stopped it after `batch` batches of 1-based `epoch`; the state is in the policy's `url`.
+        case stopped(epoch: Int, batch: Int)
+    }
+
+    /// Like `train`, with a training-state checkpoint: resumes from `state.url` when `state.resume`, writes it
+    /// every `checkpointEvery` batches and at each epoch's end (when set), and when stopped.
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             objective: TrainingObjective, label: String, progress: ProgressReporter = ProgressReporter(),
+                             state: StatePolicy) throws -> Outcome {
+        try train(configuration: configuration, data: data, label: label, progress: progress, state: state) { _ in objective }
+    }
+
+    /// The general form: split, build the objective for the training subset, train (resuming when asked), and
+    /// evaluate the selected and the last epoch's weights on the test set.
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             label: String, progress: ProgressReporter, state: StatePolicy,
+                             makeObjective: ([Int]?) throws -> TrainingObjective) throws -> Outcome {
         let (train, validation, trainIndices) = try split(data.train, configuration: configuration)
-        let trainer = try Trainer(configuration: configuration, train: train, validation: validation,
-                                  objective: makeObjective(trainIndices), label: label, progress: progress)
+        let objective = try makeObjective(trainIndices)
+        let trainer: Trainer
+        if state.resume {
+            guard let url = state.url else { throw TrainingError("--resume needs a state file") }
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw TrainingError("\(url.path) does not exist; nothing to resume (run without --resume)")
+            }
+            trainer = try Trainer.resume(from: url, configuration: configuration, train: train, validation: validation,
+                                         objective: objective, label: label, progress: progress)
+        } else {
+            trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
+                                  label: label, progress: progress)
+        }
+        if state.checkpointEvery != nil {
+            trainer.stateURL = state.url
+            trainer.checkpointEvery = state.checkpointEvery
+        }
+        trainer.shouldStop = state.shouldStop
         let report = try trainer.run()
+        if trainer.stopped {
+            if let url = state.url { try trainer.saveState(to: url) }
+            return .stopped(epoch: trainer.epoch + 1, batch: trainer.batchInEpoch)
+        }
         let errors = Trainer.errors(model: trainer.model, dataset: data.test)
         var lastErrors = errors
         if let last = trainer.lastEpochWeights, validation != nil {
@@ -82,12 +149,13 @@ public enum TrainingJob {
             lastErrors = Trainer.errors(model: trainer.model, dataset: data.test)
             for (p, w) in zip(trainer.model.parameters, selected) { p.value = w }
         }
-        return TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
-                              testCount: data.test.count, lastEpochTestErrors: lastErrors)
+        return .finished(TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
+                                        testCount: data.test.count, lastEpochTestErrors: lastErrors))
     }
 
     /// The seeded train/validation split of `configuration.validationCount` examples: one permutation of the
     /// training set, its first `validationCount` entries held out; both parts keep the original order.
+    /// Returns, for each training example kept, its index in `dataset` (nil without a split).
     public static func split(_ dataset: LabeledDataset, configuration: TrainingConfiguration) throws
         -> (train: LabeledDataset, validation: LabeledDataset?, trainIndices: [Int]?) {
         let v = configuration.validationCount
