@@ -41,7 +41,7 @@ final class EvaluationMetricsTests: XCTestCase {
     func testSnakeCaseKeysAndBadInput() throws {
         let m = try EvaluationMetrics.compute(logits: Tensor(shape: [2, 2], scalars: [1, 0, 0, 1]), labels: [0, 0], teacherLogits: nil)
         let json = String(decoding: try JSONEncoder().encode(m), as: UTF8.self)
-        for key in ["test_errors", "test_accuracy", "count", "per_class_errors", "confusion_matrix", "expected_calibration_error", "loss"] {
+        for key in ["test_errors", "test_accuracy", "test_count", "per_class_errors", "confusion_matrix", "expected_calibration_error", "test_loss"] {
             XCTAssertTrue(json.contains("\"\(key)\""), "\(key) missing in \(json)")
         }
         XCTAssertEqual(try JSONDecoder().decode(EvaluationMetrics.self, from: Data(json.utf8)), m)

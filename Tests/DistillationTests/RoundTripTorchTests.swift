@@ -97,7 +97,7 @@ final class RoundTripTorchTests: XCTestCase {
         let trainer = try Trainer(configuration: c, train: data, validation: nil, objective: LabelObjective(),
                                   progress: ProgressReporter(enabled: false))
         try trainer.run()
-        let result = TrainingResult(model: trainer.model, configuration: c, report: trainer.report, testErrors: 0, testCount: 0)
+        let result = TrainingResult(model: trainer.model, configuration: c, report: trainer.report, testErrors: 0, testCount: 0, lastEpochTestErrors: 0)
         try result.checkpoint(role: "student").write(to: fixtures.appendingPathComponent("swift_student.safetensors"), overwrite: true)
         let batch = try SafeTensors.read(url: fixtures.appendingPathComponent("torch_teacher_batch.safetensors"))
         let x = try batch.tensor(named: "x")
