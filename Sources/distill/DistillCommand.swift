@@ -20,7 +20,19 @@ struct LossOptions: ParsableArguments {
     }
 }
 
-extension EnsembleTeacher.Combination: ExpressibleByArgument {}
+/// The documented spellings are `meanProbabilities` / `meanLogits` (the case names); the raw values
+/// (`mean-probabilities` / `mean-logits`, used in JSON) are accepted too.
+extension EnsembleTeacher.Combination: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument {
+        case "meanProbabilities", "mean-probabilities": self = .meanProbabilities
+        case "meanLogits", "mean-logits": self = .meanLogits
+        default: return nil
+        }
+    }
+    public var defaultValueDescription: String { self == .meanProbabilities ? "meanProbabilities" : "meanLogits" }
+    public static var allValueStrings: [String] { ["meanProbabilities", "meanLogits"] }
+}
 
 struct DistillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
