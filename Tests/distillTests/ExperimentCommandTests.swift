@@ -53,6 +53,9 @@ final class ExperimentCommandTests: XCTestCase {
         let second = try reproduce("hinton-mnist", ["--seeds", "0,1"])
         assertSucceeded(second, "hinton-mnist again")
         XCTAssertTrue(second.stderr.contains("reusing"), second.stderr)
+        // Teacher, student and distilled student of both seeds: nothing retrained.
+        XCTAssertEqual(second.stderrLines.filter { $0.contains(": reusing ") }.count, 6, second.stderr)
+        XCTAssertFalse(second.stderr.contains("epoch 1/"), second.stderr)
         let again = try lastLineJSON(second.stdout)
         for key in ["teacher_errors", "student_errors", "distilled_errors", "teacher_last_epoch_errors",
                     "student_last_epoch_errors", "distilled_last_epoch_errors"] {
@@ -108,7 +111,10 @@ final class ExperimentCommandTests: XCTestCase {
             let perSeed = try XCTUnwrap(report["per_seed"] as? [[String: Any]])
             XCTAssertEqual(perSeed.count, 1)
             let cells = try XCTUnwrap(perSeed.first?["cells"] as? [[String: Any]], "\(perSeed)")
-            XCTAssertEqual(cells.count, 2, "one width x two temperatures: \(cells)")
+            // The label-only baseline (no temperature) and one cell per temperature.
+            XCTAssertEqual(cells.count, 3, "one width: a baseline and two temperatures: \(cells)")
+            XCTAssertEqual(cells.compactMap { $0["temperature"] as? Double }.sorted(), [1, 4], "\(cells)")
+            XCTAssertTrue(cells.allSatisfy { $0["width"] as? Int == 8 && $0["errors"] is Int }, "\(cells)")
             XCTAssertNotNil(perSeed.first?["verdict"] as? [String])
         }
         let small = try reproduce("small-data", ["--fraction", "0.5", "--epochs", "2"])

@@ -45,7 +45,11 @@ public struct ExperimentContext {
         var configuration = configuration
         configuration.threads = threads
         let test = test ?? data.test
-        let fingerprintSource = "\(key)|\(objectiveIdentity)|\(String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self))|\(train.count)|\(train.classCounts)|\(test.count)"
+        // Sorted keys: JSONEncoder's key order otherwise varies from process to process (hash seeding), which
+        // changed the cache file name on every run and retrained every model.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let fingerprintSource = "\(key)|\(objectiveIdentity)|\(String(decoding: try encoder.encode(configuration), as: UTF8.self))|\(train.count)|\(train.classCounts)|\(test.count)"
         let hash = String(SHA256.hexHash(Array(fingerprintSource.utf8)).prefix(16))
         let url = workDirectory.appendingPathComponent("\(key)-\(hash).safetensors")
         if FileManager.default.fileExists(atPath: url.path),
