@@ -94,7 +94,7 @@ struct TeacherLogitsCommand: ParsableCommand {
     @Option(help: "How an ensemble combines: meanProbabilities or meanLogits.") var ensemble: EnsembleTeacher.Combination = .meanProbabilities
     @Option(help: "Output store (safetensors).") var output: String
     @Option(help: "float32 or float16.") var dtype: String = "float32"
-    @Option(help: "Keep only the K largest logits per example.") var topK: Int?
+    @Option(parsing: .unconditional, help: "Keep only the K largest logits per example.") var topK: Int?
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @Flag(help: "Overwrite an existing output file.") var force = false
@@ -103,6 +103,7 @@ struct TeacherLogitsCommand: ParsableCommand {
         guard !teachers.isEmpty else { throw ValidationError("give at least one teacher model file") }
         guard dtype == "float32" || dtype == "float16" else { throw ValidationError("--dtype must be float32 or float16, got '\(dtype)'") }
         guard threads >= 1 else { throw ValidationError("--threads must be >= 1, got \(threads)") }
+        if let topK, topK < 1 { throw ValidationError("--top-k must be >= 1, got \(topK)") }
     }
 
     func run() throws {

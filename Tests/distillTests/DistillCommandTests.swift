@@ -182,6 +182,7 @@ final class DistillCommandTests: XCTestCase {
             (["--teacher", teacher, "--hard-weight", "-1"], "--hard-weight"),
             (["--teacher", teacher, "--hard-weight", "0", "--soft-weight", "0"], "weight"),
             (["--teacher", teacher, "--soft-weight", "nan"], "--soft-weight"),
+            (["--teacher", teacher, "--soft-weight", "inf"], "--soft-weight"),
             (["--teacher", teacher, "--teacher-logits", goodStore], "--teacher"),
             ([], "--teacher"),
             (["--teacher", fiveClasses], "five-classes.safetensors"),
@@ -200,5 +201,29 @@ final class DistillCommandTests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "\(flags): no output file")
             XCTAssertFalse(FileManager.default.fileExists(atPath: out + ".state"), "\(flags): no state file")
         }
+    }
+
+    func testBadTeacherLogitsFlagsFailCleanly() throws {
+        let teacher = try trainTeacher("teacher.safetensors")
+        let store = path("store.logits")
+        let cases: [([String], String)] = [
+            (["--top-k", "0"], "--top-k"),
+            (["--top-k", "11"], "--top-k"),
+            // A negative value must reach validation, not be taken for a flag ("Missing value for '--top-k'").
+            (["--top-k", "-1"], "--top-k must be >= 1, got -1"),
+            (["--dtype", "float64"], "--dtype"),
+            (["--threads", "0"], "--threads"),
+        ]
+        for (flags, needle) in cases {
+            let result = try runDistill(["teacher-logits", teacher, "--output", store, "--data-dir", dataDirectory.path] + flags,
+                                        in: directory)
+            assertFailedCleanly(result, naming: needle, flags.joined(separator: " "))
+            XCTAssertFalse(FileManager.default.fileExists(atPath: store), "\(flags): no store written")
+        }
+        let missing = try runDistill(["teacher-logits", path("missing.safetensors"), "--output", store,
+                                      "--data-dir", dataDirectory.path], in: directory)
+        assertFailedCleanly(missing, naming: "missing.safetensors", "missing teacher")
+        XCTAssertEqual(missing.stderrLines.count, 1, missing.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store))
     }
 }
