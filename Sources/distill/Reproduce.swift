@@ -4,13 +4,13 @@ import Distillation
 
 /// Flags shared by the experiments.
 struct ExperimentOptions: ParsableArguments {
-    @Option(help: "Seeds, comma-separated; every seed is run and mean ± sd reported.", transform: parseSeeds)
+    @Option(parsing: .unconditional, help: "Seeds, comma-separated; every seed is run and mean ± sd reported.", transform: parseSeeds)
     var seeds: [UInt64] = [0]
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
     @Option(help: "Directory caching finished models, so an interrupted experiment resumes where it stopped.")
     var workDir: String = "runs"
-    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
-    @Option(help: "Multiply every epoch count by this factor (shorter trial runs).") var epochScale: Double = 1
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Multiply every epoch count by this factor (shorter trial runs).") var epochScale: Double = 1
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -119,11 +119,11 @@ struct Reproduce: ParsableCommand {
             abstract: "Students of several widths distilled across temperatures: does T 2.5-4 win for small students, and is T > 8 flat for large ones?")
 
         @Option(help: "quick or full.") var preset: HintonMNIST.Preset = .quick
-        @Option(help: "Hidden widths (two layers each), comma-separated.", transform: parseSizes) var widths: [Int] = TemperatureSweep.defaultWidths
-        @Option(help: "Temperatures, comma-separated.", transform: parseTemperatures) var temperatures: [Float] = TemperatureSweep.defaultTemperatures
-        @Option(help: "Weight of the label term.") var hardWeight: Float = 0.5
-        @Option(help: "Weight of the soft term (times T^2).") var softWeight: Float = 0.5
-        @Option(help: "Student epochs (default: the preset's).") var epochs: Int?
+        @Option(parsing: .unconditional, help: "Hidden widths (two layers each), comma-separated.", transform: parseSizes) var widths: [Int] = TemperatureSweep.defaultWidths
+        @Option(parsing: .unconditional, help: "Temperatures, comma-separated.", transform: parseTemperatures) var temperatures: [Float] = TemperatureSweep.defaultTemperatures
+        @Option(parsing: .unconditional, help: "Weight of the label term.") var hardWeight: Float = 0.5
+        @Option(parsing: .unconditional, help: "Weight of the soft term (times T^2).") var softWeight: Float = 0.5
+        @Option(parsing: .unconditional, help: "Student epochs (default: the preset's).") var epochs: Int?
         @OptionGroup var experiment: ExperimentOptions
 
         func validate() throws {
@@ -158,9 +158,9 @@ struct Reproduce: ParsableCommand {
             abstract: "Train on 3% of the data: hard labels against the teacher's soft targets, with and without early stopping.")
 
         @Option(help: "quick or full.") var preset: HintonMNIST.Preset = .quick
-        @Option(help: "Fraction of the training set used.") var fraction: Double = 0.03
-        @Option(help: "Temperature of the soft targets.") var temperature: Float = 20
-        @Option(help: "Student epochs.") var epochs: Int = 50
+        @Option(parsing: .unconditional, help: "Fraction of the training set used.") var fraction: Double = 0.03
+        @Option(parsing: .unconditional, help: "Temperature of the soft targets.") var temperature: Float = 20
+        @Option(parsing: .unconditional, help: "Student epochs.") var epochs: Int = 50
         @OptionGroup var experiment: ExperimentOptions
 
         func validate() throws {

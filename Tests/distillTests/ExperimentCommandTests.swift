@@ -84,6 +84,16 @@ final class ExperimentCommandTests: XCTestCase {
             ("temperature-sweep", ["--temperatures", "0"], "--temperatures"),
             ("small-data", ["--fraction", "0"], "--fraction"),
             ("small-data", ["--fraction", "1.5"], "--fraction"),
+            // Negative values must reach validation, not be taken for a flag ("Missing value for ...").
+            ("hinton-mnist", ["--epoch-scale", "-1"], "--epoch-scale must be > 0"),
+            ("hinton-mnist", ["--threads", "-2"], "--threads must be in 1...256"),
+            ("hinton-mnist", ["--seeds", "-1"], "--seeds expects non-negative integers"),
+            ("temperature-sweep", ["--temperatures", "-1,4"], "--temperatures expects positive numbers"),
+            ("temperature-sweep", ["--hard-weight", "-1"], "--hard-weight"),
+            ("temperature-sweep", ["--epochs", "-1"], "--epochs must be >= 1"),
+            ("small-data", ["--fraction", "-0.5"], "--fraction must be in (0, 1]"),
+            ("small-data", ["--temperature", "-1"], "--temperature must be > 0"),
+            ("small-data", ["--epochs", "-2"], "--epochs must be >= 1"),
         ]
         for (experiment, flags, needle) in cases {
             let result = try reproduce(experiment, flags)
