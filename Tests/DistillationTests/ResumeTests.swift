@@ -4,7 +4,7 @@ import TensorCore
 import TensorIO
 import NeuralNet
 import Datasets
-@testable import Distillation
+import Distillation
 
 /// Small synthetic data for resume tests: `count` examples of `features` values in [0, 1), 4 classes.
 enum ResumeData {

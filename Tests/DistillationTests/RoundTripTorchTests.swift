@@ -4,7 +4,7 @@ import TensorCore
 import TensorIO
 import NeuralNet
 import Datasets
-@testable import Distillation
+import Distillation
 
 /// Models move between PyTorch and SwiftDistill as plain safetensors state dicts, both ways
 /// (fixtures from Scripts/make_torch_teacher_fixture.py and Scripts/check_student_in_torch.py).
@@ -97,8 +97,8 @@ final class RoundTripTorchTests: XCTestCase {
         let trainer = try Trainer(configuration: c, train: data, validation: nil, objective: LabelObjective(),
                                   progress: ProgressReporter(enabled: false))
         try trainer.run()
-        let result = TrainingResult(model: trainer.model, configuration: c, report: trainer.report, testErrors: 0, testCount: 0, lastEpochTestErrors: 0)
-        try result.checkpoint(role: "student").write(to: fixtures.appendingPathComponent("swift_student.safetensors"), overwrite: true)
+        let training = String(decoding: try JSONEncoder().encode(c), as: UTF8.self)
+        try ModelCheckpoint(model: trainer.model, metadata: ["role": "student", "training": training]).write(to: fixtures.appendingPathComponent("swift_student.safetensors"), overwrite: true)
         let batch = try SafeTensors.read(url: fixtures.appendingPathComponent("torch_teacher_batch.safetensors"))
         let x = try batch.tensor(named: "x")
         let logits = trainer.model.infer(x)
