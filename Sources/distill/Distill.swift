@@ -1,4 +1,5 @@
 import ArgumentParser
+import TensorCore
 
 @main
 struct Distill: ParsableCommand {
@@ -6,4 +7,10 @@ struct Distill: ParsableCommand {
         commandName: "distill",
         abstract: "Knowledge distillation (Hinton, Vinyals & Dean 2015) for multilayer perceptrons, on the CPU.",
         subcommands: [Train.self, Evaluate.self, DataCommand.self, Bench.self])
+
+    static func main() {
+        // OpenBLAS 0.3.21 picks slow generic kernels on CPUs it does not know; see BLASKernel.
+        BLASKernel.reexecWithTunedKernelsIfNeeded()
+        Self.main(nil)
+    }
 }

@@ -97,6 +97,7 @@ public struct BenchmarkDriver {
         log("measuring sgemm peak (2048^3, \(options.threads) threads)...")
         let peak = BenchmarkPhases.sgemmPeak(size: 2048, repeats: options.quick ? 2 : 4)
         report["sgemm_peak_gflops"] = peak
+        report["blas_core"] = BLASKernel.coreName ?? "none"
         var python: String? = nil, script: String? = nil
         if runTorch {
             let found = BenchmarkDriver.findTorch()
@@ -161,8 +162,8 @@ public struct BenchmarkDriver {
         let peak = d(report["sgemm_peak_gflops"]) ?? .nan
         var out = ""
         let loads = (report["loadavg_start"] as? [Double]) ?? []
-        out += String(format: "threads %d, sgemm peak %.1f GFLOP/s (2048^3), load average at start %@\n",
-                      (report["threads"] as? Int) ?? 0, peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
+        out += String(format: "threads %d, OpenBLAS core %@, sgemm peak %.1f GFLOP/s (2048^3), load average at start %@\n",
+                      (report["threads"] as? Int) ?? 0, (report["blas_core"] as? String) ?? "?", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
         if report["quick"] as? Bool == true {
             out += "--quick: each training epoch is the first \(report["max_batches"] as? Int ?? 20) batches, timed and scaled to 60,000 examples\n"
         }
