@@ -65,7 +65,8 @@ public final class Flatten: Layer {
 }
 
 /// Inverted dropout, PyTorch's `nn.Dropout(p)`: in training each element is zeroed with probability p and the
-/// survivors are scaled by 1/(1-p); in evaluation it is the identity. One uniform draw per element.
+/// survivors are scaled by 1/(1-p); in evaluation it is the identity. The mask is `Kernels.dropoutMask`: one 64-bit
+/// draw per 4 elements, each element keeping with probability round((1-p) * 65536) / 65536.
 public final class Dropout: Layer {
     public let probability: Float
 
@@ -78,7 +79,7 @@ public final class Dropout: Layer {
         guard context.training, probability > 0 else { return input }
         let keep = 1 - probability, scale = 1 / keep
         let mask = Tensor(shape: input.shape) { m in
-            for i in 0..<m.count { m[i] = context.generator.uniform() < keep ? scale : 0 }
+            Kernels.dropoutMask(m, keep: keep, scale: scale, generator: &context.generator)
         }
         return multiply(input, mask: mask)
     }

@@ -93,7 +93,7 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
         var g = upstream
         if activation == .relu {
             g.withUnsafeMutableBufferPointer { gb in
-                y.withUnsafeBufferPointer { yb in for i in 0..<gb.count where yb[i] <= 0 { gb[i] = 0 } }
+                y.withUnsafeBufferPointer { yb in Kernels.reluBackwardMask(gb, output: yb) }
             }
         }
         let gx: Tensor? = x.requiresGrad ? g.matmul(wv) : nil
@@ -132,7 +132,7 @@ public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation
                            beta: bias == nil ? 0 : 1, c: o, ldc: outCount)
             }
         }
-        if activation == .relu { for i in 0..<out.count where o[i] < 0 { o[i] = 0 } }
+        if activation == .relu { for i in 0..<out.count { o[i] = o[i] < 0 ? 0 : o[i] } }  // branch-free; NaN and -0 kept as before
     }
 }
 

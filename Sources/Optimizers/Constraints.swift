@@ -28,6 +28,43 @@ public enum Constraints {
     public static func applyMaxNorm(_ weight: Variable, maximumNorm: Float) {
         let rows = weight.shape[0], cols = weight.value.count / Swift.max(weight.shape[0], 1)
         weight.value.withUnsafeMutableBufferPointer { w in
+            guard let base = w.baseAddress else { return }
+            // Rows are independent: spread them over the threads when the matrix is large.
+            let chunks = rows * cols >= 1 << 18 ? Swift.min(rows, 4 * ComputeThreads.count) : 1
+            ComputeThreads.parallelFor(chunks: chunks) { c in
+                for r in (c * rows / chunks)..<((c + 1) * rows / chunks) {
+                    let row = base + r * cols
+                    let norm = Float(rowSquaredNorm(row, count: cols).squareRoot())
+                    if norm > maximumNorm {
+                        let scale = maximumNorm / norm
+                        for j in 0..<cols { row[j] *= scale }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sum of squares of `count` floats, accumulated in Double in 8 lanes (vectorised; the lane order differs from
+    /// a sequential sum only in the Double rounding, far below Float precision).
+    @inline(__always)
+    static func rowSquaredNorm(_ p: UnsafeMutablePointer<Float>, count: Int) -> Double {
+        var acc = SIMD8<Double>()
+        var j = 0
+        let raw = UnsafeRawPointer(p)
+        while j + 8 <= count {
+            let v = SIMD8<Double>(raw.loadUnaligned(fromByteOffset: 4 * j, as: SIMD8<Float>.self))
+            acc += v * v
+            j += 8
+        }
+        var s = acc.sum()
+        while j < count { s += Double(p[j]) * Double(p[j]); j += 1 }
+        return s
+    }
+
+    /// Reference for `applyMaxNorm`: sequential Double sums, one row at a time.
+    public static func naiveApplyMaxNorm(_ weight: Variable, maximumNorm: Float) {
+        let rows = weight.shape[0], cols = weight.value.count / Swift.max(weight.shape[0], 1)
+        weight.value.withUnsafeMutableBufferPointer { w in
             for r in 0..<rows {
                 var s: Double = 0
                 for j in 0..<cols { s += Double(w[r * cols + j]) * Double(w[r * cols + j]) }

@@ -41,19 +41,25 @@ public final class SGD: Optimizer {
             }
             let first = buffers[index] == nil
             var buffer = buffers.removeValue(forKey: index) ?? Tensor(shape: grad.shape, repeating: 0)
-            grad.withUnsafeBufferPointer { g in
-                parameter.value.withUnsafeMutableBufferPointer { p in
-                    buffer.withUnsafeMutableBufferPointer { b in
-                        // Branch-free loops per case so the compiler vectorises them.
-                        switch (first, nesterov) {
-                        case (true, false):
-                            for i in 0..<n { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * d }
-                        case (true, true):
-                            for i in 0..<n { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * (d + mu * d) }
-                        case (false, false):
-                            for i in 0..<n { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * v }
-                        case (false, true):
-                            for i in 0..<n { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * (d + mu * v) }
+            grad.withUnsafeBufferPointer { gBuffer in
+                parameter.value.withUnsafeMutableBufferPointer { pBuffer in
+                    buffer.withUnsafeMutableBufferPointer { bBuffer in
+                        let g = gBuffer.baseAddress!, p = pBuffer.baseAddress!, b = bBuffer.baseAddress!
+                        // Large tensors are split over the threads (elementwise, so the result is the same).
+                        let chunks = n >= 1 << 18 ? 4 * ComputeThreads.count : 1
+                        ComputeThreads.parallelFor(chunks: chunks) { c in
+                            let lo = c * n / chunks, hi = (c + 1) * n / chunks
+                            // Branch-free loops per case so the compiler vectorises them.
+                            switch (first, nesterov) {
+                            case (true, false):
+                                for i in lo..<hi { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * d }
+                            case (true, true):
+                                for i in lo..<hi { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * (d + mu * d) }
+                            case (false, false):
+                                for i in lo..<hi { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * v }
+                            case (false, true):
+                                for i in lo..<hi { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * (d + mu * v) }
+                            }
                         }
                     }
                 }

@@ -69,7 +69,11 @@ extension Tensor {
     public func mean() -> Float { count == 0 ? .nan : sum() / Float(count) }
 
     /// Column sums of a matrix `[rows, columns]` -> `[columns]` (the bias gradient).
-    public func sumRows() -> Tensor { sum(axis: 0) }
+    public func sumRows() -> Tensor {
+        guard rank == 2 else { return sum(axis: 0) }
+        let rows = shape[0], cols = shape[1]
+        return Tensor(shape: [cols]) { out in Kernels.columnSums(storage.pointer, rows: rows, cols: cols, into: out.baseAddress!) }
+    }
 }
 
 extension Tensor {

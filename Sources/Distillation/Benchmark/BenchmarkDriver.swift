@@ -1,0 +1,204 @@
+import Foundation
+import TensorCore
+
+/// `distill bench`: runs every phase in its own subprocess of this binary (so each phase's peak RSS is its own),
+/// interleaved with the same phase of `Scripts/torch_bench.py` when PyTorch is importable, and reports both.
+public struct BenchmarkDriver {
+    public var options: BenchmarkOptions
+    /// The `distill` executable to run the phases with (`distill bench --phase NAME --json`).
+    public var executable: String
+    public var runTorch = true
+    public var scaling = false
+    /// Receives progress lines (stderr by default).
+    public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+
+    public init(options: BenchmarkOptions, executable: String) {
+        self.options = options
+        self.executable = executable
+    }
+
+    /// Arguments that make a child run the same configuration.
+    func childArguments(_ phase: String) -> [String] {
+        var a = ["bench", "--phase", phase, "--json", "--threads", String(options.threads), "--epochs", String(options.epochs)]
+        if options.quick { a.append("--quick") }
+        if let m = options.maxBatches { a += ["--max-batches", String(m)] }
+        if let d = options.dataDirectory { a += ["--data-dir", d] }
+        return a
+    }
+
+    func torchArguments(_ phase: String, script: String) -> [String] {
+        var a = [script, "--phase", phase, "--json", "--threads", String(options.threads), "--epochs", String(options.epochs)]
+        if options.quick { a.append("--quick") }
+        if let m = options.maxBatches { a += ["--max-batches", String(m)] }
+        if let d = options.dataDirectory { a += ["--data-dir", d] }
+        return a
+    }
+
+    /// Runs `executable arguments`, returns the last stdout line parsed as a JSON object.
+    static func runJSON(_ executable: String, _ arguments: [String]) throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TrainingError("\(executable) \(arguments.joined(separator: " ")) exited with status \(process.terminationStatus)")
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        guard let line = text.split(separator: "\n").last,
+              let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw TrainingError("\(executable) \(arguments.joined(separator: " ")) printed no JSON object")
+        }
+        return object
+    }
+
+    /// `python3` with torch, or nil (with the reason).
+    static func findTorch() -> (python: String?, note: String) {
+        for candidate in ["/usr/bin/python3", "/usr/local/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: candidate)
+            p.arguments = ["-c", "import torch"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            if (try? p.run()) != nil {
+                p.waitUntilExit()
+                if p.terminationStatus == 0 { return (candidate, "") }
+            }
+        }
+        return (nil, "PyTorch comparison skipped: `python3 -c \"import torch\"` failed")
+    }
+
+    /// Scripts/torch_bench.py in the working directory or beside this source file.
+    static func torchScript() -> String? {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent()
+        for base in [FileManager.default.currentDirectoryPath, here.path] {
+            let path = base + "/Scripts/torch_bench.py"
+            if FileManager.default.fileExists(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    static func loadAverages() -> [Double] {
+        var values = [Double](repeating: 0, count: 3)
+        _ = getloadavg(&values, 3)
+        return values
+    }
+
+    /// Runs everything; returns the report as a JSON-compatible dictionary.
+    public func run() throws -> [String: Any] {
+        var report: [String: Any] = ["threads": options.threads, "epochs": options.epochs, "quick": options.quick,
+                                     "max_batches": options.maxBatches as Any? ?? NSNull(), "batch": BenchmarkModels.batch,
+                                     "loadavg_start": BenchmarkDriver.loadAverages()]
+        ComputeThreads.set(options.threads)
+        log("measuring sgemm peak (2048^3, \(options.threads) threads)...")
+        let peak = BenchmarkPhases.sgemmPeak(size: 2048, repeats: options.quick ? 2 : 4)
+        report["sgemm_peak_gflops"] = peak
+        report["blas_core"] = BLASKernel.coreName ?? "none"
+        var python: String? = nil, script: String? = nil
+        if runTorch {
+            let found = BenchmarkDriver.findTorch()
+            python = found.python
+            script = BenchmarkDriver.torchScript()
+            if python == nil { log(found.note); report["torch_note"] = found.note }
+            else if script == nil { log("PyTorch comparison skipped: Scripts/torch_bench.py not found"); python = nil }
+        } else {
+            report["torch_note"] = "--no-torch"
+        }
+        var phases: [String: Any] = [:]
+        for phase in BenchmarkPhases.all {
+            log("phase \(phase): ours...")
+            var entry: [String: Any] = ["ours": try BenchmarkDriver.runJSON(executable, childArguments(phase))]
+            if let python, let script {
+                log("phase \(phase): torch...")
+                do { entry["torch"] = try BenchmarkDriver.runJSON(python, torchArguments(phase, script: script)) }
+                catch { log("torch phase \(phase) failed: \(error)") }
+            }
+            phases[phase] = entry
+        }
+        report["phases"] = phases
+        if scaling {
+            log("scaling: ours...")
+            var s: [String: Any] = ["ours": try BenchmarkDriver.runJSON(executable, childArguments("scaling"))]
+            if let python, let script {
+                log("scaling: torch...")
+                do { s["torch"] = try BenchmarkDriver.runJSON(python, torchArguments("scaling", script: script)) }
+                catch { log("torch scaling failed: \(error)") }
+            }
+            report["scaling"] = s
+        }
+        report["loadavg_end"] = BenchmarkDriver.loadAverages()
+        return report
+    }
+
+    /// A phase's result as a JSON object (what a child prints).
+    public static func json(_ result: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(result), as: UTF8.self)
+    }
+
+    /// The scaling points wrapped as an object (what `--phase scaling` prints).
+    public struct ScalingResult: Codable {
+        public var points: [ScalingPoint]
+        public var peakResidentBytes: Int
+        public init(points: [ScalingPoint], peakResidentBytes: Int) { self.points = points; self.peakResidentBytes = peakResidentBytes }
+    }
+
+    public static func serialise(_ report: [String: Any]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The human-readable tables.
+    public static func tables(_ report: [String: Any]) -> String {
+        func d(_ any: Any?) -> Double? { (any as? NSNumber)?.doubleValue }
+        func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "-" }
+        func mb(_ x: Double?) -> String { x.map { String(format: "%.0f MiB", $0 / 1048576) } ?? "-" }
+        let peak = d(report["sgemm_peak_gflops"]) ?? .nan
+        var out = ""
+        let loads = (report["loadavg_start"] as? [Double]) ?? []
+        out += String(format: "threads %d, OpenBLAS core %@, sgemm peak %.1f GFLOP/s (2048^3), load average at start %@\n",
+                      (report["threads"] as? Int) ?? 0, (report["blas_core"] as? String) ?? "?", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
+        if report["quick"] as? Bool == true {
+            out += "--quick: each training epoch is the first \(report["max_batches"] as? Int ?? 20) batches, timed and scaled to 60,000 examples\n"
+        }
+        if let note = report["torch_note"] as? String { out += note + "\n" }
+        out += "\n| phase | ours s/epoch | torch s/epoch | ours/torch | GFLOP/s | % of peak | peak RSS ours | peak RSS torch |\n"
+        out += "|---|---|---|---|---|---|---|---|\n"
+        let phases = report["phases"] as? [String: Any] ?? [:]
+        for name in BenchmarkPhases.all {
+            guard let entry = phases[name] as? [String: Any], let ours = entry["ours"] as? [String: Any] else { continue }
+            let torch = entry["torch"] as? [String: Any]
+            var o: Double?, t: Double?, unit = ""
+            switch name {
+            case "inference": o = d(ours["seconds_per_pass"]); t = d(torch?["seconds_per_pass"]); unit = " (s/pass)"
+            case "latency": o = d(ours["latency_milliseconds"]); t = d(torch?["latency_ms"]); unit = " (ms)"
+            default: o = d(ours["seconds_per_epoch"]); t = d(torch?["seconds_per_epoch"])
+            }
+            let ratio = (o != nil && t != nil) ? o! / t! : nil
+            let g = d(ours["gflops"])
+            out += "| \(name)\(unit) | \(f(o, "%.3f")) | \(f(t, "%.3f")) | \(f(ratio, "%.2f")) | \(f(g, "%.1f")) | "
+            out += "\(f(g.map { 100 * $0 / peak }, "%.0f%%")) | \(mb(d(ours["peak_resident_bytes"]))) | \(mb(d(torch?["peak_rss_bytes"]))) |\n"
+        }
+        if let s = report["scaling"] as? [String: Any], let ours = (s["ours"] as? [String: Any])?["points"] as? [[String: Any]] {
+            let torch = s["torch"] as? [String: Any]
+            let tb = torch?["batch"] as? [[String: Any]] ?? [], tw = torch?["width"] as? [[String: Any]] ?? []
+            out += "\nscaling (student training step, microseconds per example)\n\n| batch | width | ours µs/ex | torch µs/ex | ours/torch | ours GFLOP/s |\n|---|---|---|---|---|---|\n"
+            for (i, p) in ours.enumerated() {
+                let batch = p["batch"] as? Int ?? 0, width = p["width"] as? Int ?? 0
+                let isBatchRow = i < BenchmarkPhases.scalingBatches.count
+                let match = isBatchRow ? tb.first { $0["batch"] as? Int == batch } : tw.first { $0["width"] as? Int == width }
+                let o = d(p["seconds_per_example"]).map { $0 * 1e6 }, t = d(match?["seconds_per_example"]).map { $0 * 1e6 }
+                out += "| \(batch) | \(width) | \(f(o, "%.1f")) | \(f(t, "%.1f")) | \(f(o != nil && t != nil ? o! / t! : nil, "%.2f")) | \(f(d(p["gflops"]), "%.1f")) |\n"
+            }
+        }
+        let end = (report["loadavg_end"] as? [Double]) ?? []
+        out += "\nload average at end \(end.map { String(format: "%.2f", $0) }.joined(separator: " "))\n"
+        return out
+    }
+}

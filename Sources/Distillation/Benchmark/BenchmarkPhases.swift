@@ -1,0 +1,296 @@
+import Foundation
+import TensorCore
+import NeuralNet
+import Optimizers
+import Datasets
+
+/// Options shared by the benchmark driver and its per-phase subprocesses (mirrors `Scripts/torch_bench.py`).
+public struct BenchmarkOptions: Codable, Sendable {
+    public var threads = 2
+    /// Timed epochs per phase (median reported); default 3, 1 with `quick`.
+    public var epochs = 3
+    /// Time only the first N batches of each epoch and scale to a full epoch (20 with `quick`); nil = whole epoch.
+    public var maxBatches: Int? = nil
+    public var quick = false
+    public var dataDirectory: String? = nil
+    public init() {}
+}
+
+/// The measured figures of one phase, in this process.
+public struct PhaseResult: Codable, Sendable {
+    public var phase: String
+    /// Training phases: median seconds per (scaled) 60,000-example epoch.
+    public var secondsPerEpoch: Double?
+    /// Every timed epoch (scaled when `batchesTimedPerEpoch` < a full epoch).
+    public var epochSeconds: [Double]?
+    public var batchesTimedPerEpoch: Int?
+    /// Inference: median seconds for the 10,000 test images in batches of 1000.
+    public var secondsPerPass: Double?
+    /// Latency: median milliseconds for one image.
+    public var latencyMilliseconds: Double?
+    public var examplesPerSecond: Double?
+    public var flopsPerExample: Double?
+    public var gflops: Double?
+    public var peakResidentBytes: Int
+    public var loadAverage: Double
+    /// BufferPool system allocations during the timed part (0 once the pool is warm).
+    public var steadyStateAllocations: Int?
+}
+
+/// One scaling point: seconds per training example of a 784-W-W-10 student.
+public struct ScalingPoint: Codable, Sendable {
+    public var batch: Int
+    public var width: Int
+    public var secondsPerExample: Double
+    public var steps: Int
+    public var gflops: Double
+}
+
+/// Network sizes and FLOP counts of the benchmark (the same as torch_bench.py).
+public enum BenchmarkModels {
+    public static let batch = 128
+    public static let learningRate: Float = 0.05
+    public static let momentum: Float = 0.9
+    public static let temperature: Float = 20
+    public static let studentDims = [(784, 800), (800, 800), (800, 10)]
+    public static let teacherDims = [(784, 1200), (1200, 1200), (1200, 10)]
+
+    /// Forward + grad-weight + grad-input FLOPs (2mnk each), no grad-input for the first layer.
+    public static func trainFlopsPerExample(_ dims: [(Int, Int)]) -> Double {
+        Double(dims.reduce(0) { $0 + 6 * $1.0 * $1.1 } - 2 * dims[0].0 * dims[0].1)
+    }
+
+    public static func forwardFlopsPerExample(_ dims: [(Int, Int)]) -> Double {
+        Double(dims.reduce(0) { $0 + 2 * $1.0 * $1.1 })
+    }
+
+    static func student(width: Int = 800, generator: inout RandomGenerator) -> Sequential {
+        Sequential(specifications: [.linear(inputCount: 784, outputCount: width), .relu,
+                                    .linear(inputCount: width, outputCount: width), .relu,
+                                    .linear(inputCount: width, outputCount: 10)], generator: &generator)
+    }
+
+    static func teacher(generator: inout RandomGenerator) -> Sequential {
+        Sequential(specifications: [.dropout(probability: 0.2), .linear(inputCount: 784, outputCount: 1200), .relu,
+                                    .dropout(probability: 0.5), .linear(inputCount: 1200, outputCount: 1200), .relu,
+                                    .dropout(probability: 0.5), .linear(inputCount: 1200, outputCount: 10)],
+                   generator: &generator)
+    }
+}
+
+/// The objective of the distillation phases: 0.5 * CE(labels) + 0.5 * T^2 * soft CE at T = 20, through the
+/// library's `distillationLoss`, with the teacher's logits either computed online or looked up in a logit store.
+struct BenchmarkDistillationObjective: TrainingObjective {
+    let teacher: Teacher
+    var name: String { "distillation" }
+    func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
+        let teacherLogits = try teacher.logits(batch: images, indices: batch.indices)
+        let configuration = DistillationLossConfiguration(temperature: BenchmarkModels.temperature, hardWeight: 0.5, softWeight: 0.5)
+        let (loss, parts) = distillationLoss(studentLogits: studentLogits, teacherLogits: teacherLogits, labels: batch.labels,
+                                             configuration: configuration)
+        return (loss, ["hard": parts.hard, "soft": parts.softScaled])
+    }
+}
+
+/// Runs one benchmark phase in this process.
+public enum BenchmarkPhases {
+    public static let training = ["student", "teacher", "distill_online", "distill_store"]
+    public static let all = training + ["inference", "latency"]
+
+    static var loadAverage: Double {
+        var values = [Double](repeating: 0, count: 3)
+        return getloadavg(&values, 3) > 0 ? values[0] : .nan
+    }
+
+    public static func run(_ phase: String, options: BenchmarkOptions) throws -> PhaseResult {
+        ComputeThreads.set(options.threads)
+        let data = try DataLocation.loadMNIST(options.dataDirectory)
+        switch phase {
+        case "student", "teacher", "distill_online", "distill_store":
+            return try trainingPhase(phase, train: data.train, options: options)
+        case "inference":
+            var generator = RandomGenerator(seed: 0)
+            let model = BenchmarkModels.student(generator: &generator)
+            let reps = options.quick ? 3 : 7
+            let test = data.test.images
+            let batches = stride(from: 0, to: test.shape[0], by: 1000).map { test.rows($0..<Swift.min($0 + 1000, test.shape[0])) }
+            _ = model.infer(batches[0])
+            var times: [Double] = []
+            for _ in 0..<reps {
+                let start = DispatchTime.now().uptimeNanoseconds
+                for b in batches { _ = model.infer(b) }
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
+            let s = median(times), n = Double(test.shape[0])
+            let flops = BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.studentDims)
+            return PhaseResult(phase: phase, secondsPerPass: s, examplesPerSecond: n / s, flopsPerExample: flops,
+                               gflops: flops * n / s / 1e9, peakResidentBytes: ResourceUsage.peakResidentBytes,
+                               loadAverage: loadAverage)
+        case "latency":
+            var generator = RandomGenerator(seed: 0)
+            let model = BenchmarkModels.student(generator: &generator)
+            let one = data.test.images.rows(0..<1)
+            let calls = options.quick ? 50 : 200
+            for _ in 0..<10 { _ = model.infer(one) }
+            var times: [Double] = []
+            for _ in 0..<calls {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = model.infer(one)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+            }
+            return PhaseResult(phase: phase, latencyMilliseconds: median(times) * 1e3,
+                               peakResidentBytes: ResourceUsage.peakResidentBytes, loadAverage: loadAverage)
+        default:
+            throw TrainingError("unknown benchmark phase \(phase); expected one of \(all.joined(separator: ", "))")
+        }
+    }
+
+    /// One SGD training step, exactly as `Trainer.run` does it (jitter, forward, loss, backward, step, max-norm).
+    final class Stepper {
+        let model: Sequential
+        let objective: TrainingObjective
+        let optimizer = SGD(learningRate: BenchmarkModels.learningRate, momentum: BenchmarkModels.momentum)
+        let parameters: [Variable]
+        let constrained: [Linear]
+        let jitter: Int
+        let maxNorm: Float?
+        var context: ForwardContext
+        var jitterGenerator = RandomGenerator(seed: 2)
+
+        init(model: Sequential, objective: TrainingObjective, jitter: Int = 0, maxNorm: Float? = nil) {
+            self.model = model
+            self.objective = objective
+            self.parameters = model.parameters
+            self.constrained = Array(model.linearLayers.dropLast())
+            self.jitter = jitter
+            self.maxNorm = maxNorm
+            self.context = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
+        }
+
+        func step(_ batch: Batch) throws {
+            var images = batch.images
+            if jitter > 0 { images = Jitter.shift(images: images, maxShift: jitter, generator: &jitterGenerator) }
+            model.zeroGradients()
+            let logits = model(Variable(images), context: &context)
+            let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images)
+            loss.backward()
+            optimizer.step(parameters)
+            if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) } }
+        }
+    }
+
+    static func trainingPhase(_ phase: String, train: LabeledDataset, options: BenchmarkOptions) throws -> PhaseResult {
+        var generator = RandomGenerator(seed: 0)
+        let stepper: Stepper
+        var flops = BenchmarkModels.trainFlopsPerExample(BenchmarkModels.studentDims)
+        switch phase {
+        case "teacher":
+            stepper = Stepper(model: BenchmarkModels.teacher(generator: &generator), objective: LabelObjective(), jitter: 2, maxNorm: 3.5)
+            flops = BenchmarkModels.trainFlopsPerExample(BenchmarkModels.teacherDims)
+        case "distill_online":
+            let teacher = BenchmarkModels.teacher(generator: &generator)
+            let student = BenchmarkModels.student(generator: &generator)
+            stepper = Stepper(model: student, objective: BenchmarkDistillationObjective(teacher: ModelTeacher(model: teacher)))
+            flops += BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.teacherDims)
+        case "distill_store":
+            let teacher = BenchmarkModels.teacher(generator: &generator)
+            let student = BenchmarkModels.student(generator: &generator)
+            // Precomputed once, untimed: the teacher's logits for every training example, written and read back.
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("distill-bench-\(getpid()).logits.safetensors")
+            defer { try? FileManager.default.removeItem(at: url) }
+            try TeacherLogitStore.write(teacher: ModelTeacher(model: teacher), dataset: train, to: url, overwrite: true)
+            let store = try TeacherLogitStore.read(url: url)
+            stepper = Stepper(model: student, objective: BenchmarkDistillationObjective(teacher: StoredLogitsTeacher(store: store)))
+        default:
+            stepper = Stepper(model: BenchmarkModels.student(generator: &generator), objective: LabelObjective())
+        }
+        let n = train.count
+        var iterator = BatchIterator(dataset: train, batchSize: BenchmarkModels.batch, shuffle: true, dropLast: false,
+                                     generator: RandomGenerator(seed: 3))
+        // Untimed warm-up: fills the buffer pool, BLAS thread pool and momentum buffers.
+        for _ in 0..<3 { if let b = iterator.next() { try stepper.step(b) } }
+        var times: [Double] = []
+        var timedBatches = 0
+        let allocationsBefore = BufferPool.shared.systemAllocations
+        for _ in 0..<Swift.max(1, options.epochs) {
+            iterator.startNextEpoch()
+            let start = DispatchTime.now().uptimeNanoseconds
+            var done = 0, batches = 0
+            while let batch = iterator.next() {
+                try stepper.step(batch)
+                done += batch.count
+                batches += 1
+                if let limit = options.maxBatches, batches >= limit { break }
+            }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            times.append(seconds * Double(n) / Double(done))
+            timedBatches = batches
+        }
+        let s = median(times)
+        return PhaseResult(phase: phase, secondsPerEpoch: s, epochSeconds: times, batchesTimedPerEpoch: timedBatches,
+                           examplesPerSecond: Double(n) / s, flopsPerExample: flops, gflops: flops * Double(n) / s / 1e9,
+                           peakResidentBytes: ResourceUsage.peakResidentBytes, loadAverage: loadAverage,
+                           steadyStateAllocations: BufferPool.shared.systemAllocations - allocationsBefore)
+    }
+
+    /// Seconds per example of student training steps at one batch size and width (the scaling tables).
+    public static func scalingPoint(width: Int, batch: Int, train: LabeledDataset, examples: Int, maxSeconds: Double) throws -> ScalingPoint {
+        var generator = RandomGenerator(seed: 0)
+        let stepper = Stepper(model: BenchmarkModels.student(width: width, generator: &generator), objective: LabelObjective())
+        var iterator = BatchIterator(dataset: train, batchSize: batch, shuffle: true, dropLast: true, generator: RandomGenerator(seed: 4))
+        func nextBatch() -> Batch {
+            if let b = iterator.next() { return b }
+            iterator.startNextEpoch()
+            return iterator.next()!
+        }
+        try stepper.step(nextBatch())
+        let steps = Swift.max(3, examples / batch)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var done = 0
+        var elapsed = 0.0
+        for _ in 0..<steps {
+            try stepper.step(nextBatch())
+            done += 1
+            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            if done >= 3 && elapsed > maxSeconds { break }
+        }
+        let spe = elapsed / Double(done * batch)
+        let dims = [(784, width), (width, width), (width, 10)]
+        return ScalingPoint(batch: batch, width: width, secondsPerExample: spe, steps: done,
+                            gflops: BenchmarkModels.trainFlopsPerExample(dims) / spe / 1e9)
+    }
+
+    public static let scalingBatches = [1, 4, 16, 64, 128, 256, 1024]
+    public static let scalingWidths = [30, 100, 300, 800, 1200, 2400]
+
+    /// The batch-size and width tables (in this process).
+    public static func scaling(options: BenchmarkOptions) throws -> [ScalingPoint] {
+        ComputeThreads.set(options.threads)
+        let train = try DataLocation.loadMNIST(options.dataDirectory).train
+        let examples = options.quick ? 1024 : 4096, maxSeconds = options.quick ? 0.5 : 2.0
+        var points: [ScalingPoint] = []
+        for b in scalingBatches { points.append(try scalingPoint(width: 800, batch: b, train: train, examples: examples, maxSeconds: maxSeconds)) }
+        for w in scalingWidths { points.append(try scalingPoint(width: w, batch: BenchmarkModels.batch, train: train, examples: examples, maxSeconds: maxSeconds)) }
+        return points
+    }
+
+    /// Best-of-several GFLOP/s of a square sgemm (the machine's practical peak with the current thread count).
+    public static func sgemmPeak(size: Int = 2048, repeats: Int = 3) -> Double {
+        var generator = RandomGenerator(seed: 5)
+        let a = Tensor.uniform([size, size], low: -1, high: 1, generator: &generator)
+        let b = Tensor.uniform([size, size], low: -1, high: 1, generator: &generator)
+        var best = Double.infinity
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            _ = a.matmul(b)
+            best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return 2 * pow(Double(size), 3) / best / 1e9
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+}

@@ -1,0 +1,82 @@
+/// Hot elementwise kernels of the training step, each with the naive reference it must match (llm.c style; the
+/// tests compare them).
+public enum Kernels {
+    // MARK: Dropout mask
+
+    /// The 16-bit keep threshold for keep probability `keep`: an element is kept when its 16-bit uniform is below it,
+    /// so the keep probability is `threshold / 65536` (within 2^-17 of `keep`).
+    @inlinable public static func dropoutThreshold(keep: Float) -> UInt64 {
+        UInt64((Double(keep) * 65536).rounded())
+    }
+
+    /// Inverted-dropout mask: element i is `scale` when kept, else 0.
+    ///
+    /// Draws: one 64-bit `nextUInt64()` per 4 elements (the last draw may be partly unused); element i uses bits
+    /// 16*(i%4) ..< 16*(i%4)+16 of draw i/4 as a uniform integer u in 0..<65536 and is kept when
+    /// u < `dropoutThreshold(keep:)`. A quarter of the draws of one uniform per element, and branch-free.
+    public static func dropoutMask(_ out: UnsafeMutableBufferPointer<Float>, keep: Float, scale: Float,
+                                   generator: inout RandomGenerator) {
+        let n = out.count
+        guard n > 0, let o = out.baseAddress else { return }
+        let threshold = dropoutThreshold(keep: keep)
+        var i = 0
+        while i + 4 <= n {
+            let r = generator.nextUInt64()
+            o[i] = (r & 0xFFFF) < threshold ? scale : 0
+            o[i + 1] = ((r >> 16) & 0xFFFF) < threshold ? scale : 0
+            o[i + 2] = ((r >> 32) & 0xFFFF) < threshold ? scale : 0
+            o[i + 3] = (r >> 48) < threshold ? scale : 0
+            i += 4
+        }
+        if i < n {
+            var r = generator.nextUInt64()
+            while i < n { o[i] = (r & 0xFFFF) < threshold ? scale : 0; r >>= 16; i += 1 }
+        }
+    }
+
+    /// Reference for `dropoutMask`: the same draws, one element at a time.
+    public static func naiveDropoutMask(_ out: UnsafeMutableBufferPointer<Float>, keep: Float, scale: Float,
+                                        generator: inout RandomGenerator) {
+        let threshold = dropoutThreshold(keep: keep)
+        var draw: UInt64 = 0
+        for i in 0..<out.count {
+            if i % 4 == 0 { draw = generator.nextUInt64() }
+            let u = (draw >> (16 * UInt64(i % 4))) & 0xFFFF
+            out[i] = u < threshold ? scale : 0
+        }
+    }
+
+    // MARK: ReLU backward mask
+
+    /// g[i] = y[i] > 0 ? g[i] : 0 in place (branch-free select, vectorises).
+    public static func reluBackwardMask(_ g: UnsafeMutableBufferPointer<Float>, output y: UnsafeBufferPointer<Float>) {
+        precondition(g.count == y.count)
+        guard let gp = g.baseAddress, let yp = y.baseAddress else { return }
+        for i in 0..<g.count { gp[i] = yp[i] > 0 ? gp[i] : 0 }
+    }
+
+    /// Reference for `reluBackwardMask`.
+    public static func naiveReluBackwardMask(_ g: UnsafeMutableBufferPointer<Float>, output y: UnsafeBufferPointer<Float>) {
+        for i in 0..<g.count where y[i] <= 0 { g[i] = 0 }
+    }
+
+    // MARK: Column sums (bias gradient)
+
+    /// Column sums of a row-major `[rows, cols]` matrix, row by row (contiguous, vectorises), in Float.
+    public static func columnSums(_ a: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+        out.update(repeating: 0, count: cols)
+        for r in 0..<rows {
+            let row = a + r * cols
+            for j in 0..<cols { out[j] += row[j] }
+        }
+    }
+
+    /// Reference for `columnSums`: one column at a time (strided), the same summation order.
+    public static func naiveColumnSums(_ a: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+        for j in 0..<cols {
+            var s: Float = 0
+            for r in 0..<rows { s += a[r * cols + j] }
+            out[j] = s
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+import Distillation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark training and inference against PyTorch (Scripts/torch_bench.py) on this CPU.",
+        discussion: "Each phase runs in its own subprocess (so peak RSS is per phase), interleaved with the same PyTorch phase. See Benchmarks.md.")
+
+    @Flag(help: "Print one JSON object instead of tables.") var json = false
+    @Option(help: "Threads for BLAS and the elementwise loops (and torch.set_num_threads).") var threads = 2
+    @Option(help: "Timed epochs per phase, median reported (default 3; 1 with --quick).") var epochs: Int?
+    @Option(help: "Time only the first N batches per epoch and scale to 60,000 examples (20 with --quick).") var maxBatches: Int?
+    @Flag(help: "Short smoke run: 1 epoch of the first 20 batches, scaled; fewer inference/latency repeats.") var quick = false
+    @Flag(help: "Skip the PyTorch comparison.") var noTorch = false
+    @Flag(help: "Also time per-example cost against batch size 1...1024 and width 30...2400.") var scaling = false
+    @Option(help: "MNIST directory (*-idx?-ubyte.gz); default the embedded copy.") var dataDir: String?
+    @Option(help: .hidden) var phase: String?
+
+    func run() throws {
+        var options = BenchmarkOptions()
+        options.threads = threads
+        options.quick = quick
+        options.epochs = epochs ?? (quick ? 1 : 3)
+        options.maxBatches = maxBatches ?? (quick ? 20 : nil)
+        options.dataDirectory = dataDir
+        if let phase {
+            // A child: one phase in this process, one JSON line on stdout.
+            if phase == "scaling" {
+                let points = try BenchmarkPhases.scaling(options: options)
+                print(try BenchmarkDriver.json(BenchmarkDriver.ScalingResult(points: points, peakResidentBytes: ResourceUsage.peakResidentBytes)))
+            } else {
+                let result = try BenchmarkPhases.run(phase, options: options)
+                print(json ? try BenchmarkDriver.json(result) : "\(result)")
+            }
+            return
+        }
+        var driver = BenchmarkDriver(options: options, executable: URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path)
+        driver.runTorch = !noTorch
+        driver.scaling = scaling
+        let report = try driver.run()
+        print(json ? BenchmarkDriver.serialise(report) : BenchmarkDriver.tables(report))
+    }
+}

@@ -1,0 +1,53 @@
+import XCTest
+import TensorCore
+
+/// Each fast kernel against its naive reference.
+final class KernelTests: XCTestCase {
+    func testDropoutMaskMatchesReferenceAndDrawCount() {
+        for n in [0, 1, 3, 4, 5, 17, 1000, 1003] {
+            var g1 = RandomGenerator(seed: 11), g2 = RandomGenerator(seed: 11)
+            var fast = [Float](repeating: -1, count: n), naive = [Float](repeating: -1, count: n)
+            fast.withUnsafeMutableBufferPointer { Kernels.dropoutMask($0, keep: 0.8, scale: 1.25, generator: &g1) }
+            naive.withUnsafeMutableBufferPointer { Kernels.naiveDropoutMask($0, keep: 0.8, scale: 1.25, generator: &g2) }
+            XCTAssertEqual(fast, naive, "n = \(n)")
+            XCTAssertEqual(g1, g2)
+            // One 64-bit draw per 4 elements, rounded up.
+            var g3 = RandomGenerator(seed: 11)
+            for _ in 0..<((n + 3) / 4) { _ = g3.nextUInt64() }
+            XCTAssertEqual(g1, g3, "n = \(n)")
+        }
+    }
+
+    func testDropoutMaskKeepFraction() {
+        var g = RandomGenerator(seed: 12)
+        var mask = [Float](repeating: 0, count: 200_000)
+        mask.withUnsafeMutableBufferPointer { Kernels.dropoutMask($0, keep: 0.5, scale: 2, generator: &g) }
+        XCTAssert(mask.allSatisfy { $0 == 0 || $0 == 2 })
+        let kept = Double(mask.filter { $0 != 0 }.count) / Double(mask.count)
+        XCTAssertEqual(kept, 0.5, accuracy: 0.005)
+        XCTAssertEqual(Kernels.dropoutThreshold(keep: 0.8), 52429)
+    }
+
+    func testReluBackwardMaskMatchesReference() {
+        var g = RandomGenerator(seed: 13)
+        let y = Tensor.normal([37, 29], generator: &g), up = Tensor.normal([37, 29], generator: &g)
+        var fast = up.scalars, naive = up.scalars
+        y.withUnsafeBufferPointer { yb in
+            fast.withUnsafeMutableBufferPointer { Kernels.reluBackwardMask($0, output: yb) }
+            naive.withUnsafeMutableBufferPointer { Kernels.naiveReluBackwardMask($0, output: yb) }
+        }
+        XCTAssertEqual(fast, naive)
+    }
+
+    func testColumnSumsMatchReferenceExactly() {
+        var g = RandomGenerator(seed: 14)
+        let a = Tensor.normal([129, 801], generator: &g)
+        var fast = [Float](repeating: 0, count: 801), naive = [Float](repeating: 0, count: 801)
+        a.withUnsafeBufferPointer { p in
+            fast.withUnsafeMutableBufferPointer { Kernels.columnSums(p.baseAddress!, rows: 129, cols: 801, into: $0.baseAddress!) }
+            naive.withUnsafeMutableBufferPointer { Kernels.naiveColumnSums(p.baseAddress!, rows: 129, cols: 801, into: $0.baseAddress!) }
+        }
+        XCTAssertEqual(fast, naive)  // same summation order: bit-identical
+        XCTAssertEqual(a.sumRows().scalars, a.sum(axis: 0).scalars)
+    }
+}
