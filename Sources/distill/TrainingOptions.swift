@@ -20,8 +20,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "SGD momentum.") var momentum: Float = 0.9
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
     @Option(parsing: .unconditional, help: "Weight decay (L2 for SGD/Adam, decoupled for AdamW).") var weightDecay: Float = 0
-    @Option(help: "Learning-rate schedule: constant, cosine, step:EPOCHS:GAMMA, warmup:EPOCHS[:then]")
-    var schedule: String = "constant"
+    @Option(help: "Learning-rate schedule, stepped per epoch: cosine (annealed to 0 over --epochs, the default), constant, step:EPOCHS:GAMMA, warmup:EPOCHS[:cosine].")
+    var schedule: String = "cosine"
     @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
     @Option(parsing: .unconditional, help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
