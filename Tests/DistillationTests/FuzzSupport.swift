@@ -61,10 +61,10 @@ enum Fuzz {
             case 1:  // random byte anywhere
                 bytes[rng.next(below: bytes.count)] = UInt8(truncatingIfNeeded: rng.nextUInt64())
             case 2:  // structural byte inside the header, length kept consistent
-                guard var (header, data) = parts, !header.isEmpty else { continue }
-                header[rng.next(below: header.count)] = pick(interesting)
-                bytes = assemble(header, data)
-                _ = data
+                guard let (header, data) = parts, !header.isEmpty else { continue }
+                var h = header
+                h[rng.next(below: h.count)] = pick(interesting)
+                bytes = assemble(h, data)
             case 3, 4, 5:  // replace a run of digits (a size, count, offset, probability) with an odd value
                 guard let (header, data) = parts else { continue }
                 var runs: [Range<Int>] = []

@@ -96,7 +96,27 @@ extension Trainer {
             let b = Dictionary(state.bestWeights.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
             best = try named.map { name, p in
                 guard let t = b[name], t.shape == p.value.shape else { throw refuse("best weight '\(name)' is missing or has the wrong shape") }
+                guard t.isFinite else { throw refuse("best weight '\(name)' contains NaN or infinity") }
                 return t
+            }
+        }
+        // The optimizer indexes its buffers by parameter position and trusts their shapes (a wrong shape would be
+        // read and written out of bounds on the next step): check every entry against the model first.
+        let shapes = named.map(\.parameter.value.shape)
+        for name in state.optimizerState.keys.sorted() {
+            let t = state.optimizerState[name]!
+            guard let dot = name.lastIndex(of: "."), let index = Int(name[name.index(after: dot)...]), shapes.indices.contains(index) else {
+                throw refuse("optimizer state 'optimizer.\(name)' does not name a parameter 0..<\(shapes.count)")
+            }
+            if name[..<dot] == "step" {
+                guard t.count == 1, let v = t.scalars.first, v.isFinite, v >= 0, v <= 1e15, v == v.rounded() else {
+                    throw refuse("optimizer state 'optimizer.\(name)' is not a step count (expected one whole number >= 0)")
+                }
+            } else {
+                guard t.shape == shapes[index] else {
+                    throw refuse("optimizer state 'optimizer.\(name)' has shape \(t.shape), parameter \(index) has shape \(shapes[index])")
+                }
+                guard t.isFinite else { throw refuse("optimizer state 'optimizer.\(name)' contains NaN or infinity") }
             }
         }
         do { try optimizer.loadState(state.optimizerState) } catch { throw refuse("the optimizer state does not load: \(error)") }
