@@ -101,6 +101,24 @@ final class FuzzRegressionTests: XCTestCase {
         XCTAssertEqual(resumeError(url, c, data), "no error")
     }
 
+    /// A corrupted running-sum count (Int.max) overflowed in the resumed run's first step; a NaN loss sum made the
+    /// epoch's loss NaN and the next state write throw an EncodingError.
+    func testCorruptLossSumsAreRefused() throws {
+        let dir = try temporaryDirectory(self)
+        let (url, c, data) = try state(optimizer: .sgd, in: dir)
+        let out = dir.appendingPathComponent("bad-sums.state")
+        let sums = try XCTUnwrap(try SafeTensors.read(url: url).metadata["loss_sums"])
+        var nan = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(sums.utf8)) as? [String: Any])
+        nan["loss"] = "7ff8000000000000"
+        let nanSums = String(decoding: try JSONSerialization.data(withJSONObject: nan), as: UTF8.self)
+        for bad in [sums.replacingOccurrences(of: #""batches":2"#, with: #""batches":9223372036854775807"#), nanSums] {
+            XCTAssertNotEqual(bad, sums)
+            try rewrite(url, to: out) { _, metadata in metadata["loss_sums"] = bad }
+            let message = resumeError(out, c, data)
+            XCTAssertTrue(message.contains("bad-sums.state") && message.contains("loss_sums"), message)
+        }
+    }
+
     /// A top-k store claiming a huge class count allocated a class-sized table at read time (and per lookup).
     func testTopKStoreWithHugeClassCountIsRefused() throws {
         let dir = try temporaryDirectory(self)

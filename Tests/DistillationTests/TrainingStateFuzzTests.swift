@@ -68,7 +68,10 @@ final class TrainingStateFuzzTests: XCTestCase {
             trainer.shouldStop = { steps += 1; return steps >= 3 }
             // A few steps of the resumed run: a broken state must not trap here either. Mutated (finite but huge)
             // weights may legitimately make the run diverge, which is a TrainingError about the run, not the file.
-            do { _ = try trainer.run() } catch let error as TrainingError {
+            do {
+                _ = try trainer.run()
+                try trainer.saveState(to: url.appendingPathExtension("next"))  // and the run can be checkpointed again
+            } catch let error as TrainingError {
                 XCTAssertTrue(error.description.contains("NaN or infinite") || error.description.contains("the loss became"),
                               error.description)
             }

@@ -80,6 +80,14 @@ extension Trainer {
               state.batch <= iterator.batchesPerEpoch, state.epochBatches >= 0 else {
             throw refuse("epoch \(state.epoch) / batch \(state.batch) is out of range")
         }
+        // The running sums of the epoch in progress: a corrupted count would overflow, a non-finite sum would make
+        // the epoch's loss NaN (and the next state unwritable).
+        guard state.epochBatches <= iterator.batchesPerEpoch else {
+            throw refuse("loss_sums counts \(state.epochBatches) batches, an epoch has \(iterator.batchesPerEpoch)")
+        }
+        guard state.epochLossSum.isFinite, state.epochPartSums.values.allSatisfy(\.isFinite) else {
+            throw refuse("loss_sums holds a NaN or infinite sum")
+        }
         let weights = Dictionary(state.weights.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         let named = model.namedParameters
         guard weights.count == named.count else {
