@@ -59,6 +59,62 @@ final class ModelCheckpointFuzzTests: XCTestCase {
         }
     }
 
+    /// Structured fuzzing of the architecture metadata: random (often nonsensical) layer lists, with sizes and
+    /// dropout probabilities from an adversarial set, over tensors that fit them, do not, or are missing.
+    func testRandomArchitectureFuzz() throws {
+        let dir = try Fuzz.temporaryDirectory("model-arch-fuzz")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("arch.safetensors")
+        let iterations = Fuzz.iterations(default: 1500)
+        var rng = RandomGenerator(seed: Fuzz.seed(default: 20_260_111))
+        let sizes = ["1", "2", "3", "0", "-1", "-3", "1000000", "4294967296", "9223372036854775807", "99999999999999999999", "2.5", "null", "\"3\""]
+        let probabilities = ["0", "0.5", "0.99", "1", "-0.1", "2", "1e40", "-1e40", "null", "\"0.5\"", "1e-45"]
+        func pick(_ a: [String]) -> String { a[rng.next(below: a.count)] }
+        var width = 2  // the chain's current width, so that most layer lists are nearly valid
+        var tensors: [SafeTensorsEntry] = []
+        /// A layer list (JSON) plus tensors named as `Sequential` names them; sizes are sometimes adversarial and
+        /// tensors are sometimes missing or of the wrong shape.
+        func layers(depth: Int, prefix: String) -> String {
+            (0..<(1 + rng.next(below: 4))).map { position -> String in
+                let name = "\(prefix)\(position)."
+                switch rng.next(below: depth < 2 ? 8 : 7) {
+                case 0, 1, 2, 3:
+                    let o = 1 + rng.next(below: 3)
+                    var i = rng.next(below: 6) == 0 ? 1 + rng.next(below: 3) : width
+                    var iText = String(i), oText = String(o)
+                    if rng.next(below: 6) == 0 { iText = pick(sizes); i = Int(iText) ?? i }
+                    if rng.next(below: 6) == 0 { oText = pick(sizes) }
+                    let wrong = rng.next(below: 12) == 0
+                    if rng.next(below: 12) != 0, i > 0, i < 10 {
+                        tensors.append(.tensor(name + "weight", Tensor(shape: [o, wrong ? i + 1 : i], repeating: 0.5)))
+                    }
+                    if rng.next(below: 12) != 0 { tensors.append(.tensor(name + "bias", Tensor(shape: [o], repeating: 0.1))) }
+                    width = o
+                    return #"{"linear":{"inputCount":\#(iText),"outputCount":\#(oText)}}"#
+                case 4: return #"{"relu":{}}"#
+                case 5: return #"{"dropout":{"probability":\#(rng.next(below: 2) == 0 ? pick(probabilities) : "0.25")}}"#
+                case 6: return rng.next(below: 4) != 0 ? #"{"flatten":{}}"# : #"{"bogus":{}}"#
+                default: return #"{"sequential":{"_0":[\#(layers(depth: depth + 1, prefix: name))]}}"#
+                }
+            }.joined(separator: ",")
+        }
+        var loaded = 0, rejected = 0
+        let start = Date()
+        for _ in 0..<iterations {
+            width = 1 + rng.next(below: 3)
+            tensors = []
+            let architecture = "[\(layers(depth: 0, prefix: ""))]"
+            if rng.next(below: 10) == 0 { tensors.append(.tensor("extra", Tensor([1]))) }
+            var metadata = ["format": ModelCheckpoint.format, "architecture": architecture]
+            if rng.next(below: 10) == 0 { metadata["architecture"] = pick(["", "[]", "{}", "[null]", "[[]]", "7", "null"]) }
+            let bytes = Array(try SafeTensors.serialize(tensors, metadata: metadata))
+            if Self.check(bytes, at: url) { loaded += 1 } else { rejected += 1 }
+        }
+        print("fuzz ModelCheckpoint architectures: \(iterations) files: \(loaded) loaded, \(rejected) rejected in \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        XCTAssertGreaterThan(rejected, iterations / 3)
+        XCTAssertGreaterThan(loaded, iterations / 20)
+    }
+
     func testMutationFuzz() throws {
         let dir = try Fuzz.temporaryDirectory("model-fuzz")
         defer { try? FileManager.default.removeItem(at: dir) }
