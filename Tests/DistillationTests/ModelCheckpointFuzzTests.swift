@@ -65,7 +65,7 @@ final class ModelCheckpointFuzzTests: XCTestCase {
         let dir = try Fuzz.temporaryDirectory("model-arch-fuzz")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("arch.safetensors")
-        let iterations = Fuzz.iterations(default: 1500)
+        let iterations = Fuzz.iterations(default: 1000)
         var rng = RandomGenerator(seed: Fuzz.seed(default: 20_260_111))
         let sizes = ["1", "2", "3", "0", "-1", "-3", "1000000", "4294967296", "9223372036854775807", "99999999999999999999", "2.5", "null", "\"3\""]
         let probabilities = ["0", "0.5", "0.99", "1", "-0.1", "2", "1e40", "-1e40", "null", "\"0.5\"", "1e-45"]
@@ -120,7 +120,7 @@ final class ModelCheckpointFuzzTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let seeds = try Self.seeds(in: dir)
         let url = dir.appendingPathComponent("fuzz.safetensors")
-        let iterations = Fuzz.iterations(default: 3000)
+        let iterations = Fuzz.iterations(default: 2000)
         let tally = Fuzz.run("ModelCheckpoint.read", seeds: seeds, iterations: iterations, seed: Fuzz.seed(default: 20_260_101),
                              tokens: Self.tokens) { Self.check($0, at: url) }
         XCTAssertGreaterThan(tally.rejected, iterations / 3)

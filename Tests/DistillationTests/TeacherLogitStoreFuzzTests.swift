@@ -51,7 +51,7 @@ final class TeacherLogitStoreFuzzTests: XCTestCase {
         let dir = try Fuzz.temporaryDirectory("logit-meta-fuzz")
         defer { try? FileManager.default.removeItem(at: dir) }
         let url = dir.appendingPathComponent("meta.logits")
-        let iterations = Fuzz.iterations(default: 1500)
+        let iterations = Fuzz.iterations(default: 1000)
         var rng = RandomGenerator(seed: Fuzz.seed(default: 20_260_112))
         let odd = ["0", "-1", "", "x", "1.5", "999999999", "9223372036854775807", "99999999999999999999", " 3", "none"]
         var loaded = 0, rejected = 0
@@ -103,7 +103,7 @@ final class TeacherLogitStoreFuzzTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let seeds = try Self.seeds(in: dir)
         let url = dir.appendingPathComponent("fuzz.logits")
-        let iterations = Fuzz.iterations(default: 3000)
+        let iterations = Fuzz.iterations(default: 2000)
         let tally = Fuzz.run("TeacherLogitStore.read", seeds: seeds, iterations: iterations, seed: Fuzz.seed(default: 20_260_102),
                              tokens: Self.tokens) { Self.check($0, at: url) }
         XCTAssertGreaterThan(tally.rejected, iterations / 3)
