@@ -72,6 +72,11 @@ public final class Sequential: Layer {
     /// Drops every parameter's gradient.
     public func zeroGradients() { for p in parameters { p.zeroGradient() } }
 
-    /// The `Linear` layers in order (the weight matrices).
-    public var linearLayers: [Linear] { layers.compactMap { $0 as? Linear } }
+    /// The `Linear` layers in order (the weight matrices), including those of nested `Sequential`s.
+    public var linearLayers: [Linear] {
+        layers.flatMap { layer -> [Linear] in
+            if let linear = layer as? Linear { return [linear] }
+            return (layer as? Sequential)?.linearLayers ?? []
+        }
+    }
 }

@@ -95,7 +95,15 @@ public final class Adam: Optimizer {
         firstMoments = loadBuffers(state, prefix: "exp_avg")
         secondMoments = loadBuffers(state, prefix: "exp_avg_sq")
         maxSecondMoments = loadBuffers(state, prefix: "max_exp_avg_sq")
-        steps = loadBuffers(state, prefix: "step").mapValues { Int($0.scalar) }
+        var loadedSteps: [Int: Int] = [:]
+        for (index, t) in loadBuffers(state, prefix: "step") {
+            // A step count is one whole number; anything else (a corrupted file) must not trap in Int(_:).
+            guard t.count == 1, let v = t.scalars.first, v.isFinite, v >= 0, v <= 1e15, v == v.rounded() else {
+                throw OptimizerStateError(description: "Adam state: step.\(index) must be one whole number >= 0, got shape \(t.shape) \(t.scalars.prefix(4))")
+            }
+            loadedSteps[index] = Int(v)
+        }
+        steps = loadedSteps
         if Set(firstMoments.keys) != Set(steps.keys) {
             throw OptimizerStateError(description: "Adam state: moment buffers and step counts name different parameters")
         }

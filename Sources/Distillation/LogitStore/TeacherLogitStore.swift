@@ -25,6 +25,9 @@ public struct TeacherLogitStore {
         var dtype: DType { self == .float32 ? .f32 : .f16 }
     }
 
+    /// The largest class count `read` accepts (2^24).
+    public static let maximumClassCount = 1 << 24
+
     /// The `format` metadata value this version writes and reads.
     public static let format = "distill-teacher-logits/1"
 
@@ -132,6 +135,10 @@ public struct TeacherLogitStore {
         }
         let n = try count("example_count"), c = try count("class_count")
         guard c > 0 else { throw fail("class_count is 0") }
+        // A top-k store's class count is not bounded by its tensors, and lookups allocate [batch, class_count].
+        guard c <= maximumClassCount else {
+            throw fail("metadata \"class_count\" is \(c), expected at most \(maximumClassCount)")
+        }
         guard let storage = StorageType(rawValue: try field("dtype")) else {
             throw fail("metadata \"dtype\" is \"\(meta["dtype"]!)\", expected float32 or float16")
         }

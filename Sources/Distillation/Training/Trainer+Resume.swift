@@ -80,6 +80,14 @@ extension Trainer {
               state.batch <= iterator.batchesPerEpoch, state.epochBatches >= 0 else {
             throw refuse("epoch \(state.epoch) / batch \(state.batch) is out of range")
         }
+        // The running sums of the epoch in progress: a corrupted count would overflow, a non-finite sum would make
+        // the epoch's loss NaN (and the next state unwritable).
+        guard state.epochBatches <= iterator.batchesPerEpoch else {
+            throw refuse("loss_sums counts \(state.epochBatches) batches, an epoch has \(iterator.batchesPerEpoch)")
+        }
+        guard state.epochLossSum.isFinite, state.epochPartSums.values.allSatisfy(\.isFinite) else {
+            throw refuse("loss_sums holds a NaN or infinite sum")
+        }
         let weights = Dictionary(state.weights.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         let named = model.namedParameters
         guard weights.count == named.count else {
@@ -96,7 +104,27 @@ extension Trainer {
             let b = Dictionary(state.bestWeights.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
             best = try named.map { name, p in
                 guard let t = b[name], t.shape == p.value.shape else { throw refuse("best weight '\(name)' is missing or has the wrong shape") }
+                guard t.isFinite else { throw refuse("best weight '\(name)' contains NaN or infinity") }
                 return t
+            }
+        }
+        // The optimizer indexes its buffers by parameter position and trusts their shapes (a wrong shape would be
+        // read and written out of bounds on the next step): check every entry against the model first.
+        let shapes = named.map(\.parameter.value.shape)
+        for name in state.optimizerState.keys.sorted() {
+            let t = state.optimizerState[name]!
+            guard let dot = name.lastIndex(of: "."), let index = Int(name[name.index(after: dot)...]), shapes.indices.contains(index) else {
+                throw refuse("optimizer state 'optimizer.\(name)' does not name a parameter 0..<\(shapes.count)")
+            }
+            if name[..<dot] == "step" {
+                guard t.count == 1, let v = t.scalars.first, v.isFinite, v >= 0, v <= 1e15, v == v.rounded() else {
+                    throw refuse("optimizer state 'optimizer.\(name)' is not a step count (expected one whole number >= 0)")
+                }
+            } else {
+                guard t.shape == shapes[index] else {
+                    throw refuse("optimizer state 'optimizer.\(name)' has shape \(t.shape), parameter \(index) has shape \(shapes[index])")
+                }
+                guard t.isFinite else { throw refuse("optimizer state 'optimizer.\(name)' contains NaN or infinity") }
             }
         }
         do { try optimizer.loadState(state.optimizerState) } catch { throw refuse("the optimizer state does not load: \(error)") }
