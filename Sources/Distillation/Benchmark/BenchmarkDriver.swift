@@ -57,7 +57,7 @@ public struct BenchmarkDriver {
 
     /// `python3` with torch, or nil (with the reason).
     static func findTorch() -> (python: String?, note: String) {
-        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { $0 + "/python3" }
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/python3" }
         for candidate in path + ["/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: candidate)
