@@ -1,24 +1,45 @@
 import ArgumentParser
 import Foundation
 import Distillation
+import TensorCore
 
 struct Evaluate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate a trained model on the MNIST test set.")
+    static let configuration = CommandConfiguration(abstract: "Evaluate a trained model on the MNIST test set (at T = 1).")
 
     @Argument(help: "A model file written by `distill train` or `distill distill` (or a PyTorch nn.Sequential state dict in safetensors).")
     var model: String
+    @Option(help: "Teacher model file(s) for agreement and KL(teacher || student), comma-separated for an ensemble.",
+            transform: { $0.split(separator: ",").map(String.init) })
+    var teacher: [String] = []
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
-    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be in 1...256, got \(threads)") }
+    }
 
     func run() throws {
         let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: model))
         let data = try DataLocation.loadMNIST(dataDir)
         try TrainingJob.checkCompatible(checkpoint, with: data.test, source: model)
         ComputeThreads.set(threads)
-        let summary = EvaluationSummary(model: checkpoint.model, test: data.test)
-        try summary.print(json: json, extra: [:])
+        let teacherModel = teacher.isEmpty ? nil : try TeacherLoader.load(paths: teacher, combination: .meanProbabilities, dataset: data.test)
+        let metrics = try EvaluationMetrics.evaluate(model: checkpoint.model, dataset: data.test, teacher: teacherModel)
+        if json {
+            var object = try metricsFields(metrics)
+            object["model"] = model
+            object["split"] = "MNIST test set (\(data.test.count) images)"
+            object["peak_rss_bytes"] = ResourceUsage.peakResidentBytes
+            let bytes = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+            print(String(decoding: bytes, as: UTF8.self))
+        } else {
+            print("test errors: \(metrics.testErrors)/\(metrics.count) (accuracy \(String(format: "%.2f", metrics.testAccuracy * 100))%)")
+            print("per-class errors: \(metrics.perClassErrors)")
+            print(String(format: "expected calibration error (15 bins): %.4f", metrics.expectedCalibrationError))
+            if let agreement = metrics.teacherAgreement, let kl = metrics.klTeacherStudent {
+                print(String(format: "teacher agreement: %.4f, KL(teacher || student): %.4f", agreement, kl))
+            }
+        }
     }
 }
-
-import TensorCore

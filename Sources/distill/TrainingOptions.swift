@@ -1,28 +1,31 @@
 import ArgumentParser
+import Foundation
 import Distillation
 import Optimizers
 
 /// The training flags shared by `train` and `distill`.
 struct TrainingOptions: ParsableArguments {
-    @Option(help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
+    // Numeric options parse `.unconditional` so that a negative value (`--learning-rate -1`) reaches validation and
+    // gets "--learning-rate must be > 0, got -1.0" instead of ArgumentParser's misleading "Missing value".
+    @Option(parsing: .unconditional, help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
     var hidden: [Int] = [800, 800]
-    @Option(help: "Dropout probability on the input.") var inputDropout: Float = 0
-    @Option(help: "Dropout probability after each hidden layer.") var hiddenDropout: Float = 0
-    @Option(help: "Random shift of each training image by up to N pixels (0 = off).") var jitter: Int = 0
-    @Option(help: "Max-norm constraint on each hidden unit's incoming weights (off when omitted).") var maxNorm: Float?
-    @Option(help: "Training epochs.") var epochs: Int = 10
-    @Option(help: "Examples per minibatch.") var batchSize: Int = 128
+    @Option(parsing: .unconditional, help: "Dropout probability on the input.") var inputDropout: Float = 0
+    @Option(parsing: .unconditional, help: "Dropout probability after each hidden layer.") var hiddenDropout: Float = 0
+    @Option(parsing: .unconditional, help: "Random shift of each training image by up to N pixels (0 = off).") var jitter: Int = 0
+    @Option(parsing: .unconditional, help: "Max-norm constraint on each hidden unit's incoming weights (off when omitted).") var maxNorm: Float?
+    @Option(parsing: .unconditional, help: "Training epochs.") var epochs: Int = 10
+    @Option(parsing: .unconditional, help: "Examples per minibatch.") var batchSize: Int = 128
     @Option(help: "sgd, adam or adamw.") var optimizer: OptimizerKind = .sgd
-    @Option(help: "Base learning rate.") var learningRate: Float = 0.05
-    @Option(help: "SGD momentum.") var momentum: Float = 0.9
+    @Option(parsing: .unconditional, help: "Base learning rate.") var learningRate: Float = 0.05
+    @Option(parsing: .unconditional, help: "SGD momentum.") var momentum: Float = 0.9
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
-    @Option(help: "Weight decay (L2 for SGD/Adam, decoupled for AdamW).") var weightDecay: Float = 0
-    @Option(help: "Learning-rate schedule: constant, cosine, step:EPOCHS:GAMMA, warmup:EPOCHS[:then]")
-    var schedule: String = "constant"
-    @Option(help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
-    @Option(help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
-    @Option(help: "Threads for BLAS and elementwise work.") var threads: Int = 2
-    @Option(help: "Training examples held out for model selection (0 = none; the test set is never used).")
+    @Option(parsing: .unconditional, help: "Weight decay (L2 for SGD/Adam, decoupled for AdamW).") var weightDecay: Float = 0
+    @Option(help: "Learning-rate schedule, stepped per epoch: cosine (annealed to 0 over --epochs, the default), constant, step:EPOCHS:GAMMA, warmup:EPOCHS[:cosine].")
+    var schedule: String = "cosine"
+    @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
+    @Option(parsing: .unconditional, help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Training examples held out for model selection (0 = none; the test set is never used).")
     var validation: Int = 0
     @Option(help: "MNIST directory (default: the embedded copy in Data/mnist).") var dataDir: String?
 
@@ -84,3 +87,32 @@ func parseSchedule(_ text: String, epochs: Int) throws -> LearningRateSchedule {
 }
 
 import Foundation
+
+/// Flags for resumable runs (`train`, `distill`).
+struct ResumeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Write the training state to <output>.state every N batches and at the end of every epoch, so a killed run can be resumed (the file is removed when the run finishes).", valueName: "N"))
+    var checkpointEvery: Int?
+    @Flag(help: "Continue the run saved in <output>.state (by Ctrl-C, SIGTERM or --checkpoint-every); every other flag must be the same as before.")
+    var resume = false
+
+    mutating func validate() throws {
+        if let n = checkpointEvery, n < 1 { throw ValidationError("--checkpoint-every must be >= 1, got \(n)") }
+    }
+
+    /// `<output>.state`, after checking it exists with --resume and does not exist without it.
+    func checkStateFile(output: String) throws -> URL {
+        let url = URL(fileURLWithPath: output + ".state")
+        let exists = FileManager.default.fileExists(atPath: url.path)
+        if resume && !exists { throw TrainingError("\(url.path) does not exist; nothing to resume (run without --resume)") }
+        if !resume && exists {
+            throw TrainingError("\(url.path) exists (an interrupted run); add --resume to continue it, or delete the file to start over")
+        }
+        return url
+    }
+
+    /// Prints the resume hint and exits with 128 + the signal (130 for SIGINT, 143 for SIGTERM).
+    func exitInterrupted(epoch: Int, batch: Int, signal: Int32) throws -> Never {
+        FileHandle.standardError.write(Data("interrupted at epoch \(epoch), batch \(batch); resume with the same command plus --resume\n".utf8))
+        throw ExitCode(128 + (signal == 0 ? SIGINT : signal))
+    }
+}

@@ -1,5 +1,5 @@
 import XCTest
-@testable import TensorIO
+import TensorIO
 
 final class HalfPrecisionTests: XCTestCase {
     func testKnownValues() {

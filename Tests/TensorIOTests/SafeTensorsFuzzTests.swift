@@ -1,7 +1,7 @@
 import Foundation
 import TensorCore
 import XCTest
-@testable import TensorIO
+import TensorIO
 
 /// Seeded mutation fuzzing of the safetensors reader: every mutated input must either parse (and then every tensor
 /// must be readable) or throw a `TensorIOError`; a trap or hang fails the whole test run.

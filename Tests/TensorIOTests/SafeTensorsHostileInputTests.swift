@@ -1,7 +1,7 @@
 import Foundation
 import TensorCore
 import XCTest
-@testable import TensorIO
+import TensorIO
 
 /// Every malformed input must produce a one-line `TensorIOError` naming the source, never a trap.
 final class SafeTensorsHostileInputTests: XCTestCase {

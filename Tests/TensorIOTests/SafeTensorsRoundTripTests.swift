@@ -1,7 +1,7 @@
 import Foundation
 import TensorCore
 import XCTest
-@testable import TensorIO
+import TensorIO
 
 final class SafeTensorsRoundTripTests: XCTestCase {
     func testByteExactTinyFile() throws {

@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import TensorIO
+import TensorIO
 
 /// A fresh empty directory under the system temporary directory, removed at the end of the test.
 func makeTemporaryDirectory(_ testCase: XCTestCase) throws -> URL {

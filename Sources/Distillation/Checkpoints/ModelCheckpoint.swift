@@ -34,7 +34,9 @@ public struct ModelCheckpoint {
     public func write(to url: URL, overwrite: Bool) throws {
         var meta = metadata
         meta["format"] = ModelCheckpoint.format
-        let architecture = try JSONEncoder().encode(model.specifications)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]  // byte-identical files for identical models
+        let architecture = try encoder.encode(model.specifications)
         meta["architecture"] = String(decoding: architecture, as: UTF8.self)
         meta["input_count"] = String(inputCount)
         meta["class_count"] = String(classCount)
@@ -62,6 +64,11 @@ public struct ModelCheckpoint {
         } else {
             specifications = try inferArchitecture(file, source: source)
         }
+        // Check the layer list before building it: Linear and Dropout trap on bad sizes, and a layer must not be
+        // allocated larger than the tensors the file actually holds.
+        var available = 0
+        for name in file.names { available += (try? file.info(named: name).elementCount) ?? 0 }
+        _ = try checkSpecifications(specifications, available: available, source: source)
         var generator = RandomGenerator(seed: 0)
         let model = Sequential(specifications: specifications, generator: &generator)
         let expected = model.namedParameters
@@ -89,6 +96,39 @@ public struct ModelCheckpoint {
             throw TrainingError("\(source): layer sizes do not chain: \(a.outputCount) outputs feed \(b.inputCount) inputs")
         }
         return ModelCheckpoint(model: model, metadata: file.metadata)
+    }
+
+    /// Validates layer sizes and dropout probabilities; returns the parameter count, which must not exceed the
+    /// `available` elements stored in the file.
+    static func checkSpecifications(_ specifications: [LayerSpecification], available: Int, source: String) throws -> Int {
+        var total = 0
+        for spec in specifications {
+            var count = 0
+            switch spec {
+            case let .linear(i, o):
+                guard i > 0, o > 0 else {
+                    throw TrainingError("\(source): metadata 'architecture' has a Linear layer of size \(i) -> \(o); sizes must be positive")
+                }
+                let (weights, overflow) = i.multipliedReportingOverflow(by: o)
+                guard !overflow, weights <= available - o else {
+                    throw TrainingError("\(source): metadata 'architecture' has a Linear layer \(i) -> \(o), larger than the file's tensors (\(available) elements)")
+                }
+                count = weights + o
+            case let .dropout(p):
+                guard p.isFinite, p >= 0, p < 1 else {
+                    throw TrainingError("\(source): metadata 'architecture' has dropout probability \(p); expected [0, 1)")
+                }
+            case .relu, .flatten:
+                break
+            case let .sequential(inner):
+                count = try checkSpecifications(inner, available: available, source: source)
+            }
+            total += count
+            guard total <= available else {
+                throw TrainingError("\(source): metadata 'architecture' needs \(total)+ parameters, the file holds \(available) elements")
+            }
+        }
+        return total
     }
 
     static func wrap<T>(_ source: String, _ body: () throws -> T) throws -> T {

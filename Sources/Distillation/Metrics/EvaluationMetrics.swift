@@ -26,10 +26,10 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
     public var loss: Double
 
     enum CodingKeys: String, CodingKey {
-        case testErrors = "test_errors", testAccuracy = "test_accuracy", count
+        case testErrors = "test_errors", testAccuracy = "test_accuracy", count = "test_count"
         case perClassErrors = "per_class_errors", confusionMatrix = "confusion_matrix"
         case teacherAgreement = "teacher_agreement", klTeacherStudent = "kl_teacher_student"
-        case expectedCalibrationError = "expected_calibration_error", loss
+        case expectedCalibrationError = "expected_calibration_error", loss = "test_loss"
     }
 
     /// Number of calibration bins.
@@ -48,6 +48,7 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         while start < n {
             let end = Swift.min(start + step, n)
             let images = dataset.images.rows(start..<end)
+            try checkModelInput(model, images, what: "evaluate")
             try copy(model.infer(images), into: &student, at: start, what: "model")
             if let teacher {
                 try copy(teacher.logits(batch: images, indices: Array(start..<end)), into: &teacherAll!, at: start, what: "teacher")

@@ -20,6 +20,7 @@ public final class ModelTeacher: Teacher {
     /// T = 1 logits `[b, C]` (raw scores).
     public func logits(batch images: Tensor, indices: [Int]) throws -> Tensor {
         try checkBatch(images, indices: indices)
+        try checkModelInput(model, images, what: "teacher \(identity.prefix(12))")
         let output = model.infer(images)
         guard output.rank == 2, output.shape[0] == indices.count, output.shape[1] == classCount else {
             throw DistillationError("teacher \(identity.prefix(12)): output shape \(output.shape), expected [\(indices.count), \(classCount)]")
@@ -31,5 +32,13 @@ public final class ModelTeacher: Teacher {
     public func softTargets(batch images: Tensor, indices: [Int], temperature: Float) throws -> Tensor {
         try checkBatch(images, indices: indices, temperature: temperature)
         return Softmax.softmax(try logits(batch: images, indices: indices), temperature: temperature)
+    }
+}
+
+/// Throws unless `images` `[b, F]` fits the first `Linear` layer of `model` (so `infer` cannot trap on user data).
+func checkModelInput(_ model: Sequential, _ images: Tensor, what: String) throws {
+    guard images.rank == 2 else { throw DistillationError("\(what): expected images of shape [batch, features], got \(images.shape)") }
+    if let first = model.linearLayers.first, first.inputCount != images.shape[1] {
+        throw DistillationError("\(what): model expects \(first.inputCount) input features, found \(images.shape[1])")
     }
 }

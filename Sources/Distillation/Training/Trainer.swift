@@ -28,10 +28,24 @@ public final class Trainer {
     public internal(set) var epoch = 0
     public internal(set) var report = TrainingReport()
     var bestWeights: [Tensor]?
+    /// The weights after the last epoch (before the best validation epoch's weights are restored).
+    public internal(set) var lastEpochWeights: [Tensor]?
     var bestErrors = Int.max
     var epochLossSum: Double = 0
     var epochPartSums: [String: Double] = [:]
     var epochBatches = 0
+    /// Where `run()` writes a training-state checkpoint every `checkpointEvery` batches (counted within the epoch)
+    /// and at the end of every epoch; nil = never (the caller may still call `saveState(to:)`).
+    public var stateURL: URL?
+    /// Batches between state checkpoints (needs `stateURL`); nil = only at the end of each epoch.
+    public var checkpointEvery: Int?
+    /// True when the last `run()` returned early because `shouldStop` said so.
+    public internal(set) var stopped = false
+    /// Batches finished in the epoch in progress (the batch iterator's cursor).
+    public var batchInEpoch: Int { iterator.cursor }
+    /// True when every configured epoch has finished.
+    public var isComplete: Bool { epoch >= configuration.epochs }
+    var cachedTrainFingerprint: String?
 
     /// Streams derived from `seed`, in order: initialisation, batch order, dropout, jitter.
     public struct Streams {
@@ -82,6 +96,7 @@ public final class Trainer {
     /// model at the end (the last epoch's figures stay in the report).
     @discardableResult
     public func run() throws -> TrainingReport {
+        stopped = false
         ComputeThreads.set(configuration.threads)
         report.validationCount = validation?.count ?? 0
         let parameters = model.parameters
@@ -121,11 +136,24 @@ public final class Trainer {
                 progress.batch(label: label, epoch: epoch + 1, epochs: configuration.epochs, batch: done, batches: batchesPerEpoch,
                                loss: epochLossSum / Double(epochBatches), examplesPerSecond: rateNow, secondsLeft: remaining)
                 dropoutGenerator = context.generator
-                if shouldStop() { return report }
+                if let stateURL, let every = checkpointEvery, every > 0, iterator.cursor % every == 0 {
+                    try saveState(to: stateURL)
+                }
+                if shouldStop() {
+                    stopped = true
+                    return report
+                }
             }
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
+            if let stateURL { try saveState(to: stateURL) }
+            if shouldStop() && epoch < configuration.epochs {
+                stopped = true
+                return report
+            }
         }
+        stopped = false
+        lastEpochWeights = parameters.map(\.value)
         if let bestWeights {
             for (p, w) in zip(parameters, bestWeights) { p.value = w }
         }

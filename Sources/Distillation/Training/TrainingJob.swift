@@ -5,13 +5,13 @@ import Datasets
 
 /// The outcome of a training job: the model (best validation epoch, or last), its history and test figures.
 public struct TrainingResult {
-    // Keep the history of the run: `report`.
     public var model: Sequential
     public var configuration: TrainingConfiguration
     public var report: TrainingReport
     public var testErrors: Int
     public var testCount: Int
-    public var datasetFingerprint: String?
+    /// Test errors of the last epoch's weights (equal to `testErrors` without a validation split).
+    public var lastEpochTestErrors: Int
     public var extraMetadata: [String: String] = [:]
 
     public var testAccuracy: Double { testCount == 0 ? 0 : 1 - Double(testErrors) / Double(testCount) }
@@ -20,7 +20,9 @@ public struct TrainingResult {
     public func checkpoint(role: String) throws -> ModelCheckpoint {
         var metadata = extraMetadata
         metadata["role"] = role
-        metadata["training"] = String(decoding: try JSONEncoder().encode(configuration), as: UTF8.self)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]  // byte-identical files for identical runs
+        metadata["training"] = String(decoding: try encoder.encode(configuration), as: UTF8.self)
         metadata["test_errors"] = String(testErrors)
         metadata["selected_epoch"] = String(report.selectedEpoch)
         return ModelCheckpoint(model: model, metadata: metadata)
@@ -34,7 +36,7 @@ public struct TrainingResult {
         var object: [String: Any] = [
             "test_errors": testErrors, "test_count": testCount, "test_accuracy": testAccuracy,
             "seconds_per_epoch": report.medianSecondsPerEpoch, "peak_rss_bytes": ResourceUsage.peakResidentBytes,
-            "selected_epoch": report.selectedEpoch, "epochs": history, "configuration": config,
+            "selected_epoch": report.selectedEpoch, "last_epoch_test_errors": lastEpochTestErrors, "epochs": history, "configuration": config,
             "split": "MNIST test set (10,000 images); model selection on \(report.validationCount) held-out training images",
         ]
         for (k, v) in extra { object[k] = v }
@@ -62,23 +64,110 @@ public enum TrainingJob {
     public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
                              objective: TrainingObjective, label: String,
                              progress: ProgressReporter = ProgressReporter()) throws -> TrainingResult {
-        var train = data.train
-        var validation: LabeledDataset? = nil
-        if configuration.validationCount > 0 {
-            guard configuration.validationCount < train.count else {
-                throw TrainingError("--validation \(configuration.validationCount) must be smaller than the training set (\(train.count))")
-            }
-            var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED_0F_5B11)
-            let split = try train.validationSplit(count: configuration.validationCount, generator: &generator)
-            train = split.train
-            validation = split.validation
+        try train(configuration: configuration, data: data, label: label, progress: progress) { _ in objective }
+    }
+
+    /// As above, with the objective built for the training subset: `makeObjective` receives, for each position of
+    /// the training subset, its index in `data.train` (nil when no validation split was carved out).
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             label: String, progress: ProgressReporter = ProgressReporter(),
+                             makeObjective: ([Int]?) throws -> TrainingObjective) throws -> TrainingResult {
+        let outcome = try train(configuration: configuration, data: data, label: label, progress: progress,
+                                state: StatePolicy(url: nil), makeObjective: makeObjective)
+        guard case let .finished(result) = outcome else { throw TrainingError("\(label): the run stopped before its last epoch") }
+        return result
+    }
+
+    /// How a run keeps and uses its training-state checkpoint.
+    public struct StatePolicy {
+        /// The state file (`<output>.state`); nil = no state is written, even when stopped.
+        public var url: URL?
+        /// Continue from `url` instead of starting fresh.
+        public var resume: Bool
+        /// Write the state every this many batches (and at the end of every epoch); nil = only when stopped.
+        public var checkpointEvery: Int?
+        /// Polled after every step; true stops the run after that step (the state is then written to `url`).
+        public var shouldStop: () -> Bool
+        public init(url: URL?, resume: Bool = false, checkpointEvery: Int? = nil, shouldStop: @escaping () -> Bool = { false }) {
+            self.url = url
+            self.resume = resume
+            self.checkpointEvery = checkpointEvery
+            self.shouldStop = shouldStop
         }
-        let trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
+    }
+
+    /// How a resumable run ended.
+    public enum Outcome {
+        /// Every epoch ran.
+        case finished(TrainingResult)
+        /// `shouldStop` stopped it after `batch` batches of 1-based `epoch`; the state is in the policy's `url`.
+        case stopped(epoch: Int, batch: Int)
+    }
+
+    /// Like `train`, with a training-state checkpoint: resumes from `state.url` when `state.resume`, writes it
+    /// every `checkpointEvery` batches and at each epoch's end (when set), and when stopped.
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             objective: TrainingObjective, label: String, progress: ProgressReporter = ProgressReporter(),
+                             state: StatePolicy) throws -> Outcome {
+        try train(configuration: configuration, data: data, label: label, progress: progress, state: state) { _ in objective }
+    }
+
+    /// The general form: split, build the objective for the training subset, train (resuming when asked), and
+    /// evaluate the selected and the last epoch's weights on the test set.
+    public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
+                             label: String, progress: ProgressReporter, state: StatePolicy,
+                             makeObjective: ([Int]?) throws -> TrainingObjective) throws -> Outcome {
+        let (train, validation, trainIndices) = try split(data.train, configuration: configuration)
+        let objective = try makeObjective(trainIndices)
+        let trainer: Trainer
+        if state.resume {
+            guard let url = state.url else { throw TrainingError("--resume needs a state file") }
+            guard FileManager.default.fileExists(atPath: url.path) else {
+                throw TrainingError("\(url.path) does not exist; nothing to resume (run without --resume)")
+            }
+            trainer = try Trainer.resume(from: url, configuration: configuration, train: train, validation: validation,
+                                         objective: objective, label: label, progress: progress)
+        } else {
+            trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
                                   label: label, progress: progress)
+        }
+        if state.checkpointEvery != nil {
+            trainer.stateURL = state.url
+            trainer.checkpointEvery = state.checkpointEvery
+        }
+        trainer.shouldStop = state.shouldStop
         let report = try trainer.run()
+        if trainer.stopped {
+            if let url = state.url { try trainer.saveState(to: url) }
+            return .stopped(epoch: trainer.epoch + 1, batch: trainer.batchInEpoch)
+        }
         let errors = Trainer.errors(model: trainer.model, dataset: data.test)
-        return TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
-                              testCount: data.test.count)
+        var lastErrors = errors
+        if let last = trainer.lastEpochWeights, validation != nil {
+            let selected = trainer.model.parameters.map(\.value)
+            for (p, w) in zip(trainer.model.parameters, last) { p.value = w }
+            lastErrors = Trainer.errors(model: trainer.model, dataset: data.test)
+            for (p, w) in zip(trainer.model.parameters, selected) { p.value = w }
+        }
+        return .finished(TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
+                                        testCount: data.test.count, lastEpochTestErrors: lastErrors))
+    }
+
+    /// The seeded train/validation split of `configuration.validationCount` examples: one permutation of the
+    /// training set, its first `validationCount` entries held out; both parts keep the original order.
+    /// Returns, for each training example kept, its index in `dataset` (nil without a split).
+    public static func split(_ dataset: LabeledDataset, configuration: TrainingConfiguration) throws
+        -> (train: LabeledDataset, validation: LabeledDataset?, trainIndices: [Int]?) {
+        let v = configuration.validationCount
+        guard v > 0 else { return (dataset, nil, nil) }
+        guard v < dataset.count else {
+            throw TrainingError("--validation \(v) must be smaller than the training set (\(dataset.count))")
+        }
+        var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED_0F_5B11)
+        let permutation = generator.permutation(dataset.count)
+        let validationIndices = permutation[..<v].sorted()
+        let trainIndices = permutation[v...].sorted()
+        return (dataset.subset(indices: trainIndices), dataset.subset(indices: validationIndices), trainIndices)
     }
 
     /// Checks that a model fits a dataset (input features and classes), naming the model file.

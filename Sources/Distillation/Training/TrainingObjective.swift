@@ -8,8 +8,15 @@ import Datasets
 public protocol TrainingObjective {
     /// A short name for reports ("labels", "distillation").
     var name: String { get }
+    /// What a saved training state must match to be resumed with this objective (a distillation objective returns
+    /// its teacher's content hash). Defaults to `name`.
+    var identity: String { get }
     /// The scalar loss to back-propagate and its named parts (for reports).
     func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double])
+}
+
+extension TrainingObjective {
+    public var identity: String { name }
 }
 
 /// Plain supervised training: mean cross-entropy against the hard labels (PyTorch's `F.cross_entropy`).

@@ -1,0 +1,112 @@
+import Foundation
+import TensorCore
+import NeuralNet
+import Datasets
+
+/// A trained model inside an experiment, with its test figures.
+public struct TrainedModel {
+    public var model: Sequential
+    /// Test errors of the selected weights (best validation epoch, or last epoch without validation).
+    public var testErrors: Int
+    /// Test errors of the last epoch's weights.
+    public var lastEpochTestErrors: Int
+    public var seconds: Double
+    public var cached: Bool
+}
+
+/// Shared machinery of the `reproduce` experiments: a work directory caching every finished model (so an interrupted
+/// experiment resumes at the first unfinished model), seeds, statistics and table printing.
+public struct ExperimentContext {
+    public var data: (train: LabeledDataset, test: LabeledDataset)
+    public var workDirectory: URL
+    public var threads: Int
+    public var progress: ProgressReporter
+    public var log: (String) -> Void
+
+    public init(data: (train: LabeledDataset, test: LabeledDataset), workDirectory: URL, threads: Int,
+                progress: ProgressReporter = ProgressReporter(), log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
+        self.data = data
+        self.workDirectory = workDirectory
+        self.threads = threads
+        self.progress = progress
+        self.log = log
+        do {
+            try FileManager.default.createDirectory(at: workDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw TrainingError("--work-dir \(workDirectory.path): cannot create the directory (\(error.localizedDescription))")
+        }
+    }
+
+    /// Trains a model, or loads it from the work directory when the same run (same configuration, objective and
+    /// data) finished before. `key` names the run in file names and progress lines.
+    public func trainOrLoad(key: String, configuration: TrainingConfiguration, train: LabeledDataset,
+                            test: LabeledDataset? = nil, objectiveIdentity: String = "labels",
+                            makeObjective: ([Int]?) throws -> TrainingObjective) throws -> TrainedModel {
+        var configuration = configuration
+        configuration.threads = threads
+        let test = test ?? data.test
+        // Sorted keys: JSONEncoder's key order otherwise varies from process to process (hash seeding), which
+        // changed the cache file name on every run and retrained every model.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let fingerprintSource = "\(key)|\(objectiveIdentity)|\(String(decoding: try encoder.encode(configuration), as: UTF8.self))|\(train.count)|\(train.classCounts)|\(test.count)"
+        let hash = String(SHA256.hexHash(Array(fingerprintSource.utf8)).prefix(16))
+        let url = workDirectory.appendingPathComponent("\(key)-\(hash).safetensors")
+        if FileManager.default.fileExists(atPath: url.path),
+           let checkpoint = try? ModelCheckpoint.read(url: url),
+           let errors = checkpoint.metadata["test_errors"].flatMap(Int.init),
+           let last = checkpoint.metadata["last_epoch_test_errors"].flatMap(Int.init) {
+            log("\(key): reusing \(url.lastPathComponent) (\(errors) test errors)")
+            return TrainedModel(model: checkpoint.model, testErrors: errors, lastEpochTestErrors: last,
+                                seconds: Double(checkpoint.metadata["seconds"] ?? "0") ?? 0, cached: true)
+        }
+        let start = Date()
+        let result = try TrainingJob.train(configuration: configuration, data: (train, test), label: key,
+                                           progress: progress, makeObjective: makeObjective)
+        let seconds = Date().timeIntervalSince(start)
+        var checkpoint = try result.checkpoint(role: key)
+        checkpoint.metadata["last_epoch_test_errors"] = String(result.lastEpochTestErrors)
+        checkpoint.metadata["seconds"] = String(seconds)
+        checkpoint.metadata["objective"] = objectiveIdentity
+        try checkpoint.write(to: url, overwrite: true)
+        log(String(format: "%@: %d test errors (last epoch %d), %.0f s", key, result.testErrors, result.lastEpochTestErrors, seconds))
+        return TrainedModel(model: result.model, testErrors: result.testErrors, lastEpochTestErrors: result.lastEpochTestErrors,
+                            seconds: seconds, cached: false)
+    }
+
+    /// Writes (or reuses) the teacher-logit store of `teacher` over the full training set.
+    public func store(for teacher: ModelTeacher, key: String) throws -> TeacherLogitStore {
+        let url = workDirectory.appendingPathComponent("\(key)-\(teacher.identity.prefix(16)).logits.safetensors")
+        if FileManager.default.fileExists(atPath: url.path), let store = try? TeacherLogitStore.read(url: url),
+           store.teacherIdentity == teacher.identity, store.exampleCount == data.train.count {
+            return store
+        }
+        try TeacherLogitStore.write(teacher: teacher, dataset: data.train, to: url, overwrite: true)
+        return try TeacherLogitStore.read(url: url)
+    }
+}
+
+/// Mean and sample standard deviation.
+public func meanAndDeviation(_ values: [Double]) -> (mean: Double, deviation: Double) {
+    guard !values.isEmpty else { return (.nan, .nan) }
+    let mean = values.reduce(0, +) / Double(values.count)
+    guard values.count > 1 else { return (mean, 0) }
+    let variance = values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)
+    return (mean, variance.squareRoot())
+}
+
+/// "m ± sd" (or just m for one seed).
+public func formatStatistic(_ values: [Double], decimals: Int = 1) -> String {
+    let (m, s) = meanAndDeviation(values)
+    return values.count > 1 ? String(format: "%.\(decimals)f ± %.\(decimals)f", m, s) : String(format: "%.\(decimals)f", m)
+}
+
+/// A plain text table with aligned columns.
+public func formatTable(_ header: [String], _ rows: [[String]]) -> String {
+    let all = [header] + rows
+    let widths = (0..<header.count).map { c in all.map { $0.count > c ? $0[c].count : 0 }.max() ?? 0 }
+    func line(_ row: [String]) -> String {
+        row.enumerated().map { c, cell in cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+    }
+    return ([line(header), widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")] + rows.map(line)).joined(separator: "\n")
+}

@@ -1,0 +1,54 @@
+import Foundation
+import TensorCore
+import NeuralNet
+import Datasets
+
+/// Distillation (Hinton et al. 2015): the student matches the teacher's soft targets at temperature T and, with
+/// `hardWeight > 0`, the true labels (see `distillationLoss`).
+///
+/// The teacher sees exactly the images the student sees (after jitter), so an online teacher follows the
+/// augmentation. A stored-logits teacher is looked up by example index; when training on a subset of the
+/// dataset the store was written for, `exampleIndices[i]` maps position `i` of the subset to its row in the store.
+public struct DistillationObjective: TrainingObjective {
+    public let teacher: Teacher
+    public let loss: DistillationLossConfiguration
+    public let exampleIndices: [Int]?
+
+    public init(teacher: Teacher, loss: DistillationLossConfiguration, exampleIndices: [Int]? = nil) throws {
+        try loss.validate()
+        self.teacher = teacher
+        self.loss = loss
+        self.exampleIndices = exampleIndices
+    }
+
+    public var name: String { "distillation" }
+
+    /// The teacher's content hash and the loss settings: a resumed run must match both.
+    public var identity: String {
+        "distillation teacher=\(teacher.identity) T=\(loss.temperature) hard=\(loss.hardWeight) soft=\(loss.softWeight) T2=\(loss.scaleSoftBySquaredTemperature)"
+    }
+
+    public func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
+        let indices = exampleIndices.map { map in batch.indices.map { map[$0] } } ?? batch.indices
+        let targets = try teacher.softTargets(batch: images, indices: indices, temperature: loss.temperature)
+        let (value, parts) = distillationLoss(studentLogits: studentLogits, teacherProbabilities: targets,
+                                              labels: batch.labels, configuration: loss)
+        return (value, ["hard": parts.hard, "soft_cross_entropy": parts.softCrossEntropy, "soft_kl": parts.softKL,
+                        "soft_scaled": parts.softScaled])
+    }
+}
+
+/// Loads teachers from files.
+public enum TeacherLoader {
+    /// One checkpoint -> a `ModelTeacher`; several -> an `EnsembleTeacher` combined as `combination`.
+    /// Checks every member against the data's feature and class counts, naming the file.
+    public static func load(paths: [String], combination: EnsembleTeacher.Combination, dataset: LabeledDataset) throws -> Teacher {
+        guard !paths.isEmpty else { throw TrainingError("--teacher needs at least one model file") }
+        let members: [Teacher] = try paths.map { path in
+            let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: path))
+            try TrainingJob.checkCompatible(checkpoint, with: dataset, source: path)
+            return ModelTeacher(model: checkpoint.model, identity: modelIdentity(checkpoint.model))
+        }
+        return members.count == 1 ? members[0] : try EnsembleTeacher(members: members, combination: combination)
+    }
+}

@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import Distillation
+import Datasets
+
+/// The loss flags of `distill distill` and the experiments.
+struct LossOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Softmax temperature T of the soft targets (the saved student runs at T = 1).") var temperature: Float = 20
+    @Option(parsing: .unconditional, help: "Weight of the cross-entropy with the true labels.") var hardWeight: Float = 0.5
+    @Option(parsing: .unconditional, help: "Weight of the soft-target term (multiplied by T^2 unless --no-temperature-scaling).") var softWeight: Float = 0.5
+    @Flag(help: "Do not multiply the soft term by T^2 (the paper's advice is to multiply).") var noTemperatureScaling = false
+
+    var configuration: DistillationLossConfiguration {
+        DistillationLossConfiguration(temperature: temperature, hardWeight: hardWeight, softWeight: softWeight,
+                                      scaleSoftBySquaredTemperature: !noTemperatureScaling)
+    }
+
+    func validate() throws {
+        do { try configuration.validate() } catch let error as DistillationError { throw ValidationError(error.description) }
+    }
+}
+
+/// The documented spellings are `meanProbabilities` / `meanLogits` (the case names); the raw values
+/// (`mean-probabilities` / `mean-logits`, used in JSON) are accepted too.
+extension EnsembleTeacher.Combination: ExpressibleByArgument {
+    public init?(argument: String) {
+        switch argument {
+        case "meanProbabilities", "mean-probabilities": self = .meanProbabilities
+        case "meanLogits", "mean-logits": self = .meanLogits
+        default: return nil
+        }
+    }
+    public var defaultValueDescription: String { self == .meanProbabilities ? "meanProbabilities" : "meanLogits" }
+    public static var allValueStrings: [String] { ["meanProbabilities", "meanLogits"] }
+}
+
+struct DistillCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Train a student on a teacher's soft targets (and optionally the labels).",
+        discussion: """
+        Loss: hardWeight * CE(labels, softmax(z_s)) + softWeight * T^2 * CE(softmax(z_t/T), softmax(z_s/T)), batch mean.
+        The reported soft part is the cross-entropy; KL(teacher || student) differs from it by the teacher's entropy,
+        which has no gradient. Several --teacher files form an ensemble (mean of softened probabilities by default).
+        """)
+
+    @Option(help: "Teacher model file(s), comma-separated for an ensemble.", transform: { $0.split(separator: ",").map(String.init) })
+    var teacher: [String] = []
+    @Option(help: "A teacher-logit store written by `distill teacher-logits` (instead of --teacher).") var teacherLogits: String?
+    @Option(help: "How an ensemble combines: meanProbabilities (the paper) or meanLogits.") var ensemble: EnsembleTeacher.Combination = .meanProbabilities
+    @OptionGroup var loss: LossOptions
+    @OptionGroup var options: TrainingOptions
+    @Option(help: "Where to write the student (safetensors).") var output: String
+    @Flag(help: "Overwrite an existing output file.") var force = false
+    @Flag(help: "Print one JSON object with the results on stdout.") var json = false
+    @OptionGroup var resumeOptions: ResumeOptions
+
+    func validate() throws {
+        if teacher.isEmpty == (teacherLogits == nil) {
+            throw ValidationError("give exactly one of --teacher FILE[,FILE...] or --teacher-logits FILE")
+        }
+    }
+
+    func run() throws {
+        let job = ResumableRun(options: options, resumeOptions: resumeOptions, output: output, force: force, json: json,
+                               label: "distill", role: "distilled student")
+        let (configuration, stateURL, data) = try job.prepare()
+        let teacherSource: Teacher
+        if let path = teacherLogits {
+            let store = try TeacherLogitStore.read(url: URL(fileURLWithPath: path))
+            try store.validate(against: data.train, jitter: configuration.jitter, expectedTeacher: nil)
+            teacherSource = StoredLogitsTeacher(store: store)
+        } else {
+            teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train)
+        }
+        let lossConfiguration = loss.configuration
+        try job.run(configuration: configuration, stateURL: stateURL, data: data,
+                    metadata: ["teacher_identity": teacherSource.identity,
+                               "distillation": String(decoding: try JSONEncoder().encode(lossConfiguration), as: UTF8.self)],
+                    extra: ["distillation": try jsonObject(lossConfiguration)],
+                    metricsTeacher: teacherLogits == nil ? teacherSource : nil) { indices in
+            try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
+        }
+    }
+}
+
+struct TeacherLogitsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "teacher-logits",
+        abstract: "Write a teacher's logits for every training example once (a store for `distill --teacher-logits`).",
+        discussion: "The store is stamped with the teacher's and the dataset's hashes; it holds un-augmented logits only, so training with --jitter must run the teacher online.")
+
+    @Argument(help: "Teacher model file(s); several form an ensemble.") var teachers: [String]
+    @Option(help: "How an ensemble combines: meanProbabilities or meanLogits.") var ensemble: EnsembleTeacher.Combination = .meanProbabilities
+    @Option(help: "Output store (safetensors).") var output: String
+    @Option(help: "float32 or float16.") var dtype: String = "float32"
+    @Option(parsing: .unconditional, help: "Keep only the K largest logits per example.") var topK: Int?
+    @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Flag(help: "Overwrite an existing output file.") var force = false
+
+    func validate() throws {
+        guard !teachers.isEmpty else { throw ValidationError("give at least one teacher model file") }
+        guard dtype == "float32" || dtype == "float16" else { throw ValidationError("--dtype must be float32 or float16, got '\(dtype)'") }
+        guard threads >= 1 else { throw ValidationError("--threads must be >= 1, got \(threads)") }
+        if let topK, topK < 1 { throw ValidationError("--top-k must be >= 1, got \(topK)") }
+    }
+
+    func run() throws {
+        try DataLocation.checkOutput(output, force: force)
+        ComputeThreads.set(threads)
+        let data = try DataLocation.loadMNIST(dataDir)
+        let teacher = try TeacherLoader.load(paths: teachers, combination: ensemble, dataset: data.train)
+        try TeacherLogitStore.write(teacher: teacher, dataset: data.train, to: URL(fileURLWithPath: output),
+                                    dtype: dtype == "float16" ? .float16 : .float32, topK: topK, overwrite: force)
+        print("wrote logits of \(data.train.count) examples to \(output)")
+    }
+}
+
+func jsonObject<T: Encodable>(_ value: T) throws -> Any {
+    try JSONSerialization.jsonObject(with: JSONEncoder().encode(value))
+}
+
+/// The metrics' fields (test_errors, per_class_errors, confusion_matrix, ...) for the top level of a JSON report.
+func metricsFields(_ metrics: EvaluationMetrics) throws -> [String: Any] {
+    (try jsonObject(metrics) as? [String: Any]) ?? [:]
+}
+
+import TensorCore

@@ -1,0 +1,196 @@
+import ArgumentParser
+import Foundation
+import Distillation
+
+/// Flags shared by the experiments.
+struct ExperimentOptions: ParsableArguments {
+    @Option(parsing: .unconditional, help: "Seeds, comma-separated; every seed is run and mean ± sd reported.", transform: parseSeeds)
+    var seeds: [UInt64] = [0]
+    @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
+    @Option(help: "Directory caching finished models, so an interrupted experiment resumes where it stopped.")
+    var workDir: String = "runs"
+    @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: "Multiply every epoch count by this factor (shorter trial runs).") var epochScale: Double = 1
+    @Flag(help: "Print one JSON object on stdout.") var json = false
+
+    func validate() throws {
+        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be in 1...256, got \(threads)") }
+        guard epochScale > 0 && epochScale.isFinite else { throw ValidationError("--epoch-scale must be > 0, got \(epochScale)") }
+    }
+
+    func context() throws -> ExperimentContext {
+        try ExperimentContext(data: DataLocation.loadMNIST(dataDir), workDirectory: URL(fileURLWithPath: workDir), threads: threads)
+    }
+}
+
+func parseSeeds(_ text: String) throws -> [UInt64] {
+    let seeds = text.split(separator: ",").map { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+    guard !seeds.isEmpty, seeds.allSatisfy({ $0 != nil }) else {
+        throw ValidationError("--seeds expects non-negative integers separated by commas (e.g. 0,1,2), got '\(text)'")
+    }
+    return seeds.compactMap { $0 }
+}
+
+func printJSON(_ object: [String: Any]) throws {
+    let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
+
+func mean(_ values: [Int]) -> Double { values.isEmpty ? .nan : Double(values.reduce(0, +)) / Double(values.count) }
+
+extension HintonMNIST.Preset: ExpressibleByArgument {}
+
+struct Reproduce: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Re-run the experiments of Hinton, Vinyals & Dean (2015) and print them beside the paper's figures.",
+        subcommands: [HintonMNISTCommand.self, OmittedClassCommand.self, TemperatureSweepCommand.self, SmallDataCommand.self])
+
+    struct HintonMNISTCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "hinton-mnist",
+            abstract: "Teacher 2x1200 (dropout, jitter, max-norm), student 2x800 on labels, the same student distilled at T=20.")
+
+        @Option(help: "quick (a few minutes, 10,000 training images) or full (the whole training set).")
+        var preset: HintonMNIST.Preset = .quick
+        @OptionGroup var experiment: ExperimentOptions
+
+        func run() throws {
+            let start = Date()
+            let context = try experiment.context()
+            let results = try HintonMNIST.run(preset: preset, seeds: experiment.seeds, context: context, epochScale: experiment.epochScale)
+            let wall = Date().timeIntervalSince(start)
+            if experiment.json {
+                let perSeed = try JSONSerialization.jsonObject(with: JSONEncoder().encode(results))
+                try printJSON([
+                    "experiment": "hinton-mnist", "preset": preset.rawValue, "seeds": experiment.seeds.map { Int($0) },
+                    "teacher_errors": mean(results.map(\.teacherErrors)), "student_errors": mean(results.map(\.studentErrors)),
+                    "distilled_errors": mean(results.map(\.distilledErrors)),
+                    "teacher_last_epoch_errors": mean(results.map(\.teacherLastEpochErrors)),
+                    "student_last_epoch_errors": mean(results.map(\.studentLastEpochErrors)),
+                    "distilled_last_epoch_errors": mean(results.map(\.distilledLastEpochErrors)),
+                    "per_seed": perSeed, "wall_seconds": wall,
+                    "paper": ["teacher_errors": HintonMNIST.paper.teacher, "student_errors": HintonMNIST.paper.student,
+                              "distilled_errors": HintonMNIST.paper.distilled],
+                    "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(HintonMNIST.plan(preset))),
+                    "split": "errors on the MNIST test set (10,000 images); model selection on a validation split of the training images",
+                ])
+            } else {
+                print(HintonMNIST.table(results, preset: preset))
+                print(String(format: "wall time %.0f s", wall))
+            }
+        }
+    }
+
+    struct OmittedClassCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "omitted-class",
+            abstract: "Distil on a transfer set without any 3s (and one of only 7s and 8s); recover the missing classes by shifting their output bias.")
+
+        @Option(help: "quick or full (which teacher and training world to use).") var preset: HintonMNIST.Preset = .quick
+        @OptionGroup var experiment: ExperimentOptions
+
+        func run() throws {
+            let context = try experiment.context()
+            var all: [[String: Any]] = []
+            for seed in experiment.seeds {
+                let outcomes = try OmittedClass.run(preset: preset, seed: seed, context: context, epochScale: experiment.epochScale)
+                if experiment.json {
+                    all.append(["seed": Int(seed), "outcomes": try JSONSerialization.jsonObject(with: JSONEncoder().encode(outcomes))])
+                } else {
+                    print("seed \(seed), preset \(preset.rawValue); test errors on the MNIST test set (10,000 images)")
+                    print(OmittedClass.table(outcomes, testCount: context.data.test.count))
+                }
+            }
+            if experiment.json {
+                try printJSON(["experiment": "omitted-class", "preset": preset.rawValue, "per_seed": all,
+                               "paper": ["without_3_errors": OmittedClass.paper.errorsWithoutThrees, "without_3_errors_on_3": OmittedClass.paper.errorsOnThrees,
+                                         "without_3_shift": OmittedClass.paper.shift, "without_3_shifted_errors": OmittedClass.paper.shiftedErrors,
+                                         "without_3_shifted_errors_on_3": OmittedClass.paper.shiftedErrorsOnThrees,
+                                         "only_7_8_error_rate": OmittedClass.paper.sevensAndEightsErrorRate,
+                                         "only_7_8_shift": -OmittedClass.paper.sevensAndEightsShift,
+                                         "only_7_8_shifted_error_rate": OmittedClass.paper.sevensAndEightsShiftedRate]])
+            }
+        }
+    }
+
+    struct TemperatureSweepCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "temperature-sweep",
+            abstract: "Students of several widths distilled across temperatures: does T 2.5-4 win for small students, and is T > 8 flat for large ones?")
+
+        @Option(help: "quick or full.") var preset: HintonMNIST.Preset = .quick
+        @Option(parsing: .unconditional, help: "Hidden widths (two layers each), comma-separated.", transform: parseSizes) var widths: [Int] = TemperatureSweep.defaultWidths
+        @Option(parsing: .unconditional, help: "Temperatures, comma-separated.", transform: parseTemperatures) var temperatures: [Float] = TemperatureSweep.defaultTemperatures
+        @Option(parsing: .unconditional, help: "Weight of the label term.") var hardWeight: Float = 0.5
+        @Option(parsing: .unconditional, help: "Weight of the soft term (times T^2).") var softWeight: Float = 0.5
+        @Option(parsing: .unconditional, help: "Student epochs (default: the preset's).") var epochs: Int?
+        @OptionGroup var experiment: ExperimentOptions
+
+        func validate() throws {
+            if let epochs, epochs < 1 { throw ValidationError("--epochs must be >= 1, got \(epochs)") }
+            do { try DistillationLossConfiguration(temperature: 1, hardWeight: hardWeight, softWeight: softWeight).validate() }
+            catch let error as DistillationError { throw ValidationError(error.description) }
+        }
+
+        func run() throws {
+            let context = try experiment.context()
+            var perSeed: [[String: Any]] = []
+            for seed in experiment.seeds {
+                let cells = try TemperatureSweep.run(preset: preset, seed: seed, widths: widths, temperatures: temperatures,
+                                                     hardWeight: hardWeight, softWeight: softWeight, epochs: epochs,
+                                                     context: context, epochScale: experiment.epochScale)
+                if experiment.json {
+                    perSeed.append(["seed": Int(seed), "cells": try JSONSerialization.jsonObject(with: JSONEncoder().encode(cells)),
+                                    "verdict": TemperatureSweep.verdict(cells)])
+                } else {
+                    print("seed \(seed), preset \(preset.rawValue): MNIST test errors (of 10,000); hard/soft weights \(hardWeight)/\(softWeight); * = best T")
+                    print(TemperatureSweep.table(cells, temperatures: temperatures))
+                    TemperatureSweep.verdict(cells).forEach { print($0) }
+                }
+            }
+            if experiment.json { try printJSON(["experiment": "temperature-sweep", "preset": preset.rawValue, "per_seed": perSeed]) }
+        }
+    }
+
+    struct SmallDataCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "small-data",
+            abstract: "Train on 3% of the data: hard labels against the teacher's soft targets, with and without early stopping.")
+
+        @Option(help: "quick or full.") var preset: HintonMNIST.Preset = .quick
+        @Option(parsing: .unconditional, help: "Fraction of the training set used.") var fraction: Double = 0.03
+        @Option(parsing: .unconditional, help: "Temperature of the soft targets.") var temperature: Float = 20
+        @Option(parsing: .unconditional, help: "Student epochs.") var epochs: Int = 50
+        @OptionGroup var experiment: ExperimentOptions
+
+        func validate() throws {
+            guard fraction > 0 && fraction <= 1 else { throw ValidationError("--fraction must be in (0, 1], got \(fraction)") }
+            guard temperature > 0 && temperature.isFinite else { throw ValidationError("--temperature must be > 0, got \(temperature)") }
+            guard epochs >= 1 else { throw ValidationError("--epochs must be >= 1, got \(epochs)") }
+        }
+
+        func run() throws {
+            let context = try experiment.context()
+            var outcomes: [SmallData.Outcome] = []
+            for seed in experiment.seeds {
+                outcomes.append(try SmallData.run(preset: preset, seed: seed, fraction: fraction, temperature: temperature,
+                                                  epochs: epochs, context: context, epochScale: experiment.epochScale))
+            }
+            if experiment.json {
+                try printJSON(["experiment": "small-data", "preset": preset.rawValue,
+                               "per_seed": try JSONSerialization.jsonObject(with: JSONEncoder().encode(outcomes)),
+                               "paper": ["hard_accuracy": SmallData.paper.hardAccuracy, "soft_accuracy": SmallData.paper.softAccuracy]])
+            } else {
+                print(SmallData.table(outcomes))
+            }
+        }
+    }
+}
+
+func parseTemperatures(_ text: String) throws -> [Float] {
+    let values = text.split(separator: ",").map { Float($0.trimmingCharacters(in: .whitespaces)) }
+    guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 && ($0 ?? 0).isFinite }) else {
+        throw ValidationError("--temperatures expects positive numbers separated by commas (e.g. 1,2.5,20), got '\(text)'")
+    }
+    return values.compactMap { $0 }
+}

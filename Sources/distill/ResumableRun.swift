@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Distillation
+import Datasets
+
+/// The shared body of `train` and `distill`: resumable training with Ctrl-C handling, then the atomic write of the
+/// model and the report.
+struct ResumableRun {
+    var options: TrainingOptions
+    var resumeOptions: ResumeOptions
+    var output: String
+    var force: Bool
+    var json: Bool
+    var label: String
+    var role: String
+
+    /// Checks flags and files before any work; returns the configuration, the state file and the data.
+    func prepare() throws -> (TrainingConfiguration, URL, (train: LabeledDataset, test: LabeledDataset)) {
+        let configuration = try options.configuration()
+        try DataLocation.checkOutput(output, force: force)
+        let stateURL = try resumeOptions.checkStateFile(output: output)
+        return (configuration, stateURL, try DataLocation.loadMNIST(options.dataDir))
+    }
+
+    func run(configuration: TrainingConfiguration, stateURL: URL, data: (train: LabeledDataset, test: LabeledDataset),
+             metadata: [String: String] = [:], extra: [String: Any] = [:], metricsTeacher: Teacher? = nil,
+             makeObjective: ([Int]?) throws -> TrainingObjective) throws {
+        let interrupts = InterruptFlag()
+        interrupts.install()
+        let delay = testStepDelay
+        let policy = TrainingJob.StatePolicy(url: stateURL, resume: resumeOptions.resume,
+                                             checkpointEvery: resumeOptions.checkpointEvery,
+                                             shouldStop: {
+                                                 if delay > 0 { usleep(delay) }
+                                                 return interrupts.isSet
+                                             })
+        let outcome: TrainingJob.Outcome
+        do {
+            outcome = try TrainingJob.train(configuration: configuration, data: data, label: label,
+                                            progress: ProgressReporter(), state: policy, makeObjective: makeObjective)
+        } catch let error as TrainingError where FileManager.default.fileExists(atPath: stateURL.path) {
+            throw TrainingError("\(error.description) (the last good training state is kept in \(stateURL.path); \(output) was not written)")
+        }
+        switch outcome {
+        case .stopped(let epoch, let batch):
+            try resumeOptions.exitInterrupted(epoch: epoch, batch: batch, signal: interrupts.signal)
+        case .finished(var result):
+            for (k, v) in metadata { result.extraMetadata[k] = v }
+            try result.checkpoint(role: role).write(to: URL(fileURLWithPath: output), overwrite: force)
+            try? FileManager.default.removeItem(at: stateURL)
+            let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test, teacher: metricsTeacher)
+            var fields = try metricsFields(metrics)
+            for (k, v) in extra { fields[k] = v }
+            try result.printSummary(json: json, output: output, extra: fields)
+        }
+    }
+}

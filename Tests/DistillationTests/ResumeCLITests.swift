@@ -1,0 +1,176 @@
+import XCTest
+import Foundation
+
+/// End-to-end checks of `distill train` interruption and resume through the built binary
+/// (`.build/debug/distill`; skipped when it is missing).
+final class ResumeCLITests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    var binary: URL!
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        let candidates = [".build/debug/distill", ".build/release/distill"].map { Self.root.appendingPathComponent($0) }
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw XCTSkip("no built distill binary under .build/debug or .build/release")
+        }
+        binary = found
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("resume-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Self.writeTinyMNIST(to: dir.appendingPathComponent("data"), trainCount: 240, testCount: 30)
+    }
+
+    override func tearDownWithError() throws {
+        if let dir { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    /// Raw (uncompressed) IDX files under the usual `.gz` names; the reader detects gzip by its magic.
+    static func writeTinyMNIST(to url: URL, trainCount: Int, testCount: Int) throws {
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        var state: UInt64 = 0x1234_5678
+        func next() -> UInt64 { state = state &* 6364136223846793005 &+ 1442695040888963407; return state >> 33 }
+        func be(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 255), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        func write(_ count: Int, images: String, labels: String) throws {
+            var img: [UInt8] = [0, 0, 8, 3] + be(count) + be(28) + be(28)
+            var lab: [UInt8] = [0, 0, 8, 1] + be(count)
+            for _ in 0..<count {
+                let label = Int(next() % 10)
+                lab.append(UInt8(label))
+                for p in 0..<784 {
+                    let on = (p / 28) / 3 == label || (p % 28) / 3 == label
+                    img.append(on ? UInt8(128 + next() % 128) : UInt8(next() % 64))
+                }
+            }
+            try Data(img).write(to: url.appendingPathComponent(images))
+            try Data(lab).write(to: url.appendingPathComponent(labels))
+        }
+        try write(trainCount, images: "train-images-idx3-ubyte.gz", labels: "train-labels-idx1-ubyte.gz")
+        try write(testCount, images: "t10k-images-idx3-ubyte.gz", labels: "t10k-labels-idx1-ubyte.gz")
+    }
+
+    func arguments(output: String, extra: [String] = []) -> [String] {
+        ["train", "--data-dir", dir.appendingPathComponent("data").path, "--hidden", "24,16", "--epochs", "3",
+         "--batch-size", "10", "--threads", "1", "--input-dropout", "0.2", "--hidden-dropout", "0.3",
+         "--validation", "40", "--learning-rate", "0.05", "--seed", "3", "--output", dir.appendingPathComponent(output).path] + extra
+    }
+
+    struct Run { var status: Int32; var reason: Process.TerminationReason; var stderr: String }
+
+    func start(_ args: [String], delayMs: Int = 0) throws -> (Process, Pipe) {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        if delayMs > 0 { env["DISTILL_TEST_STEP_DELAY_MS"] = String(delayMs) }
+        process.environment = env
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        return (process, err)
+    }
+
+    func finish(_ p: (Process, Pipe)) -> Run {
+        let data = p.1.fileHandleForReading.readDataToEndOfFile()
+        p.0.waitUntilExit()
+        return Run(status: p.0.terminationStatus, reason: p.0.terminationReason, stderr: String(decoding: data, as: UTF8.self))
+    }
+
+    func run(_ args: [String]) throws -> Run { finish(try start(args)) }
+
+    func waitFor(_ path: String, process: Process, timeout: TimeInterval = 60) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if FileManager.default.fileExists(atPath: path) { return true }
+            if !process.isRunning { return false }
+            usleep(2000)
+        }
+        return false
+    }
+
+    func reference() throws -> Data {
+        let r = try run(arguments(output: "reference.safetensors"))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return try Data(contentsOf: dir.appendingPathComponent("reference.safetensors"))
+    }
+
+    func testSIGKILLThenResumeGivesIdenticalModel() throws {
+        let expected = try reference()
+        let args = arguments(output: "killed.safetensors", extra: ["--checkpoint-every", "2"])
+        let state = dir.appendingPathComponent("killed.safetensors.state").path
+        let p = try start(args, delayMs: 5)
+        XCTAssertTrue(waitFor(state, process: p.0), "the state file never appeared")
+        usleep(37_000)  // somewhere mid-epoch, between checkpoints
+        kill(p.0.processIdentifier, SIGKILL)
+        let killed = finish(p)
+        XCTAssertEqual(killed.reason, .uncaughtSignal, "the run finished before it could be killed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: state))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("killed.safetensors").path))
+
+        let resumed = try run(args + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("killed.safetensors")), expected,
+                       "the resumed run's model differs from the uninterrupted run's")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: state), "the state file should be removed after success")
+    }
+
+    func checkSignal(_ signal: Int32, code: Int32) throws {
+        let expected = try reference()
+        let args = arguments(output: "stopped.safetensors")
+        let state = dir.appendingPathComponent("stopped.safetensors.state").path
+        // No --checkpoint-every: the state is written only because of the signal.
+        let p = try start(args, delayMs: 30)  // 60 steps: about 2 s, so the signal lands mid-run
+        usleep(400_000)
+        XCTAssertTrue(p.0.isRunning)
+        kill(p.0.processIdentifier, signal)
+        let stopped = finish(p)
+        XCTAssertEqual(stopped.reason, .exit, stopped.stderr)
+        XCTAssertEqual(stopped.status, code, stopped.stderr)
+        XCTAssertTrue(stopped.stderr.contains("interrupted at epoch "), stopped.stderr)
+        XCTAssertTrue(stopped.stderr.contains("resume with the same command plus --resume"), stopped.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: state))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("stopped.safetensors").path))
+
+        // Without --resume the state is not silently overwritten.
+        let refused = try run(args)
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("--resume"), refused.stderr)
+
+        let resumed = try run(args + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("stopped.safetensors")), expected)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: state))
+    }
+
+    func testSIGINTSavesStateExits130AndResumes() throws { try checkSignal(SIGINT, code: 130) }
+
+    func testSIGTERMExits143() throws { try checkSignal(SIGTERM, code: 143) }
+
+    func testExistingOutputSurvivesADivergingRun() throws {
+        let output = dir.appendingPathComponent("model.safetensors")
+        let original = Data("previous model, must survive".utf8)
+        try original.write(to: output)
+        var args = arguments(output: "model.safetensors", extra: ["--force", "--checkpoint-every", "1"])
+        if let i = args.firstIndex(of: "--learning-rate") { args[i + 1] = "1000000" }
+        let r = try run(args)
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("epoch 1, batch"), r.stderr)
+        XCTAssertEqual(try Data(contentsOf: output), original)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.contains(".tmp-") }
+        XCTAssertEqual(leftovers, [])
+    }
+
+    func testResumeRefusesADifferentConfiguration() throws {
+        let args = arguments(output: "m.safetensors")
+        let p = try start(args + ["--checkpoint-every", "1000000"], delayMs: 30)
+        usleep(400_000)
+        kill(p.0.processIdentifier, SIGINT)
+        XCTAssertEqual(finish(p).status, 130)
+        var changed = args
+        if let i = changed.firstIndex(of: "--learning-rate") { changed[i + 1] = "0.07" }
+        let r = try run(changed + ["--resume"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("m.safetensors.state") && r.stderr.contains("configuration differs"), r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.safetensors.state").path))
+    }
+}

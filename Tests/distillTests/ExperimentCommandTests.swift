@@ -1,0 +1,140 @@
+import Foundation
+import XCTest
+import Datasets
+
+/// `distill reproduce ...` on a tiny synthetic MNIST (1,500 training images: the quick preset holds 1,000 out for
+/// validation), with --epoch-scale 0.1 so every schedule shrinks to one epoch. hinton-mnist always runs; the other
+/// experiments run when DISTILL_SLOW_TESTS=1 (or always when they are fast enough; see `slowTestsEnabled`).
+final class ExperimentCommandTests: XCTestCase {
+    var directory: URL!
+    var dataDirectory: URL!
+    var workDirectory: URL!
+
+    override func setUpWithError() throws {
+        _ = try distillExecutable()
+        directory = try makeTemporaryDirectory(self)
+        dataDirectory = directory.appendingPathComponent("mnist")
+        workDirectory = directory.appendingPathComponent("runs")
+        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
+        try writeTinyMNIST(to: dataDirectory, trainCount: 1500, testCount: 100)
+    }
+
+    var slowTestsEnabled: Bool { ProcessInfo.processInfo.environment["DISTILL_SLOW_TESTS"] == "1" }
+
+    func reproduce(_ experiment: String, _ extra: [String], dataDir: URL? = nil) throws -> CommandResult {
+        try runDistill(["reproduce", experiment, "--preset", "quick", "--epoch-scale", "0.1", "--threads", "2",
+                        "--data-dir", (dataDir ?? dataDirectory).path, "--work-dir", workDirectory.path, "--json"] + extra,
+                       in: directory)
+    }
+
+    func testHintonMNISTRunsAndReusesCachedModels() throws {
+        let first = try reproduce("hinton-mnist", ["--seeds", "0,1"])
+        assertSucceeded(first, "hinton-mnist")
+        guard first.status == 0 else { return }
+        let report = try lastLineJSON(first.stdout)
+        for key in ["teacher_errors", "student_errors", "distilled_errors", "wall_seconds"] {
+            XCTAssertNotNil(report[key] as? Double, "\(key) in \(first.stdout)")
+        }
+        let paper = try XCTUnwrap(report["paper"] as? [String: Any])
+        XCTAssertEqual(paper["teacher_errors"] as? Int, 67)
+        XCTAssertEqual(paper["student_errors"] as? Int, 146)
+        XCTAssertEqual(paper["distilled_errors"] as? Int, 74)
+        let perSeed = try XCTUnwrap(report["per_seed"] as? [[String: Any]])
+        XCTAssertEqual(perSeed.compactMap { $0["seed"] as? Int }, [0, 1])
+        for entry in perSeed {
+            for key in ["teacher_errors", "student_errors", "distilled_errors"] {
+                let value = entry[key] as? Int
+                XCTAssertNotNil(value, "\(key) in \(entry)")
+                if let value { XCTAssertTrue((0...100).contains(value), "\(key) \(value) of 100 test images") }
+            }
+        }
+        XCTAssertFalse(first.stderr.contains("reusing"), first.stderr)
+        // The second run reuses every model from the work directory and reports the same numbers.
+        let second = try reproduce("hinton-mnist", ["--seeds", "0,1"])
+        assertSucceeded(second, "hinton-mnist again")
+        XCTAssertTrue(second.stderr.contains("reusing"), second.stderr)
+        // Teacher, student and distilled student of both seeds: nothing retrained.
+        XCTAssertEqual(second.stderrLines.filter { $0.contains(": reusing ") }.count, 6, second.stderr)
+        XCTAssertFalse(second.stderr.contains("epoch 1/"), second.stderr)
+        let again = try lastLineJSON(second.stdout)
+        for key in ["teacher_errors", "student_errors", "distilled_errors", "teacher_last_epoch_errors",
+                    "student_last_epoch_errors", "distilled_last_epoch_errors"] {
+            XCTAssertEqual(again[key] as? Double, report[key] as? Double, key)
+        }
+        let perSeedAgain = try XCTUnwrap(again["per_seed"] as? [[String: Any]])
+        for (a, b) in zip(perSeed, perSeedAgain) {
+            for key in ["teacher_errors", "student_errors", "distilled_errors"] { XCTAssertEqual(a[key] as? Int, b[key] as? Int, key) }
+        }
+    }
+
+    func testHintonMNISTOnTooSmallDataFailsCleanly() throws {
+        // 600 training images cannot hold out the quick preset's 1,000 for validation.
+        let small = directory.appendingPathComponent("small-mnist")
+        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
+        try writeTinyMNIST(to: small, trainCount: 600, testCount: 50)
+        let result = try reproduce("hinton-mnist", [], dataDir: small)
+        assertFailedCleanly(result, naming: "--validation", "too small a training set")
+        XCTAssertTrue(result.stderr.contains("600"), result.stderr)
+    }
+
+    func testBadExperimentFlagsFailCleanly() throws {
+        let cases: [(String, [String], String)] = [
+            ("hinton-mnist", ["--seeds", "x"], "--seeds"),
+            ("hinton-mnist", ["--epoch-scale", "0"], "--epoch-scale"),
+            ("temperature-sweep", ["--temperatures", "0"], "--temperatures"),
+            ("small-data", ["--fraction", "0"], "--fraction"),
+            ("small-data", ["--fraction", "1.5"], "--fraction"),
+            // Negative values must reach validation, not be taken for a flag ("Missing value for ...").
+            ("hinton-mnist", ["--epoch-scale", "-1"], "--epoch-scale must be > 0"),
+            ("hinton-mnist", ["--threads", "-2"], "--threads must be in 1...256"),
+            ("hinton-mnist", ["--seeds", "-1"], "--seeds expects non-negative integers"),
+            ("temperature-sweep", ["--temperatures", "-1,4"], "--temperatures expects positive numbers"),
+            ("temperature-sweep", ["--hard-weight", "-1"], "--hard-weight"),
+            ("temperature-sweep", ["--epochs", "-1"], "--epochs must be >= 1"),
+            ("small-data", ["--fraction", "-0.5"], "--fraction must be in (0, 1]"),
+            ("small-data", ["--temperature", "-1"], "--temperature must be > 0"),
+            ("small-data", ["--epochs", "-2"], "--epochs must be >= 1"),
+        ]
+        for (experiment, flags, needle) in cases {
+            let result = try reproduce(experiment, flags)
+            assertFailedCleanly(result, naming: needle, "\(experiment) \(flags)")
+        }
+    }
+
+    func testOtherExperimentsJSONShape() throws {
+        try XCTSkipUnless(slowTestsEnabled, "set DISTILL_SLOW_TESTS=1 to run omitted-class, temperature-sweep and small-data")
+        let omitted = try reproduce("omitted-class", [])
+        assertSucceeded(omitted, "omitted-class")
+        if omitted.status == 0 {
+            let report = try lastLineJSON(omitted.stdout)
+            XCTAssertEqual(report["experiment"] as? String, "omitted-class")
+            let perSeed = try XCTUnwrap(report["per_seed"] as? [[String: Any]])
+            XCTAssertEqual(perSeed.count, 1)
+            XCTAssertNotNil(perSeed.first?["outcomes"], "\(perSeed)")
+            XCTAssertNotNil(report["paper"] as? [String: Any])
+        }
+        let sweep = try reproduce("temperature-sweep", ["--widths", "8", "--temperatures", "1,4"])
+        assertSucceeded(sweep, "temperature-sweep")
+        if sweep.status == 0 {
+            let report = try lastLineJSON(sweep.stdout)
+            XCTAssertEqual(report["experiment"] as? String, "temperature-sweep")
+            let perSeed = try XCTUnwrap(report["per_seed"] as? [[String: Any]])
+            XCTAssertEqual(perSeed.count, 1)
+            let cells = try XCTUnwrap(perSeed.first?["cells"] as? [[String: Any]], "\(perSeed)")
+            // The label-only baseline (no temperature) and one cell per temperature.
+            XCTAssertEqual(cells.count, 3, "one width: a baseline and two temperatures: \(cells)")
+            XCTAssertEqual(cells.compactMap { $0["temperature"] as? Double }.sorted(), [1, 4], "\(cells)")
+            XCTAssertTrue(cells.allSatisfy { $0["width"] as? Int == 8 && $0["errors"] is Int }, "\(cells)")
+            XCTAssertNotNil(perSeed.first?["verdict"] as? [String])
+        }
+        let small = try reproduce("small-data", ["--fraction", "0.5", "--epochs", "2"])
+        assertSucceeded(small, "small-data")
+        if small.status == 0 {
+            let report = try lastLineJSON(small.stdout)
+            XCTAssertEqual(report["experiment"] as? String, "small-data")
+            let perSeed = try XCTUnwrap(report["per_seed"] as? [[String: Any]])
+            XCTAssertEqual(perSeed.count, 1)
+            XCTAssertNotNil(report["paper"] as? [String: Any])
+        }
+    }
+}
