@@ -92,8 +92,12 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
     return record(y, parents) { upstream in
         var g = upstream
         if activation == .relu {
-            g.withUnsafeMutableBufferPointer { gb in
-                y.withUnsafeBufferPointer { yb in Kernels.reluBackwardMask(gb, output: yb) }
+            // A new buffer in one pass: `upstream` is still referenced by the caller, so masking it in place would
+            // first copy it (copy-on-write).
+            g = Tensor(shape: upstream.shape) { out in
+                upstream.withUnsafeBufferPointer { gb in
+                    y.withUnsafeBufferPointer { yb in Kernels.reluBackward(gb, output: yb, into: out) }
+                }
             }
         }
         let gx: Tensor? = x.requiresGrad ? g.matmul(wv) : nil

@@ -55,7 +55,15 @@ public enum Kernels {
         for i in 0..<g.count { gp[i] = yp[i] > 0 ? gp[i] : 0 }
     }
 
-    /// Reference for `reluBackwardMask`.
+    /// out[i] = y[i] > 0 ? g[i] : 0 into a separate buffer (one pass, no copy-on-write copy of the upstream gradient).
+    public static func reluBackward(_ g: UnsafeBufferPointer<Float>, output y: UnsafeBufferPointer<Float>,
+                                    into out: UnsafeMutableBufferPointer<Float>) {
+        precondition(g.count == y.count && out.count == g.count)
+        guard let gp = g.baseAddress, let yp = y.baseAddress, let op = out.baseAddress else { return }
+        for i in 0..<out.count { op[i] = yp[i] > 0 ? gp[i] : 0 }
+    }
+
+    /// Reference for `reluBackwardMask` and `reluBackward`.
     public static func naiveReluBackwardMask(_ g: UnsafeMutableBufferPointer<Float>, output y: UnsafeBufferPointer<Float>) {
         for i in 0..<g.count where y[i] <= 0 { g[i] = 0 }
     }

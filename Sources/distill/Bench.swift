@@ -15,6 +15,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Skip the PyTorch comparison.") var noTorch = false
     @Flag(help: "Also time per-example cost against batch size 1...1024 and width 30...2400.") var scaling = false
     @Option(help: "MNIST directory (*-idx?-ubyte.gz); default the embedded copy.") var dataDir: String?
+    @Option(help: "Also write the JSON report to this file.") var jsonOutput: String?
     @Option(help: .hidden) var phase: String?
 
     func run() throws {
@@ -39,6 +40,7 @@ struct Bench: ParsableCommand {
         driver.runTorch = !noTorch
         driver.scaling = scaling
         let report = try driver.run()
+        if let jsonOutput { try Data(BenchmarkDriver.serialise(report).utf8).write(to: URL(fileURLWithPath: jsonOutput)) }
         print(json ? BenchmarkDriver.serialise(report) : BenchmarkDriver.tables(report))
     }
 }

@@ -37,6 +37,11 @@ final class KernelTests: XCTestCase {
             naive.withUnsafeMutableBufferPointer { Kernels.naiveReluBackwardMask($0, output: yb) }
         }
         XCTAssertEqual(fast, naive)
+        var separate = [Float](repeating: 7, count: up.count)
+        up.withUnsafeBufferPointer { g in y.withUnsafeBufferPointer { yb in
+            separate.withUnsafeMutableBufferPointer { Kernels.reluBackward(g, output: yb, into: $0) }
+        } }
+        XCTAssertEqual(separate, naive)
     }
 
     func testColumnSumsMatchReferenceExactly() {

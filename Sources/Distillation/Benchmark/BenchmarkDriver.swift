@@ -57,7 +57,8 @@ public struct BenchmarkDriver {
 
     /// `python3` with torch, or nil (with the reason).
     static func findTorch() -> (python: String?, note: String) {
-        for candidate in ["/usr/bin/python3", "/usr/local/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/python3" }
+        for candidate in path + ["/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: candidate)
             p.arguments = ["-c", "import torch"]

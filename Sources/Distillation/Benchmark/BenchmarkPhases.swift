@@ -52,6 +52,12 @@ public enum BenchmarkModels {
     public static let learningRate: Float = 0.05
     public static let momentum: Float = 0.9
     public static let temperature: Float = 20
+
+    /// The distillation phases' objective: 0.5 * CE(labels) + 0.5 * T^2 * soft CE at T = 20 (the library's
+    /// `DistillationObjective`), the teacher computed online or looked up in a logit store.
+    static func distillation(_ teacher: Teacher) throws -> DistillationObjective {
+        try DistillationObjective(teacher: teacher, loss: DistillationLossConfiguration(temperature: temperature, hardWeight: 0.5, softWeight: 0.5))
+    }
     public static let studentDims = [(784, 800), (800, 800), (800, 10)]
     public static let teacherDims = [(784, 1200), (1200, 1200), (1200, 10)]
 
@@ -75,20 +81,6 @@ public enum BenchmarkModels {
                                     .dropout(probability: 0.5), .linear(inputCount: 1200, outputCount: 1200), .relu,
                                     .dropout(probability: 0.5), .linear(inputCount: 1200, outputCount: 10)],
                    generator: &generator)
-    }
-}
-
-/// The objective of the distillation phases: 0.5 * CE(labels) + 0.5 * T^2 * soft CE at T = 20, through the
-/// library's `distillationLoss`, with the teacher's logits either computed online or looked up in a logit store.
-struct BenchmarkDistillationObjective: TrainingObjective {
-    let teacher: Teacher
-    var name: String { "distillation" }
-    func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
-        let teacherLogits = try teacher.logits(batch: images, indices: batch.indices)
-        let configuration = DistillationLossConfiguration(temperature: BenchmarkModels.temperature, hardWeight: 0.5, softWeight: 0.5)
-        let (loss, parts) = distillationLoss(studentLogits: studentLogits, teacherLogits: teacherLogits, labels: batch.labels,
-                                             configuration: configuration)
-        return (loss, ["hard": parts.hard, "soft": parts.softScaled])
     }
 }
 
@@ -190,7 +182,7 @@ public enum BenchmarkPhases {
         case "distill_online":
             let teacher = BenchmarkModels.teacher(generator: &generator)
             let student = BenchmarkModels.student(generator: &generator)
-            stepper = Stepper(model: student, objective: BenchmarkDistillationObjective(teacher: ModelTeacher(model: teacher)))
+            stepper = Stepper(model: student, objective: try BenchmarkModels.distillation(ModelTeacher(model: teacher)))
             flops += BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.teacherDims)
         case "distill_store":
             let teacher = BenchmarkModels.teacher(generator: &generator)
@@ -200,7 +192,7 @@ public enum BenchmarkPhases {
             defer { try? FileManager.default.removeItem(at: url) }
             try TeacherLogitStore.write(teacher: ModelTeacher(model: teacher), dataset: train, to: url, overwrite: true)
             let store = try TeacherLogitStore.read(url: url)
-            stepper = Stepper(model: student, objective: BenchmarkDistillationObjective(teacher: StoredLogitsTeacher(store: store)))
+            stepper = Stepper(model: student, objective: try BenchmarkModels.distillation(StoredLogitsTeacher(store: store)))
         default:
             stepper = Stepper(model: BenchmarkModels.student(generator: &generator), objective: LabelObjective())
         }
