@@ -21,9 +21,10 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        .target(name: "CFloatControl"),
         .target(
             name: "TensorCore",
-            dependencies: [.target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
+            dependencies: ["CFloatControl", .target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
         .target(name: "TensorIO", dependencies: ["TensorCore"]),
         .target(name: "NeuralNet", dependencies: ["TensorCore"]),
         .target(name: "Optimizers", dependencies: ["TensorCore", "NeuralNet"]),

@@ -1,4 +1,5 @@
 import Foundation
+import CFloatControl
 #if canImport(CBLAS)
 import CBLAS
 #endif
@@ -12,21 +13,36 @@ public enum ComputeThreads {
     /// The number of threads in use.
     public static var count: Int { current }
 
-    /// Sets the thread count for BLAS and elementwise work (at least 1).
+    /// Whether compute threads flush denormal floats to zero (FTZ and DAZ), on by default.
+    ///
+    /// Denormals (|x| < 1.2e-38) cost the CPU a microcode assist per operation: a softmax probability like
+    /// exp(-95) feeding the gradients made a distillation epoch 3.6x slower (3.0 s -> 11 s) once they appeared.
+    /// Flushing them changes results only below 1.2e-38. PyTorch's equivalent is `torch.set_flush_denormal(True)`
+    /// (off by default there). Applies to the thread calling `set` and to the `parallelFor` workers.
+    nonisolated(unsafe) public static var flushDenormals = true
+
+    /// Sets the thread count for BLAS and elementwise work (at least 1) and the calling thread's denormal mode.
     public static func set(_ count: Int) {
         current = Swift.max(1, count)
+        distill_set_flush_denormals(flushDenormals ? 1 : 0)
         #if canImport(CBLAS)
         openblas_set_num_threads(Int32(current))
         #endif
     }
 
     /// Runs `body(chunk)` for `chunks` pieces, spread over the threads when there is enough work.
-    @inlinable
     public static func parallelFor(chunks: Int, _ body: (Int) -> Void) {
         if count <= 1 || chunks <= 1 {
             for c in 0..<chunks { body(c) }
         } else {
-            DispatchQueue.concurrentPerform(iterations: chunks, execute: body)
+            let flush: Int32 = flushDenormals ? 1 : 0
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                distill_set_flush_denormals(flush)
+                body(c)
+            }
         }
     }
+
+    /// Whether the calling thread flushes denormals to zero.
+    public static var callingThreadFlushesDenormals: Bool { distill_flush_denormals_enabled() != 0 }
 }
