@@ -87,13 +87,22 @@ struct Reproduce: ParsableCommand {
             abstract: "Distil on a transfer set without any 3s (and one of only 7s and 8s); recover the missing classes by shifting their output bias.")
 
         @Option(help: "quick or full (which teacher and training world to use).") var preset: HintonMNIST.Preset = .quick
+        @Option(parsing: .unconditional, help: "Temperature of the soft targets.") var temperature: Float = OmittedClass.defaultLoss.temperature
+        @Option(parsing: .unconditional, help: "Weight of the label term (0: soft targets only, the default).") var hardWeight: Float = OmittedClass.defaultLoss.hardWeight
+        @Option(parsing: .unconditional, help: "Weight of the soft term (times T^2).") var softWeight: Float = OmittedClass.defaultLoss.softWeight
         @OptionGroup var experiment: ExperimentOptions
+
+        func validate() throws {
+            do { try DistillationLossConfiguration(temperature: temperature, hardWeight: hardWeight, softWeight: softWeight).validate() }
+            catch let error as DistillationError { throw ValidationError(error.description) }
+        }
 
         func run() throws {
             let context = try experiment.context()
             var all: [[String: Any]] = []
             for seed in experiment.seeds {
-                let outcomes = try OmittedClass.run(preset: preset, seed: seed, context: context, epochScale: experiment.epochScale)
+                let outcomes = try OmittedClass.run(preset: preset, seed: seed, context: context, epochScale: experiment.epochScale,
+                                                    loss: DistillationLossConfiguration(temperature: temperature, hardWeight: hardWeight, softWeight: softWeight))
                 if experiment.json {
                     all.append(["seed": Int(seed), "outcomes": try JSONSerialization.jsonObject(with: JSONEncoder().encode(outcomes))])
                 } else {

@@ -81,7 +81,12 @@ public enum OmittedClass {
 
     /// Runs both transfer sets (no 3s; only 7s and 8s) for one seed. The bias shift is chosen on validation images
     /// held out of the training set (all classes), from a grid of 0.25 steps.
-    public static func run(preset: HintonMNIST.Preset, seed: UInt64, context: ExperimentContext, epochScale: Double = 1) throws -> [Outcome] {
+    /// The default loss: soft targets only (T = 20), so the transfer set's missing classes are not pushed down by
+    /// hard labels that never name them.
+    public static let defaultLoss = DistillationLossConfiguration(temperature: 20, hardWeight: 0, softWeight: 1)
+
+    public static func run(preset: HintonMNIST.Preset, seed: UInt64, context: ExperimentContext, epochScale: Double = 1,
+                           loss: DistillationLossConfiguration = OmittedClass.defaultLoss) throws -> [Outcome] {
         let plan = HintonMNIST.scaled(HintonMNIST.plan(preset), by: epochScale)
         let world = HintonMNIST.world(plan: plan, seed: seed, context: context)
         let tag = "\(preset.rawValue)-seed\(seed)"
@@ -107,7 +112,7 @@ public enum OmittedClass {
                 !validationPositions.contains($0) && classes.contains(world.data.train.labels[$0])
             }
             let student = try world.distil(key: "omitted-\(name)-\(tag)", configuration: configuration, positions: positions,
-                                           store: store, loss: plan.loss)
+                                           store: store, loss: loss)
             let model = student.model
             let shiftedSet = Set(shifted)
             let base = errors(model, on: world.data.test, classes: shiftedSet)
