@@ -121,7 +121,7 @@ public enum SmallData {
         configuration.validationCount = Swift.max(1, count / 10)
         let small = world.data.train.subset(indices: positions)
         let hard = try world.trainOrLoad(key: "small-hard-\(fraction)-\(tag)", configuration: configuration, train: small) { _ in LabelObjective() }
-        let loss = DistillationLossConfiguration(temperature: temperature, hardWeight: 0, softWeight: 1)
+        let loss = DistillationLossConfiguration(temperature: temperature, hardWeight: 0, softWeight: 0.5)  // soft targets only, at the main experiment's soft weight (see OmittedClass.defaultLoss)
         let soft = try world.distil(key: "small-soft-\(fraction)-T\(temperature)-\(tag)", configuration: configuration,
                                     positions: positions, store: store, loss: loss)
         return Outcome(fraction: fraction, trainingExamples: count, hardErrors: hard.testErrors,
