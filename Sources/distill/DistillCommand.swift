@@ -76,7 +76,7 @@ struct DistillCommand: ParsableCommand {
         let lossConfiguration = loss.configuration
         try job.run(configuration: configuration, stateURL: stateURL, data: data,
                     metadata: ["teacher_identity": teacherSource.identity,
-                               "distillation": String(decoding: try JSONEncoder().encode(lossConfiguration), as: UTF8.self)],
+                               "distillation": String(decoding: try sortedEncoder.encode(lossConfiguration), as: UTF8.self)],
                     extra: ["distillation": try jsonObject(lossConfiguration)],
                     metricsTeacher: teacherLogits == nil ? teacherSource : nil) { indices in
             try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
@@ -127,3 +127,10 @@ func metricsFields(_ metrics: EvaluationMetrics) throws -> [String: Any] {
 }
 
 import TensorCore
+
+/// JSON with sorted keys, so that identical runs write byte-identical metadata.
+let sortedEncoder: JSONEncoder = {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return encoder
+}()

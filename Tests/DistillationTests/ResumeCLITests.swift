@@ -114,6 +114,34 @@ final class ResumeCLITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: state), "the state file should be removed after success")
     }
 
+    /// `distill distill` shares the resumable runner with `train`: a distillation killed mid-epoch and resumed
+    /// (the teacher's identity is part of the state) ends with the same student as an uninterrupted one.
+    func testDistillKilledThenResumedGivesIdenticalStudent() throws {
+        let teacherRun = try run(arguments(output: "teacher.safetensors"))
+        XCTAssertEqual(teacherRun.status, 0, teacherRun.stderr)
+        let teacher = dir.appendingPathComponent("teacher.safetensors").path
+        func distillArguments(output: String, extra: [String] = []) -> [String] {
+            ["distill", "--teacher", teacher, "--temperature", "4", "--hard-weight", "0.5", "--soft-weight", "0.5"]
+                + arguments(output: output, extra: extra).dropFirst()
+        }
+        let reference = try run(distillArguments(output: "student-reference.safetensors"))
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+        let expected = try Data(contentsOf: dir.appendingPathComponent("student-reference.safetensors"))
+
+        let args = distillArguments(output: "student.safetensors", extra: ["--checkpoint-every", "2"])
+        let state = dir.appendingPathComponent("student.safetensors.state").path
+        let p = try start(args, delayMs: 5)
+        XCTAssertTrue(waitFor(state, process: p.0), "the state file never appeared")
+        usleep(37_000)
+        kill(p.0.processIdentifier, SIGKILL)
+        let killed = finish(p)
+        XCTAssertEqual(killed.reason, .uncaughtSignal, "the run finished before it could be killed")
+        let resumed = try run(args + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("student.safetensors")), expected,
+                       "the resumed distillation's student differs from the uninterrupted one's")
+    }
+
     func checkSignal(_ signal: Int32, code: Int32) throws {
         let expected = try reference()
         let args = arguments(output: "stopped.safetensors")
