@@ -23,22 +23,14 @@ final class CLITests: XCTestCase {
     func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 
     func json(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
-        let lastLine = text.split(separator: "\n").last.map(String.init) ?? ""
-        let object = try JSONSerialization.jsonObject(with: Data(lastLine.utf8))
-        return try XCTUnwrap(object as? [String: Any], "stdout is not a JSON object: \(text)", file: file, line: line)
+        try lastLineJSON(text, file: file, line: line)
     }
 
     /// A failed command: exited (no signal), non-zero status, the first stderr line is the error naming `needle`,
-    /// and nothing that looks like a crash.
+    /// and nothing that looks like a crash (the shared check in DistillSupport.swift).
     func assertCleanFailure(_ result: CommandResult, naming needle: String, _ message: String = "",
                             file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(result.reason, .exit, "\(message): terminated by a signal (trap?) status \(result.status); stderr: \(result.stderr)", file: file, line: line)
-        XCTAssertNotEqual(result.status, 0, "\(message): should fail", file: file, line: line)
-        let first = result.stderrLines.first.map(String.init) ?? ""
-        XCTAssertTrue(first.hasPrefix("Error: "), "\(message): first stderr line should be the error, got \(result.stderr)", file: file, line: line)
-        XCTAssertTrue(first.contains(needle), "\(message): error should name \(needle): \(first)", file: file, line: line)
-        XCTAssertFalse(result.stderr.contains("Fatal error"), "\(message): \(result.stderr)", file: file, line: line)
-        XCTAssertTrue(result.stdout.isEmpty, "\(message): nothing on stdout, got \(result.stdout)", file: file, line: line)
+        assertFailedCleanly(result, naming: needle, message, file: file, line: line)
     }
 
     /// Errors found while running (not flag parsing) are exactly one line.

@@ -132,7 +132,7 @@ public final class Trainer {
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = iterator.cursor
                 let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
-                let remaining = Double(batchesPerEpoch - done + (configuration.epochs - epoch - 1) * batchesPerEpoch) * configuration.batchSize.asDouble / Swift.max(rateNow, 1e-9)
+                let remaining = Double(batchesPerEpoch - done + (configuration.epochs - epoch - 1) * batchesPerEpoch) * Double(configuration.batchSize) / Swift.max(rateNow, 1e-9)
                 progress.batch(label: label, epoch: epoch + 1, epochs: configuration.epochs, batch: done, batches: batchesPerEpoch,
                                loss: epochLossSum / Double(epochBatches), examplesPerSecond: rateNow, secondsLeft: remaining)
                 dropoutGenerator = context.generator
@@ -192,18 +192,6 @@ public final class Trainer {
 
     /// Misclassified examples of `dataset` (evaluation mode, batches of 1000, no graph).
     public static func errors(model: Sequential, dataset: LabeledDataset) -> Int {
-        var errors = 0
-        var start = 0
-        while start < dataset.count {
-            let end = Swift.min(start + 1000, dataset.count)
-            let predictions = model.infer(dataset.images.rows(start..<end)).argmax(axis: 1)
-            for (i, p) in predictions.enumerated() where p != dataset.labels[start + i] { errors += 1 }
-            start = end
-        }
-        return errors
+        Distillation.errors(model, on: dataset, classes: []).all
     }
-}
-
-extension Int {
-    var asDouble: Double { Double(self) }
 }
