@@ -19,18 +19,26 @@ public enum Kernels {
         let n = out.count
         guard n > 0, let o = out.baseAddress else { return }
         let threshold = dropoutThreshold(keep: keep)
+        let scaleBits = scale.bitPattern
+        // Branch-free: `u < threshold ? scale : 0` compiled to a data-dependent branch per element, mispredicted at
+        // random (6.6 % of a teacher epoch in perf). Both u and threshold are below 2^17, so u - threshold wraps
+        // (top bit set) exactly when u < threshold; the top bit becomes an all-ones mask over scale's bits.
+        @inline(__always) func masked(_ u: UInt64) -> Float {
+            let keepMask = UInt32(truncatingIfNeeded: 0 &- ((u &- threshold) >> 63))
+            return Float(bitPattern: scaleBits & keepMask)
+        }
         var i = 0
         while i + 4 <= n {
             let r = generator.nextUInt64()
-            o[i] = (r & 0xFFFF) < threshold ? scale : 0
-            o[i + 1] = ((r >> 16) & 0xFFFF) < threshold ? scale : 0
-            o[i + 2] = ((r >> 32) & 0xFFFF) < threshold ? scale : 0
-            o[i + 3] = (r >> 48) < threshold ? scale : 0
+            o[i] = masked(r & 0xFFFF)
+            o[i + 1] = masked((r >> 16) & 0xFFFF)
+            o[i + 2] = masked((r >> 32) & 0xFFFF)
+            o[i + 3] = masked(r >> 48)
             i += 4
         }
         if i < n {
             var r = generator.nextUInt64()
-            while i < n { o[i] = (r & 0xFFFF) < threshold ? scale : 0; r >>= 16; i += 1 }
+            while i < n { o[i] = masked(r & 0xFFFF); r >>= 16; i += 1 }
         }
     }
 

@@ -5,16 +5,21 @@ import TensorCore
 final class KernelTests: XCTestCase {
     func testDropoutMaskMatchesReferenceAndDrawCount() {
         for n in [0, 1, 3, 4, 5, 17, 1000, 1003] {
+          // keep 0 and 1 are the edges of the branch-free comparison (threshold 0 and 65536).
+          for keep: Float in [0.8, 0, 1, 0.5, 1e-5] {
             var g1 = RandomGenerator(seed: 11), g2 = RandomGenerator(seed: 11)
             var fast = [Float](repeating: -1, count: n), naive = [Float](repeating: -1, count: n)
-            fast.withUnsafeMutableBufferPointer { Kernels.dropoutMask($0, keep: 0.8, scale: 1.25, generator: &g1) }
-            naive.withUnsafeMutableBufferPointer { Kernels.naiveDropoutMask($0, keep: 0.8, scale: 1.25, generator: &g2) }
-            XCTAssertEqual(fast, naive, "n = \(n)")
+            fast.withUnsafeMutableBufferPointer { Kernels.dropoutMask($0, keep: keep, scale: 1.25, generator: &g1) }
+            naive.withUnsafeMutableBufferPointer { Kernels.naiveDropoutMask($0, keep: keep, scale: 1.25, generator: &g2) }
+            XCTAssertEqual(fast, naive, "n = \(n), keep \(keep)")
+            if keep == 0 { XCTAssert(fast.allSatisfy { $0 == 0 }) }
+            if keep == 1 { XCTAssert(fast.allSatisfy { $0 == 1.25 }) }
             XCTAssertEqual(g1, g2)
             // One 64-bit draw per 4 elements, rounded up.
             var g3 = RandomGenerator(seed: 11)
             for _ in 0..<((n + 3) / 4) { _ = g3.nextUInt64() }
             XCTAssertEqual(g1, g3, "n = \(n)")
+          }
         }
     }
 
