@@ -30,6 +30,16 @@ public enum ComputeThreads {
         #endif
     }
 
+    /// Runs `body` with BLAS limited to one thread, then restores `count` (for products too small to split;
+    /// see `GEMM.runsOnOneThread`). Call it from the thread that drives BLAS, as every caller here does.
+    public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+        #if canImport(CBLAS)
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(Int32(current)) }
+        #endif
+        return try body()
+    }
+
     /// Runs `body(chunk)` for `chunks` pieces, spread over the threads when there is enough work.
     public static func parallelFor(chunks: Int, _ body: (Int) -> Void) {
         if count <= 1 || chunks <= 1 {

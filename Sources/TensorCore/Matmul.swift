@@ -10,6 +10,22 @@ import CBLAS
 /// `C = alpha * op(A) * op(B) + beta * C`, row-major, where `op(X)` is `X` or `X^T`.
 /// `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, `C` is `[m, n]`.
 public enum GEMM {
+    /// Whether a product is too small to gain from BLAS's threads: one dimension of the output at most
+    /// `narrowOutputLimit` (the 10-class output layer, its gradients) or fewer than `smallProductLimit`
+    /// multiply-adds. OpenBLAS 0.3.21 splits such products over its threads anyway, and the hand-off costs more
+    /// than the work: 128x10x800 took 3.2x as long on two threads as on one here (see Benchmarks.md).
+    /// The choice depends on the shape alone, so runs stay reproducible. With the SkylakeX kernels both paths give
+    /// identical bits; the Prescott and Haswell kernels can differ in the last bit (`MatmulTests`).
+    @inlinable
+    public static func runsOnOneThread(m: Int, n: Int, k: Int) -> Bool {
+        Swift.min(m, n) <= narrowOutputLimit || m &* n &* k < smallProductLimit
+    }
+
+    /// See `runsOnOneThread`.
+    public static let narrowOutputLimit = 16
+    /// See `runsOnOneThread`.
+    public static let smallProductLimit = 4_000_000
+
     /// Calls `sgemm` on raw row-major buffers. `lda`, `ldb`, `ldc` are the row strides of the stored matrices.
     @inlinable
     public static func sgemm(
@@ -23,9 +39,16 @@ public enum GEMM {
             return
         }
         #if canImport(Accelerate) || canImport(CBLAS)
-        cblas_sgemm(
-            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        let call = {
+            cblas_sgemm(
+                CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
+        if ComputeThreads.count > 1 && runsOnOneThread(m: m, n: n, k: k) {
+            ComputeThreads.withSingleThreadedBLAS(call)
+        } else {
+            call()
+        }
         #else
         naiveGEMM(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                   a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)

@@ -38,4 +38,36 @@ final class MatmulTests: XCTestCase {
         c.addMatmul(a, b, alpha: 2, beta: 0.5)
         for (x, y) in zip(c.scalars, expected.scalars) { XCTAssertEqual(x, y, accuracy: 1e-4) }
     }
+
+    /// Small products run on one BLAS thread (`GEMM.runsOnOneThread`). The same products on two threads and on one
+    /// agree to rounding everywhere, and bit for bit with the SkylakeX kernels `distill` selects on AVX-512 machines
+    /// (the generic Prescott and the Haswell kernels split some products differently: last-bit differences).
+    func testThreadCountDoesNotChangeBits() {
+        let previous = ComputeThreads.count
+        defer { ComputeThreads.set(previous) }
+        ComputeThreads.set(2)
+        var rng = RandomGenerator(seed: 21)
+        for (m, n, k) in [(256, 300, 200), (300, 300, 128), (128, 800, 100)] {
+            XCTAssertFalse(GEMM.runsOnOneThread(m: m, n: n, k: k))
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let a = Tensor.normal(ta ? [k, m] : [m, k], generator: &rng)
+                    let b = Tensor.normal(tb ? [n, k] : [k, n], generator: &rng)
+                    let threaded = a.matmul(b, transposeSelf: ta, transposeOther: tb)
+                    let serial = ComputeThreads.withSingleThreadedBLAS { a.matmul(b, transposeSelf: ta, transposeOther: tb) }
+                    if BLASKernel.coreName?.lowercased() == "skylakex" {
+                        XCTAssertEqual(threaded.scalars.map(\.bitPattern), serial.scalars.map(\.bitPattern),
+                                       "m=\(m) n=\(n) k=\(k) ta=\(ta) tb=\(tb)")
+                    }
+                    let maxDiff = zip(threaded.scalars, serial.scalars).map { abs($0 - $1) }.max() ?? 0
+                    XCTAssertLessThan(maxDiff, 1e-5 * Float(k).squareRoot(), "m=\(m) n=\(n) k=\(k) ta=\(ta) tb=\(tb)")
+                }
+            }
+        }
+        XCTAssertEqual(ComputeThreads.count, 2)
+        XCTAssertTrue(GEMM.runsOnOneThread(m: 128, n: 10, k: 800))   // the output layer
+        XCTAssertTrue(GEMM.runsOnOneThread(m: 10, n: 800, k: 128))   // its weight gradient
+        XCTAssertTrue(GEMM.runsOnOneThread(m: 1, n: 800, k: 784))    // one image
+        XCTAssertFalse(GEMM.runsOnOneThread(m: 128, n: 800, k: 784)) // a hidden layer at batch 128
+    }
 }
