@@ -2,7 +2,6 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import TensorCore
 
 /// The MNIST handwritten digits (LeCun et al.): 60,000 training and 10,000 test images of 28x28 pixels, 10 classes.
 ///
