@@ -73,16 +73,7 @@ public struct BatchIterator: Sequence, IteratorProtocol, Sendable {
         let end = Swift.min(start + batchSize, dataset.count)
         cursor += 1
         let indices = Array(epochOrder[start..<end])
-        let features = dataset.featureCount
-        let images = Tensor(shape: [indices.count, features], initializingWith: { out in
-            dataset.images.withUnsafeBufferPointer { source in
-                guard let dst = out.baseAddress, let src = source.baseAddress else { return }
-                for (r, i) in indices.enumerated() {
-                    (dst + r * features).update(from: src + i * features, count: features)
-                }
-            }
-        })
         let labels = indices.map { dataset.labels[$0] }
-        return Batch(indices: indices, images: images, labels: labels)
+        return Batch(indices: indices, images: dataset.images(at: indices), labels: labels)
     }
 }

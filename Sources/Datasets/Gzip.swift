@@ -38,7 +38,7 @@ public enum Gzip {
         let chunk = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkSize)
         defer { chunk.deallocate() }
         var output: [UInt8] = []
-        output.reserveCapacity(min(maximumBytes, max(bytes.count * 4, 1024)))
+        output.reserveCapacity(expectedSize(bytes, maximumBytes: maximumBytes))
 
         try bytes.withUnsafeBufferPointer { input in
             guard let base = input.baseAddress else { return }
@@ -82,6 +82,20 @@ public enum Gzip {
             }
         }
         return output
+    }
+
+    /// The capacity to reserve for the output: the last member's ISIZE trailer (the uncompressed size modulo 2^32,
+    /// exact for the usual single-member file, so the output is allocated once and never regrown), capped at
+    /// `maximumBytes` and at deflate's largest ratio (1032:1) since the trailer is not yet verified; without a
+    /// plausible trailer, four times the input. The output still grows as needed when this is too small.
+    static func expectedSize(_ bytes: [UInt8], maximumBytes: Int) -> Int {
+        let fallback = min(maximumBytes, max(bytes.count * 4, 1024))
+        guard bytes.count >= 18 else { return fallback }  // a 10-byte header, an empty deflate block, the 8-byte trailer
+        let n = bytes.count
+        let trailer = Int(UInt32(bytes[n - 4]) | UInt32(bytes[n - 3]) << 8 | UInt32(bytes[n - 2]) << 16 | UInt32(bytes[n - 1]) << 24)
+        let (bound, overflow) = bytes.count.multipliedReportingOverflow(by: 1032)
+        guard trailer > 0, overflow || trailer <= bound else { return fallback }
+        return min(maximumBytes, trailer)
     }
 
     /// The first four bytes of `bytes` as hex, for error messages.

@@ -60,13 +60,16 @@ public struct IDXFile: Equatable, Sendable {
     public static func parse(_ content: [UInt8], file: String, maximumBytes: Int = 1 << 30) throws -> IDXFile {
         if Gzip.isGzip(content) {
             let inflated = try Gzip.decompress(content, file: file, maximumBytes: maximumBytes)
-            return try parseRaw(inflated, file: file)
+            return try parseRaw(consume inflated, file: file)
         }
         return try parseRaw(content, file: file)
     }
 
     /// Parses uncompressed IDX bytes. Sizes are validated against the byte count before anything is allocated.
-    static func parseRaw(_ data: [UInt8], file: String) throws -> IDXFile {
+    ///
+    /// `data` becomes the elements' storage: when the caller hands over the only reference (as `parse` does with
+    /// the decompressed stream) the header is removed in place, so the elements are not copied.
+    static func parseRaw(_ data: consuming [UInt8], file: String) throws -> IDXFile {
         guard data.count >= 4 else {
             throw DataError.format(file: file, expected: "an IDX header of at least 4 bytes", found: "\(data.count) bytes")
         }
@@ -108,7 +111,9 @@ public struct IDXFile: Equatable, Sendable {
             throw DataError.format(file: file, expected: "\(total) data bytes for shape \(shape)",
                                    found: "\(available) (\(available - total) bytes of trailing garbage)")
         }
-        return IDXFile(validatedShape: shape, bytes: Array(data[headerSize...]))
+        var elements = consume data
+        elements.removeSubrange(0..<headerSize)
+        return IDXFile(validatedShape: shape, bytes: elements)
     }
 
     static func readUInt32(_ data: [UInt8], at offset: Int) -> UInt32 {

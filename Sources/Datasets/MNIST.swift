@@ -2,7 +2,6 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
-import TensorCore
 
 /// The MNIST handwritten digits (LeCun et al.): 60,000 training and 10,000 test images of 28x28 pixels, 10 classes.
 ///
@@ -44,8 +43,9 @@ public enum MNIST {
     /// When `directory/SHA256SUMS` exists every file is first checked against it (a missing entry or a different
     /// digest is an error naming the file and both digests). Then: image files must be IDX `0x00000803` of
     /// `[N, 28, 28]`, label files IDX `0x00000801` of `[N]` with labels in 0...9, and the counts must agree.
-    /// - Returns: datasets with `images` of shape `[N, 784]`, pixels `byte / 255` in [0, 1], `imageShape` 28x28,
-    ///   `classCount` 10.
+    /// - Returns: datasets of N rows of 784 pixels stored as bytes (`LabeledDataset.init(pixels:)`), read as
+    ///   `byte / 255` in [0, 1]; `imageShape` 28x28, `classCount` 10. Each compressed file is released once it is
+    ///   decompressed, and the decompressed images become the dataset's storage without a copy.
     /// - Throws: `DataError` naming the offending file.
     public static func load(directory: URL) throws -> (train: LabeledDataset, test: LabeledDataset) {
         let sumsURL = directory.appendingPathComponent("SHA256SUMS")
@@ -81,16 +81,10 @@ public enum MNIST {
         if let bad = labels.bytes.firstIndex(where: { $0 > 9 }) {
             throw DataError.format(file: labelsName, expected: "labels in 0...9", found: "\(labels.bytes[bad]) at index \(bad)")
         }
-        let table = (0..<256).map { Float($0) / 255 }
-        let tensor = Tensor(shape: [n, side * side], initializingWith: { out in
-            images.bytes.withUnsafeBufferPointer { bytes in
-                table.withUnsafeBufferPointer { table in
-                    for i in 0..<bytes.count { out[i] = table[Int(bytes[i])] }
-                }
-            }
-        })
-        return LabeledDataset(unchecked: tensor, labels: labels.bytes.map { Int($0) }, classCount: classCount,
-                              imageShape: (side, side))
+        // The pixels stay bytes (the decompressed array itself, shared, not copied) and are decoded to `byte / 255`
+        // a batch at a time.
+        return LabeledDataset(unchecked: images.bytes, featureCount: side * side, labels: labels.bytes.map { Int($0) },
+                              classCount: classCount, imageShape: (side, side))
     }
 
     /// Where the MNIST files are, or nil if not found.

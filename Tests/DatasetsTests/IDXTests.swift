@@ -23,6 +23,24 @@ final class IDXTests: XCTestCase {
         XCTAssertEqual(try IDXFile.parse(joined, file: "m.gz"), sample)
     }
 
+    /// The output is reserved once from the gzip size trailer (not regrown by doubling, which briefly held two
+    /// copies of MNIST's 47 MB of images), and gzip IDX elements keep that buffer.
+    func testGzipOutputIsSizedFromTheTrailer() throws {
+        let elements = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: ($0 % 1000) * ($0 % 7)) }
+        let idx = try IDXFile(shape: [1 << 10, 1 << 10], bytes: elements)
+        let zipped = TestSupport.gzip(idx.encoded())
+        XCTAssertGreaterThan(idx.encoded().count, zipped.count * 8, "compressible enough that the old 4x guess was too small")
+        let inflated = try Gzip.decompress(zipped, file: "big.gz", maximumBytes: 1 << 30)
+        XCTAssertEqual(inflated, idx.encoded())
+        XCTAssertLessThan(inflated.capacity, inflated.count + inflated.count / 16)
+        let parsed = try IDXFile.parse(zipped, file: "big.gz")
+        XCTAssertEqual(parsed, idx)
+        XCTAssertLessThan(parsed.bytes.capacity, parsed.bytes.count + parsed.bytes.count / 16)
+        // A multi-member stream (the trailer is the last member's) still decompresses in full.
+        let joined = TestSupport.gzip(Array(idx.encoded()[..<(1 << 19)])) + TestSupport.gzip(Array(idx.encoded()[(1 << 19)...]))
+        XCTAssertEqual(try IDXFile.parse(joined, file: "m.gz"), idx)
+    }
+
     func testTruncatedGzip() {
         let zipped = TestSupport.gzip(sample.encoded())
         for cut in [zipped.count - 1, zipped.count - 8, zipped.count / 2, 3] {

@@ -65,3 +65,138 @@ final class LabeledDatasetTests: XCTestCase {
         XCTAssertNotEqual(data.subset(indices: Array((0..<10).reversed())).fingerprint, data.fingerprint)
     }
 }
+
+/// Byte rows (`init(pixels:)`, how MNIST is stored) must behave exactly like Float rows holding the decoded values.
+final class ByteStorageTests: XCTestCase {
+    /// 37 examples of 6 features (2x3 images) using every byte value, labels `i % 4`; and the Float twin holding
+    /// `table[byte]` for each byte.
+    static func pair(table: [Float] = LabeledDataset.unitIntervalTable) throws -> (bytes: LabeledDataset, floats: LabeledDataset) {
+        let n = 37, features = 6
+        let pixels = (0..<(n * features)).map { UInt8(truncatingIfNeeded: $0 * 71 + $0 / 5) }
+        let labels = (0..<n).map { $0 % 4 }
+        let bytes = try LabeledDataset(pixels: pixels, featureCount: features, labels: labels, classCount: 4, imageShape: (2, 3),
+                                       table: table)
+        let floats = try LabeledDataset(images: Tensor(shape: [n, features], scalars: pixels.map { table[Int($0)] }),
+                                        labels: labels, classCount: 4, imageShape: (2, 3))
+        return (bytes, floats)
+    }
+
+    func assertSame(_ a: LabeledDataset, _ b: LabeledDataset, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        XCTAssertEqual(a.featureCount, b.featureCount, file: file, line: line)
+        XCTAssertEqual(a.labels, b.labels, file: file, line: line)
+        XCTAssertEqual(a.classCount, b.classCount, file: file, line: line)
+        XCTAssertEqual(a.imageShape?.height, b.imageShape?.height, file: file, line: line)
+        XCTAssertEqual(a.imageShape?.width, b.imageShape?.width, file: file, line: line)
+        XCTAssertEqual(a.images, b.images, file: file, line: line)
+        XCTAssertEqual(a.fingerprint, b.fingerprint, file: file, line: line)
+    }
+
+    func testRowsMatchTheDecodedFloats() throws {
+        let (bytes, floats) = try Self.pair()
+        XCTAssertTrue(bytes.isByteStorage)
+        XCTAssertFalse(floats.isByteStorage)
+        assertSame(bytes, floats)
+        XCTAssertEqual(bytes.images(rows: 5..<12), floats.images(rows: 5..<12))
+        XCTAssertEqual(bytes.images(rows: 5..<12).shape, [7, 6])
+        XCTAssertEqual(bytes.images(rows: 0..<0).shape, [0, 6])
+        XCTAssertEqual(bytes.images(rows: 5..<12), floats.images.rows(5..<12))
+        let picks = [36, 0, 3, 3, 17]
+        XCTAssertEqual(bytes.images(at: picks), floats.images(at: picks))
+        XCTAssertEqual(bytes.images(at: picks), floats.images.gatherRows(picks))
+        XCTAssertEqual(bytes.images[flat: 1], Float(71) / 255)
+    }
+
+    func testFingerprintDependsOnValuesNotStorage() throws {
+        let (bytes, floats) = try Self.pair()
+        XCTAssertEqual(bytes.fingerprint, floats.fingerprint)
+        // More values than one hashing chunk (16,384), so chunk boundaries fall inside rows.
+        let n = 50, features = 784
+        let pixels = (0..<(n * features)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        let big = try LabeledDataset(pixels: pixels, featureCount: features, labels: [Int](repeating: 1, count: n), classCount: 10)
+        let bigFloats = try LabeledDataset(images: big.images, labels: big.labels, classCount: 10)
+        XCTAssertEqual(big.fingerprint, bigFloats.fingerprint)
+        // Another table means other values.
+        let shifted = try Self.pair(table: (0..<256).map { Float($0) - 128 })
+        XCTAssertEqual(shifted.bytes.fingerprint, shifted.floats.fingerprint)
+        XCTAssertNotEqual(shifted.bytes.fingerprint, bytes.fingerprint)
+    }
+
+    func testBatchesMatch() throws {
+        let (bytes, floats) = try Self.pair()
+        for (shuffle, dropLast) in [(true, false), (false, true)] {
+            var a = BatchIterator(dataset: bytes, batchSize: 8, shuffle: shuffle, dropLast: dropLast, generator: RandomGenerator(seed: 9))
+            var b = BatchIterator(dataset: floats, batchSize: 8, shuffle: shuffle, dropLast: dropLast, generator: RandomGenerator(seed: 9))
+            for _ in 0..<2 {
+                var batches = 0
+                while let x = a.next() {
+                    let y = try XCTUnwrap(b.next())
+                    XCTAssertEqual(x.indices, y.indices)
+                    XCTAssertEqual(x.images, y.images)
+                    XCTAssertEqual(x.labels, y.labels)
+                    batches += 1
+                }
+                XCTAssertNil(b.next())
+                XCTAssertEqual(batches, a.batchesPerEpoch)
+                a.startNextEpoch()
+                b.startNextEpoch()
+            }
+        }
+    }
+
+    /// Decoded batches come from the buffer pool, so a steady-state loop over byte rows allocates nothing.
+    func testSteadyStateBatchesDoNotAllocate() throws {
+        let pixels = (0..<(50 * 784)).map { UInt8(truncatingIfNeeded: $0) }
+        let data = try LabeledDataset(pixels: pixels, featureCount: 784, labels: [Int](repeating: 0, count: 50), classCount: 1)
+        var iterator = BatchIterator(dataset: data, batchSize: 8, shuffle: true, dropLast: false, generator: RandomGenerator(seed: 2))
+        while iterator.next() != nil {}
+        let before = BufferPool.shared.systemAllocations
+        for _ in 0..<3 {
+            iterator.startNextEpoch()
+            while let batch = iterator.next() { XCTAssertEqual(batch.images.shape, [batch.count, 784]) }
+        }
+        XCTAssertEqual(BufferPool.shared.systemAllocations, before, "steady-state batches allocated from the system")
+    }
+
+    func testDerivedDatasetsStayBytesAndMatch() throws {
+        let (bytes, floats) = try Self.pair()
+        let picks = [4, 4, 30, 1]
+        XCTAssertTrue(bytes.subset(indices: picks).isByteStorage)
+        assertSame(bytes.subset(indices: picks), floats.subset(indices: picks))
+        assertSame(bytes.subset(indices: []), floats.subset(indices: []))
+        assertSame(bytes.filter(classes: [1, 3]), floats.filter(classes: [1, 3]))
+        assertSame(bytes.excluding(classes: [0]), floats.excluding(classes: [0]))
+        var g1 = RandomGenerator(seed: 5), g2 = RandomGenerator(seed: 5)
+        let a = try bytes.validationSplit(count: 10, generator: &g1)
+        let b = try floats.validationSplit(count: 10, generator: &g2)
+        XCTAssertTrue(a.train.isByteStorage && a.validation.isByteStorage)
+        assertSame(a.train, b.train)
+        assertSame(a.validation, b.validation)
+        XCTAssertEqual(g1, g2, "same draws")
+    }
+
+    func testPixelsInitValidates() {
+        let pixels = [UInt8](repeating: 7, count: 8)
+        XCTAssertEqual(TestSupport.errorMessage { try LabeledDataset(pixels: pixels, featureCount: 3, labels: [0, 1], classCount: 2) },
+                       "LabeledDataset: expected 2 rows of 3 pixel bytes, found 8 bytes")
+        XCTAssertEqual(TestSupport.errorMessage { try LabeledDataset(pixels: [], featureCount: -1, labels: [], classCount: 2) },
+                       "LabeledDataset: expected 0 rows of -1 pixel bytes, found 0 bytes")
+        XCTAssertEqual(TestSupport.errorMessage { try LabeledDataset(pixels: pixels, featureCount: Int.max, labels: [0, 1], classCount: 2) },
+                       "LabeledDataset: expected 2 rows of \(Int.max) pixel bytes, found 8 bytes")
+        XCTAssertEqual(TestSupport.errorMessage {
+            try LabeledDataset(pixels: pixels, featureCount: 4, labels: [0, 1], classCount: 2, table: [Float](repeating: 0, count: 255))
+        }, "LabeledDataset: expected a decoding table of 256 values, found 255 values")
+        XCTAssertEqual(TestSupport.errorMessage { try LabeledDataset(pixels: pixels, featureCount: 4, labels: [0, 2], classCount: 2) },
+                       "LabeledDataset: expected labels in 0..<2, found label 2 at index 1")
+        XCTAssertEqual(TestSupport.errorMessage { try LabeledDataset(pixels: pixels, featureCount: 4, labels: [0, 1], classCount: 0) },
+                       "LabeledDataset: expected a positive class count, found 0")
+        XCTAssertEqual(TestSupport.errorMessage {
+            try LabeledDataset(pixels: pixels, featureCount: 4, labels: [0, 1], classCount: 2, imageShape: (3, 2))
+        }, "LabeledDataset: expected height*width == 4, found 3x2")
+        let ok = try? LabeledDataset(pixels: pixels, featureCount: 4, labels: [0, 1], classCount: 2, imageShape: (2, 2))
+        XCTAssertEqual(ok?.images, Tensor(shape: [2, 4], repeating: Float(7) / 255))
+        let empty = try? LabeledDataset(pixels: [], featureCount: 0, labels: [1, 0], classCount: 2)
+        XCTAssertEqual(empty?.images(at: [1, 1, 0]).shape, [3, 0])
+        XCTAssertEqual(empty?.fingerprint, try? LabeledDataset(images: Tensor.zeros([2, 0]), labels: [1, 0], classCount: 2).fingerprint)
+    }
+}

@@ -7,18 +7,25 @@ final class MNISTTests: XCTestCase {
         let (train, test) = try MNIST.load(directory: TestSupport.mnistDirectory)
         XCTAssertEqual(train.count, 60_000)
         XCTAssertEqual(test.count, 10_000)
-        XCTAssertEqual(train.images.shape, [60_000, 784])
-        XCTAssertEqual(test.images.shape, [10_000, 784])
+        XCTAssertEqual(train.featureCount, 784)
+        XCTAssertEqual(test.featureCount, 784)
+        XCTAssertTrue(train.isByteStorage && test.isByteStorage, "pixels kept as bytes, decoded per batch")
         XCTAssertEqual(train.classCount, 10)
         XCTAssertEqual(train.imageShape?.height, 28)
         XCTAssertEqual(train.imageShape?.width, 28)
         XCTAssertEqual(Array(train.labels.prefix(5)), [5, 0, 4, 1, 9])
         XCTAssertEqual(Array(test.labels.prefix(5)), [7, 2, 1, 0, 4])
         XCTAssertEqual(train.classCounts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
-        test.images.withUnsafeBufferPointer { pixels in
+        let testImages = test.images
+        XCTAssertEqual(testImages.shape, [10_000, 784])
+        testImages.withUnsafeBufferPointer { pixels in
             XCTAssertEqual(pixels.min(), 0)
             XCTAssertEqual(pixels.max(), 1)
         }
+        // The values the Float-matrix loader produced, pinned: teacher-logit stores written before pixels were kept
+        // as bytes are stamped with these (recomputed independently from the IDX files with numpy).
+        XCTAssertEqual(train.fingerprint, "bf931458e6ca7c161037e7dc4373c71bd5c5ef627dfe2e2dd7a395277e4ff604")
+        XCTAssertEqual(test.fingerprint, "ddc1e688ce80c041e62597fd0cdb95b80477649bf55ac1e87d06175e9af15724")
         // The vendored SHA256SUMS is the canonical one.
         XCTAssertEqual(try SHA256Sums.read(TestSupport.mnistDirectory.appendingPathComponent("SHA256SUMS")), MNIST.canonicalSums)
     }

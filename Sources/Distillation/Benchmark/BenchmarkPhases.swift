@@ -104,8 +104,8 @@ public enum BenchmarkPhases {
             var generator = RandomGenerator(seed: 0)
             let model = BenchmarkModels.student(generator: &generator)
             let reps = options.quick ? 3 : 7
-            let test = data.test.images
-            let batches = stride(from: 0, to: test.shape[0], by: 1000).map { test.rows($0..<Swift.min($0 + 1000, test.shape[0])) }
+            let test = data.test
+            let batches = stride(from: 0, to: test.count, by: 1000).map { test.images(rows: $0..<Swift.min($0 + 1000, test.count)) }
             _ = model.infer(batches[0])
             var times: [Double] = []
             for _ in 0..<reps {
@@ -113,7 +113,7 @@ public enum BenchmarkPhases {
                 for b in batches { _ = model.infer(b) }
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
-            let s = median(times), n = Double(test.shape[0])
+            let s = median(times), n = Double(test.count)
             let flops = BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.studentDims)
             return PhaseResult(phase: phase, secondsPerPass: s, examplesPerSecond: n / s, flopsPerExample: flops,
                                gflops: flops * n / s / 1e9, peakResidentBytes: ResourceUsage.peakResidentBytes,
@@ -121,7 +121,7 @@ public enum BenchmarkPhases {
         case "latency":
             var generator = RandomGenerator(seed: 0)
             let model = BenchmarkModels.student(generator: &generator)
-            let one = data.test.images.rows(0..<1)
+            let one = data.test.images(rows: 0..<1)
             let calls = options.quick ? 50 : 200
             for _ in 0..<10 { _ = model.infer(one) }
             var times: [Double] = []

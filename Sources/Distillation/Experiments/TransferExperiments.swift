@@ -33,7 +33,7 @@ func errors(_ model: Sequential, on dataset: LabeledDataset, classes: Set<Int>) 
     var start = 0
     while start < dataset.count {
         let end = Swift.min(start + 1000, dataset.count)
-        let predictions = model.infer(dataset.images.rows(start..<end)).argmax(axis: 1)
+        let predictions = model.infer(dataset.images(rows: start..<end)).argmax(axis: 1)
         for (i, p) in predictions.enumerated() {
             let y = dataset.labels[start + i]
             if p != y { all += 1; if classes.contains(y) { on += 1 } }

@@ -47,7 +47,7 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         var start = 0
         while start < n {
             let end = Swift.min(start + step, n)
-            let images = dataset.images.rows(start..<end)
+            let images = dataset.images(rows: start..<end)
             try checkModelInput(model, images, what: "evaluate")
             try copy(model.infer(images), into: &student, at: start, what: "model")
             if let teacher {
