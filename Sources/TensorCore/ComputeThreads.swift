@@ -31,12 +31,21 @@ public enum ComputeThreads {
     }
 
     /// Runs `body` with BLAS limited to one thread, then restores `count` (for products too small to split;
-    /// see `GEMM.runsOnOneThread`). Call it from the thread that drives BLAS, as every caller here does.
+    /// see `GEMM.runsOnOneThread`). Inside, `count` reads 1, so nested calls run serially. Call it from the thread
+    /// that drives BLAS, as every caller here does.
     public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+        let saved = current
+        guard saved > 1 else { return try body() }
+        current = 1
         #if canImport(CBLAS)
         openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(current)) }
         #endif
+        defer {
+            current = saved
+            #if canImport(CBLAS)
+            openblas_set_num_threads(Int32(saved))
+            #endif
+        }
         return try body()
     }
 

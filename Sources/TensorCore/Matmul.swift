@@ -10,21 +10,24 @@ import CBLAS
 /// `C = alpha * op(A) * op(B) + beta * C`, row-major, where `op(X)` is `X` or `X^T`.
 /// `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, `C` is `[m, n]`.
 public enum GEMM {
-    /// Whether a product is too small to gain from BLAS's threads: one dimension of the output at most
-    /// `narrowOutputLimit` (the 10-class output layer, its gradients) or fewer than `smallProductLimit`
-    /// multiply-adds. OpenBLAS 0.3.21 splits such products over its threads anyway, and the hand-off costs more
-    /// than the work: 128x10x800 took 3.2x as long on two threads as on one here (see Benchmarks.md).
+    /// Whether a product is too small to gain from BLAS's threads: at most `narrowLimit` output columns (the
+    /// 10-class output layer), an inner dimension of at most 16 (its input gradient), or fewer than
+    /// `smallProductLimit` multiply-adds. OpenBLAS 0.3.21 splits such products over its threads anyway and the
+    /// hand-off costs more than the work. Measured on the 2-core machine of Benchmarks.md (µs, 1 vs 2 threads):
+    /// 128x10x800 55 vs 73, 128x800x10 31 vs 48, 128x30x784 93 vs 127; but 10x800x128 58 vs 45 and 30x784x128
+    /// 88 vs 66 gain from two threads, so few output rows alone do not count (128x100x100, 24 vs 32, stays
+    /// threaded: the limit sits below 10x800x128's 1.02M multiply-adds).
     /// The choice depends on the shape alone, so runs stay reproducible. With the SkylakeX kernels both paths give
     /// identical bits; the Prescott and Haswell kernels can differ in the last bit (`MatmulTests`).
     @inlinable
     public static func runsOnOneThread(m: Int, n: Int, k: Int) -> Bool {
-        Swift.min(m, n) <= narrowOutputLimit || m &* n &* k < smallProductLimit
+        n <= narrowLimit || k <= 16 || m &* n &* k < smallProductLimit
     }
 
     /// See `runsOnOneThread`.
-    public static let narrowOutputLimit = 16
+    public static let narrowLimit = 32
     /// See `runsOnOneThread`.
-    public static let smallProductLimit = 4_000_000
+    public static let smallProductLimit = 1_000_000
 
     /// Calls `sgemm` on raw row-major buffers. `lda`, `ldb`, `ldc` are the row strides of the stored matrices.
     @inlinable

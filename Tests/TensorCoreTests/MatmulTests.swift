@@ -66,7 +66,8 @@ final class MatmulTests: XCTestCase {
         }
         XCTAssertEqual(ComputeThreads.count, 2)
         XCTAssertTrue(GEMM.runsOnOneThread(m: 128, n: 10, k: 800))   // the output layer
-        XCTAssertTrue(GEMM.runsOnOneThread(m: 10, n: 800, k: 128))   // its weight gradient
+        XCTAssertTrue(GEMM.runsOnOneThread(m: 128, n: 800, k: 10))   // its input gradient
+        XCTAssertFalse(GEMM.runsOnOneThread(m: 10, n: 800, k: 128))  // its weight gradient gains from two threads
         XCTAssertTrue(GEMM.runsOnOneThread(m: 1, n: 800, k: 784))    // one image
         XCTAssertFalse(GEMM.runsOnOneThread(m: 128, n: 800, k: 784)) // a hidden layer at batch 128
     }
