@@ -48,6 +48,8 @@ struct DistillCommand: ParsableCommand {
     var teacher: [String] = []
     @Option(help: "A teacher-logit store written by `distill teacher-logits` (instead of --teacher).") var teacherLogits: String?
     @Option(help: "How an ensemble combines: meanProbabilities (the paper) or meanLogits.") var ensemble: EnsembleTeacher.Combination = .meanProbabilities
+    @Flag(help: "Run the teacher on every batch. By default, without --jitter, its logits for the training images are computed once (in blocks of 1000, in memory) and reused every epoch: the same logits up to float rounding; a batch that differs from the cached images goes to the teacher.")
+    var noTeacherCache = false
     @OptionGroup var loss: LossOptions
     @OptionGroup var options: TrainingOptions
     @Option(help: "Where to write the student (safetensors).") var output: String
@@ -66,18 +68,21 @@ struct DistillCommand: ParsableCommand {
                                label: "distill", role: "distilled student")
         let (configuration, stateURL, data) = try job.prepare()
         let teacherSource: Teacher
+        var teacherCache = "store"
         if let path = teacherLogits {
             let store = try TeacherLogitStore.read(url: URL(fileURLWithPath: path))
             try store.validate(against: data.train, jitter: configuration.jitter, expectedTeacher: nil)
             teacherSource = StoredLogitsTeacher(store: store)
         } else {
-            teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train)
+            let cache = !noTeacherCache && configuration.jitter == 0
+            teacherCache = cache ? "memory" : "off"
+            teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train, cacheLogits: cache)
         }
         let lossConfiguration = loss.configuration
         try job.run(configuration: configuration, stateURL: stateURL, data: data,
                     metadata: ["teacher_identity": teacherSource.identity,
                                "distillation": String(decoding: try sortedEncoder.encode(lossConfiguration), as: UTF8.self)],
-                    extra: ["distillation": try jsonObject(lossConfiguration)],
+                    extra: ["distillation": try jsonObject(lossConfiguration), "teacher_cache": teacherCache],
                     metricsTeacher: teacherLogits == nil ? teacherSource : nil) { indices in
             try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
         }

@@ -88,6 +88,23 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertLessThan(report["test_errors"] as? Int ?? 100, 90)
     }
 
+    /// Without jitter the teacher's training-set logits are cached in memory (reported as `teacher_cache`);
+    /// `--no-teacher-cache` and `--jitter` run it on every batch. Each mode is reproducible run to run.
+    func testTeacherCacheModes() throws {
+        let teacher = try trainTeacher("teacher.safetensors")
+        var files: [String: Data] = [:]
+        for (name, flags, expected) in [("cached", [String](), "memory"), ("cached-again", [], "memory"),
+                                        ("online", ["--no-teacher-cache"], "off"), ("jitter", ["--jitter", "1"], "off")] {
+            let out = path("student-\(name).safetensors")
+            let result = try distill(["--teacher", teacher, "--temperature", "4", "--json"] + flags, output: out)
+            assertSucceeded(result, name)
+            guard result.status == 0 else { continue }
+            XCTAssertEqual(try lastLineJSON(result.stdout)["teacher_cache"] as? String, expected, name)
+            files[name] = try Data(contentsOf: URL(fileURLWithPath: out))
+        }
+        XCTAssertEqual(files["cached"], files["cached-again"], "a cached run is reproducible")
+    }
+
     func testDistillFromEnsemble() throws {
         let a = try trainTeacher("a.safetensors", seed: 1)
         let b = try trainTeacher("b.safetensors", seed: 2)

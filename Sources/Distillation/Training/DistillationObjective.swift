@@ -42,12 +42,18 @@ public struct DistillationObjective: TrainingObjective {
 public enum TeacherLoader {
     /// One checkpoint -> a `ModelTeacher`; several -> an `EnsembleTeacher` combined as `combination`.
     /// Checks every member against the data's feature and class counts, naming the file.
-    public static func load(paths: [String], combination: EnsembleTeacher.Combination, dataset: LabeledDataset) throws -> Teacher {
+    ///
+    /// With `cacheLogits`, each member's logits for every example of `dataset` are computed once and kept in memory
+    /// (``CachedTeacher``; for an ensemble each member is cached, so the combination at temperature T is unchanged).
+    /// Only worth it when training sees the un-augmented images of `dataset`, i.e. without jitter.
+    public static func load(paths: [String], combination: EnsembleTeacher.Combination, dataset: LabeledDataset,
+                            cacheLogits: Bool = false) throws -> Teacher {
         guard !paths.isEmpty else { throw TrainingError("--teacher needs at least one model file") }
         let members: [Teacher] = try paths.map { path in
             let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: path))
             try TrainingJob.checkCompatible(checkpoint, with: dataset, source: path)
-            return ModelTeacher(model: checkpoint.model, identity: modelIdentity(checkpoint.model))
+            let teacher = ModelTeacher(model: checkpoint.model, identity: modelIdentity(checkpoint.model))
+            return cacheLogits ? try CachedTeacher(base: teacher, dataset: dataset) : teacher
         }
         return members.count == 1 ? members[0] : try EnsembleTeacher(members: members, combination: combination)
     }
