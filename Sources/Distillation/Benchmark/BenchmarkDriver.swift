@@ -186,6 +186,19 @@ public struct BenchmarkDriver {
             out += "| \(name)\(unit) | \(f(o, "%.3f")) | \(f(t, "%.3f")) | \(f(ratio, "%.2f")) | \(f(g, "%.1f")) | "
             out += "\(f(g.map { 100 * $0 / peak }, "%.0f%%")) | \(mb(d(ours["peak_resident_bytes"]))) | \(mb(d(torch?["peak_rss_bytes"]))) |\n"
         }
+        if let entry = phases["distill_cached"] as? [String: Any], let ours = entry["ours"] as? [String: Any],
+           let setup = d(ours["setup_seconds"]) {
+            let torch = (entry["torch"] as? [String: Any]).flatMap { d($0["setup_seconds"]) }
+            out += "\ndistill_cached setup (teacher logits for all training images, once, not in the epochs): ours "
+            out += "\(f(setup, "%.2f")) s, torch \(f(torch, "%.2f")) s\n"
+            if let student = d(((phases["student"] as? [String: Any])?["ours"] as? [String: Any])?["seconds_per_epoch"]) {
+                let online = d(((phases["distill_online"] as? [String: Any])?["ours"] as? [String: Any])?["seconds_per_epoch"])
+                let cached = d(ours["seconds_per_epoch"]), store = d(((phases["distill_store"] as? [String: Any])?["ours"] as? [String: Any])?["seconds_per_epoch"])
+                out += "ours relative to a student epoch: online \(f(online.map { $0 / student }, "%.2f"))x, cached "
+                out += "\(f(cached.map { $0 / student }, "%.2f"))x (first epoch with the setup \(f(cached.map { ($0 + setup) / student }, "%.2f"))x), "
+                out += "store \(f(store.map { $0 / student }, "%.2f"))x\n"
+            }
+        }
         if let s = report["scaling"] as? [String: Any], let ours = (s["ours"] as? [String: Any])?["points"] as? [[String: Any]] {
             let torch = s["torch"] as? [String: Any]
             let tb = torch?["batch"] as? [[String: Any]] ?? [], tw = torch?["width"] as? [[String: Any]] ?? []

@@ -35,6 +35,8 @@ public struct PhaseResult: Codable, Sendable {
     public var loadAverage: Double
     /// BufferPool system allocations during the timed part (0 once the pool is warm).
     public var steadyStateAllocations: Int?
+    /// `distill_cached`: seconds to compute the teacher's logits for every training example once (not in the epochs).
+    public var setupSeconds: Double?
 }
 
 /// One scaling point: seconds per training example of a 784-W-W-10 student.
@@ -86,7 +88,7 @@ public enum BenchmarkModels {
 
 /// Runs one benchmark phase in this process.
 public enum BenchmarkPhases {
-    public static let training = ["student", "teacher", "distill_online", "distill_store"]
+    public static let training = ["student", "teacher", "distill_online", "distill_cached", "distill_store"]
     public static let all = training + ["inference", "latency"]
 
     static var loadAverage: Double {
@@ -98,7 +100,7 @@ public enum BenchmarkPhases {
         ComputeThreads.set(options.threads)
         let data = try DataLocation.loadMNIST(options.dataDirectory)
         switch phase {
-        case "student", "teacher", "distill_online", "distill_store":
+        case "student", "teacher", "distill_online", "distill_cached", "distill_store":
             return try trainingPhase(phase, train: data.train, options: options)
         case "inference":
             var generator = RandomGenerator(seed: 0)
@@ -175,6 +177,7 @@ public enum BenchmarkPhases {
         var generator = RandomGenerator(seed: 0)
         let stepper: Stepper
         var flops = BenchmarkModels.trainFlopsPerExample(BenchmarkModels.studentDims)
+        var setup: Double? = nil
         switch phase {
         case "teacher":
             stepper = Stepper(model: BenchmarkModels.teacher(generator: &generator), objective: LabelObjective(), jitter: 2, maxNorm: 3.5)
@@ -184,6 +187,15 @@ public enum BenchmarkPhases {
             let student = BenchmarkModels.student(generator: &generator)
             stepper = Stepper(model: student, objective: try BenchmarkModels.distillation(ModelTeacher(model: teacher)))
             flops += BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.teacherDims)
+        case "distill_cached":
+            // What `distill distill` does without jitter: the teacher's logits for all training examples computed
+            // once in memory (timed separately as setup), then looked up and content-checked per batch.
+            let teacher = BenchmarkModels.teacher(generator: &generator)
+            let student = BenchmarkModels.student(generator: &generator)
+            let start = DispatchTime.now().uptimeNanoseconds
+            let cached = try CachedTeacher(base: ModelTeacher(model: teacher), dataset: train)
+            setup = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            stepper = Stepper(model: student, objective: try BenchmarkModels.distillation(cached))
         case "distill_store":
             let teacher = BenchmarkModels.teacher(generator: &generator)
             let student = BenchmarkModels.student(generator: &generator)
@@ -222,7 +234,8 @@ public enum BenchmarkPhases {
         return PhaseResult(phase: phase, secondsPerEpoch: s, epochSeconds: times, batchesTimedPerEpoch: timedBatches,
                            examplesPerSecond: Double(n) / s, flopsPerExample: flops, gflops: flops * Double(n) / s / 1e9,
                            peakResidentBytes: ResourceUsage.peakResidentBytes, loadAverage: loadAverage,
-                           steadyStateAllocations: BufferPool.shared.systemAllocations - allocationsBefore)
+                           steadyStateAllocations: BufferPool.shared.systemAllocations - allocationsBefore,
+                           setupSeconds: setup)
     }
 
     /// Seconds per example of student training steps at one batch size and width (the scaling tables).
