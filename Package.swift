@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layering (dependencies point downward only):
-//   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS
+//   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS, CFloatControl, CWorkers (C)
 //                                 -> Datasets -> TensorIO (safetensors) -> TensorCore; Datasets -> CZlib
 let package = Package(
     name: "SwiftDistill",
@@ -22,9 +22,10 @@ let package = Package(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         .target(name: "CFloatControl"),
+        .target(name: "CWorkers"),
         .target(
             name: "TensorCore",
-            dependencies: ["CFloatControl", .target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
+            dependencies: ["CFloatControl", "CWorkers", .target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
         .target(name: "TensorIO", dependencies: ["TensorCore"]),
         .target(name: "NeuralNet", dependencies: ["TensorCore"]),
         .target(name: "Optimizers", dependencies: ["TensorCore", "NeuralNet"]),

@@ -140,6 +140,41 @@ public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation
     }
 }
 
+/// `linearForward` for a few rows with the output units split over `parts` threads (`ComputeThreads.onWorkers`):
+/// part p computes units `p*out/parts ..< (p+1)*out/parts` of every row with one GEMV per row. For a single image
+/// reading the weights is the whole cost; split this way each core reads only its share, and keeps it in its own
+/// cache from one call to the next. BLAS must be single-threaded meanwhile (`ComputeThreads.withSingleThreadedBLAS`).
+/// Same arithmetic as `linearForward` per element up to the BLAS kernel's summation order.
+public func linearForwardSplittingUnits(_ x: Tensor, weight: Tensor, bias: Tensor?, activation: Activation = .identity,
+                                        parts: Int) -> Tensor {
+    precondition(x.rank == 2 && weight.rank == 2 && x.shape[1] == weight.shape[1],
+                 "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
+    let rows = x.shape[0], outCount = weight.shape[0], inCount = weight.shape[1]
+    if let bias { precondition(bias.shape == [outCount], "linear: bias \(bias.shape) should be [\(outCount)]") }
+    let parts = Swift.max(1, Swift.min(parts, outCount))
+    let biasValues = bias ?? Tensor.zeros([outCount])
+    let relu = activation == .relu
+    return Tensor(shape: [rows, outCount]) { out in
+        guard let o = out.baseAddress else { return }
+        x.withUnsafeBufferPointer { xb in
+            weight.withUnsafeBufferPointer { wb in
+                biasValues.withUnsafeBufferPointer { bb in
+                    guard let xp = xb.baseAddress, let wp = wb.baseAddress, let bp = bb.baseAddress else { return }
+                    ComputeThreads.onWorkers(parts: parts) { p in
+                        let lo = p * outCount / parts, hi = (p + 1) * outCount / parts
+                        guard hi > lo else { return }
+                        for r in 0..<rows {
+                            let y = o + r * outCount
+                            GEMM.sgemv(m: hi - lo, n: inCount, a: wp + lo * inCount, lda: inCount, x: xp + r * inCount, y: y + lo)
+                            for j in lo..<hi { let v = y[j] + bp[j]; y[j] = relu && v < 0 ? 0 : v }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 // MARK: Elementwise functions
 
 /// max(x, 0). d/dx = g where x > 0 (0 at the kink, as PyTorch).

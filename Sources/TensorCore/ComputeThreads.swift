@@ -1,5 +1,6 @@
 import Foundation
 import CFloatControl
+import CWorkers
 #if canImport(CBLAS)
 import CBLAS
 #endif
@@ -49,6 +50,29 @@ public enum ComputeThreads {
         return try body()
     }
 
+    /// Runs `body(part)` for part in `0..<parts` at the same time: part 0 on the calling thread, the others on
+    /// persistent helper threads that spin briefly between tasks (`CWorkers`), so a short task (one layer of a
+    /// single-image forward pass) starts in about a microsecond where `DispatchQueue.concurrentPerform` needs a
+    /// thread wake-up. Helpers flush denormals like the caller. Calls are serialised process-wide.
+    public static func onWorkers(parts: Int, _ body: (Int) -> Void) {
+        guard parts > 1 else { body(0); return }
+        withoutActuallyEscaping(body) { body in
+            var task = WorkerTask(body: body, flush: flushDenormals ? 1 : 0)
+            withUnsafeMutablePointer(to: &task) { pointer in
+                _ = distill_workers_run(Int32(Swift.min(parts, 64)), { context, part in
+                    guard let task = context?.assumingMemoryBound(to: WorkerTask.self) else { return }
+                    distill_set_flush_denormals(task.pointee.flush)
+                    task.pointee.body(Int(part))
+                }, pointer)
+            }
+        }
+    }
+
+    /// How long `onWorkers` helpers spin after a task before sleeping (microseconds; default 200, 0 = sleep at once).
+    public static func setWorkerSpin(microseconds: Int) {
+        distill_workers_set_spin(Int32(clamping: microseconds))
+    }
+
     /// Runs `body(chunk)` for `chunks` pieces, spread over the threads when there is enough work.
     public static func parallelFor(chunks: Int, _ body: (Int) -> Void) {
         if count <= 1 || chunks <= 1 {
@@ -64,4 +88,10 @@ public enum ComputeThreads {
 
     /// Whether the calling thread flushes denormals to zero.
     public static var callingThreadFlushesDenormals: Bool { distill_flush_denormals_enabled() != 0 }
+}
+
+/// What `ComputeThreads.onWorkers` hands to the C helpers.
+private struct WorkerTask {
+    let body: (Int) -> Void
+    let flush: Int32
 }

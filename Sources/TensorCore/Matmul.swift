@@ -58,6 +58,22 @@ public enum GEMM {
         #endif
     }
 
+    /// `y = A x` for a row-major `[m, n]` matrix A with row stride `lda` (BLAS `sgemv`, no transpose, beta 0).
+    /// The same as `sgemm` with one column, without packing A (which for one input vector costs as much as the
+    /// product). Reference: `naiveGEMM(transposeA: false, transposeB: false, m: m, n: 1, k: n, ...)`.
+    @inlinable
+    public static func sgemv(m: Int, n: Int, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>,
+                             y: UnsafeMutablePointer<Float>) {
+        if m == 0 { return }
+        if n == 0 { y.update(repeating: 0, count: m); return }
+        #if canImport(Accelerate) || canImport(CBLAS)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(n), 1, a, Int32(lda), x, 1, 0, y, 1)
+        #else
+        naiveGEMM(transposeA: false, transposeB: false, m: m, n: 1, k: n, alpha: 1, a: a, lda: lda, b: x, ldb: 1,
+                  beta: 0, c: y, ldc: 1)
+        #endif
+    }
+
     /// Reference triple loop with Double accumulation, same contract as `sgemm`.
     public static func naiveGEMM(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,

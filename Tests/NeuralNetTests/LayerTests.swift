@@ -63,6 +63,39 @@ final class LayerTests: XCTestCase {
         XCTAssertEqual(a, model.infer(x))
     }
 
+    /// A few rows on several threads run with each layer's units split over the threads; the result agrees with
+    /// one thread (to the GEMV's summation order), for uneven splits, nested Sequentials and a unit count below
+    /// the thread count.
+    func testInferSplittingUnitsMatchesOneThread() {
+        var rng = RandomGenerator(seed: 6)
+        let model = Sequential(specifications: [.flatten, .linear(inputCount: 12, outputCount: 7), .relu, .dropout(probability: 0.3),
+                                                .sequential([.linear(inputCount: 7, outputCount: 5), .relu]),
+                                                .linear(inputCount: 5, outputCount: 2)], generator: &rng)
+        let previous = ComputeThreads.count
+        defer { ComputeThreads.set(previous) }
+        for rows in [1, 2, 4, 5] {
+            let x = Tensor.normal([rows, 12], generator: &rng)
+            ComputeThreads.set(1)
+            let serial = model.infer(x)
+            for threads in [2, 3, 8] {
+                ComputeThreads.set(threads)
+                let split = model.infer(x)
+                XCTAssertEqual(split.shape, [rows, 2])
+                for (a, b) in zip(split.scalars, serial.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5, "rows \(rows) threads \(threads)") }
+                XCTAssertEqual(ComputeThreads.count, threads, "count restored after the single-threaded BLAS section")
+            }
+        }
+        // The kernel itself against the fused forward, every split of 7 units.
+        let x = Tensor.normal([3, 12], generator: &rng), w = Tensor.normal([7, 12], generator: &rng), b = Tensor.normal([7], generator: &rng)
+        for activation in [Activation.identity, .relu] {
+            let reference = linearForward(x, weight: w, bias: b, activation: activation)
+            for parts in 1...9 {
+                let split = linearForwardSplittingUnits(x, weight: w, bias: b, activation: activation, parts: parts)
+                for (u, v) in zip(split.scalars, reference.scalars) { XCTAssertEqual(u, v, accuracy: 1e-5, "parts \(parts) \(activation)") }
+            }
+        }
+    }
+
     /// XOR with a 2-8-2 network: a seeded run that must converge.
     func testXORConverges() {
         var rng = RandomGenerator(seed: 5)

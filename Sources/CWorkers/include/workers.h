@@ -1,0 +1,17 @@
+#ifndef DISTILL_WORKERS_H
+#define DISTILL_WORKERS_H
+/// A part of a parallel task: `part` is 0 on the calling thread, 1..<parts on the helper threads.
+typedef void (*distill_task_fn)(void *context, int part);
+
+/// Runs `task(context, p)` for p in 0..<parts concurrently: part 0 on the calling thread, the others on persistent
+/// helper threads (created on first use, at most 63), and returns when all parts are done. Calls from several
+/// threads are serialised. Returns the number of parts run (parts is clamped to 1...64).
+///
+/// Helpers spin for about `spin_microseconds` after each task before sleeping on a condition variable, so
+/// back-to-back tasks (single-image inference, one layer after another) start within a microsecond instead of
+/// paying a thread wake-up, while an idle process costs nothing.
+int distill_workers_run(int parts, distill_task_fn task, void *context);
+
+/// How long helpers spin between tasks before sleeping (default 200 microseconds; 0 = sleep at once).
+void distill_workers_set_spin(int spin_microseconds);
+#endif

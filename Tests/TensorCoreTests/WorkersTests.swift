@@ -1,0 +1,52 @@
+import Foundation
+import XCTest
+import TensorCore
+
+/// `ComputeThreads.onWorkers`: every part runs exactly once per call, at the same time as the others, with the
+/// helpers spinning between calls or sleeping (the condition-variable path).
+final class WorkersTests: XCTestCase {
+    func testEveryPartRunsOnceAcrossManyCalls() {
+        for spin in [200, 0] {
+            ComputeThreads.setWorkerSpin(microseconds: spin)
+            for parts in [1, 2, 3, 5, 2] {
+                let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: parts * 500)
+                counts.initialize(repeating: 0)
+                defer { counts.deallocate() }
+                for call in 0..<500 {
+                    ComputeThreads.onWorkers(parts: parts) { p in counts[call * parts + p] += 1 }
+                }
+                XCTAssertTrue(counts.allSatisfy { $0 == 1 }, "parts \(parts), spin \(spin)")
+            }
+        }
+        ComputeThreads.setWorkerSpin(microseconds: 200)
+    }
+
+    /// Parts really run concurrently: part 0 waits (at most 2 s) for part 1's signal, which a serial loop running
+    /// part 0 first could never receive.
+    func testPartsRunConcurrently() {
+        var received = 0
+        for _ in 0..<20 {
+            let signal = DispatchSemaphore(value: 0)
+            ComputeThreads.onWorkers(parts: 2) { p in
+                if p == 1 { signal.signal() } else if signal.wait(timeout: .now() + 2) == .success { received += 1 }
+            }
+        }
+        XCTAssertEqual(received, 20)
+    }
+
+    func testGEMVMatchesNaiveReference() {
+        var g = RandomGenerator(seed: 5)
+        for (m, n, lda) in [(1, 1, 1), (7, 13, 13), (400, 784, 784), (5, 3, 8)] {
+            let a = Tensor.normal([m * lda], generator: &g), x = Tensor.normal([n], generator: &g)
+            var fast = [Float](repeating: .nan, count: m), slow = [Float](repeating: .nan, count: m)
+            a.withUnsafeBufferPointer { ab in
+                x.withUnsafeBufferPointer { xb in
+                    GEMM.sgemv(m: m, n: n, a: ab.baseAddress!, lda: lda, x: xb.baseAddress!, y: &fast)
+                    GEMM.naiveGEMM(transposeA: false, transposeB: false, m: m, n: 1, k: n, alpha: 1, a: ab.baseAddress!,
+                                   lda: lda, b: xb.baseAddress!, ldb: 1, beta: 0, c: &slow, ldc: 1)
+                }
+            }
+            for (u, v) in zip(fast, slow) { XCTAssertEqual(u, v, accuracy: 1e-4 * Float(n).squareRoot(), "m \(m) n \(n)") }
+        }
+    }
+}
