@@ -1,6 +1,7 @@
 #include "workers.h"
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <time.h>
 
 #define MAX_HELPERS 63
@@ -41,7 +42,9 @@ static void *helper_main(void *arg) {
         unsigned spins = 0;
         while (atomic_load_explicit(&generation, memory_order_acquire) == seen) {
             cpu_relax();
-            if ((++spins & 255) == 0 && now_ns() > deadline) {
+            if ((++spins & 255) != 0) continue;
+            if (spins > 4096) sched_yield();  // let a runnable thread have this core when they are oversubscribed
+            if (now_ns() > deadline) {
                 pthread_mutex_lock(&sleep_lock);
                 while (atomic_load_explicit(&generation, memory_order_acquire) == seen)
                     pthread_cond_wait(&wake, &sleep_lock);
@@ -87,7 +90,12 @@ int distill_workers_run(int parts, distill_task_fn task, void *context) {
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&sleep_lock);
     task(context, 0);
-    while (atomic_load_explicit(&pending, memory_order_acquire) > 0) cpu_relax();
+    // Wait for the helpers; after a short spin yield, so that on oversubscribed cores a helper that was preempted
+    // gets this core back instead of waiting for the end of our time slice.
+    for (unsigned spins = 0; atomic_load_explicit(&pending, memory_order_acquire) > 0; spins++) {
+        cpu_relax();
+        if (spins > 2048) sched_yield();
+    }
     pthread_mutex_unlock(&run_lock);
     return parts;
 }
