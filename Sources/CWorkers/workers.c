@@ -16,7 +16,8 @@ static void *current_context;
 static int current_parts;
 static int helper_count;                // helpers started (under run_lock)
 static atomic_int spin_ns = 200000;
-static unsigned start_generation[MAX_HELPERS]; // the generation before a helper's first task (set before it starts)
+static unsigned start_generation[MAX_HELPERS];
+static _Thread_local int inside_task;         // set while this thread runs a part: nested calls run serially // the generation before a helper's first task (set before it starts)
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -52,7 +53,11 @@ static void *helper_main(void *arg) {
             }
         }
         seen = atomic_load_explicit(&generation, memory_order_acquire);
-        if (index + 1 < current_parts) current_task(current_context, index + 1);
+        if (index + 1 < current_parts) {
+            inside_task = 1;
+            current_task(current_context, index + 1);
+            inside_task = 0;
+        }
         atomic_fetch_sub_explicit(&pending, 1, memory_order_acq_rel);
     }
     return 0;
@@ -60,9 +65,10 @@ static void *helper_main(void *arg) {
 
 int distill_workers_run(int parts, distill_task_fn task, void *context) {
     if (parts > MAX_HELPERS + 1) parts = MAX_HELPERS + 1;
-    if (parts <= 1) {
-        task(context, 0);
-        return 1;
+    if (parts <= 1 || inside_task) {
+        // A task that starts another (from any of its parts) would wait for helpers busy with itself: run it here.
+        for (int p = 0; p < (parts < 1 ? 1 : parts); p++) task(context, p);
+        return parts < 1 ? 1 : parts;
     }
     pthread_mutex_lock(&run_lock);
     while (helper_count < parts - 1) {
@@ -89,7 +95,9 @@ int distill_workers_run(int parts, distill_task_fn task, void *context) {
     atomic_fetch_add_explicit(&generation, 1, memory_order_release);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&sleep_lock);
+    inside_task = 1;
     task(context, 0);
+    inside_task = 0;
     // Wait for the helpers; after a short spin yield, so that on oversubscribed cores a helper that was preempted
     // gets this core back instead of waiting for the end of our time slice.
     for (unsigned spins = 0; atomic_load_explicit(&pending, memory_order_acquire) > 0; spins++) {

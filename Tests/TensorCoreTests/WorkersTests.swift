@@ -34,6 +34,17 @@ final class WorkersTests: XCTestCase {
         XCTAssertEqual(received, 20)
     }
 
+    /// A part that starts another task does not deadlock: the inner task runs on that thread, every part once.
+    func testNestedCallsRunInline() {
+        let counts = UnsafeMutableBufferPointer<Int>.allocate(capacity: 6)
+        counts.initialize(repeating: 0)
+        defer { counts.deallocate() }
+        ComputeThreads.onWorkers(parts: 2) { outer in
+            ComputeThreads.onWorkers(parts: 3) { inner in counts[outer * 3 + inner] += 1 }
+        }
+        XCTAssertEqual(Array(counts), [1, 1, 1, 1, 1, 1])
+    }
+
     func testGEMVMatchesNaiveReference() {
         var g = RandomGenerator(seed: 5)
         for (m, n, lda) in [(1, 1, 1), (7, 13, 13), (400, 784, 784), (5, 3, 8)] {

@@ -5,7 +5,8 @@ typedef void (*distill_task_fn)(void *context, int part);
 
 /// Runs `task(context, p)` for p in 0..<parts concurrently: part 0 on the calling thread, the others on persistent
 /// helper threads (created on first use, at most 63), and returns when all parts are done. Calls from several
-/// threads are serialised. Returns the number of parts run (parts is clamped to 1...64).
+/// threads are serialised; a call from inside a running part runs all its parts on the calling thread, in order.
+/// Returns the number of parts run (parts is clamped to 1...64).
 ///
 /// Helpers spin for about `spin_microseconds` after each task before sleeping on a condition variable, so
 /// back-to-back tasks (single-image inference, one layer after another) start within a microsecond instead of
