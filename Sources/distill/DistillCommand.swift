@@ -57,6 +57,9 @@ struct DistillCommand: ParsableCommand {
     @Flag(help: "Print one JSON object with the results on stdout.") var json = false
     @OptionGroup var resumeOptions: ResumeOptions
 
+    /// Largest in-memory teacher-logit cache `distill` builds on its own (bytes).
+    static let teacherCacheBudget: Double = 1_073_741_824  // 1 GiB
+
     func validate() throws {
         if teacher.isEmpty == (teacherLogits == nil) {
             throw ValidationError("give exactly one of --teacher FILE[,FILE...] or --teacher-logits FILE")
@@ -74,9 +77,19 @@ struct DistillCommand: ParsableCommand {
             try store.validate(against: data.train, jitter: configuration.jitter, expectedTeacher: nil)
             teacherSource = StoredLogitsTeacher(store: store)
         } else {
-            let cache = !noTeacherCache && configuration.jitter == 0
+            // The cache holds count x classes floats per teacher; past a budget the teacher runs per batch instead.
+            let cacheBytes = Double(data.train.count) * Double(data.train.classCount) * 4 * Double(teacher.count)
+            let cache = !noTeacherCache && configuration.jitter == 0 && cacheBytes <= DistillCommand.teacherCacheBudget
             teacherCache = cache ? "memory" : "off"
+            if !cache && !noTeacherCache && configuration.jitter == 0 {
+                FileHandle.standardError.write(Data(("teacher: not caching its logits (\(Int(cacheBytes / 1048576)) MiB would exceed "
+                    + "\(Int(DistillCommand.teacherCacheBudget / 1048576)) MiB); running it on every batch\n").utf8))
+            }
             teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train, cacheLogits: cache)
+            if cache {
+                FileHandle.standardError.write(Data(("teacher: logits for the \(data.train.count) training images computed once, kept in memory "
+                    + "(no --jitter; --no-teacher-cache runs the teacher on every batch)\n").utf8))
+            }
         }
         let lossConfiguration = loss.configuration
         try job.run(configuration: configuration, stateURL: stateURL, data: data,
