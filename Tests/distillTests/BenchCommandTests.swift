@@ -1,0 +1,32 @@
+import Foundation
+import XCTest
+
+/// `distill bench` end to end on a tiny synthetic MNIST, without PyTorch: every phase runs in its subprocess and
+/// reports positive timings, the JSON and the tables agree on the phases, and `distill_cached` reports its setup.
+final class BenchCommandTests: XCTestCase {
+    func testQuickBenchReportsEveryPhase() throws {
+        _ = try distillExecutable()
+        let directory = try makeTemporaryDirectory(self)
+        let data = directory.appendingPathComponent("mnist")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyMNIST(to: data, trainCount: 300, testCount: 100)
+        let reportFile = directory.appendingPathComponent("report.json").path
+        let result = try runDistill(["bench", "--quick", "--no-torch", "--threads", "2", "--max-batches", "2",
+                                     "--data-dir", data.path, "--json-output", reportFile], in: directory)
+        assertSucceeded(result, "bench")
+        guard result.status == 0 else { return }
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportFile))) as? [String: Any])
+        let phases = try XCTUnwrap(report["phases"] as? [String: Any])
+        for phase in ["student", "teacher", "distill_online", "distill_cached", "distill_store", "inference", "latency"] {
+            let ours = try XCTUnwrap((phases[phase] as? [String: Any])?["ours"] as? [String: Any], phase)
+            let seconds = (ours["seconds_per_epoch"] ?? ours["seconds_per_pass"] ?? ours["latency_milliseconds"]) as? Double
+            XCTAssertGreaterThan(seconds ?? 0, 0, phase)
+            XCTAssertGreaterThan(ours["peak_resident_bytes"] as? Int ?? 0, 0, phase)
+            XCTAssertTrue(result.stdout.contains("| \(phase)"), "table row for \(phase)")
+        }
+        let cached = (phases["distill_cached"] as? [String: Any])?["ours"] as? [String: Any]
+        XCTAssertGreaterThan(cached?["setup_seconds"] as? Double ?? 0, 0, "setup of the teacher cache")
+        XCTAssertTrue(result.stdout.contains("distill_cached setup"), result.stdout)
+        XCTAssertEqual(report["torch_note"] as? String, "--no-torch")
+    }
+}
