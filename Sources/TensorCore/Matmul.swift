@@ -17,8 +17,10 @@ public enum GEMM {
     /// 128x10x800 55 vs 73, 128x800x10 31 vs 48, 128x30x784 93 vs 127; but 10x800x128 58 vs 45 and 30x784x128
     /// 88 vs 66 gain from two threads, so few output rows alone do not count (128x100x100, 24 vs 32, stays
     /// threaded: the limit sits below 10x800x128's 1.02M multiply-adds).
-    /// The choice depends on the shape alone, so runs stay reproducible. With the SkylakeX kernels both paths give
-    /// identical bits; the Prescott and Haswell kernels can differ in the last bit (`MatmulTests`).
+    /// The choice depends on the shape alone, so runs stay reproducible. One and two threads give identical bits
+    /// for most shapes with the SkylakeX kernels (those in `MatmulTests`, and 128x10x800), but not all: 128x10x1200
+    /// (the teacher's output layer) differs in the last bit of 976 of 1280 elements, and the Prescott and Haswell
+    /// kernels differ more often. Moving a product to one thread can therefore change a run's last bits.
     @inlinable
     public static func runsOnOneThread(m: Int, n: Int, k: Int) -> Bool {
         n <= narrowLimit || k <= 16 || m &* n &* k < smallProductLimit

@@ -40,8 +40,8 @@ final class MatmulTests: XCTestCase {
     }
 
     /// Small products run on one BLAS thread (`GEMM.runsOnOneThread`). The same products on two threads and on one
-    /// agree to rounding everywhere, and bit for bit with the SkylakeX kernels `distill` selects on AVX-512 machines
-    /// (the generic Prescott and the Haswell kernels split some products differently: last-bit differences).
+    /// agree to rounding everywhere, and for these shapes bit for bit with the SkylakeX kernels `distill` selects on
+    /// AVX-512 machines (not for every shape: see `GEMM.runsOnOneThread`; the Prescott and Haswell kernels differ more).
     func testThreadCountDoesNotChangeBits() {
         let previous = ComputeThreads.count
         defer { ComputeThreads.set(previous) }
