@@ -16,8 +16,8 @@ static void *current_context;
 static int current_parts;
 static int helper_count;                // helpers started (under run_lock)
 static atomic_int spin_ns = 200000;
-static unsigned start_generation[MAX_HELPERS];
-static _Thread_local int inside_task;         // set while this thread runs a part: nested calls run serially // the generation before a helper's first task (set before it starts)
+static unsigned start_generation[MAX_HELPERS]; // the generation before a helper's first task (set before it starts)
+static _Thread_local int inside_task;          // set while this thread runs a part: nested calls run inline
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)

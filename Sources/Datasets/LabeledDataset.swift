@@ -121,6 +121,40 @@ public struct LabeledDataset: Sendable {
         return gather(indices)
     }
 
+    /// Whether `images` (`[indices.count, featureCount]`) holds exactly, bit for bit, the rows at `indices` (as
+    /// `images(at:)` would return them). False for another shape or an index outside `0..<count`. Compares in place,
+    /// decoding byte rows on the fly: nothing is allocated.
+    public func rowsEqual(_ images: Tensor, at indices: [Int]) -> Bool {
+        let features = featureCount
+        guard images.shape == [indices.count, features], indices.allSatisfy({ $0 >= 0 && $0 < count }) else { return false }
+        return images.withUnsafeBufferPointer { given in
+            guard features > 0, let given = given.baseAddress else { return true }
+            // Bit patterns are compared without a branch per element (a NaN pixel equals itself here).
+            switch storage {
+            case .floats(let tensor):
+                return tensor.withUnsafeBufferPointer { source in
+                    indices.enumerated().allSatisfy { r, i in
+                        let row = given + r * features, expected = source.baseAddress! + i * features
+                        var differ: UInt32 = 0
+                        for j in 0..<features { differ |= row[j].bitPattern ^ expected[j].bitPattern }
+                        return differ == 0
+                    }
+                }
+            case .bytes(let bytes, let table):
+                return bytes.withUnsafeBufferPointer { source in
+                    table.withUnsafeBufferPointer { table in
+                        indices.enumerated().allSatisfy { r, i in
+                            let row = given + r * features, expected = source.baseAddress! + i * features
+                            var differ: UInt32 = 0
+                            for j in 0..<features { differ |= row[j].bitPattern ^ table[Int(expected[j])].bitPattern }
+                            return differ == 0
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Every row, shape `[count, featureCount]`.
     ///
     /// For byte storage this decodes the whole dataset into a new tensor of `count * featureCount` floats (188 MB for

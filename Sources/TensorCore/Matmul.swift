@@ -44,16 +44,16 @@ public enum GEMM {
             return
         }
         #if canImport(Accelerate) || canImport(CBLAS)
-        let call = {
-            cblas_sgemm(
-                CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-        }
         if ComputeThreads.count > 1 && runsOnOneThread(m: m, n: n, k: k) {
-            ComputeThreads.withSingleThreadedBLAS(call)
-        } else {
-            call()
+            ComputeThreads.withSingleThreadedBLAS {
+                sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)  // count reads 1 in here
+            }
+            return
         }
+        cblas_sgemm(
+            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         #else
         naiveGEMM(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                   a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)

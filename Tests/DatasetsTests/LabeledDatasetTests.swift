@@ -107,6 +107,24 @@ final class ByteStorageTests: XCTestCase {
         XCTAssertEqual(bytes.images[flat: 1], Float(71) / 255)
     }
 
+    /// `rowsEqual` (the cached teacher's check) in both storages: exact rows match, any change does not.
+    func testRowsEqual() throws {
+        let (bytes, floats) = try Self.pair()
+        let picks = [36, 0, 3, 3, 17]
+        for data in [bytes, floats] {
+            let rows = data.images(at: picks)
+            XCTAssertTrue(data.rowsEqual(rows, at: picks))
+            XCTAssertTrue(data.rowsEqual(data.images(at: []), at: []))
+            var changed = rows
+            changed[4, 5] = rows[4, 5].nextUp                                  // one ulp in the last value
+            XCTAssertFalse(data.rowsEqual(changed, at: picks))
+            XCTAssertFalse(data.rowsEqual(rows, at: [36, 0, 3, 3, 16]))        // another example
+            XCTAssertFalse(data.rowsEqual(rows, at: [36, 0, 3, 3, 37]))        // out of range
+            XCTAssertFalse(data.rowsEqual(rows, at: [36, 0, 3, 3]))            // row count
+            XCTAssertFalse(data.rowsEqual(rows.reshaped([5, 3, 2]), at: picks)) // shape
+        }
+    }
+
     func testFingerprintDependsOnValuesNotStorage() throws {
         let (bytes, floats) = try Self.pair()
         XCTAssertEqual(bytes.fingerprint, floats.fingerprint)

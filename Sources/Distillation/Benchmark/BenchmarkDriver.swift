@@ -186,17 +186,19 @@ public struct BenchmarkDriver {
             out += "| \(name)\(unit) | \(f(o, "%.3f")) | \(f(t, "%.3f")) | \(f(ratio, "%.2f")) | \(f(g, "%.1f")) | "
             out += "\(f(g.map { 100 * $0 / peak }, "%.0f%%")) | \(mb(d(ours["peak_resident_bytes"]))) | \(mb(d(torch?["peak_rss_bytes"]))) |\n"
         }
-        if let entry = phases["distill_cached"] as? [String: Any], let ours = entry["ours"] as? [String: Any],
-           let setup = d(ours["setup_seconds"]) {
-            let torch = (entry["torch"] as? [String: Any]).flatMap { d($0["setup_seconds"]) }
+        // A phase's figure `key`, ours or PyTorch's.
+        func value(_ phase: String, _ side: String, _ key: String) -> Double? {
+            d(((phases[phase] as? [String: Any])?[side] as? [String: Any])?[key])
+        }
+        if let setup = value("distill_cached", "ours", "setup_seconds") {
             out += "\ndistill_cached setup (teacher logits for all training images, once, not in the epochs): ours "
-            out += "\(f(setup, "%.2f")) s, torch \(f(torch, "%.2f")) s\n"
-            if let student = d(((phases["student"] as? [String: Any])?["ours"] as? [String: Any])?["seconds_per_epoch"]) {
-                let online = d(((phases["distill_online"] as? [String: Any])?["ours"] as? [String: Any])?["seconds_per_epoch"])
-                let cached = d(ours["seconds_per_epoch"]), store = d(((phases["distill_store"] as? [String: Any])?["ours"] as? [String: Any])?["seconds_per_epoch"])
-                out += "ours relative to a student epoch: online \(f(online.map { $0 / student }, "%.2f"))x, cached "
-                out += "\(f(cached.map { $0 / student }, "%.2f"))x (first epoch with the setup \(f(cached.map { ($0 + setup) / student }, "%.2f"))x), "
-                out += "store \(f(store.map { $0 / student }, "%.2f"))x\n"
+            out += "\(f(setup, "%.2f")) s, torch \(f(value("distill_cached", "torch", "setup_seconds"), "%.2f")) s\n"
+            if let student = value("student", "ours", "seconds_per_epoch") {
+                func relative(_ phase: String, plus extra: Double = 0) -> String {
+                    f(value(phase, "ours", "seconds_per_epoch").map { ($0 + extra) / student }, "%.2f")
+                }
+                out += "ours relative to a student epoch: online \(relative("distill_online"))x, cached \(relative("distill_cached"))x "
+                out += "(first epoch with the setup \(relative("distill_cached", plus: setup))x), store \(relative("distill_store"))x\n"
             }
         }
         if let s = report["scaling"] as? [String: Any], let ours = (s["ours"] as? [String: Any])?["points"] as? [[String: Any]] {

@@ -61,20 +61,7 @@ public struct TeacherLogitStore {
         if let k = topK, !(1...c).contains(k) {
             throw DistillationError("\(path): --top-k must be in 1...\(c), got \(k)")
         }
-        let step = Swift.max(1, batchSize)
-        var all = Tensor(shape: [n, c], repeating: 0)
-        var start = 0
-        while start < n {
-            let end = Swift.min(start + step, n)
-            let logits = try teacher.logits(batch: dataset.images(rows: start..<end), indices: Array(start..<end))
-            guard logits.shape == [end - start, c] else {
-                throw DistillationError("\(path): teacher returned logits of shape \(logits.shape), expected [\(end - start), \(c)]")
-            }
-            all.withUnsafeMutableBufferPointer { out in
-                logits.withUnsafeBufferPointer { (out.baseAddress! + start * c).update(from: $0.baseAddress!, count: $0.count) }
-            }
-            start = end
-        }
+        let all = try computeLogits(teacher: teacher, dataset: dataset, batchSize: batchSize, context: path)
         if let bad = all.scalars.firstIndex(where: { !$0.isFinite || (dtype == .float16 && abs($0) > 65504) }) {
             throw DistillationError("\(path): teacher logit \(all[flat: bad]) for example \(bad / c) cannot be stored as \(dtype.rawValue)")
         }
@@ -105,6 +92,27 @@ public struct TeacherLogitStore {
         } catch let error as TensorIOError {
             throw DistillationError(error.message)
         }
+    }
+
+    /// The teacher's T = 1 logits for every example of `dataset`, `[count, teacher.classCount]`: the rows in order,
+    /// `batchSize` at a time, un-augmented. Shared by `write` and ``CachedTeacher`` so both see the same numbers.
+    /// - Throws: ``DistillationError`` (prefixed with `context`) when the teacher fails or returns another shape.
+    static func computeLogits(teacher: Teacher, dataset: LabeledDataset, batchSize: Int, context: String) throws -> Tensor {
+        let n = dataset.count, c = teacher.classCount, step = Swift.max(1, batchSize)
+        var all = Tensor(shape: [n, c], repeating: 0)
+        var start = 0
+        while start < n {
+            let end = Swift.min(start + step, n)
+            let logits = try teacher.logits(batch: dataset.images(rows: start..<end), indices: Array(start..<end))
+            guard logits.shape == [end - start, c] else {
+                throw DistillationError("\(context): teacher returned logits of shape \(logits.shape), expected [\(end - start), \(c)]")
+            }
+            all.withUnsafeMutableBufferPointer { out in
+                logits.withUnsafeBufferPointer { (out.baseAddress! + start * c).update(from: $0.baseAddress!, count: $0.count) }
+            }
+            start = end
+        }
+        return all
     }
 
     /// Reads and checks a store.

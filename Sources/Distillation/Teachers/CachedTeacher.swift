@@ -27,23 +27,10 @@ public final class CachedTeacher: Teacher {
     /// Runs `base` over `dataset` in order, `batchSize` examples at a time, and keeps the logits.
     /// - Throws: ``DistillationError`` when the teacher fails or returns logits of the wrong shape.
     public init(base: Teacher, dataset: LabeledDataset, batchSize: Int = 1000) throws {
-        let n = dataset.count, c = base.classCount, step = Swift.max(1, batchSize)
-        var all = Tensor(shape: [n, c], repeating: 0)
-        var start = 0
-        while start < n {
-            let end = Swift.min(start + step, n)
-            let logits = try base.logits(batch: dataset.images(rows: start..<end), indices: Array(start..<end))
-            guard logits.shape == [end - start, c] else {
-                throw DistillationError("teacher \(base.identity.prefix(12)): logits of shape \(logits.shape), expected [\(end - start), \(c)]")
-            }
-            all.withUnsafeMutableBufferPointer { out in
-                logits.withUnsafeBufferPointer { (out.baseAddress! + start * c).update(from: $0.baseAddress!, count: $0.count) }
-            }
-            start = end
-        }
+        self.cachedLogits = try TeacherLogitStore.computeLogits(teacher: base, dataset: dataset, batchSize: batchSize,
+                                                                context: "teacher \(base.identity.prefix(12))")
         self.base = base
         self.dataset = dataset
-        self.cachedLogits = all
     }
 
     public var classCount: Int { base.classCount }
@@ -53,7 +40,7 @@ public final class CachedTeacher: Teacher {
     /// softmax(z / T) of the cached logits when the batch is exactly the cached examples, else the wrapped teacher's.
     public func softTargets(batch images: Tensor, indices: [Int], temperature: Float) throws -> Tensor {
         try checkBatch(images, indices: indices, temperature: temperature)
-        guard matchesCache(images, indices: indices) else {
+        guard dataset.rowsEqual(images, at: indices) else {
             misses += 1
             return try base.softTargets(batch: images, indices: indices, temperature: temperature)
         }
@@ -64,27 +51,11 @@ public final class CachedTeacher: Teacher {
     /// The cached T = 1 logits when the batch is exactly the cached examples, else the wrapped teacher's.
     public func logits(batch images: Tensor, indices: [Int]) throws -> Tensor {
         try checkBatch(images, indices: indices)
-        guard matchesCache(images, indices: indices) else {
+        guard dataset.rowsEqual(images, at: indices) else {
             misses += 1
             return try base.logits(batch: images, indices: indices)
         }
         hits += 1
         return cachedLogits.gatherRows(indices)
-    }
-
-    /// Whether row r of `images` is bit for bit the image of example `indices[r]` for every r.
-    func matchesCache(_ images: Tensor, indices: [Int]) -> Bool {
-        guard images.rank == 2, images.shape[1] == dataset.featureCount,
-              indices.allSatisfy({ $0 >= 0 && $0 < dataset.count }) else { return false }
-        let expected = dataset.images(at: indices)
-        return images.withUnsafeBufferPointer { a in
-            expected.withUnsafeBufferPointer { b in
-                guard a.count == b.count else { return false }
-                // Compare bit patterns (a NaN pixel is equal to itself here) without an early exit per element.
-                var differ: UInt32 = 0
-                for i in 0..<a.count { differ |= a[i].bitPattern ^ b[i].bitPattern }
-                return differ == 0
-            }
-        }
     }
 }
