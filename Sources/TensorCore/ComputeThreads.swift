@@ -86,6 +86,12 @@ public enum ComputeThreads {
         }
     }
 
+    /// Applies `flushDenormals` to the calling thread (for threads this module did not start, e.g. a GCD queue that
+    /// runs work beside the main thread).
+    public static func applyDenormalMode() {
+        distill_set_flush_denormals(flushDenormals ? 1 : 0)
+    }
+
     /// Whether the calling thread flushes denormals to zero.
     public static var callingThreadFlushesDenormals: Bool { distill_flush_denormals_enabled() != 0 }
 }

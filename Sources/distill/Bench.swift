@@ -16,6 +16,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "Also time per-example cost against batch size 1...1024 and width 30...2400.") var scaling = false
     @Option(help: "MNIST directory (*-idx?-ubyte.gz); default the embedded copy.") var dataDir: String?
     @Option(help: "Also write the JSON report to this file.") var jsonOutput: String?
+    @Flag(help: "distill_online: teacher and student take turns, each on every thread (default: the teacher runs one batch ahead on its own thread, as in distill distill).")
+    var noTeacherOverlap = false
     @Option(help: .hidden) var phase: String?
 
     func run() throws {
@@ -25,6 +27,7 @@ struct Bench: ParsableCommand {
         options.epochs = epochs ?? (quick ? 1 : 3)
         options.maxBatches = maxBatches ?? (quick ? 20 : nil)
         options.dataDirectory = dataDir
+        options.overlapTeacher = !noTeacherOverlap
         if let phase {
             // A child: one phase in this process, one JSON line on stdout.
             if phase == "scaling" {

@@ -50,6 +50,8 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "How an ensemble combines: meanProbabilities (the paper) or meanLogits.") var ensemble: EnsembleTeacher.Combination = .meanProbabilities
     @Flag(help: "Run the teacher on every batch. By default, without --jitter, its logits for the training images are computed once (in blocks of 1000, in memory) and reused every epoch: the same logits up to float rounding; a batch that differs from the cached images goes to the teacher.")
     var noTeacherCache = false
+    @Flag(help: "With a teacher run on every batch and --threads > 1, take turns: teacher, then student, each on every thread. By default the teacher's pass for the next batch runs on its own thread while the student trains (each on one BLAS thread; same result up to float rounding).")
+    var noTeacherOverlap = false
     @OptionGroup var loss: LossOptions
     @OptionGroup var options: TrainingOptions
     @Option(help: "Where to write the student (safetensors).") var output: String
@@ -69,7 +71,8 @@ struct DistillCommand: ParsableCommand {
     func run() throws {
         let job = ResumableRun(options: options, resumeOptions: resumeOptions, output: output, force: force, json: json,
                                label: "distill", role: "distilled student")
-        let (configuration, stateURL, data) = try job.prepare()
+        var (configuration, stateURL, data) = try job.prepare()
+        if noTeacherOverlap { configuration.overlapTeacher = false }
         let teacherSource: Teacher
         var teacherCache = "store"
         if let path = teacherLogits {
@@ -92,10 +95,16 @@ struct DistillCommand: ParsableCommand {
             }
         }
         let lossConfiguration = loss.configuration
+        let overlap = configuration.overlapsTeacher && configuration.threads > 1 && teacherSource.computesPerBatch
+        if overlap {
+            FileHandle.standardError.write(Data(("teacher: run on every batch, one batch ahead on its own thread while the student "
+                + "trains (--no-teacher-overlap takes turns instead)\n").utf8))
+        }
         try job.run(configuration: configuration, stateURL: stateURL, data: data,
                     metadata: ["teacher_identity": teacherSource.identity,
                                "distillation": String(decoding: try sortedEncoder.encode(lossConfiguration), as: UTF8.self)],
-                    extra: ["distillation": try jsonObject(lossConfiguration), "teacher_cache": teacherCache],
+                    extra: ["distillation": try jsonObject(lossConfiguration), "teacher_cache": teacherCache,
+                            "teacher_overlap": overlap],
                     metricsTeacher: teacherLogits == nil ? teacherSource : nil) { indices in
             try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
         }

@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import TensorCore
 
 final class MatmulTests: XCTestCase {
@@ -70,5 +71,26 @@ final class MatmulTests: XCTestCase {
         XCTAssertFalse(GEMM.runsOnOneThread(m: 10, n: 800, k: 128))  // its weight gradient gains from two threads
         XCTAssertTrue(GEMM.runsOnOneThread(m: 1, n: 800, k: 784))    // one image
         XCTAssertFalse(GEMM.runsOnOneThread(m: 128, n: 800, k: 784)) // a hidden layer at batch 128
+    }
+
+    /// The trainer's teacher overlap calls single-threaded BLAS from two threads at once; each call must give the
+    /// bits it gives alone (OpenBLAS keeps per-call buffers and locks its allocator).
+    func testConcurrentSingleThreadedCallsMatchSerialOnes() {
+        let previous = ComputeThreads.count
+        defer { ComputeThreads.set(previous) }
+        ComputeThreads.set(1)
+        var rng = RandomGenerator(seed: 22)
+        let shapes = [(128, 300, 200), (96, 257, 130)]
+        let inputs = shapes.map { (m, n, k) in (Tensor.normal([m, k], generator: &rng), Tensor.normal([n, k], generator: &rng)) }
+        let expected = inputs.map { $0.0.matmul($0.1, transposeOther: true).scalars.map(\.bitPattern) }
+        let lock = NSLock()
+        var mismatches = 0
+        DispatchQueue.concurrentPerform(iterations: 2) { side in
+            for _ in 0..<40 {
+                let got = inputs[side].0.matmul(inputs[side].1, transposeOther: true).scalars.map(\.bitPattern)
+                if got != expected[side] { lock.lock(); mismatches += 1; lock.unlock() }
+            }
+        }
+        XCTAssertEqual(mismatches, 0)
     }
 }

@@ -105,6 +105,26 @@ final class DistillCommandTests: XCTestCase {
         XCTAssertEqual(files["cached"], files["cached-again"], "a cached run is reproducible")
     }
 
+    /// With a teacher run on every batch and two threads, its pass for the next batch overlaps the student's step
+    /// (`teacher_overlap`); `--no-teacher-overlap` takes turns. Each is reproducible run to run.
+    func testTeacherOverlapModes() throws {
+        let teacher = try trainTeacher("teacher.safetensors")
+        var files: [String: Data] = [:]
+        for (name, flags, expected) in [("overlap", ["--threads", "2"], true), ("overlap-again", ["--threads", "2"], true),
+                                        ("turns", ["--threads", "2", "--no-teacher-overlap"], false),
+                                        ("one-thread", ["--threads", "1"], false), ("cached", ["--threads", "2", "--jitter", "0"], false)] {
+            let out = path("student-\(name).safetensors")
+            let jitter = name == "cached" ? [] : ["--jitter", "1"]
+            let result = try distill(["--teacher", teacher, "--temperature", "4", "--json"] + jitter + flags, output: out)
+            assertSucceeded(result, name)
+            guard result.status == 0 else { continue }
+            XCTAssertEqual(try lastLineJSON(result.stdout)["teacher_overlap"] as? Bool, expected, name)
+            XCTAssertEqual(result.stderr.contains("one batch ahead on its own thread"), expected, name)
+            files[name] = try Data(contentsOf: URL(fileURLWithPath: out))
+        }
+        XCTAssertEqual(files["overlap"], files["overlap-again"], "an overlapped run is reproducible")
+    }
+
     func testDistillFromEnsemble() throws {
         let a = try trainTeacher("a.safetensors", seed: 1)
         let b = try trainTeacher("b.safetensors", seed: 2)

@@ -23,6 +23,7 @@ public struct BenchmarkDriver {
         if options.quick { a.append("--quick") }
         if let m = options.maxBatches { a += ["--max-batches", String(m)] }
         if let d = options.dataDirectory { a += ["--data-dir", d] }
+        if !options.overlapTeacher { a.append("--no-teacher-overlap") }
         return a
     }
 
@@ -99,6 +100,7 @@ public struct BenchmarkDriver {
         let peak = BenchmarkPhases.sgemmPeak(size: 2048, repeats: options.quick ? 2 : 4)
         report["sgemm_peak_gflops"] = peak
         report["blas_core"] = BLASKernel.coreName ?? "none"
+        report["teacher_overlap"] = options.overlapTeacher
         var python: String? = nil, script: String? = nil
         if runTorch {
             let found = BenchmarkDriver.findTorch()

@@ -13,6 +13,8 @@ public struct BenchmarkOptions: Codable, Sendable {
     public var maxBatches: Int? = nil
     public var quick = false
     public var dataDirectory: String? = nil
+    /// Run an online teacher one batch ahead on its own thread (as `distill distill` does by default).
+    public var overlapTeacher = true
     public init() {}
 }
 
@@ -161,12 +163,20 @@ public enum BenchmarkPhases {
             self.context = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
         }
 
+        /// The batch's images after jitter (the jitter stream advances).
+        func images(for batch: Batch) -> Tensor {
+            jitter > 0 ? Jitter.shift(images: batch.images, maxShift: jitter, generator: &jitterGenerator) : batch.images
+        }
+
         func step(_ batch: Batch) throws {
-            var images = batch.images
-            if jitter > 0 { images = Jitter.shift(images: images, maxShift: jitter, generator: &jitterGenerator) }
+            try step(batch, images: images(for: batch), prepared: nil)
+        }
+
+        /// One step on `images` with the objective's `prepared` part (nil: computed inside).
+        func step(_ batch: Batch, images: Tensor, prepared: Tensor?) throws {
             model.zeroGradients()
             let logits = model(Variable(images), context: &context)
-            let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images)
+            let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
             loss.backward()
             optimizer.step(parameters)
             if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) } }
@@ -216,15 +226,28 @@ public enum BenchmarkPhases {
         var times: [Double] = []
         var timedBatches = 0
         let allocationsBefore = BufferPool.shared.systemAllocations
+        // As `Trainer.run`: an online teacher runs one batch ahead on its own thread (each side on one BLAS thread).
+        let overlap = options.overlapTeacher && options.threads > 1 && stepper.objective.preparesInBackground
+        let background = BackgroundWork()
+        if overlap { ComputeThreads.set(1) }
+        defer { background.cancel(); ComputeThreads.set(options.threads) }
         for _ in 0..<Swift.max(1, options.epochs) {
             iterator.startNextEpoch()
             let start = DispatchTime.now().uptimeNanoseconds
             var done = 0, batches = 0
-            while let batch = iterator.next() {
-                try stepper.step(batch)
-                done += batch.count
+            var current = iterator.next().map { ($0, stepper.images(for: $0)) }
+            var prepared = try current.flatMap { overlap ? try stepper.objective.prepare(batch: $0.0, images: $0.1) : nil }
+            while let (batch, images) = current {
                 batches += 1
-                if let limit = options.maxBatches, batches >= limit { break }
+                let last = options.maxBatches.map { batches >= $0 } ?? false
+                current = last ? nil : iterator.next().map { ($0, stepper.images(for: $0)) }
+                if overlap, let (nextBatch, nextImages) = current {
+                    let objective = stepper.objective
+                    background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
+                }
+                try stepper.step(batch, images: images, prepared: prepared)
+                prepared = try background.wait()
+                done += batch.count
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             times.append(seconds * Double(n) / Double(done))

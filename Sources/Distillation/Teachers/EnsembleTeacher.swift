@@ -22,6 +22,8 @@ public final class EnsembleTeacher: Teacher {
     public let classCount: Int
     /// SHA-256 hex over the tag `Ensemble/v1`, the combination and each member identity in order.
     public let identity: String
+    /// True when any member runs a model per batch.
+    public var computesPerBatch: Bool { members.contains { $0.computesPerBatch } }
 
     /// - Throws: ``DistillationError`` when there are no members or two members disagree on the class count.
     public init(members: [Teacher], combination: Combination) throws {

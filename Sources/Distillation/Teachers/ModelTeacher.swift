@@ -7,6 +7,8 @@ public final class ModelTeacher: Teacher {
     public let model: Sequential
     public let identity: String
     public let classCount: Int
+    /// A forward pass of `model` per batch.
+    public var computesPerBatch: Bool { true }
 
     /// - Parameters:
     ///   - identity: defaults to ``modelIdentity(_:)`` of the weights.

@@ -18,6 +18,14 @@ public protocol Teacher: AnyObject {
     /// Logits at T = 1, `[b, C]`, for metrics (agreement, KL). For a probability-averaged ensemble these are the log
     /// of the mean T = 1 probabilities (softmax of them gives the ensemble's prediction).
     func logits(batch images: Tensor, indices: [Int]) throws -> Tensor
+    /// Whether every batch costs a forward pass of a model (a model teacher, or an ensemble with one), so training
+    /// gains from running it on a thread of its own one batch ahead (``TrainingObjective/preparesInBackground``).
+    /// False for teachers that look logits up (stored, cached).
+    var computesPerBatch: Bool { get }
+}
+
+extension Teacher {
+    public var computesPerBatch: Bool { false }
 }
 
 extension Teacher {

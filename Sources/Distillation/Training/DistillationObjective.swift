@@ -29,8 +29,30 @@ public struct DistillationObjective: TrainingObjective {
     }
 
     public func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
+        try loss(studentLogits: studentLogits, batch: batch, images: images, prepared: nil)
+    }
+
+    /// True for a teacher that runs a model on every batch (not for stored or cached logits).
+    public var preparesInBackground: Bool { teacher.computesPerBatch }
+
+    /// The teacher's soft targets at temperature T for the batch, `[b, C]`.
+    public func prepare(batch: Batch, images: Tensor) throws -> Tensor? {
         let indices = exampleIndices.map { map in batch.indices.map { map[$0] } } ?? batch.indices
-        let targets = try teacher.softTargets(batch: images, indices: indices, temperature: loss.temperature)
+        return try teacher.softTargets(batch: images, indices: indices, temperature: loss.temperature)
+    }
+
+    public func loss(studentLogits: Variable, batch: Batch, images: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
+        let targets: Tensor
+        if let prepared {
+            guard prepared.shape == [batch.count, teacher.classCount] else {
+                throw DistillationError("teacher soft targets of shape \(prepared.shape) for a batch of \(batch.count), expected [\(batch.count), \(teacher.classCount)]")
+            }
+            targets = prepared
+        } else if let computed = try prepare(batch: batch, images: images) {
+            targets = computed
+        } else {
+            throw DistillationError("teacher returned no soft targets")
+        }
         let (value, parts) = distillationLoss(studentLogits: studentLogits, teacherProbabilities: targets,
                                               labels: batch.labels, configuration: loss)
         return (value, ["hard": parts.hard, "soft_cross_entropy": parts.softCrossEntropy, "soft_kl": parts.softKL,

@@ -102,40 +102,74 @@ public final class Trainer {
         let parameters = model.parameters
         let linears = model.linearLayers
         let batchesPerEpoch = iterator.batchesPerEpoch
+        // With two or more threads and an online teacher (one that runs a model per batch), the teacher's forward
+        // pass for batch i + 1 runs on a second thread while the student trains on batch i, each on one BLAS thread.
+        let overlap = configuration.overlapsTeacher && configuration.threads > 1 && objective.preparesInBackground
+        let background = BackgroundWork()
+        defer {
+            background.cancel()
+            ComputeThreads.set(configuration.threads)
+        }
         while epoch < configuration.epochs {
             let epochStart = Date()
             let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.learningRate)
             optimizer.learningRate = rate
+            if overlap { ComputeThreads.set(1) }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
-            while let batch = iterator.next() {
-                var images = batch.images
-                if configuration.jitter > 0, let shape = train.imageShape {
-                    images = Jitter.shift(images: images, height: shape.height, width: shape.width,
-                                          maxShift: configuration.jitter, generator: &jitterGenerator)
+            var pending: (batch: Batch, images: Tensor)? = nil
+            var pendingPrepared: Tensor? = nil
+            while true {
+                let batch: Batch, images: Tensor, prepared: Tensor?
+                if let next = pending {
+                    (batch, images, prepared) = (next.batch, next.images, pendingPrepared)
+                    pending = nil
+                } else {
+                    guard let next = nextBatch() else { break }
+                    (batch, images) = next
+                    prepared = overlap ? try objective.prepare(batch: batch, images: images) : nil
                 }
-                model.zeroGradients()
-                let logits = model(Variable(images), context: &context)
-                let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images)
-                let value = loss.value.scalar
-                guard value.isFinite else {
-                    throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(iterator.cursor); lower --learning-rate or enable --clip-grad-norm")
+                // The run's state after this batch is taken: what progress, checkpoints and a stop see. With the
+                // overlap the iterator and jitter stream run one batch ahead meanwhile.
+                let stateIterator = iterator, stateJitter = jitterGenerator
+                if overlap, let next = nextBatch() {
+                    pending = next
+                    let objective = self.objective
+                    background.start { try objective.prepare(batch: next.batch, images: next.images) }
                 }
-                loss.backward()
-                if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
-                optimizer.step(parameters)
-                if let maxNorm = configuration.maxNorm {
-                    for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
+                let aheadIterator = iterator, aheadJitter = jitterGenerator
+                do {
+                    model.zeroGradients()
+                    let logits = model(Variable(images), context: &context)
+                    let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
+                    let value = loss.value.scalar
+                    guard value.isFinite else {
+                        throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(stateIterator.cursor); lower --learning-rate or enable --clip-grad-norm")
+                    }
+                    loss.backward()
+                    if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
+                    optimizer.step(parameters)
+                    if let maxNorm = configuration.maxNorm {
+                        for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
+                    }
+                    epochLossSum += Double(value)
+                    for (k, v) in parts { epochPartSums[k, default: 0] += v }
+                    epochBatches += 1
+                } catch {
+                    background.cancel()
+                    iterator = stateIterator
+                    jitterGenerator = stateJitter
+                    throw error
                 }
-                epochLossSum += Double(value)
-                for (k, v) in parts { epochPartSums[k, default: 0] += v }
-                epochBatches += 1
+                iterator = stateIterator
+                jitterGenerator = stateJitter
+                dropoutGenerator = context.generator
+                pendingPrepared = try background.wait()   // the next batch's teacher pass; its error ends the run here
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = iterator.cursor
                 let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
                 let remaining = Double(batchesPerEpoch - done + (configuration.epochs - epoch - 1) * batchesPerEpoch) * Double(configuration.batchSize) / Swift.max(rateNow, 1e-9)
                 progress.batch(label: label, epoch: epoch + 1, epochs: configuration.epochs, batch: done, batches: batchesPerEpoch,
                                loss: epochLossSum / Double(epochBatches), examplesPerSecond: rateNow, secondsLeft: remaining)
-                dropoutGenerator = context.generator
                 if let stateURL, let every = checkpointEvery, every > 0, iterator.cursor % every == 0 {
                     try saveState(to: stateURL)
                 }
@@ -143,7 +177,10 @@ public final class Trainer {
                     stopped = true
                     return report
                 }
+                iterator = aheadIterator
+                jitterGenerator = aheadJitter
             }
+            ComputeThreads.set(configuration.threads)
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
             if let stateURL { try saveState(to: stateURL) }
@@ -158,6 +195,18 @@ public final class Trainer {
             for (p, w) in zip(parameters, bestWeights) { p.value = w }
         }
         return report
+    }
+
+    /// The next batch of the epoch and its (jittered) images; nil at the end of the epoch. Advances the iterator and
+    /// the jitter stream.
+    func nextBatch() -> (batch: Batch, images: Tensor)? {
+        guard let batch = iterator.next() else { return nil }
+        var images = batch.images
+        if configuration.jitter > 0, let shape = train.imageShape {
+            images = Jitter.shift(images: images, height: shape.height, width: shape.width,
+                                  maxShift: configuration.jitter, generator: &jitterGenerator)
+        }
+        return (batch, images)
     }
 
     func finishEpoch(seconds: Double, learningRate: Float) throws {

@@ -32,6 +32,13 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var gradientClip: Float? = nil
     public var seed: UInt64 = 0
     public var threads: Int = 2
+    /// With `threads` > 1 and a teacher that runs a model per batch, run the teacher's forward pass for the next
+    /// batch on its own thread while the student trains (each side on one BLAS thread). Off: teacher and student
+    /// take turns, each using every thread. Both are reproducible; they can differ in the last bits.
+    /// nil means on (the default; optional so that state files written before this setting still load).
+    public var overlapTeacher: Bool? = nil
+    /// `overlapTeacher`, nil read as on.
+    public var overlapsTeacher: Bool { overlapTeacher ?? true }
     /// Examples held out of the training set for model selection (never the test set); 0 = none.
     public var validationCount: Int = 0
 

@@ -13,10 +13,27 @@ public protocol TrainingObjective {
     var identity: String { get }
     /// The scalar loss to back-propagate and its named parts (for reports).
     func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double])
+
+    /// Whether `prepare` is heavy (an online teacher's forward pass): then, with two or more threads, the trainer
+    /// runs it for the next batch on a thread of its own while the student trains on the current one
+    /// (``BackgroundWork``). Default false.
+    var preparesInBackground: Bool { get }
+    /// The part of the loss that depends on the batch alone, never on the student (distillation: the teacher's soft
+    /// targets), so it may run ahead, on another thread. Default nil (nothing to prepare). It must not touch state
+    /// the student's step uses.
+    func prepare(batch: Batch, images: Tensor) throws -> Tensor?
+    /// `loss` given what `prepare` returned for this batch; nil means not prepared (compute it here).
+    /// The result is the same either way. Default: `loss(studentLogits:batch:images:)`.
+    func loss(studentLogits: Variable, batch: Batch, images: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double])
 }
 
 extension TrainingObjective {
     public var identity: String { name }
+    public var preparesInBackground: Bool { false }
+    public func prepare(batch: Batch, images: Tensor) throws -> Tensor? { nil }
+    public func loss(studentLogits: Variable, batch: Batch, images: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
+        try loss(studentLogits: studentLogits, batch: batch, images: images)
+    }
 }
 
 /// Plain supervised training: mean cross-entropy against the hard labels (PyTorch's `F.cross_entropy`).
