@@ -51,7 +51,10 @@ public final class Variable {
     public func zeroGradient() { grad = nil }
 
     /// Back-propagates from this variable. With no `seed` the variable must hold one element and the seed is 1.
-    public func backward(seed: Tensor? = nil) {
+    /// - Parameter beforeLastRule: called once, just before the last backward rule runs (for an MLP: the first
+    ///   layer's weight gradient). The trainer uses it to wait for the teacher's pass on the other thread and give
+    ///   that last product every thread; the choice depends on the graph alone, so results stay reproducible.
+    public func backward(seed: Tensor? = nil, beforeLastRule: (() -> Void)? = nil) {
         let seed = seed ?? {
             precondition(value.count == 1, "backward() without a seed needs a scalar, got shape \(value.shape)")
             return Tensor(shape: value.shape, repeating: 1)
@@ -73,7 +76,9 @@ public final class Variable {
         }
 
         pendingGrad = seed
-        for node in order.reversed() {
+        let nodes = Array(order.reversed())
+        let lastRule = beforeLastRule == nil ? nil : nodes.lastIndex { !$0.isLeaf && $0.backwardRule != nil }
+        for (index, node) in nodes.enumerated() {
             guard let upstream = node.pendingGrad else { continue }
             node.pendingGrad = nil
             if node.isLeaf {
@@ -81,6 +86,7 @@ public final class Variable {
                 continue
             }
             guard let rule = node.backwardRule else { continue }  // graph already freed by an earlier backward
+            if index == lastRule { beforeLastRule?() }
             let parentGrads = rule(upstream)
             for (parent, g) in zip(node.parents, parentGrads) where parent.requiresGrad {
                 guard let g else { continue }

@@ -50,6 +50,30 @@ public enum ComputeThreads {
         return try body()
     }
 
+    /// Whether products are split by rows over the threads by `GEMM.sgemm` itself, each part a single-threaded BLAS
+    /// call (see `withSplitProducts`).
+    public private(set) nonisolated(unsafe) static var splitsProducts = false
+
+    /// From here to `endSplitProducts`, `count` reads `threads` while BLAS stays at one thread: products are split by
+    /// rows over `parallelFor` workers (one single-threaded BLAS call each) and elementwise loops use the threads as
+    /// usual. For stretches of work next to code that calls BLAS from another thread (the trainer's teacher
+    /// overlap), where BLAS's own pool would go on spinning on the other core afterwards. Call both from one thread.
+    public static func beginSplitProducts(threads: Int) {
+        guard !splitsProducts else { return }
+        splitSavedCount = current
+        current = Swift.max(1, threads)
+        splitsProducts = true
+    }
+
+    /// Ends `beginSplitProducts` (restores `count`); without a begin it does nothing.
+    public static func endSplitProducts() {
+        guard splitsProducts else { return }
+        current = splitSavedCount
+        splitsProducts = false
+    }
+
+    nonisolated(unsafe) private static var splitSavedCount = 1
+
     /// Runs `body(part)` for part in `0..<parts` at the same time: part 0 on the calling thread, the others on
     /// persistent helper threads that spin briefly between tasks (`CWorkers`), so a short task (one layer of a
     /// single-image forward pass) starts in about a microsecond where `DispatchQueue.concurrentPerform` needs a

@@ -44,6 +44,18 @@ public enum GEMM {
             return
         }
         #if canImport(Accelerate) || canImport(CBLAS)
+        if ComputeThreads.splitsProducts {
+            // Rows of C in parts of at least 32, one single-threaded BLAS call each (`withSplitProducts`).
+            let parts = runsOnOneThread(m: m, n: n, k: k) ? 1 : Swift.min(ComputeThreads.count, m / 32)
+            ComputeThreads.parallelFor(chunks: Swift.max(1, parts)) { p in
+                let lo = p * m / Swift.max(1, parts), hi = (p + 1) * m / Swift.max(1, parts)
+                cblas_sgemm(
+                    CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                    Int32(hi - lo), Int32(n), Int32(k), alpha, transposeA ? a + lo : a + lo * lda, Int32(lda),
+                    b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
+            }
+            return
+        }
         if ComputeThreads.count > 1 && runsOnOneThread(m: m, n: n, k: k) {
             ComputeThreads.withSingleThreadedBLAS {
                 sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,

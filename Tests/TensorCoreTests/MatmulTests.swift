@@ -93,4 +93,29 @@ final class MatmulTests: XCTestCase {
         }
         XCTAssertEqual(mismatches, 0)
     }
+
+    /// `beginSplitProducts`: rows split over the threads, one single-threaded BLAS call each (the trainer's teacher
+    /// overlap). Same products to rounding, the same bits on every call, and `count` restored by the end call.
+    func testSplitProductsMatchAndRestore() {
+        let previous = ComputeThreads.count
+        defer { ComputeThreads.set(previous) }
+        ComputeThreads.set(1)
+        var rng = RandomGenerator(seed: 23)
+        for (m, n, k, ta) in [(800, 784, 128, true), (128, 800, 784, false), (97, 300, 64, false), (20, 50, 8, true)] {
+            let a = Tensor.normal(ta ? [k, m] : [m, k], generator: &rng), b = Tensor.normal([k, n], generator: &rng)
+            let whole = a.matmul(b, transposeSelf: ta)
+            ComputeThreads.beginSplitProducts(threads: 2)
+            XCTAssertTrue(ComputeThreads.splitsProducts)
+            XCTAssertEqual(ComputeThreads.count, 2)
+            let split = a.matmul(b, transposeSelf: ta), again = a.matmul(b, transposeSelf: ta)
+            ComputeThreads.endSplitProducts()
+            XCTAssertEqual(ComputeThreads.count, 1)
+            XCTAssertFalse(ComputeThreads.splitsProducts)
+            XCTAssertEqual(split.scalars.map(\.bitPattern), again.scalars.map(\.bitPattern), "m=\(m) n=\(n) k=\(k)")
+            let maxDiff = zip(whole.scalars, split.scalars).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(maxDiff, 1e-5 * Float(k).squareRoot(), "m=\(m) n=\(n) k=\(k) ta=\(ta)")
+        }
+        ComputeThreads.endSplitProducts()   // without a begin: nothing
+        XCTAssertEqual(ComputeThreads.count, 1)
+    }
 }

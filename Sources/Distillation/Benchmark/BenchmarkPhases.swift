@@ -172,12 +172,15 @@ public enum BenchmarkPhases {
             try step(batch, images: images(for: batch), prepared: nil)
         }
 
-        /// One step on `images` with the objective's `prepared` part (nil: computed inside).
-        func step(_ batch: Batch, images: Tensor, prepared: Tensor?) throws {
+        /// One step on `images` with the objective's `prepared` part (nil: computed inside). `beforeUpdate` runs
+        /// between the backward pass and the optimizer step (the trainer waits there for the teacher's next pass).
+        func step(_ batch: Batch, images: Tensor, prepared: Tensor?, beforeUpdate: (() -> Void)? = nil) throws {
             model.zeroGradients()
             let logits = model(Variable(images), context: &context)
             let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
-            loss.backward()
+            var called = false
+            loss.backward(beforeLastRule: beforeUpdate.map { f in { called = true; f() } })
+            if let beforeUpdate, !called { beforeUpdate() }
             optimizer.step(parameters)
             if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) } }
         }
@@ -227,7 +230,7 @@ public enum BenchmarkPhases {
         var timedBatches = 0
         let allocationsBefore = BufferPool.shared.systemAllocations
         // As `Trainer.run`: an online teacher runs one batch ahead on its own thread (each side on one BLAS thread).
-        let overlap = options.overlapTeacher && options.threads > 1 && stepper.objective.preparesInBackground
+        let overlap = options.overlapTeacher && options.threads == 2 && stepper.objective.preparesInBackground
         let background = BackgroundWork()
         if overlap { ComputeThreads.set(1) }
         defer { background.cancel(); ComputeThreads.set(options.threads) }
@@ -245,8 +248,19 @@ public enum BenchmarkPhases {
                     let objective = stepper.objective
                     background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
                 }
-                try stepper.step(batch, images: images, prepared: prepared)
-                prepared = try background.wait()
+                if overlap {
+                    var failure: Error?
+                    try stepper.step(batch, images: images, prepared: prepared) {
+                        // The teacher's next pass has had the whole step so far: wait for it and give the rest
+                        // of the step (first layer's weight gradient, update) every thread.
+                        do { prepared = try background.wait() } catch { failure = error }
+                        ComputeThreads.beginSplitProducts(threads: options.threads)
+                    }
+                    ComputeThreads.endSplitProducts()
+                    if let failure { throw failure }
+                } else {
+                    try stepper.step(batch, images: images, prepared: prepared)
+                }
                 done += batch.count
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

@@ -102,9 +102,10 @@ public final class Trainer {
         let parameters = model.parameters
         let linears = model.linearLayers
         let batchesPerEpoch = iterator.batchesPerEpoch
-        // With two or more threads and an online teacher (one that runs a model per batch), the teacher's forward
-        // pass for batch i + 1 runs on a second thread while the student trains on batch i, each on one BLAS thread.
-        let overlap = configuration.overlapsTeacher && configuration.threads > 1 && objective.preparesInBackground
+        // With two threads and an online teacher (one that runs a model per batch), the teacher's forward pass for
+        // batch i + 1 runs on the second thread while the student trains on batch i, each on one BLAS thread; the
+        // student's first-layer weight gradient and update, after the teacher is done, use both (split products).
+        let overlap = configuration.overlapsTeacher && configuration.threads == 2 && objective.preparesInBackground
         let background = BackgroundWork()
         defer {
             background.cancel()
@@ -137,6 +138,7 @@ public final class Trainer {
                     background.start { try objective.prepare(batch: next.batch, images: next.images) }
                 }
                 let aheadIterator = iterator, aheadJitter = jitterGenerator
+                var teacherFailure: Error?
                 do {
                     model.zeroGradients()
                     let logits = model(Variable(images), context: &context)
@@ -145,7 +147,22 @@ public final class Trainer {
                     guard value.isFinite else {
                         throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(stateIterator.cursor); lower --learning-rate or enable --clip-grad-norm")
                     }
-                    loss.backward()
+                    if overlap {
+                        // The teacher's next pass has had the step so far; wait for it, then let the rest of the step
+                        // (the last backward rule: the first layer's weight gradient; clipping, update, max-norm)
+                        // use both threads. Where this happens depends on the graph alone: reproducible.
+                        var joined = false
+                        let join = {
+                            joined = true
+                            do { pendingPrepared = try background.wait() } catch { teacherFailure = error }
+                            ComputeThreads.beginSplitProducts(threads: self.configuration.threads)
+                        }
+                        loss.backward(beforeLastRule: join)
+                        if !joined { join() }
+                    } else {
+                        loss.backward()
+                    }
+                    defer { if overlap { ComputeThreads.endSplitProducts() } }
                     if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
                     optimizer.step(parameters)
                     if let maxNorm = configuration.maxNorm {
@@ -155,6 +172,7 @@ public final class Trainer {
                     for (k, v) in parts { epochPartSums[k, default: 0] += v }
                     epochBatches += 1
                 } catch {
+                    ComputeThreads.endSplitProducts()
                     background.cancel()
                     iterator = stateIterator
                     jitterGenerator = stateJitter
@@ -163,7 +181,8 @@ public final class Trainer {
                 iterator = stateIterator
                 jitterGenerator = stateJitter
                 dropoutGenerator = context.generator
-                pendingPrepared = try background.wait()   // the next batch's teacher pass; its error ends the run here
+                // The next batch's teacher pass failed (on its thread): this batch is trained, the run ends here.
+                if let teacherFailure { throw teacherFailure }
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = iterator.cursor
                 let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
