@@ -45,14 +45,19 @@ public enum GEMM {
         }
         #if canImport(Accelerate) || canImport(CBLAS)
         if ComputeThreads.splitsProducts {
-            // Rows of C in parts of at least 32, one single-threaded BLAS call each (`withSplitProducts`).
-            let parts = runsOnOneThread(m: m, n: n, k: k) ? 1 : Swift.min(ComputeThreads.count, m / 32)
-            ComputeThreads.parallelFor(chunks: Swift.max(1, parts)) { p in
-                let lo = p * m / Swift.max(1, parts), hi = (p + 1) * m / Swift.max(1, parts)
+            // Split the larger operand's free dimension (rows of op(A) or columns of op(B)) into parts of at least
+            // 32, one single-threaded BLAS call each (`beginSplitProducts`): each part packs only its share of it.
+            let byRows = m >= n
+            let extent = byRows ? m : n
+            let parts = runsOnOneThread(m: m, n: n, k: k) ? 1 : Swift.max(1, Swift.min(ComputeThreads.count, extent / 32))
+            ComputeThreads.parallelFor(chunks: parts) { p in
+                let lo = p * extent / parts, hi = (p + 1) * extent / parts
+                let aPart = byRows ? (transposeA ? a + lo : a + lo * lda) : a
+                let bPart = byRows ? b : (transposeB ? b + lo * ldb : b + lo)
                 cblas_sgemm(
                     CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(hi - lo), Int32(n), Int32(k), alpha, transposeA ? a + lo : a + lo * lda, Int32(lda),
-                    b, Int32(ldb), beta, c + lo * ldc, Int32(ldc))
+                    Int32(byRows ? hi - lo : m), Int32(byRows ? n : hi - lo), Int32(k), alpha, aPart, Int32(lda),
+                    bPart, Int32(ldb), beta, byRows ? c + lo * ldc : c + lo, Int32(ldc))
             }
             return
         }
