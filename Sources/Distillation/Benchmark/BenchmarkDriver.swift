@@ -203,6 +203,13 @@ public struct BenchmarkDriver {
                 out += "(first epoch with the setup \(relative("distill_cached", plus: setup))x), store \(relative("distill_store"))x\n"
             }
         }
+        let allocations = BenchmarkPhases.training.compactMap { phase -> String? in
+            value(phase, "ours", "steady_state_allocations").map { "\(phase) \(Int($0))" }
+        }
+        if !allocations.isEmpty {
+            out += "buffer allocations in the timed epochs after the first (0 = every step reuses pooled buffers): "
+            out += allocations.joined(separator: ", ") + "\n"
+        }
         if let s = report["scaling"] as? [String: Any], let ours = (s["ours"] as? [String: Any])?["points"] as? [[String: Any]] {
             let torch = s["torch"] as? [String: Any]
             let tb = torch?["batch"] as? [[String: Any]] ?? [], tw = torch?["width"] as? [[String: Any]] ?? []

@@ -35,8 +35,11 @@ public struct PhaseResult: Codable, Sendable {
     public var gflops: Double?
     public var peakResidentBytes: Int
     public var loadAverage: Double
-    /// BufferPool system allocations during the timed part (0 once the pool is warm).
+    /// BufferPool system allocations in the timed epochs after the first (nil with one timed epoch): 0 once the pool is
+    /// warm. The first epoch's last batch is smaller (60,000 = 468 x 128 + 96) and sizes new buffers once.
     public var steadyStateAllocations: Int?
+    /// BufferPool system allocations in each timed epoch.
+    public var epochAllocations: [Int]?
     /// `distill_cached`: seconds to compute the teacher's logits for every training example once (not in the epochs).
     public var setupSeconds: Double?
 }
@@ -228,7 +231,7 @@ public enum BenchmarkPhases {
         for _ in 0..<3 { if let b = iterator.next() { try stepper.step(b) } }
         var times: [Double] = []
         var timedBatches = 0
-        let allocationsBefore = BufferPool.shared.systemAllocations
+        var allocations: [Int] = []
         // As `Trainer.run`: an online teacher runs one batch ahead on its own thread (each side on one BLAS thread).
         let overlap = options.overlapTeacher && options.threads == 2 && stepper.objective.preparesInBackground
         let background = BackgroundWork()
@@ -236,6 +239,7 @@ public enum BenchmarkPhases {
         defer { background.cancel(); ComputeThreads.set(options.threads) }
         for _ in 0..<Swift.max(1, options.epochs) {
             iterator.startNextEpoch()
+            let allocationsBefore = BufferPool.shared.systemAllocations
             let start = DispatchTime.now().uptimeNanoseconds
             var done = 0, batches = 0
             var current = iterator.next().map { ($0, stepper.images(for: $0)) }
@@ -266,13 +270,14 @@ public enum BenchmarkPhases {
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             times.append(seconds * Double(n) / Double(done))
             timedBatches = batches
+            allocations.append(BufferPool.shared.systemAllocations - allocationsBefore)
         }
         let s = median(times)
         return PhaseResult(phase: phase, secondsPerEpoch: s, epochSeconds: times, batchesTimedPerEpoch: timedBatches,
                            examplesPerSecond: Double(n) / s, flopsPerExample: flops, gflops: flops * Double(n) / s / 1e9,
                            peakResidentBytes: ResourceUsage.peakResidentBytes, loadAverage: loadAverage,
-                           steadyStateAllocations: BufferPool.shared.systemAllocations - allocationsBefore,
-                           setupSeconds: setup)
+                           steadyStateAllocations: allocations.count > 1 ? allocations.dropFirst().reduce(0, +) : nil,
+                           epochAllocations: allocations, setupSeconds: setup)
     }
 
     /// Seconds per example of student training steps at one batch size and width (the scaling tables).
