@@ -138,51 +138,26 @@ public final class Trainer {
                     background.start { try objective.prepare(batch: next.batch, images: next.images) }
                 }
                 let aheadIterator = iterator, aheadJitter = jitterGenerator
-                var teacherFailure: Error?
+                let outcome: StepOutcome
                 do {
-                    model.zeroGradients()
-                    let logits = model(Variable(images), context: &context)
-                    let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
-                    let value = loss.value.scalar
-                    guard value.isFinite else {
-                        throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(stateIterator.cursor); lower --learning-rate or enable --clip-grad-norm")
-                    }
-                    if overlap {
-                        // The teacher's next pass has had the step so far; wait for it, then let the rest of the step
-                        // (the last backward rule: the first layer's weight gradient; clipping, update, max-norm)
-                        // use both threads. Where this happens depends on the graph alone: reproducible.
-                        var joined = false
-                        let join = {
-                            joined = true
-                            do { pendingPrepared = try background.wait() } catch { teacherFailure = error }
-                            ComputeThreads.beginSplitProducts(threads: self.configuration.threads)
-                        }
-                        loss.backward(beforeLastRule: join)
-                        if !joined { join() }
-                    } else {
-                        loss.backward()
-                    }
-                    defer { if overlap { ComputeThreads.endSplitProducts() } }
-                    if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
-                    optimizer.step(parameters)
-                    if let maxNorm = configuration.maxNorm {
-                        for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
-                    }
-                    epochLossSum += Double(value)
-                    for (k, v) in parts { epochPartSums[k, default: 0] += v }
-                    epochBatches += 1
+                    outcome = try step(batch: batch, images: images, prepared: prepared, context: &context,
+                                       joining: overlap ? background : nil, parameters: parameters, linears: linears,
+                                       position: stateIterator.cursor)
                 } catch {
-                    ComputeThreads.endSplitProducts()
                     background.cancel()
                     iterator = stateIterator
                     jitterGenerator = stateJitter
                     throw error
                 }
+                epochLossSum += Double(outcome.loss)
+                for (k, v) in outcome.parts { epochPartSums[k, default: 0] += v }
+                epochBatches += 1
+                pendingPrepared = outcome.nextPrepared
                 iterator = stateIterator
                 jitterGenerator = stateJitter
                 dropoutGenerator = context.generator
                 // The next batch's teacher pass failed (on its thread): this batch is trained, the run ends here.
-                if let teacherFailure { throw teacherFailure }
+                if let failure = outcome.teacherFailure { throw failure }
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = iterator.cursor
                 let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
@@ -214,6 +189,50 @@ public final class Trainer {
             for (p, w) in zip(parameters, bestWeights) { p.value = w }
         }
         return report
+    }
+
+    /// What one optimisation step leaves behind.
+    struct StepOutcome {
+        var loss: Float
+        var parts: [String: Double]
+        /// With the overlap: the next batch's teacher targets, or the error its pass threw.
+        var nextPrepared: Tensor? = nil
+        var teacherFailure: Error? = nil
+    }
+
+    /// One optimisation step on `batch` (forward, loss, backward, clipping, update, max-norm). With `background`
+    /// (the teacher overlap), the step joins the teacher's pass for the next batch just before the last backward
+    /// rule (the first layer's weight gradient) and runs the rest on every thread with split products; where that
+    /// happens depends on the graph alone, so runs stay reproducible. `position` (batches taken) is for messages.
+    func step(batch: Batch, images: Tensor, prepared: Tensor?, context: inout ForwardContext, joining background: BackgroundWork?,
+              parameters: [Variable], linears: [Linear], position: Int) throws -> StepOutcome {
+        model.zeroGradients()
+        let logits = model(Variable(images), context: &context)
+        let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
+        let value = loss.value.scalar
+        guard value.isFinite else {
+            throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(position); lower --learning-rate or enable --clip-grad-norm")
+        }
+        var outcome = StepOutcome(loss: value, parts: parts)
+        if let background {
+            var joined = false
+            let join = {
+                joined = true
+                do { outcome.nextPrepared = try background.wait() } catch { outcome.teacherFailure = error }
+                ComputeThreads.beginSplitProducts(threads: self.configuration.threads)
+            }
+            loss.backward(beforeLastRule: join)
+            if !joined { join() }
+        } else {
+            loss.backward()
+        }
+        defer { if background != nil { ComputeThreads.endSplitProducts() } }
+        if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
+        optimizer.step(parameters)
+        if let maxNorm = configuration.maxNorm {
+            for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
+        }
+        return outcome
     }
 
     /// The next batch of the epoch and its (jittered) images; nil at the end of the epoch. Advances the iterator and
