@@ -112,7 +112,8 @@ final class DistillCommandTests: XCTestCase {
         var files: [String: Data] = [:]
         for (name, flags, expected) in [("overlap", ["--threads", "2"], true), ("overlap-again", ["--threads", "2"], true),
                                         ("turns", ["--threads", "2", "--no-teacher-overlap"], false),
-                                        ("one-thread", ["--threads", "1"], false), ("cached", ["--threads", "2", "--jitter", "0"], false)] {
+                                        ("one-thread", ["--threads", "1"], false), ("three-threads", ["--threads", "3"], false),
+                                        ("cached", ["--threads", "2", "--jitter", "0"], false)] {
             let out = path("student-\(name).safetensors")
             let jitter = name == "cached" ? [] : ["--jitter", "1"]
             let result = try distill(["--teacher", teacher, "--temperature", "4", "--json"] + jitter + flags, output: out)

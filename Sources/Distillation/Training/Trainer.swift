@@ -105,7 +105,7 @@ public final class Trainer {
         // With two threads and an online teacher (one that runs a model per batch), the teacher's forward pass for
         // batch i + 1 runs on the second thread while the student trains on batch i, each on one BLAS thread; the
         // student's first-layer weight gradient and update, after the teacher is done, use both (split products).
-        let overlap = configuration.overlapsTeacher && configuration.threads == 2 && objective.preparesInBackground
+        let overlap = configuration.overlapsTeacher(computingPerBatch: objective.preparesInBackground)
         let background = BackgroundWork()
         defer {
             background.cancel()

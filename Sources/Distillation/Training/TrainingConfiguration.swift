@@ -32,13 +32,17 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var gradientClip: Float? = nil
     public var seed: UInt64 = 0
     public var threads: Int = 2
-    /// With `threads` > 1 and a teacher that runs a model per batch, run the teacher's forward pass for the next
-    /// batch on its own thread while the student trains (each side on one BLAS thread). Off: teacher and student
-    /// take turns, each using every thread. Both are reproducible; they can differ in the last bits.
+    /// With `threads` == 2 and a teacher that runs a model per batch, run the teacher's forward pass for the next
+    /// batch on the second thread while the student trains (each side on one BLAS thread; BLAS's thread count is
+    /// process-wide, so other thread counts take turns). Off: teacher and student take turns, each using every
+    /// thread. Both are reproducible; they can differ in the last bits.
     /// nil means on (the default; optional so that state files written before this setting still load).
     public var overlapTeacher: Bool? = nil
     /// `overlapTeacher`, nil read as on.
     public var overlapsTeacher: Bool { overlapTeacher ?? true }
+    /// Whether a run with a teacher that does (or does not) run a model per batch overlaps it with the student:
+    /// `overlapsTeacher` and exactly two threads.
+    public func overlapsTeacher(computingPerBatch: Bool) -> Bool { overlapsTeacher && threads == 2 && computingPerBatch }
     /// Examples held out of the training set for model selection (never the test set); 0 = none.
     public var validationCount: Int = 0
 
