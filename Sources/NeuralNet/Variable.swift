@@ -76,9 +76,10 @@ public final class Variable {
         }
 
         pendingGrad = seed
-        let nodes = Array(order.reversed())
-        let lastRule = beforeLastRule == nil ? nil : nodes.lastIndex { !$0.isLeaf && $0.backwardRule != nil }
-        for (index, node) in nodes.enumerated() {
+        // `order` runs leaves first; it is walked from the end, so the last rule to run is the first in `order`.
+        let lastRule = beforeLastRule == nil ? nil : order.firstIndex { !$0.isLeaf && $0.backwardRule != nil }
+        for index in order.indices.reversed() {
+            let node = order[index]
             guard let upstream = node.pendingGrad else { continue }
             node.pendingGrad = nil
             if node.isLeaf {

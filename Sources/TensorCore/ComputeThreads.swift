@@ -50,12 +50,12 @@ public enum ComputeThreads {
         return try body()
     }
 
-    /// Whether products are split by rows over the threads by `GEMM.sgemm` itself, each part a single-threaded BLAS
-    /// call (see `withSplitProducts`).
+    /// Whether `GEMM.sgemm` splits products over the threads itself, each part a single-threaded BLAS call (see
+    /// `beginSplitProducts`).
     public private(set) nonisolated(unsafe) static var splitsProducts = false
 
-    /// From here to `endSplitProducts`, `count` reads `threads` while BLAS stays at one thread: products are split by
-    /// rows over `parallelFor` workers (one single-threaded BLAS call each) and elementwise loops use the threads as
+    /// From here to `endSplitProducts`, `count` reads `threads` while BLAS stays at one thread: products are split
+    /// (rows of op(A) or columns of op(B)) over `parallelFor` workers, one single-threaded BLAS call each, and elementwise loops use the threads as
     /// usual. For stretches of work next to code that calls BLAS from another thread (the trainer's teacher
     /// overlap), where BLAS's own pool would go on spinning on the other core afterwards. Call both from one thread.
     public static func beginSplitProducts(threads: Int) {

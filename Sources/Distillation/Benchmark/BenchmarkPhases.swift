@@ -175,17 +175,25 @@ public enum BenchmarkPhases {
             try step(batch, images: images(for: batch), prepared: nil)
         }
 
-        /// One step on `images` with the objective's `prepared` part (nil: computed inside). `beforeUpdate` runs
-        /// between the backward pass and the optimizer step (the trainer waits there for the teacher's next pass).
-        func step(_ batch: Batch, images: Tensor, prepared: Tensor?, beforeUpdate: (() -> Void)? = nil) throws {
+        /// One step on `images` with the objective's `prepared` part (nil: computed inside). With `background`
+        /// (the teacher overlap, as in `Trainer.step`) the backward pass joins it before its last rule and the rest
+        /// of the step runs on `threads` with split products; returns the background work's result.
+        @discardableResult
+        func step(_ batch: Batch, images: Tensor, prepared: Tensor?, joining background: BackgroundWork? = nil,
+                  threads: Int = 1) throws -> Tensor? {
             model.zeroGradients()
             let logits = model(Variable(images), context: &context)
             let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
-            var called = false
-            loss.backward(beforeLastRule: beforeUpdate.map { f in { called = true; f() } })
-            if let beforeUpdate, !called { beforeUpdate() }
+            var next: Result<Tensor?, Error> = .success(nil)
+            if let background {
+                next = background.backward(loss, joiningWithThreads: threads)
+            } else {
+                loss.backward()
+            }
+            defer { if background != nil { ComputeThreads.endSplitProducts() } }
             optimizer.step(parameters)
             if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) } }
+            return try next.get()
         }
     }
 
@@ -233,7 +241,8 @@ public enum BenchmarkPhases {
         var timedBatches = 0
         var allocations: [Int] = []
         // As `Trainer.run`: an online teacher runs one batch ahead on its own thread (each side on one BLAS thread).
-        let overlap = options.overlapTeacher && options.threads == 2 && stepper.objective.preparesInBackground
+        let overlap = TrainingConfiguration.overlapsTeacher(enabled: options.overlapTeacher, threads: options.threads,
+                                                            computingPerBatch: stepper.objective.preparesInBackground)
         let background = BackgroundWork()
         if overlap { ComputeThreads.set(1) }
         defer { background.cancel(); ComputeThreads.set(options.threads) }
@@ -252,19 +261,8 @@ public enum BenchmarkPhases {
                     let objective = stepper.objective
                     background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
                 }
-                if overlap {
-                    var failure: Error?
-                    try stepper.step(batch, images: images, prepared: prepared) {
-                        // The teacher's next pass has had the whole step so far: wait for it and give the rest
-                        // of the step (first layer's weight gradient, update) every thread.
-                        do { prepared = try background.wait() } catch { failure = error }
-                        ComputeThreads.beginSplitProducts(threads: options.threads)
-                    }
-                    ComputeThreads.endSplitProducts()
-                    if let failure { throw failure }
-                } else {
-                    try stepper.step(batch, images: images, prepared: prepared)
-                }
+                prepared = try stepper.step(batch, images: images, prepared: prepared,
+                                            joining: overlap ? background : nil, threads: options.threads)
                 done += batch.count
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

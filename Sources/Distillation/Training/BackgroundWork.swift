@@ -1,5 +1,6 @@
 import Foundation
 import TensorCore
+import NeuralNet
 
 /// One piece of work at a time on a thread beside the caller: the trainer hands it the online teacher's forward pass
 /// for the next batch (``TrainingObjective/prepare(batch:images:)``) and trains the student on the current batch
@@ -45,5 +46,24 @@ public final class BackgroundWork: @unchecked Sendable {
     /// Waits for work in flight and drops its result and error (when the caller is failing anyway).
     public func cancel() {
         _ = try? wait()
+    }
+}
+
+extension BackgroundWork {
+    /// `loss.backward()` for a training step that overlaps this work (the teacher overlap of `Trainer.run` and the
+    /// bench's `distill_online`): just before the last backward rule (an MLP's first-layer weight gradient) it waits
+    /// for the work and switches to split products over `threads` for the rest of the step; the caller ends them
+    /// with `ComputeThreads.endSplitProducts()` after its update. Where the join happens depends on the graph alone,
+    /// so results stay reproducible.
+    /// - Returns: the work's result (nil when none was started), or the error it threw.
+    func backward(_ loss: Variable, joiningWithThreads threads: Int) -> Result<Tensor?, Error> {
+        var result: Result<Tensor?, Error>?
+        let join = {
+            result = Result { try self.wait() }
+            ComputeThreads.beginSplitProducts(threads: threads)
+        }
+        loss.backward(beforeLastRule: join)
+        if result == nil { join() }   // a graph without a rule (nothing to back-propagate)
+        return result ?? .success(nil)
     }
 }

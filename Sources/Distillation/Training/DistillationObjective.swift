@@ -37,6 +37,10 @@ public struct DistillationObjective: TrainingObjective {
 
     /// The teacher's soft targets at temperature T for the batch, `[b, C]`.
     public func prepare(batch: Batch, images: Tensor) throws -> Tensor? {
+        try softTargets(batch: batch, images: images)
+    }
+
+    func softTargets(batch: Batch, images: Tensor) throws -> Tensor {
         let indices = exampleIndices.map { map in batch.indices.map { map[$0] } } ?? batch.indices
         return try teacher.softTargets(batch: images, indices: indices, temperature: loss.temperature)
     }
@@ -48,10 +52,8 @@ public struct DistillationObjective: TrainingObjective {
                 throw DistillationError("teacher soft targets of shape \(prepared.shape) for a batch of \(batch.count), expected [\(batch.count), \(teacher.classCount)]")
             }
             targets = prepared
-        } else if let computed = try prepare(batch: batch, images: images) {
-            targets = computed
         } else {
-            throw DistillationError("teacher returned no soft targets")
+            targets = try softTargets(batch: batch, images: images)
         }
         let (value, parts) = distillationLoss(studentLogits: studentLogits, teacherProbabilities: targets,
                                               labels: batch.labels, configuration: loss)

@@ -215,14 +215,10 @@ public final class Trainer {
         }
         var outcome = StepOutcome(loss: value, parts: parts)
         if let background {
-            var joined = false
-            let join = {
-                joined = true
-                do { outcome.nextPrepared = try background.wait() } catch { outcome.teacherFailure = error }
-                ComputeThreads.beginSplitProducts(threads: self.configuration.threads)
+            switch background.backward(loss, joiningWithThreads: configuration.threads) {
+            case .success(let next): outcome.nextPrepared = next
+            case .failure(let error): outcome.teacherFailure = error
             }
-            loss.backward(beforeLastRule: join)
-            if !joined { join() }
         } else {
             loss.backward()
         }

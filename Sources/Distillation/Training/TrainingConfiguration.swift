@@ -38,11 +38,14 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// thread. Both are reproducible; they can differ in the last bits.
     /// nil means on (the default; optional so that state files written before this setting still load).
     public var overlapTeacher: Bool? = nil
-    /// `overlapTeacher`, nil read as on.
-    public var overlapsTeacher: Bool { overlapTeacher ?? true }
-    /// Whether a run with a teacher that does (or does not) run a model per batch overlaps it with the student:
-    /// `overlapsTeacher` and exactly two threads.
-    public func overlapsTeacher(computingPerBatch: Bool) -> Bool { overlapsTeacher && threads == 2 && computingPerBatch }
+    /// Whether this run, with a teacher that does (or does not) run a model per batch, overlaps it with the student.
+    public func overlapsTeacher(computingPerBatch: Bool) -> Bool {
+        TrainingConfiguration.overlapsTeacher(enabled: overlapTeacher ?? true, threads: threads, computingPerBatch: computingPerBatch)
+    }
+    /// The overlap rule (also the bench's): enabled, exactly two threads, and a teacher that runs a model per batch.
+    public static func overlapsTeacher(enabled: Bool, threads: Int, computingPerBatch: Bool) -> Bool {
+        enabled && threads == 2 && computingPerBatch
+    }
     /// Examples held out of the training set for model selection (never the test set); 0 = none.
     public var validationCount: Int = 0
 

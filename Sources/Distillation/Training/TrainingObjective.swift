@@ -14,9 +14,9 @@ public protocol TrainingObjective {
     /// The scalar loss to back-propagate and its named parts (for reports).
     func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double])
 
-    /// Whether `prepare` is heavy (an online teacher's forward pass): then, with two or more threads, the trainer
-    /// runs it for the next batch on a thread of its own while the student trains on the current one
-    /// (``BackgroundWork``). Default false.
+    /// Whether `prepare` is heavy (an online teacher's forward pass): then, with two threads, the trainer runs it
+    /// for the next batch on the second one while the student trains on the current batch
+    /// (``TrainingConfiguration/overlapsTeacher(computingPerBatch:)``, ``BackgroundWork``). Default false.
     var preparesInBackground: Bool { get }
     /// The part of the loss that depends on the batch alone, never on the student (distillation: the teacher's soft
     /// targets), so it may run ahead, on another thread. Default nil (nothing to prepare). It must not touch state
