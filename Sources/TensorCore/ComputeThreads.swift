@@ -27,7 +27,8 @@ public enum ComputeThreads {
         current = Swift.max(1, count)
         distill_set_flush_denormals(flushDenormals ? 1 : 0)
         #if canImport(CBLAS)
-        openblas_set_num_threads(Int32(current))
+        // MKL runs sequential and GEMM splits its products; OpenBLAS keeps a pool of its own.
+        openblas_set_num_threads(BLASLibrary.active == .mkl ? 1 : Int32(current))
         #endif
     }
 
@@ -38,13 +39,14 @@ public enum ComputeThreads {
         let saved = current
         guard saved > 1 else { return try body() }
         current = 1
+        let openBLAS = BLASLibrary.active == .openblas
         #if canImport(CBLAS)
-        openblas_set_num_threads(1)
+        if openBLAS { openblas_set_num_threads(1) }
         #endif
         defer {
             current = saved
             #if canImport(CBLAS)
-            openblas_set_num_threads(Int32(saved))
+            if openBLAS { openblas_set_num_threads(Int32(saved)) }
             #endif
         }
         return try body()

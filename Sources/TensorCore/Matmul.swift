@@ -1,10 +1,5 @@
-#if canImport(Accelerate)
-import Accelerate
-#elseif canImport(CBLAS)
-import CBLAS
-#endif
-
-/// Matrix multiplication: the one place that talks to BLAS (OpenBLAS on Linux, Accelerate on Apple platforms),
+/// Matrix multiplication: the one place that calls BLAS (through `BLASLibrary`: OpenBLAS on Linux, Accelerate on
+/// Apple platforms, or MKL when selected),
 /// with `naiveGEMM` beside it as the reference the tests compare against (llm.c style).
 ///
 /// `C = alpha * op(A) * op(B) + beta * C`, row-major, where `op(X)` is `X` or `X^T`.
@@ -43,21 +38,21 @@ public enum GEMM {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
-        #if canImport(Accelerate) || canImport(CBLAS)
-        if ComputeThreads.splitsProducts {
+        if ComputeThreads.splitsProducts || BLASLibrary.splitsEveryProduct {
             // Split the larger operand's free dimension (rows of op(A) or columns of op(B)) into parts of at least
-            // 32, one single-threaded BLAS call each (`beginSplitProducts`): each part packs only its share of it.
+            // 32, one single-threaded BLAS call each (`beginSplitProducts`, or MKL's sequential layer): each part
+            // packs only its share of it.
             let byRows = m >= n
             let extent = byRows ? m : n
             let parts = runsOnOneThread(m: m, n: n, k: k) ? 1 : Swift.max(1, Swift.min(ComputeThreads.count, extent / 32))
-            ComputeThreads.parallelFor(chunks: parts) { p in
+            ComputeThreads.onWorkers(parts: parts) { p in
                 let lo = p * extent / parts, hi = (p + 1) * extent / parts
                 let aPart = byRows ? (transposeA ? a + lo : a + lo * lda) : a
                 let bPart = byRows ? b : (transposeB ? b + lo * ldb : b + lo)
-                cblas_sgemm(
-                    CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                    Int32(byRows ? hi - lo : m), Int32(byRows ? n : hi - lo), Int32(k), alpha, aPart, Int32(lda),
-                    bPart, Int32(ldb), beta, byRows ? c + lo * ldc : c + lo, Int32(ldc))
+                BLASLibrary.callSgemm(
+                    transposeA: transposeA, transposeB: transposeB, m: byRows ? hi - lo : m, n: byRows ? n : hi - lo,
+                    k: k, alpha: alpha, a: aPart, lda: lda, b: bPart, ldb: ldb, beta: beta,
+                    c: byRows ? c + lo * ldc : c + lo, ldc: ldc)
             }
             return
         }
@@ -68,13 +63,8 @@ public enum GEMM {
             }
             return
         }
-        cblas_sgemm(
-            CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
-        #else
-        naiveGEMM(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                  a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-        #endif
+        BLASLibrary.callSgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                              a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
     }
 
     /// `y = A x` for a row-major `[m, n]` matrix A with row stride `lda` (BLAS `sgemv`, no transpose, beta 0).
@@ -85,12 +75,7 @@ public enum GEMM {
                              y: UnsafeMutablePointer<Float>) {
         if m == 0 { return }
         if n == 0 { y.update(repeating: 0, count: m); return }
-        #if canImport(Accelerate) || canImport(CBLAS)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(n), 1, a, Int32(lda), x, 1, 0, y, 1)
-        #else
-        naiveGEMM(transposeA: false, transposeB: false, m: m, n: 1, k: n, alpha: 1, a: a, lda: lda, b: x, ldb: 1,
-                  beta: 0, c: y, ldc: 1)
-        #endif
+        BLASLibrary.callSgemv(m: m, n: n, a: a, lda: lda, x: x, y: y)
     }
 
     /// Reference triple loop with Double accumulation, same contract as `sgemm`.

@@ -58,7 +58,10 @@ public final class BufferPool: @unchecked Sendable {
             systemAllocations += 1
             lock.unlock()
         }
-        return UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+        // 64-byte aligned (a cache line, an AVX-512 vector): BLAS kernels take the same paths whatever the address,
+        // which MKL's run-to-run reproducibility asks for.
+        return UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: capacity)
     }
 
     func give(_ pointer: UnsafeMutablePointer<Float>, count: Int) {

@@ -19,6 +19,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "distill_online: teacher and student take turns, each on every thread (default: the teacher runs one batch ahead on its own thread, as in distill distill).")
     var noTeacherOverlap = false
     @Option(help: .hidden) var phase: String?
+    @OptionGroup var blasOptions: BLASOptions
 
     func run() throws {
         var options = BenchmarkOptions()
@@ -28,6 +29,7 @@ struct Bench: ParsableCommand {
         options.maxBatches = maxBatches ?? (quick ? 20 : nil)
         options.dataDirectory = dataDir
         options.overlapTeacher = !noTeacherOverlap
+        options.blas = try blasOptions.apply().rawValue
         if let phase {
             // A child: one phase in this process, one JSON line on stdout.
             if phase == "scaling" {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Distillation
 import Datasets
+import TensorCore
 
 /// The shared body of `train` and `distill`: resumable training with Ctrl-C handling, then the atomic write of the
 /// model and the report.
@@ -18,6 +19,7 @@ struct ResumableRun {
     func prepare() throws -> (TrainingConfiguration, URL, (train: LabeledDataset, test: LabeledDataset)) {
         let configuration = try options.configuration()
         try DataLocation.checkOutput(output, force: force)
+        try options.blasOptions.apply()
         let stateURL = try resumeOptions.checkStateFile(output: output)
         return (configuration, stateURL, try DataLocation.loadMNIST(options.dataDir))
     }
@@ -46,11 +48,13 @@ struct ResumableRun {
             try resumeOptions.exitInterrupted(epoch: epoch, batch: batch, signal: interrupts.signal)
         case .finished(var result):
             for (k, v) in metadata { result.extraMetadata[k] = v }
+            result.extraMetadata["blas"] = BLASLibrary.active.rawValue
             try result.checkpoint(role: role).write(to: URL(fileURLWithPath: output), overwrite: force)
             try? FileManager.default.removeItem(at: stateURL)
             let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test, teacher: metricsTeacher)
             var fields = try metricsFields(metrics)
             for (k, v) in extra { fields[k] = v }
+            fields["blas"] = BLASLibrary.active.rawValue
             try result.printSummary(json: json, output: output, extra: fields)
         }
     }

@@ -24,6 +24,7 @@ public struct BenchmarkDriver {
         if let m = options.maxBatches { a += ["--max-batches", String(m)] }
         if let d = options.dataDirectory { a += ["--data-dir", d] }
         if !options.overlapTeacher { a.append("--no-teacher-overlap") }
+        a += ["--blas", options.blas]
         return a
     }
 
@@ -100,6 +101,8 @@ public struct BenchmarkDriver {
         let peak = BenchmarkPhases.sgemmPeak(size: 2048, repeats: options.quick ? 2 : 4)
         report["sgemm_peak_gflops"] = peak
         report["blas_core"] = BLASKernel.coreName ?? "none"
+        report["blas"] = BLASLibrary.active.rawValue
+        report["blas_summary"] = BLASLibrary.summary
         report["teacher_overlap"] = options.overlapTeacher
         var python: String? = nil, script: String? = nil
         if runTorch {
@@ -165,8 +168,9 @@ public struct BenchmarkDriver {
         let peak = d(report["sgemm_peak_gflops"]) ?? .nan
         var out = ""
         let loads = (report["loadavg_start"] as? [Double]) ?? []
-        out += String(format: "threads %d, OpenBLAS core %@, sgemm peak %.1f GFLOP/s (2048^3), load average at start %@\n",
-                      (report["threads"] as? Int) ?? 0, (report["blas_core"] as? String) ?? "?", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
+        out += String(format: "threads %d, BLAS %@, sgemm peak %.1f GFLOP/s (2048^3), load average at start %@\n",
+                      (report["threads"] as? Int) ?? 0,
+                      (report["blas_summary"] as? String) ?? "OpenBLAS (\((report["blas_core"] as? String) ?? "?") kernels)", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
         if report["quick"] as? Bool == true {
             out += "--quick: each training epoch is the first \(report["max_batches"] as? Int ?? 20) batches, timed and scaled to 60,000 examples\n"
         }

@@ -15,6 +15,8 @@ public struct BenchmarkOptions: Codable, Sendable {
     public var dataDirectory: String? = nil
     /// Run an online teacher one batch ahead on its own thread (as `distill distill` does by default).
     public var overlapTeacher = true
+    /// The BLAS library (`BLASLibrary.Choice` raw value) every child process selects; the driver selects it too.
+    public var blas = "openblas"
     public init() {}
 }
 

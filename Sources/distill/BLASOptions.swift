@@ -1,0 +1,32 @@
+import ArgumentParser
+import Foundation
+import TensorCore
+
+extension BLASLibrary.Choice: ExpressibleByArgument {}
+
+/// `--blas`: which BLAS library runs the matrix products (see `BLASLibrary`), shared by every command that computes.
+struct BLASOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "BLAS for matrix products: openblas (linked; the default), mkl (Intel oneMKL, loaded at run time from libmkl_rt: Debian non-free's libmkl-rt, or pip's mkl with DISTILL_MKL=/path/libmkl_rt.so.2), or auto (mkl when it loads, else openblas). Default: $DISTILL_BLAS, else openblas. Results differ between libraries in the last bits.",
+        valueName: "library"))
+    var blas: BLASLibrary.Choice?
+
+    /// The choice from the flag, else `DISTILL_BLAS`, else OpenBLAS.
+    func choice() throws -> BLASLibrary.Choice {
+        if let blas { return blas }
+        do { return try BLASLibrary.choiceFromEnvironment() ?? .openblas } catch { throw ValidationError("\(error)") }
+    }
+
+    /// Loads the chosen library before any product runs (an error names the flag and what to install) and says on
+    /// stderr when it is not the default.
+    @discardableResult
+    func apply() throws -> BLASLibrary.Active {
+        let choice = try choice()
+        let active: BLASLibrary.Active
+        do { active = try BLASLibrary.select(choice) } catch { throw ValidationError("--blas \(choice.rawValue): \(error)") }
+        if active == .mkl || choice != .openblas {
+            FileHandle.standardError.write(Data("BLAS: \(BLASLibrary.summary)\n".utf8))
+        }
+        return active
+    }
+}
