@@ -231,4 +231,50 @@ final class CLITests: XCTestCase {
         let threads = try runDistill(["evaluate", good.path, "--data-dir", dataDirectory.path, "--threads", "0"], in: directory)
         assertCleanFailure(threads, naming: "--threads", "evaluate --threads 0")
     }
+
+    /// `--blas mkl` without MKL fails before any work, naming the flag and what to install, and writes nothing;
+    /// a bad DISTILL_BLAS names the variable; `--blas openblas` wins over the variable.
+    func testBLASChoiceErrors() throws {
+        let out = path("blas.safetensors")
+        let missing = try runDistill(["train", "--hidden", "32", "--epochs", "1", "--batch-size", "32", "--threads", "1",
+                                      "--data-dir", dataDirectory.path, "--output", out, "--blas", "mkl"],
+                                     in: directory, environment: ["DISTILL_MKL": "/nonexistent/libmkl_rt.so"])
+        assertCleanFailure(missing, naming: "--blas mkl")
+        XCTAssertTrue(missing.stderr.contains("/nonexistent/libmkl_rt.so"), missing.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        let bad = try runDistill(["train", "--hidden", "32", "--epochs", "1", "--data-dir", dataDirectory.path, "--output", out],
+                                 in: directory, environment: ["DISTILL_BLAS": "cublas"])
+        assertCleanFailure(bad, naming: "DISTILL_BLAS=cublas")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+        let unknown = try train(["--blas", "atlas"], output: out)
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("--blas"), unknown.stderr)
+        let overridden = try runDistill(["train", "--hidden", "32", "--epochs", "1", "--batch-size", "32", "--threads", "1",
+                                         "--data-dir", dataDirectory.path, "--output", out, "--blas", "openblas", "--json"],
+                                        in: directory, environment: ["DISTILL_BLAS": "cublas"])
+        XCTAssertEqual(overridden.status, 0, overridden.stderr)
+        XCTAssertEqual(try json(overridden.stdout)["blas"] as? String, "openblas")
+    }
+
+    /// With MKL installed: `--blas mkl` trains, says so on stderr and in the report and the model's metadata, and
+    /// gives the same weights twice (skipped without MKL).
+    func testTrainWithMKLIsReproducible() throws {
+        var files: [Data] = []
+        for run in 0..<2 {
+            let out = path("mkl-\(run).safetensors")
+            let result = try runDistill(["train", "--hidden", "64", "--epochs", "1", "--batch-size", "32", "--threads", "2",
+                                         "--data-dir", dataDirectory.path, "--output", out, "--blas", "mkl", "--json"],
+                                        in: directory)
+            if result.status != 0 && result.stderr.contains("MKL could not be loaded") {
+                throw XCTSkip("MKL not installed")
+            }
+            XCTAssertEqual(result.status, 0, result.stderr)
+            XCTAssertTrue(result.stderr.contains("BLAS: MKL"), result.stderr)
+            XCTAssertEqual(try json(result.stdout)["blas"] as? String, "mkl")
+            let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: out))
+            XCTAssertEqual(checkpoint.metadata["blas"], "mkl")
+            files.append(try Data(contentsOf: URL(fileURLWithPath: out)))
+        }
+        XCTAssertEqual(files[0], files[1], "same seed and --blas mkl, different weights")
+    }
 }

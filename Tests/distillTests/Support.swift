@@ -78,7 +78,7 @@ func distillExecutable() throws -> URL {
 }
 
 /// Runs `distill` with `arguments` in `directory`, capturing stdout and stderr through files.
-func runDistill(_ arguments: [String], in directory: URL) throws -> CommandResult {
+func runDistill(_ arguments: [String], in directory: URL, environment extra: [String: String] = [:]) throws -> CommandResult {
     let executable = try distillExecutable()
     let process = Process()
     process.executableURL = executable
@@ -86,6 +86,7 @@ func runDistill(_ arguments: [String], in directory: URL) throws -> CommandResul
     process.currentDirectoryURL = directory
     var environment = ProcessInfo.processInfo.environment
     environment["DISTILL_DATA_DIR"] = nil
+    for (k, v) in extra { environment[k] = v }
     process.environment = environment
     let out = directory.appendingPathComponent(".stdout-\(UUID().uuidString)")
     let err = directory.appendingPathComponent(".stderr-\(UUID().uuidString)")
