@@ -6,6 +6,7 @@ from minute to minute, the per-pair ratio (two processes a few seconds apart) is
 
     swift build -c release
     python3 Scripts/interleaved_bench.py --pairs 5 --phases student,distill_online,inference
+    python3 Scripts/interleaved_bench.py --blas openblas,mkl    # ours on each library, one torch run per pair
 """
 import argparse
 import json
@@ -26,8 +27,9 @@ def seconds(report):
     for key in ("seconds_per_epoch", "secondsPerEpoch", "seconds_per_pass", "secondsPerPass"):
         if report.get(key) is not None:
             return report[key]
-    if report.get("latency_milliseconds") is not None:
-        return report["latency_milliseconds"] / 1e3
+    for key in ("latency_milliseconds", "latency_ms"):
+        if report.get(key) is not None:
+            return report[key] / 1e3
     raise KeyError(f"no timing in {report}")
 
 
@@ -38,6 +40,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--distill", default=str(ROOT / ".build/release/distill"))
+    p.add_argument("--blas", default="openblas", help="comma-separated `distill --blas` libraries to time in every pair")
     p.add_argument("--json-output", help="also write every measurement here")
     args = p.parse_args()
     common = ["--phase", None, "--json", "--threads", str(args.threads), "--epochs", str(args.epochs)]
@@ -45,25 +48,30 @@ def main():
     for phase in args.phases.split(","):
         common[1] = phase
         rows = []
+        libraries = args.blas.split(",")
+        sides = [f"ours-{b}" for b in libraries] + ["torch"]
         for i in range(args.pairs):
-            # Alternate who goes first so a drift within a pair does not always favour one side.
-            order = ["ours", "torch"] if i % 2 == 0 else ["torch", "ours"]
+            # Rotate who goes first so a drift within a pair does not always favour one side.
+            order = sides[i % len(sides):] + sides[:i % len(sides)]
             pair = {}
             for side in order:
-                if side == "ours":
-                    pair[side] = seconds(run([args.distill, "bench"] + common))
+                if side.startswith("ours-"):
+                    pair[side] = seconds(run([args.distill, "bench"] + common + ["--blas", side[5:]]))
                 else:
                     pair[side] = seconds(run([sys.executable, "Scripts/torch_bench.py"] + common + ["--data-dir", "Data/mnist"]))
-            pair["ratio"] = pair["ours"] / pair["torch"]
+            for side in sides[:-1]:
+                pair["ratio-" + side[5:]] = pair[side] / pair["torch"]
             rows.append(pair)
-            print(f"{phase} pair {i + 1}: ours {pair['ours']:.4f} s, torch {pair['torch']:.4f} s, ratio {pair['ratio']:.3f}", flush=True)
-        summary = {key: statistics.median(r[key] for r in rows) for key in ("ours", "torch", "ratio")}
-        summary["ratio_range"] = [min(r["ratio"] for r in rows), max(r["ratio"] for r in rows)]
+            print(f"{phase} pair {i + 1}: " + ", ".join(f"{k} {v:.5g}" for k, v in pair.items()), flush=True)
+        summary = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        for b in libraries:
+            summary["range-" + b] = [min(r["ratio-" + b] for r in rows), max(r["ratio-" + b] for r in rows)]
         results[phase] = {"pairs": rows, "median": summary}
-        print(f"{phase}: median ours {summary['ours']:.4f} s, torch {summary['torch']:.4f} s, median ratio "
-              f"{summary['ratio']:.3f} (range {summary['ratio_range'][0]:.3f}-{summary['ratio_range'][1]:.3f})", flush=True)
+        print(f"{phase} medians: " + ", ".join(f"{k} {v:.5g}" for k, v in summary.items() if not k.startswith("range"))
+              + "; ratio ranges " + ", ".join(f"{b} {summary['range-' + b][0]:.3f}-{summary['range-' + b][1]:.3f}" for b in libraries),
+              flush=True)
     if args.json_output:
-        Path(args.json_output).write_text(json.dumps({"threads": args.threads, "epochs": args.epochs,
+        Path(args.json_output).write_text(json.dumps({"threads": args.threads, "epochs": args.epochs, "blas": libraries,
                                                       "pairs": args.pairs, "phases": results}, indent=1))
 
 
