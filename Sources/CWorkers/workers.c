@@ -18,6 +18,8 @@ static int helper_count;                // helpers started (under run_lock)
 static atomic_int spin_ns = 200000;
 static unsigned start_generation[MAX_HELPERS]; // the generation before a helper's first task (set before it starts)
 static _Thread_local int inside_task;          // set while this thread runs a part: nested calls run inline
+static atomic_int lent;                        // cores lent to work beside the tasks (distill_workers_lend)
+static _Thread_local int alone_depth;          // distill_thread_alone_push depth
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -45,7 +47,7 @@ static void *helper_main(void *arg) {
             cpu_relax();
             if ((++spins & 255) != 0) continue;
             if (spins > 4096) sched_yield();  // let a runnable thread have this core when they are oversubscribed
-            if (now_ns() > deadline) {
+            if (now_ns() > deadline || atomic_load_explicit(&lent, memory_order_relaxed) > 0) {
                 pthread_mutex_lock(&sleep_lock);
                 while (atomic_load_explicit(&generation, memory_order_acquire) == seen)
                     pthread_cond_wait(&wake, &sleep_lock);
@@ -65,7 +67,7 @@ static void *helper_main(void *arg) {
 
 int distill_workers_run(int parts, distill_task_fn task, void *context) {
     if (parts > MAX_HELPERS + 1) parts = MAX_HELPERS + 1;
-    if (parts <= 1 || inside_task) {
+    if (parts <= 1 || inside_task || atomic_load_explicit(&lent, memory_order_acquire) > 0) {
         // A task that starts another (from any of its parts) would wait for helpers busy with itself: run it here.
         for (int p = 0; p < (parts < 1 ? 1 : parts); p++) task(context, p);
         return parts < 1 ? 1 : parts;
@@ -107,6 +109,16 @@ int distill_workers_run(int parts, distill_task_fn task, void *context) {
     pthread_mutex_unlock(&run_lock);
     return parts;
 }
+
+void distill_workers_lend(int delta) { atomic_fetch_add_explicit(&lent, delta, memory_order_acq_rel); }
+
+int distill_workers_lent(void) { return atomic_load_explicit(&lent, memory_order_acquire); }
+
+void distill_thread_alone_push(void) { alone_depth += 1; }
+
+void distill_thread_alone_pop(void) { if (alone_depth > 0) alone_depth -= 1; }
+
+int distill_thread_is_alone(void) { return alone_depth > 0; }
 
 void distill_workers_set_spin(int spin_microseconds) {
     atomic_store_explicit(&spin_ns, spin_microseconds < 0 ? 0 : spin_microseconds * 1000, memory_order_relaxed);

@@ -51,10 +51,7 @@ public final class Variable {
     public func zeroGradient() { grad = nil }
 
     /// Back-propagates from this variable. With no `seed` the variable must hold one element and the seed is 1.
-    /// - Parameter beforeLastRule: called once, just before the last backward rule runs (for an MLP: the first
-    ///   layer's weight gradient). The trainer uses it to wait for the teacher's pass on the other thread and give
-    ///   that last product every thread; the choice depends on the graph alone, so results stay reproducible.
-    public func backward(seed: Tensor? = nil, beforeLastRule: (() -> Void)? = nil) {
+    public func backward(seed: Tensor? = nil) {
         let seed = seed ?? {
             precondition(value.count == 1, "backward() without a seed needs a scalar, got shape \(value.shape)")
             return Tensor(shape: value.shape, repeating: 1)
@@ -76,8 +73,6 @@ public final class Variable {
         }
 
         pendingGrad = seed
-        // `order` runs leaves first; it is walked from the end, so the last rule to run is the first in `order`.
-        let lastRule = beforeLastRule == nil ? nil : order.firstIndex { !$0.isLeaf && $0.backwardRule != nil }
         for index in order.indices.reversed() {
             let node = order[index]
             guard let upstream = node.pendingGrad else { continue }
@@ -87,7 +82,6 @@ public final class Variable {
                 continue
             }
             guard let rule = node.backwardRule else { continue }  // graph already freed by an earlier backward
-            if index == lastRule { beforeLastRule?() }
             let parentGrads = rule(upstream)
             for (parent, g) in zip(node.parents, parentGrads) where parent.requiresGrad {
                 guard let g else { continue }

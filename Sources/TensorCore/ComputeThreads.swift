@@ -11,8 +11,28 @@ import CBLAS
 public enum ComputeThreads {
     nonisolated(unsafe) private static var current = 1
 
-    /// The number of threads in use.
-    public static var count: Int { current }
+    /// The number of threads the calling thread may use: `set`'s count, or 1 inside `alone`.
+    public static var count: Int { distill_thread_is_alone() != 0 ? 1 : current }
+
+    /// Runs `body` with `count` reading 1 on the calling thread only (other threads keep theirs): the trainer's
+    /// teacher pass beside the student's step. Nests.
+    public static func alone<R>(_ body: () throws -> R) rethrows -> R {
+        distill_thread_alone_push()
+        defer { distill_thread_alone_pop() }
+        return try body()
+    }
+
+    /// Lends one core to work running beside the compute threads (call `returnLentCore()` when it ends): meanwhile
+    /// `onWorkers` (and with it split products and, on the helpers, `parallelFor`) runs its parts one after another
+    /// on the calling thread, and idle helpers stop spinning. The parts and their results are the same either way,
+    /// so what runs in parallel can change with timing while the arithmetic does not.
+    public static func lendCore() { distill_workers_lend(1) }
+
+    /// Ends `lendCore`.
+    public static func returnLentCore() { distill_workers_lend(-1) }
+
+    /// Cores lent now (`lendCore`).
+    public static var lentCores: Int { Int(distill_workers_lent()) }
 
     /// Whether compute threads flush denormal floats to zero (FTZ and DAZ), on by default.
     ///
@@ -37,7 +57,7 @@ public enum ComputeThreads {
     /// that drives BLAS, as every caller here does.
     public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
         let saved = current
-        guard saved > 1 else { return try body() }
+        guard count > 1 else { return try body() }
         current = 1
         let openBLAS = BLASLibrary.active == .openblas
         #if canImport(CBLAS)
@@ -79,7 +99,8 @@ public enum ComputeThreads {
     /// Runs `body(part)` for part in `0..<parts` at the same time: part 0 on the calling thread, the others on
     /// persistent helper threads that spin briefly between tasks (`CWorkers`), so a short task (one layer of a
     /// single-image forward pass) starts in about a microsecond where `DispatchQueue.concurrentPerform` needs a
-    /// thread wake-up. Helpers flush denormals like the caller. Calls are serialised process-wide.
+    /// thread wake-up. Helpers flush denormals like the caller. Calls are serialised process-wide. While a core is
+    /// lent (`lendCore`), the parts run in order on the calling thread.
     public static func onWorkers(parts: Int, _ body: (Int) -> Void) {
         guard parts > 1 else { body(0); return }
         withoutActuallyEscaping(body) { body in

@@ -17,9 +17,10 @@ struct ResumableRun {
 
     /// Checks flags and files before any work; returns the configuration, the state file and the data.
     func prepare() throws -> (TrainingConfiguration, URL, (train: LabeledDataset, test: LabeledDataset)) {
-        let configuration = try options.configuration()
+        var configuration = try options.configuration()
         try DataLocation.checkOutput(output, force: force)
         try options.blasOptions.apply()
+        configuration.blas = TrainingConfiguration.activeBLAS
         let stateURL = try resumeOptions.checkStateFile(output: output)
         return (configuration, stateURL, try DataLocation.loadMNIST(options.dataDir))
     }

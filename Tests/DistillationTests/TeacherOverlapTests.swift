@@ -36,6 +36,33 @@ final class ProbeTeacher: Teacher {
     }
 }
 
+/// A model teacher that sleeps before answering: `delays` microseconds in turn (cycled), so the student's split
+/// products meet the teacher busy or done at different points of each step.
+final class DelayTeacher: Teacher {
+    let base: ModelTeacher
+    let delays: [UInt32]
+    private var call = 0
+
+    init(model: Sequential, delays: [UInt32]) {
+        base = ModelTeacher(model: model)
+        self.delays = delays
+    }
+
+    var classCount: Int { base.classCount }
+    var identity: String { base.identity }
+    var computesPerBatch: Bool { true }
+
+    func softTargets(batch images: Tensor, indices: [Int], temperature: Float) throws -> Tensor {
+        if !delays.isEmpty { usleep(delays[call % delays.count]) }
+        call += 1
+        return try base.softTargets(batch: images, indices: indices, temperature: temperature)
+    }
+
+    func logits(batch images: Tensor, indices: [Int]) throws -> Tensor {
+        try base.logits(batch: images, indices: indices)
+    }
+}
+
 /// The online teacher runs one batch ahead on a second thread (`TrainingConfiguration.overlapTeacher`): it must see
 /// exactly the batches, in the order, that the student trains on, and leave resumes and errors as without overlap.
 final class TeacherOverlapTests: XCTestCase {
@@ -78,6 +105,33 @@ final class TeacherOverlapTests: XCTestCase {
         XCTAssertEqual(results[1].threads.count, 27)
         XCTAssertEqual(results[1].threads.filter { $0 == "main" }.count, 3, "\(results[1].threads)")
         XCTAssertEqual(ComputeThreads.count, 2, "run() must restore the thread count")
+    }
+
+    /// With layers big enough to split (64 x 128 x 144 products), the student's parts run in turn on one core while
+    /// the teacher works and on both cores once it is done, at points that depend on timing. The parts never do, so
+    /// a teacher that answers at once, one that is slower than the whole step, and one that varies give the same
+    /// bits.
+    func testOverlapIsExactWhateverTheTeacherTiming() throws {
+        let data = try ResumeData.dataset(count: 320, features: 144, classes: 10, imageSide: 12)
+        var g = RandomGenerator(seed: 5)
+        let teacherModel = Sequential(specifications: [.linear(inputCount: 144, outputCount: 160), .relu,
+                                                       .linear(inputCount: 160, outputCount: 10)], generator: &g)
+        var c = configuration(overlap: true)
+        c.hidden = [128, 96]
+        c.batchSize = 64
+        c.epochs = 2
+        var runs: [[[UInt32]]] = []
+        for delays: [UInt32] in [[], [3000], [0, 1500, 200, 4000, 50]] {
+            let trainer = try Trainer(configuration: c, train: data, validation: nil,
+                                      objective: try objective(DelayTeacher(model: teacherModel, delays: delays)),
+                                      progress: ProgressReporter(enabled: false))
+            try trainer.run()
+            runs.append(ResumeData.bits(trainer.model))
+            XCTAssertEqual(ComputeThreads.lentCores, 0)
+            XCTAssertFalse(ComputeThreads.splitsProducts)
+        }
+        XCTAssertEqual(runs[0], runs[1], "a slow teacher changed the student's bits")
+        XCTAssertEqual(runs[0], runs[2], "a teacher of varying speed changed the student's bits")
     }
 
     /// A stop (Ctrl-C) while the next batch's teacher pass is in flight saves the state of the batch just trained,

@@ -115,30 +115,4 @@ final class LayerTests: XCTestCase {
         XCTAssertLessThan(last, 0.05)
         XCTAssertEqual(model.infer(x.value).argmax(axis: 1), labels)
     }
-
-    /// `backward(beforeLastRule:)` runs its closure once, before the first layer's weight gradient (the last rule of
-    /// an MLP); the gradients are those of a plain backward.
-    func testBackwardCallsHookBeforeTheLastRule() {
-        var g = RandomGenerator(seed: 31)
-        let model = Sequential(specifications: [.linear(inputCount: 6, outputCount: 5), .relu,
-                                                .linear(inputCount: 5, outputCount: 3)], generator: &g)
-        let x = Tensor.normal([4, 6], generator: &g)
-        var context = ForwardContext(training: true, generator: g)
-        let first = model.linearLayers[0]
-
-        model.zeroGradients()
-        sum(model(Variable(x), context: &context)).backward()
-        let plain = model.parameters.map { $0.grad?.scalars ?? [] }
-
-        model.zeroGradients()
-        var calls = 0
-        var seenFirst = true
-        sum(model(Variable(x), context: &context)).backward(beforeLastRule: {
-            calls += 1
-            seenFirst = first.weight.grad != nil
-        })
-        XCTAssertEqual(calls, 1)
-        XCTAssertFalse(seenFirst, "the first layer's weight gradient comes after the hook")
-        XCTAssertEqual(model.parameters.map { $0.grad?.scalars ?? [] }, plain)
-    }
 }

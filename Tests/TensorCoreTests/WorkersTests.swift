@@ -60,4 +60,48 @@ final class WorkersTests: XCTestCase {
             for (u, v) in zip(fast, slow) { XCTAssertEqual(u, v, accuracy: 1e-4 * Float(n).squareRoot(), "m \(m) n \(n)") }
         }
     }
+
+    /// While a core is lent (`lendCore`), every part runs on the calling thread, in order, and the products split
+    /// over the helpers give the same bits as when the parts run in parallel.
+    func testLentCoreRunsPartsInOrderOnTheCaller() {
+        let caller = pthread_self()
+        ComputeThreads.lendCore()
+        var order: [Int] = []
+        var onCaller = true
+        ComputeThreads.onWorkers(parts: 4) { p in
+            order.append(p)
+            onCaller = onCaller && pthread_equal(pthread_self(), caller) != 0
+        }
+        XCTAssertEqual(order, [0, 1, 2, 3])
+        XCTAssertTrue(onCaller)
+        var rng = RandomGenerator(seed: 9)
+        let a = Tensor.normal([128, 300], generator: &rng), b = Tensor.normal([300, 200], generator: &rng)
+        ComputeThreads.set(1)
+        ComputeThreads.beginSplitProducts(threads: 2)
+        let serial = a.matmul(b)
+        ComputeThreads.returnLentCore()
+        XCTAssertEqual(ComputeThreads.lentCores, 0)
+        let parallel = a.matmul(b)
+        ComputeThreads.endSplitProducts()
+        XCTAssertEqual(serial.scalars.map(\.bitPattern), parallel.scalars.map(\.bitPattern))
+        testPartsRunConcurrently()   // and the helpers are back
+    }
+
+    /// `alone`: `count` reads 1 on the calling thread only (nested too), other threads keep the set count.
+    func testAloneIsPerThread() {
+        ComputeThreads.set(2)
+        defer { ComputeThreads.set(1) }
+        ComputeThreads.alone {
+            XCTAssertEqual(ComputeThreads.count, 1)
+            ComputeThreads.alone { XCTAssertEqual(ComputeThreads.count, 1) }
+            XCTAssertEqual(ComputeThreads.count, 1)
+            final class Box: @unchecked Sendable { var count = 0 }
+            let other = Box()
+            let done = DispatchSemaphore(value: 0)
+            Thread.detachNewThread { other.count = ComputeThreads.count; done.signal() }
+            done.wait()
+            XCTAssertEqual(other.count, 2)
+        }
+        XCTAssertEqual(ComputeThreads.count, 2)
+    }
 }

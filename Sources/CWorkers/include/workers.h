@@ -15,4 +15,15 @@ int distill_workers_run(int parts, distill_task_fn task, void *context);
 
 /// How long helpers spin between tasks before sleeping (default 200 microseconds; 0 = sleep at once).
 void distill_workers_set_spin(int spin_microseconds);
+
+/// Cores lent to work beside the parallel tasks (the trainer's teacher overlap): `delta` +1 when such work starts,
+/// -1 when it ends. While any are lent, `distill_workers_run` runs every part on the calling thread, in order (same
+/// results: parts are independent), and spinning helpers go to sleep, so the lent core is left to that work.
+void distill_workers_lend(int delta);
+int distill_workers_lent(void);
+
+/// Marks the calling thread as one that must not split work over threads (1) or clears the mark (0); nests.
+void distill_thread_alone_push(void);
+void distill_thread_alone_pop(void);
+int distill_thread_is_alone(void);
 #endif

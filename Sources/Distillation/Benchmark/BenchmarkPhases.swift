@@ -178,24 +178,16 @@ public enum BenchmarkPhases {
         }
 
         /// One step on `images` with the objective's `prepared` part (nil: computed inside). With `background`
-        /// (the teacher overlap, as in `Trainer.step`) the backward pass joins it before its last rule and the rest
-        /// of the step runs on `threads` with split products; returns the background work's result.
+        /// (the teacher overlap, as in `Trainer.step`) the step ends by collecting its result and returns it.
         @discardableResult
-        func step(_ batch: Batch, images: Tensor, prepared: Tensor?, joining background: BackgroundWork? = nil,
-                  threads: Int = 1) throws -> Tensor? {
+        func step(_ batch: Batch, images: Tensor, prepared: Tensor?, joining background: BackgroundWork? = nil) throws -> Tensor? {
             model.zeroGradients()
             let logits = model(Variable(images), context: &context)
             let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
-            var next: Result<Tensor?, Error> = .success(nil)
-            if let background {
-                next = background.backward(loss, joiningWithThreads: threads)
-            } else {
-                loss.backward()
-            }
-            defer { if background != nil { ComputeThreads.endSplitProducts() } }
+            loss.backward()
             optimizer.step(parameters)
             if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) } }
-            return try next.get()
+            return try background?.wait()
         }
     }
 
@@ -242,19 +234,25 @@ public enum BenchmarkPhases {
         var times: [Double] = []
         var timedBatches = 0
         var allocations: [Int] = []
-        // As `Trainer.run`: an online teacher runs one batch ahead on its own thread (each side on one BLAS thread).
+        // As `Trainer.run`: an online teacher runs one batch ahead on the second core while the student's products are
+        // split (parts in turn on one core while the teacher runs, on both once it is done).
         let overlap = TrainingConfiguration.overlapsTeacher(enabled: options.overlapTeacher, threads: options.threads,
                                                             computingPerBatch: stepper.objective.preparesInBackground)
         let background = BackgroundWork()
-        if overlap { ComputeThreads.set(1) }
-        defer { background.cancel(); ComputeThreads.set(options.threads) }
+        if overlap {
+            ComputeThreads.set(1)
+            ComputeThreads.beginSplitProducts(threads: options.threads)
+        }
+        defer { background.cancel(); ComputeThreads.endSplitProducts(); ComputeThreads.set(options.threads) }
         for _ in 0..<Swift.max(1, options.epochs) {
             iterator.startNextEpoch()
             let allocationsBefore = BufferPool.shared.systemAllocations
             let start = DispatchTime.now().uptimeNanoseconds
             var done = 0, batches = 0
             var current = iterator.next().map { ($0, stepper.images(for: $0)) }
-            var prepared = try current.flatMap { overlap ? try stepper.objective.prepare(batch: $0.0, images: $0.1) : nil }
+            var prepared = try current.flatMap { first in
+                overlap ? try ComputeThreads.alone { try stepper.objective.prepare(batch: first.0, images: first.1) } : nil
+            }
             while let (batch, images) = current {
                 batches += 1
                 let last = options.maxBatches.map { batches >= $0 } ?? false
@@ -263,8 +261,7 @@ public enum BenchmarkPhases {
                     let objective = stepper.objective
                     background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
                 }
-                prepared = try stepper.step(batch, images: images, prepared: prepared,
-                                            joining: overlap ? background : nil, threads: options.threads)
+                prepared = try stepper.step(batch, images: images, prepared: prepared, joining: overlap ? background : nil)
                 done += batch.count
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

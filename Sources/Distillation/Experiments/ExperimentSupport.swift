@@ -44,6 +44,7 @@ public struct ExperimentContext {
                             makeObjective: ([Int]?) throws -> TrainingObjective) throws -> TrainedModel {
         var configuration = configuration
         configuration.threads = threads
+        configuration.blas = TrainingConfiguration.activeBLAS
         let test = test ?? data.test
         // Sorted keys: JSONEncoder's key order otherwise varies from process to process (hash seeding), which
         // changed the cache file name on every run and retrained every model.

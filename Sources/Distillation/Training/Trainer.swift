@@ -103,19 +103,24 @@ public final class Trainer {
         let linears = model.linearLayers
         let batchesPerEpoch = iterator.batchesPerEpoch
         // With two threads and an online teacher (one that runs a model per batch), the teacher's forward pass for
-        // batch i + 1 runs on the second thread while the student trains on batch i, each on one BLAS thread; the
-        // student's first-layer weight gradient and update, after the teacher is done, use both (split products).
+        // batch i + 1 runs on the second core (`BackgroundWork`, one thread) while the student trains on batch i
+        // with split products (single-threaded BLAS calls on parts of each product): their parts run one after
+        // another on the student's core while the teacher runs, and on both cores once it is done.
         let overlap = configuration.overlapsTeacher(computingPerBatch: objective.preparesInBackground)
         let background = BackgroundWork()
         defer {
             background.cancel()
+            ComputeThreads.endSplitProducts()
             ComputeThreads.set(configuration.threads)
         }
         while epoch < configuration.epochs {
             let epochStart = Date()
             let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.learningRate)
             optimizer.learningRate = rate
-            if overlap { ComputeThreads.set(1) }
+            if overlap {
+                ComputeThreads.set(1)   // BLAS's own pool at one thread: both cores call it
+                ComputeThreads.beginSplitProducts(threads: configuration.threads)
+            }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
             var pending: (batch: Batch, images: Tensor)? = nil
             var pendingPrepared: Tensor? = nil
@@ -127,7 +132,8 @@ public final class Trainer {
                 } else {
                     guard let next = nextBatch() else { break }
                     (batch, images) = next
-                    prepared = overlap ? try objective.prepare(batch: batch, images: images) : nil
+                    // As on the other thread (one thread, whole products), so every batch's targets round alike.
+                    prepared = overlap ? try ComputeThreads.alone { try objective.prepare(batch: batch, images: images) } : nil
                 }
                 // The run's state after this batch is taken: what progress, checkpoints and a stop see. With the
                 // overlap the iterator and jitter stream run one batch ahead meanwhile.
@@ -174,6 +180,7 @@ public final class Trainer {
                 iterator = aheadIterator
                 jitterGenerator = aheadJitter
             }
+            ComputeThreads.endSplitProducts()
             ComputeThreads.set(configuration.threads)
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
@@ -201,9 +208,8 @@ public final class Trainer {
     }
 
     /// One optimisation step on `batch` (forward, loss, backward, clipping, update, max-norm). With `background`
-    /// (the teacher overlap), the step joins the teacher's pass for the next batch just before the last backward
-    /// rule (the first layer's weight gradient) and runs the rest on every thread with split products; where that
-    /// happens depends on the graph alone, so runs stay reproducible. `position` (batches taken) is for messages.
+    /// (the teacher overlap), the teacher's pass for the next batch runs meanwhile and the step ends by collecting
+    /// it (`nextPrepared`, or `teacherFailure`). `position` (batches taken) is for messages.
     func step(batch: Batch, images: Tensor, prepared: Tensor?, context: inout ForwardContext, joining background: BackgroundWork?,
               parameters: [Variable], linears: [Linear], position: Int) throws -> StepOutcome {
         model.zeroGradients()
@@ -214,19 +220,17 @@ public final class Trainer {
             throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(position); lower --learning-rate or enable --clip-grad-norm")
         }
         var outcome = StepOutcome(loss: value, parts: parts)
-        if let background {
-            switch background.backward(loss, joiningWithThreads: configuration.threads) {
-            case .success(let next): outcome.nextPrepared = next
-            case .failure(let error): outcome.teacherFailure = error
-            }
-        } else {
-            loss.backward()
-        }
-        defer { if background != nil { ComputeThreads.endSplitProducts() } }
+        loss.backward()
         if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
         optimizer.step(parameters)
         if let maxNorm = configuration.maxNorm {
             for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
+        }
+        if let background {
+            switch Result(catching: { try background.wait() }) {
+            case .success(let next): outcome.nextPrepared = next
+            case .failure(let error): outcome.teacherFailure = error
+            }
         }
         return outcome
     }

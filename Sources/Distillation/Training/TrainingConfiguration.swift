@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 import NeuralNet
 import Optimizers
 
@@ -38,6 +39,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// thread. Both are reproducible; they can differ in the last bits.
     /// nil means on (the default; optional so that state files written before this setting still load).
     public var overlapTeacher: Bool? = nil
+    /// The BLAS library the run's products use: nil for the linked OpenBLAS (Accelerate on Apple; also what state
+    /// files from before this setting mean), "mkl" for `--blas mkl`. Part of the configuration so that a run resumes
+    /// only on the library it started with (the two round differently) and experiment caches keep them apart.
+    public var blas: String? = nil
+    /// `blas` for the library selected in this process.
+    public static var activeBLAS: String? { BLASLibrary.active == .mkl ? BLASLibrary.Active.mkl.rawValue : nil }
     /// Whether this run, with a teacher that does (or does not) run a model per batch, overlaps it with the student.
     public func overlapsTeacher(computingPerBatch: Bool) -> Bool {
         TrainingConfiguration.overlapsTeacher(enabled: overlapTeacher ?? true, threads: threads, computingPerBatch: computingPerBatch)
