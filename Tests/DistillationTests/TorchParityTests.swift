@@ -9,6 +9,10 @@ import XCTest
 /// on branch helper-torch). Torch's loss uses kl_div (batchmean) * T^2; ours uses the soft cross-entropy, which
 /// differs by the teacher entropy (no gradient), so values are compared through `parts.softKL` and gradients directly.
 final class TorchParityTests: XCTestCase {
+    // `DISTILL_BLAS=mkl swift test --filter ...` runs these on MKL (`.ci/run` does when MKL is installed).
+    override func setUpWithError() throws { try BLASLibrary.select(try BLASLibrary.choiceFromEnvironment() ?? .openblas) }
+    override func tearDown() { _ = try? BLASLibrary.select(.openblas) }
+
     struct Case: Decodable {
         let name: String, classes: Int, batch: Int, temperature: Float
         let hard_weight: Float, soft_weight: Float

@@ -22,6 +22,10 @@ private func maxDifference(_ a: Tensor, _ b: Tensor, file: StaticString = #fileP
 }
 
 final class PyTorchParityTests: XCTestCase {
+    // `DISTILL_BLAS=mkl swift test --filter ...` runs these on MKL (`.ci/run` does when MKL is installed).
+    override func setUpWithError() throws { try BLASLibrary.select(try BLASLibrary.choiceFromEnvironment() ?? .openblas) }
+    override func tearDown() { _ = try? BLASLibrary.select(.openblas) }
+
     func testMLPForwardLossAndGradientsMatchPyTorch() throws {
         let f = try nnFixture()
         func layer(_ i: Int) throws -> Linear {

@@ -25,6 +25,10 @@ func maxRelativeDifference(_ a: [Float], _ b: [Float]) -> Float {
 }
 
 final class OptimizerParityTests: XCTestCase {
+    // `DISTILL_BLAS=mkl swift test --filter ...` runs these on MKL (`.ci/run` does when MKL is installed).
+    override func setUpWithError() throws { try BLASLibrary.select(try BLASLibrary.choiceFromEnvironment() ?? .openblas) }
+    override func tearDown() { _ = try? BLASLibrary.select(.openblas) }
+
     struct Case {
         var name: String, optimizer: String, lr: Float, momentum: Float, dampening: Float, nesterov: Bool
         var weightDecay: Float, beta1: Float, beta2: Float, eps: Float, amsgrad: Bool

@@ -3,6 +3,10 @@ import Foundation
 import TensorCore
 
 final class MatmulTests: XCTestCase {
+    // `DISTILL_BLAS=mkl swift test --filter ...` runs these on MKL (`.ci/run` does when MKL is installed).
+    override func setUpWithError() throws { try BLASLibrary.select(try BLASLibrary.choiceFromEnvironment() ?? .openblas) }
+    override func tearDown() { _ = try? BLASLibrary.select(.openblas) }
+
     /// sgemm against the naive Double-accumulating reference over odd shapes and every transpose combination.
     func testBLASMatchesNaiveForOddShapesAndAllTransposes() {
         var rng = RandomGenerator(seed: 7)
