@@ -7,7 +7,9 @@ import CBLAS
 
 /// Thread count for BLAS and for the parallel elementwise loops.
 ///
-/// BLAS keeps one process-wide thread pool, so this is process-wide too; commands set it once from `--threads`.
+/// OpenBLAS keeps one process-wide thread pool, so the count is process-wide too (commands set it once from
+/// `--threads`), except that a thread inside `alone` reads 1. With MKL (sequential) or split products, products and
+/// loops run on the `onWorkers` helpers instead.
 public enum ComputeThreads {
     nonisolated(unsafe) private static var current = 1
 
@@ -77,9 +79,10 @@ public enum ComputeThreads {
     public private(set) nonisolated(unsafe) static var splitsProducts = false
 
     /// From here to `endSplitProducts`, `count` reads `threads` while BLAS stays at one thread: products are split
-    /// (rows of op(A) or columns of op(B)) over `parallelFor` workers, one single-threaded BLAS call each, and elementwise loops use the threads as
-    /// usual. For stretches of work next to code that calls BLAS from another thread (the trainer's teacher
-    /// overlap), where BLAS's own pool would go on spinning on the other core afterwards. Call both from one thread.
+    /// (rows of op(A) or columns of op(B)) over the `onWorkers` helpers, one single-threaded BLAS call each, and
+    /// elementwise loops use the threads as usual. For work beside code that calls BLAS from another thread (the
+    /// trainer's teacher overlap), where BLAS's own pool would keep spinning on the other core. Call both from one
+    /// thread.
     public static func beginSplitProducts(threads: Int) {
         guard !splitsProducts else { return }
         splitSavedCount = current

@@ -17,14 +17,14 @@ struct BLASOptions: ParsableArguments {
         do { return try BLASLibrary.choiceFromEnvironment() ?? .openblas } catch { throw ValidationError("\(error)") }
     }
 
-    /// Loads the chosen library before any product runs (an error names the flag and what to install) and says on
-    /// stderr when it is not the default.
+    /// Loads the chosen library before any product runs (an error names the flag and what to install) and, when
+    /// `announce`, says on stderr which one when it is not the default.
     @discardableResult
-    func apply() throws -> BLASLibrary.Active {
+    func apply(announce: Bool = true) throws -> BLASLibrary.Active {
         let choice = try choice()
         let active: BLASLibrary.Active
         do { active = try BLASLibrary.select(choice) } catch { throw ValidationError("--blas \(choice.rawValue): \(error)") }
-        if active == .mkl || choice != .openblas {
+        if announce && (active == .mkl || choice != .openblas) {
             FileHandle.standardError.write(Data("BLAS: \(BLASLibrary.summary)\n".utf8))
         }
         return active

@@ -29,7 +29,7 @@ struct Bench: ParsableCommand {
         options.maxBatches = maxBatches ?? (quick ? 20 : nil)
         options.dataDirectory = dataDir
         options.overlapTeacher = !noTeacherOverlap
-        options.blas = try blasOptions.apply().rawValue
+        options.blas = try blasOptions.apply(announce: phase == nil).rawValue
         if let phase {
             // A child: one phase in this process, one JSON line on stdout.
             if phase == "scaling" {
