@@ -57,6 +57,7 @@ import json
 import os
 import resource
 import statistics
+import re
 import subprocess
 import sys
 import time
@@ -335,6 +336,9 @@ def run_phase_here(args):
     else:
         raise SystemExit(f"unknown phase {args.phase}")
     res["loadavg_1min"] = os.getloadavg()[0]
+    res["torch_version"] = torch.__version__
+    blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    res["torch_blas"] = blas.group(1) if blas else "unknown"
     res["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return res
 

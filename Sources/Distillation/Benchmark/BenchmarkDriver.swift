@@ -175,6 +175,10 @@ public struct BenchmarkDriver {
             out += "--quick: each training epoch is the first \(report["max_batches"] as? Int ?? 20) batches, timed and scaled to 60,000 examples\n"
         }
         if let note = report["torch_note"] as? String { out += note + "\n" }
+        let torchRuns = ((report["phases"] as? [String: Any]) ?? [:]).values.compactMap { ($0 as? [String: Any])?["torch"] as? [String: Any] }
+        if let run = torchRuns.first, let version = run["torch_version"] as? String {
+            out += "PyTorch \(version), its BLAS: \(run["torch_blas"] as? String ?? "unknown")\n"
+        }
         out += "\n| phase | ours s/epoch | torch s/epoch | ours/torch | GFLOP/s | % of peak | peak RSS ours | peak RSS torch |\n"
         out += "|---|---|---|---|---|---|---|---|\n"
         let phases = report["phases"] as? [String: Any] ?? [:]
