@@ -4,13 +4,28 @@
 //   gcc -O2 -o /tmp/gemm_floor Scripts/gemm_floor.c -lopenblas
 //   OPENBLAS_CORETYPE=SkylakeX /tmp/gemm_floor 2 400      # threads, steps
 //
+// The same with MKL (Debian non-free's libmkl-rt), its OpenMP threads:
+//   gcc -O2 -DUSE_MKL -o /tmp/gemm_floor_mkl Scripts/gemm_floor.c -lmkl_rt -Wl,--no-as-needed -lgomp
+//   MKL_THREADING_LAYER=GNU /tmp/gemm_floor_mkl 2 400
+//
 // Prints milliseconds and GFLOP/s per product and the total scaled to a 469-step epoch (60,000 images).
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
+#ifdef USE_MKL
+// The CBLAS declarations used here (MKL's headers are in libmkl-dev, not needed for these few).
+typedef enum { CblasRowMajor = 101 } CBLAS_LAYOUT;
+typedef enum { CblasNoTrans = 111, CblasTrans = 112 } CBLAS_TRANSPOSE;
+void cblas_sgemm(CBLAS_LAYOUT, CBLAS_TRANSPOSE, CBLAS_TRANSPOSE, int, int, int, float, const float *, int, const float *,
+                 int, float, float *, int);
+void MKL_Set_Num_Threads(int);
+#define set_threads MKL_Set_Num_Threads
+#else
+#include <cblas.h>
 extern void openblas_set_num_threads(int);
+#define set_threads openblas_set_num_threads
+#endif
 
 static double now(void) {
     struct timespec t;
@@ -29,7 +44,7 @@ static float *matrix(long n) {
 
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 2, steps = argc > 2 ? atoi(argv[2]) : 400, B = 128;
-    openblas_set_num_threads(threads);
+    set_threads(threads);
     float *X = matrix(B * 784), *W1 = matrix(800 * 784), *W2 = matrix(800 * 800), *W3 = matrix(10 * 800);
     float *H1 = matrix(B * 800), *H2 = matrix(B * 800), *O = matrix(B * 10);
     float *g3 = matrix(B * 10), *g2 = matrix(B * 800), *g1 = matrix(B * 800);

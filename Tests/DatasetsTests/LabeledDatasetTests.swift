@@ -107,6 +107,31 @@ final class ByteStorageTests: XCTestCase {
         XCTAssertEqual(bytes.images[flat: 1], Float(71) / 255)
     }
 
+    /// Batches of at least 32K values are gathered and checked in parts on the compute threads: the same rows as
+    /// one row at a time (the reference here), and a change in any part is seen.
+    func testBigBatchesInPartsOnTwoThreads() throws {
+        var g = RandomGenerator(seed: 3)
+        let features = 300, count = 500
+        let pixels = (0..<(count * features)).map { _ in UInt8(truncatingIfNeeded: g.nextUInt64()) }
+        let bytes = try LabeledDataset(pixels: pixels, featureCount: features, labels: Array(repeating: 0, count: count), classCount: 2)
+        let floats = try LabeledDataset(images: bytes.images, labels: bytes.labels, classCount: 2)
+        let picks = (0..<257).map { _ in g.next(below: count) }
+        ComputeThreads.set(2)
+        defer { ComputeThreads.set(1) }
+        for data in [bytes, floats] {
+            let batch = data.images(at: picks)
+            let reference = picks.flatMap { data.images(rows: $0..<($0 + 1)).scalars }   // one row at a time
+            XCTAssertEqual(batch.scalars.map(\.bitPattern), reference.map(\.bitPattern))
+            XCTAssertEqual(data.images(rows: 100..<300).scalars, data.images.rows(100..<300).scalars)
+            XCTAssertTrue(data.rowsEqual(batch, at: picks))
+            for row in [0, 128, 129, 256] {                                   // first part, boundary, last part
+                var changed = batch
+                changed[row, features - 1] = batch[row, features - 1].nextUp
+                XCTAssertFalse(data.rowsEqual(changed, at: picks), "row \(row)")
+            }
+        }
+    }
+
     /// `rowsEqual` (the cached teacher's check) in both storages: exact rows match, any change does not.
     func testRowsEqual() throws {
         let (bytes, floats) = try Self.pair()
