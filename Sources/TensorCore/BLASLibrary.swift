@@ -52,7 +52,7 @@ public enum BLASLibrary {
     }
 
     /// The file names tried for MKL, in order, when no path is given (`DISTILL_MKL` names one explicitly).
-    public static let mklCandidates = ["libmkl_rt.so", "libmkl_rt.so.2", "libmkl_rt.so.1"]
+    public static let mklCandidates = ["libmkl_rt.so", "libmkl_rt.so.3", "libmkl_rt.so.2", "libmkl_rt.so.1"]
 
     /// Makes `choice` the library for every later product. Call it once, before any product, from the thread that
     /// runs the command. Returns the library now active. `.mkl` throws when MKL cannot be loaded; `.auto` falls back
@@ -151,7 +151,7 @@ public enum BLASLibrary {
         }
         throw LoadError(description: "MKL could not be loaded (tried \(names.joined(separator: ", "))): "
             + failures.joined(separator: "; ")
-            + ". Install it (Debian non-free: apt-get install libmkl-rt; or pip install mkl and set DISTILL_MKL to the libmkl_rt.so.2 path) or use --blas openblas.")
+            + ". Install it (Debian non-free: apt-get install libmkl-rt; or pip install mkl and set DISTILL_MKL to its lib/libmkl_rt.so.N) or use --blas openblas.")
         #else
         throw LoadError(description: "MKL is supported on Linux only; use --blas openblas")
         #endif

@@ -7,7 +7,7 @@ extension BLASLibrary.Choice: ExpressibleByArgument {}
 /// `--blas`: which BLAS library runs the matrix products (see `BLASLibrary`), shared by every command that computes.
 struct BLASOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "BLAS for matrix products: openblas (linked; the default), mkl (Intel oneMKL, loaded at run time from libmkl_rt: Debian non-free's libmkl-rt, or pip's mkl with DISTILL_MKL=/path/libmkl_rt.so.2), or auto (mkl when it loads, else openblas). Default: $DISTILL_BLAS, else openblas. Results differ between libraries in the last bits.",
+        "BLAS for matrix products: openblas (linked; the default), mkl (Intel oneMKL, loaded at run time from libmkl_rt: Debian non-free's libmkl-rt, or pip's mkl with DISTILL_MKL=/path/to/lib/libmkl_rt.so.3), or auto (mkl when it loads, else openblas). Default: $DISTILL_BLAS, else openblas. Results differ between libraries in the last bits.",
         valueName: "library"))
     var blas: BLASLibrary.Choice?
 
