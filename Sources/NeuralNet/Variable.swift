@@ -73,8 +73,7 @@ public final class Variable {
         }
 
         pendingGrad = seed
-        for index in order.indices.reversed() {
-            let node = order[index]
+        for node in order.reversed() {
             guard let upstream = node.pendingGrad else { continue }
             node.pendingGrad = nil
             if node.isLeaf {

@@ -7,7 +7,7 @@ import CBLAS
 /// Intel's oneMKL loaded at run time from `libmkl_rt` when asked for and installed.
 ///
 /// Why a second library: on the student's batch-128 products MKL's sgemm is about 25 % faster than OpenBLAS 0.3.21
-/// on this machine (Scripts/gemm_floor.c: 1.66-1.84 s of sgemm per epoch against 2.20-2.34 s on two threads), and
+/// on this machine (Scripts/gemm_floor.c: 1.62-1.84 s of sgemm per epoch against 2.20-2.34 s on two threads), and
 /// PyTorch's CPU wheels carry MKL, so with OpenBLAS alone we would race it with a slower engine. MKL is not linked:
 /// it is opened with `dlopen` only on request, so the package builds and runs without it.
 ///
@@ -87,22 +87,17 @@ public enum BLASLibrary {
     @usableFromInline typealias SgemmFunction = @convention(c) (
         Int32, Int32, Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32,
         Float, UnsafeMutablePointer<Float>?, Int32) -> Void
-    @usableFromInline typealias SgemvFunction = @convention(c) (
-        Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32, UnsafePointer<Float>?, Int32, Float,
-        UnsafeMutablePointer<Float>?, Int32) -> Void
 
     @usableFromInline
     final class MKLFunctions: @unchecked Sendable {
         let path: String
         let version: String
         @usableFromInline let sgemm: SgemmFunction
-        @usableFromInline let sgemv: SgemvFunction
 
-        init(path: String, version: String, sgemm: SgemmFunction, sgemv: SgemvFunction) {
+        init(path: String, version: String, sgemm: SgemmFunction) {
             self.path = path
             self.version = version
             self.sgemm = sgemm
-            self.sgemv = sgemv
         }
     }
 
@@ -126,9 +121,10 @@ public enum BLASLibrary {
                 continue
             }
             func symbol(_ s: String) -> UnsafeMutableRawPointer? { dlsym(handle, s) }
-            guard let sgemm = symbol("cblas_sgemm"), let sgemv = symbol("cblas_sgemv"),
+            guard let sgemm = symbol("cblas_sgemm"),
                   let setLayer = symbol("MKL_Set_Threading_Layer") else {
-                failures.append("\(name): no cblas_sgemm / cblas_sgemv / MKL_Set_Threading_Layer (not MKL's runtime library?)")
+                failures.append("\(name): no cblas_sgemm / MKL_Set_Threading_Layer (not MKL's runtime library?)")
+                dlclose(handle)
                 continue
             }
             // MKL_THREADING_SEQUENTIAL = 1; must precede every other MKL call.
@@ -145,8 +141,7 @@ public enum BLASLibrary {
                 }
             }
             let functions = MKLFunctions(
-                path: name, version: version, sgemm: unsafeBitCast(sgemm, to: SgemmFunction.self),
-                sgemv: unsafeBitCast(sgemv, to: SgemvFunction.self))
+                path: name, version: version, sgemm: unsafeBitCast(sgemm, to: SgemmFunction.self))
             loaded[name] = functions
             return functions
         }
@@ -183,28 +178,4 @@ extension BLASLibrary {
         #endif
     }
 
-    /// `y = A x` (row-major, no transpose, beta 0). Always OpenBLAS's sgemv where it is linked, MKL's only without
-    /// it: the single-image latency (the one caller, with units split over threads) measured 0.068-0.086 ms with
-    /// OpenBLAS's against 0.088-0.099 ms with MKL 2020.4's (`distill bench --phase latency`, three pairs).
-    @inlinable
-    static func callSgemv(m: Int, n: Int, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>,
-                          y: UnsafeMutablePointer<Float>) {
-        #if !(canImport(Accelerate) || canImport(CBLAS))
-        if let mkl {
-            mkl.sgemv(101, 111, Int32(m), Int32(n), 1, a, Int32(lda), x, 1, 0, y, 1)
-            return
-        }
-        #endif
-        #if canImport(Accelerate) || canImport(CBLAS)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(n), 1, a, Int32(lda), x, 1, 0, y, 1)
-        #else
-        GEMM.naiveGEMM(transposeA: false, transposeB: false, m: m, n: 1, k: n, alpha: 1, a: a, lda: lda, b: x,
-                       ldb: 1, beta: 0, c: y, ldc: 1)
-        #endif
-    }
-
-    /// Whether the active library needs products split by the caller to use more than one thread (MKL runs
-    /// sequential).
-    @inlinable
-    static var splitsEveryProduct: Bool { mkl != nil }
 }

@@ -48,9 +48,13 @@ public enum ComputeThreads {
     public static func set(_ count: Int) {
         current = Swift.max(1, count)
         distill_set_flush_denormals(flushDenormals ? 1 : 0)
+        setBLASThreads(current)
+    }
+
+    /// OpenBLAS's pool size: `threads`, or 1 while products are split here (`productsRunOnHelpers`).
+    private static func setBLASThreads(_ threads: Int) {
         #if canImport(CBLAS)
-        // MKL runs sequential and GEMM splits its products; OpenBLAS keeps a pool of its own.
-        openblas_set_num_threads(BLASLibrary.active == .mkl ? 1 : Int32(current))
+        openblas_set_num_threads(productsRunOnHelpers ? 1 : Int32(threads))
         #endif
     }
 
@@ -61,24 +65,23 @@ public enum ComputeThreads {
         let saved = current
         guard count > 1 else { return try body() }
         current = 1
-        let openBLAS = BLASLibrary.active == .openblas
-        #if canImport(CBLAS)
-        if openBLAS { openblas_set_num_threads(1) }
-        #endif
+        setBLASThreads(1)
         defer {
             current = saved
-            #if canImport(CBLAS)
-            if openBLAS { openblas_set_num_threads(Int32(saved)) }
-            #endif
+            setBLASThreads(saved)
         }
         return try body()
     }
 
-    /// Whether `GEMM.sgemm` splits products over the threads itself, each part a single-threaded BLAS call (see
-    /// `beginSplitProducts`).
+    /// Whether `beginSplitProducts` is in effect.
     public private(set) nonisolated(unsafe) static var splitsProducts = false
 
-    /// From here to `endSplitProducts`, `count` reads `threads` while BLAS stays at one thread: products are split
+    /// Whether `GEMM.sgemm` splits products over the `onWorkers` helpers itself, each part a single-threaded BLAS
+    /// call: between `beginSplitProducts` and `endSplitProducts`, and always with MKL (run sequential). `parallelFor`
+    /// then uses the same helpers.
+    public static var productsRunOnHelpers: Bool { splitsProducts || BLASLibrary.active == .mkl }
+
+    /// From here to `endSplitProducts`, `count` reads `threads` while BLAS runs at one thread: products are split
     /// (rows of op(A) or columns of op(B)) over the `onWorkers` helpers, one single-threaded BLAS call each, and
     /// elementwise loops use the threads as usual. For work beside code that calls BLAS from another thread (the
     /// trainer's teacher overlap), where BLAS's own pool would keep spinning on the other core. Call both from one
@@ -88,13 +91,15 @@ public enum ComputeThreads {
         splitSavedCount = current
         current = Swift.max(1, threads)
         splitsProducts = true
+        setBLASThreads(1)
     }
 
-    /// Ends `beginSplitProducts` (restores `count`); without a begin it does nothing.
+    /// Ends `beginSplitProducts` (restores `count` and BLAS's threads); without a begin it does nothing.
     public static func endSplitProducts() {
         guard splitsProducts else { return }
         current = splitSavedCount
         splitsProducts = false
+        setBLASThreads(current)
     }
 
     nonisolated(unsafe) private static var splitSavedCount = 1
@@ -129,7 +134,7 @@ public enum ComputeThreads {
     public static func parallelFor(chunks: Int, _ body: (Int) -> Void) {
         if count <= 1 || chunks <= 1 {
             for c in 0..<chunks { body(c) }
-        } else if splitsProducts || BLASLibrary.active == .mkl {
+        } else if productsRunOnHelpers {
             // Products run on the `onWorkers` helpers here: keep to that one pool, so no GCD thread competes with a
             // helper still spinning after a product (student epoch with MKL: 2.39 s against 2.50 s, median of 5
             // pairs). With OpenBLAS's own pool spinning too it is the other way round (3.20 against 2.99 s), so GCD.

@@ -50,7 +50,7 @@ struct DistillCommand: ParsableCommand {
     @Option(help: "How an ensemble combines: meanProbabilities (the paper) or meanLogits.") var ensemble: EnsembleTeacher.Combination = .meanProbabilities
     @Flag(help: "Run the teacher on every batch. By default, without --jitter, its logits for the training images are computed once (in blocks of 1000, in memory) and reused every epoch: the same logits up to float rounding; a batch that differs from the cached images goes to the teacher.")
     var noTeacherCache = false
-    @Flag(help: "With a teacher run on every batch and --threads 2, take turns: teacher, then student, each on both threads. By default the teacher's pass for the next batch runs on the second core while the student trains (each on one BLAS thread; same result up to float rounding). Other thread counts always take turns.")
+    @Flag(help: "With a teacher run on every batch and --threads 2, take turns: teacher, then student, each on both threads. By default the teacher's pass for the next batch runs on the second core while the student trains, its products split in parts that use both cores once the teacher is done (same result up to float rounding). Other thread counts always take turns.")
     var noTeacherOverlap = false
     @OptionGroup var loss: LossOptions
     @OptionGroup var options: TrainingOptions

@@ -1,6 +1,9 @@
 import XCTest
 import Foundation
 import TensorCore
+#if canImport(CBLAS)
+import CBLAS
+#endif
 
 final class MatmulTests: XCTestCase {
     // `DISTILL_BLAS=mkl swift test --filter ...` runs these on MKL (`.ci/run` does when MKL is installed).
@@ -122,4 +125,20 @@ final class MatmulTests: XCTestCase {
         ComputeThreads.endSplitProducts()   // without a begin: nothing
         XCTAssertEqual(ComputeThreads.count, 1)
     }
+
+    #if canImport(CBLAS)
+    /// Split products keep OpenBLAS's own pool at one thread (both cores call it) and give its threads back at the
+    /// end; with MKL active the pool stays at one thread throughout.
+    func testSplitProductsSetOpenBLASThreads() {
+        defer { ComputeThreads.set(1) }
+        ComputeThreads.set(2)
+        let whole: Int32 = BLASLibrary.active == .openblas ? 2 : 1
+        XCTAssertEqual(openblas_get_num_threads(), whole)
+        ComputeThreads.beginSplitProducts(threads: 2)
+        XCTAssertEqual(openblas_get_num_threads(), 1)
+        ComputeThreads.endSplitProducts()
+        XCTAssertEqual(openblas_get_num_threads(), whole)
+        XCTAssertEqual(ComputeThreads.count, 2)
+    }
+    #endif
 }

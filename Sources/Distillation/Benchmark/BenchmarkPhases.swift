@@ -177,17 +177,14 @@ public enum BenchmarkPhases {
             try step(batch, images: images(for: batch), prepared: nil)
         }
 
-        /// One step on `images` with the objective's `prepared` part (nil: computed inside). With `background`
-        /// (the teacher overlap, as in `Trainer.step`) the step ends by collecting its result and returns it.
-        @discardableResult
-        func step(_ batch: Batch, images: Tensor, prepared: Tensor?, joining background: BackgroundWork? = nil) throws -> Tensor? {
+        /// One step on `images` with the objective's `prepared` part (nil: computed inside).
+        func step(_ batch: Batch, images: Tensor, prepared: Tensor?) throws {
             model.zeroGradients()
             let logits = model(Variable(images), context: &context)
             let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
             loss.backward()
             optimizer.step(parameters)
             if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) } }
-            return try background?.wait()
         }
     }
 
@@ -239,10 +236,7 @@ public enum BenchmarkPhases {
         let overlap = TrainingConfiguration.overlapsTeacher(enabled: options.overlapTeacher, threads: options.threads,
                                                             computingPerBatch: stepper.objective.preparesInBackground)
         let background = BackgroundWork()
-        if overlap {
-            ComputeThreads.set(1)
-            ComputeThreads.beginSplitProducts(threads: options.threads)
-        }
+        if overlap { ComputeThreads.beginSplitProducts(threads: options.threads) }
         defer { background.cancel(); ComputeThreads.endSplitProducts(); ComputeThreads.set(options.threads) }
         for _ in 0..<Swift.max(1, options.epochs) {
             iterator.startNextEpoch()
@@ -261,7 +255,8 @@ public enum BenchmarkPhases {
                     let objective = stepper.objective
                     background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
                 }
-                prepared = try stepper.step(batch, images: images, prepared: prepared, joining: overlap ? background : nil)
+                try stepper.step(batch, images: images, prepared: prepared)
+                prepared = try background.wait()
                 done += batch.count
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9

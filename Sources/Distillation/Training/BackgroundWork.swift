@@ -1,6 +1,5 @@
 import Foundation
 import TensorCore
-import NeuralNet
 
 /// One piece of work at a time on a thread beside the caller: the trainer hands it the online teacher's forward pass
 /// for the next batch (``TrainingObjective/prepare(batch:images:)``) and trains the student on the current batch

@@ -117,10 +117,7 @@ public final class Trainer {
             let epochStart = Date()
             let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.learningRate)
             optimizer.learningRate = rate
-            if overlap {
-                ComputeThreads.set(1)   // BLAS's own pool at one thread: both cores call it
-                ComputeThreads.beginSplitProducts(threads: configuration.threads)
-            }
+            if overlap { ComputeThreads.beginSplitProducts(threads: configuration.threads) }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
             var pending: (batch: Batch, images: Tensor)? = nil
             var pendingPrepared: Tensor? = nil
@@ -144,11 +141,10 @@ public final class Trainer {
                     background.start { try objective.prepare(batch: next.batch, images: next.images) }
                 }
                 let aheadIterator = iterator, aheadJitter = jitterGenerator
-                let outcome: StepOutcome
+                let outcome: (loss: Float, parts: [String: Double])
                 do {
                     outcome = try step(batch: batch, images: images, prepared: prepared, context: &context,
-                                       joining: overlap ? background : nil, parameters: parameters, linears: linears,
-                                       position: stateIterator.cursor)
+                                       parameters: parameters, linears: linears, position: stateIterator.cursor)
                 } catch {
                     background.cancel()
                     iterator = stateIterator
@@ -158,12 +154,10 @@ public final class Trainer {
                 epochLossSum += Double(outcome.loss)
                 for (k, v) in outcome.parts { epochPartSums[k, default: 0] += v }
                 epochBatches += 1
-                pendingPrepared = outcome.nextPrepared
                 iterator = stateIterator
                 jitterGenerator = stateJitter
                 dropoutGenerator = context.generator
-                // The next batch's teacher pass failed (on its thread): this batch is trained, the run ends here.
-                if let failure = outcome.teacherFailure { throw failure }
+                pendingPrepared = try background.wait()   // the next batch's teacher pass; its error ends the run here
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = iterator.cursor
                 let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
@@ -181,7 +175,6 @@ public final class Trainer {
                 jitterGenerator = aheadJitter
             }
             ComputeThreads.endSplitProducts()
-            ComputeThreads.set(configuration.threads)
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
             if let stateURL { try saveState(to: stateURL) }
@@ -198,20 +191,10 @@ public final class Trainer {
         return report
     }
 
-    /// What one optimisation step leaves behind.
-    struct StepOutcome {
-        var loss: Float
-        var parts: [String: Double]
-        /// With the overlap: the next batch's teacher targets, or the error its pass threw.
-        var nextPrepared: Tensor? = nil
-        var teacherFailure: Error? = nil
-    }
-
-    /// One optimisation step on `batch` (forward, loss, backward, clipping, update, max-norm). With `background`
-    /// (the teacher overlap), the teacher's pass for the next batch runs meanwhile and the step ends by collecting
-    /// it (`nextPrepared`, or `teacherFailure`). `position` (batches taken) is for messages.
-    func step(batch: Batch, images: Tensor, prepared: Tensor?, context: inout ForwardContext, joining background: BackgroundWork?,
-              parameters: [Variable], linears: [Linear], position: Int) throws -> StepOutcome {
+    /// One optimisation step on `batch` (forward, loss, backward, clipping, update, max-norm); returns the loss and
+    /// its parts. `position` (batches taken) is for messages.
+    func step(batch: Batch, images: Tensor, prepared: Tensor?, context: inout ForwardContext,
+              parameters: [Variable], linears: [Linear], position: Int) throws -> (loss: Float, parts: [String: Double]) {
         model.zeroGradients()
         let logits = model(Variable(images), context: &context)
         let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
@@ -219,20 +202,13 @@ public final class Trainer {
         guard value.isFinite else {
             throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(position); lower --learning-rate or enable --clip-grad-norm")
         }
-        var outcome = StepOutcome(loss: value, parts: parts)
         loss.backward()
         if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
         optimizer.step(parameters)
         if let maxNorm = configuration.maxNorm {
             for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
         }
-        if let background {
-            switch Result(catching: { try background.wait() }) {
-            case .success(let next): outcome.nextPrepared = next
-            case .failure(let error): outcome.teacherFailure = error
-            }
-        }
-        return outcome
+        return (value, parts)
     }
 
     /// The next batch of the epoch and its (jittered) images; nil at the end of the epoch. Advances the iterator and

@@ -34,9 +34,10 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
     public var threads: Int = 2
     /// With `threads` == 2 and a teacher that runs a model per batch, run the teacher's forward pass for the next
-    /// batch on the second thread while the student trains (each side on one BLAS thread; BLAS's thread count is
-    /// process-wide, so other thread counts take turns). Off: teacher and student take turns, each using every
-    /// thread. Both are reproducible; they can differ in the last bits.
+    /// batch on the second core (one thread) while the student trains with its products split in parts, run in
+    /// turn on its core until the teacher is done and on both cores after (`BackgroundWork`). Other thread counts,
+    /// and off: teacher and student take turns, each using every thread. Both are reproducible; they can differ in
+    /// the last bits.
     /// nil means on (the default; optional so that state files written before this setting still load).
     public var overlapTeacher: Bool? = nil
     /// The BLAS library the run's products use: nil for the linked OpenBLAS (Accelerate on Apple; also what state
