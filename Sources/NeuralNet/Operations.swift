@@ -121,22 +121,25 @@ public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation
     precondition(x.rank == 2 && weight.rank == 2 && x.shape[1] == weight.shape[1],
                  "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
     let batch = x.shape[0], outCount = weight.shape[0], inCount = weight.shape[1]
+    if let bias { precondition(bias.shape == [outCount], "linear: bias \(bias.shape) should be [\(outCount)]") }
+    let relu = activation == .relu
     return Tensor(shape: [batch, outCount]) { out in
         let o = out.baseAddress!
-        if let bias {
-            precondition(bias.shape == [outCount], "linear: bias \(bias.shape) should be [\(outCount)]")
-            bias.withUnsafeBufferPointer { b in
-                for r in 0..<batch { (o + r * outCount).update(from: b.baseAddress!, count: outCount) }
-            }
-        }
         x.withUnsafeBufferPointer { xb in
             weight.withUnsafeBufferPointer { wb in
-                GEMM.sgemm(transposeA: false, transposeB: true, m: batch, n: outCount, k: inCount, alpha: 1,
-                           a: xb.baseAddress!, lda: inCount, b: wb.baseAddress!, ldb: inCount,
-                           beta: bias == nil ? 0 : 1, c: o, ldc: outCount)
+                (bias ?? Tensor.zeros([0])).withUnsafeBufferPointer { bb in
+                    // The bias is copied into each block of the output before its product (beta 1 adds the
+                    // product to it) and ReLU applied after, both by the thread that computes the block
+                    // (`GEMM.Block`), while the block is in its cache.
+                    let b = bias == nil ? nil : bb.baseAddress
+                    GEMM.sgemm(transposeA: false, transposeB: true, m: batch, n: outCount, k: inCount, alpha: 1,
+                               a: xb.baseAddress!, lda: inCount, b: wb.baseAddress!, ldb: inCount,
+                               beta: b == nil ? 0 : 1, c: o, ldc: outCount,
+                               before: b.map { b in { block in Kernels.fillRows(o, stride: outCount, block: block, from: b) } },
+                               after: relu ? { block in Kernels.relu(o, stride: outCount, block: block) } : nil)
+                }
             }
         }
-        if activation == .relu { for i in 0..<out.count { o[i] = o[i] < 0 ? 0 : o[i] } }  // branch-free; NaN and -0 kept as before
     }
 }
 

@@ -129,8 +129,11 @@ public enum ComputeThreads {
     }
 
     /// Runs `body(chunk)` for `chunks` pieces, spread over the threads when there is enough work (on GCD's pool, or
-    /// round-robin over the `onWorkers` helpers when products run on them). Every chunk runs exactly once, so the
-    /// result never depends on which thread ran it.
+    /// over the `onWorkers` helpers when products run on them: part p takes the p-th contiguous run of chunks, so
+    /// the thread that runs a product's first part also updates the first part of its operands, e.g. in SGD; with
+    /// chunks dealt round-robin instead half of each step's data crossed between the cores' caches: SGD 0.22-0.26 s
+    /// against 0.28-0.31 s per student epoch, MKL). Every chunk runs exactly once, so the result never depends on
+    /// which thread ran it.
     public static func parallelFor(chunks: Int, _ body: (Int) -> Void) {
         if count <= 1 || chunks <= 1 {
             for c in 0..<chunks { body(c) }
@@ -140,8 +143,7 @@ public enum ComputeThreads {
             // pairs). With OpenBLAS's own pool spinning too it is the other way round (3.20 against 2.99 s), so GCD.
             let parts = Swift.min(count, chunks)
             onWorkers(parts: parts) { p in
-                var c = p
-                while c < chunks { body(c); c += parts }
+                for c in (p * chunks / parts)..<((p + 1) * chunks / parts) { body(c) }
             }
         } else {
             let flush: Int32 = flushDenormals ? 1 : 0

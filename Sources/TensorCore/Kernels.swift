@@ -54,6 +54,38 @@ public enum Kernels {
         }
     }
 
+    // MARK: Bias and ReLU on a block of a layer's output (run by the thread that computes the block's product)
+
+    /// Copies `values[j]` into element (i, j) of every row i of `block`, in a row-major matrix with row stride
+    /// `stride` (`values` is indexed by column: a layer's bias).
+    @inlinable
+    public static func fillRows(_ c: UnsafeMutablePointer<Float>, stride: Int, block: GEMM.Block, from values: UnsafePointer<Float>) {
+        let lo = block.columns.lowerBound, width = block.columns.count
+        for r in block.rows { (c + r * stride + lo).update(from: values + lo, count: width) }
+    }
+
+    /// max(x, 0) in place over `block` of a row-major matrix with row stride `stride`, branch-free: x < 0 ? 0 : x,
+    /// so NaN and -0 stay as they are (as PyTorch's relu).
+    @inlinable
+    public static func relu(_ c: UnsafeMutablePointer<Float>, stride: Int, block: GEMM.Block) {
+        let lo = block.columns.lowerBound, hi = block.columns.upperBound
+        for r in block.rows {
+            let row = c + r * stride
+            for j in lo..<hi { let v = row[j]; row[j] = v < 0 ? 0 : v }
+        }
+    }
+
+    /// Reference for `fillRows` and `relu`: one element at a time, by (row, column).
+    public static func naiveFillRowsThenReLU(_ c: UnsafeMutablePointer<Float>, stride: Int, block: GEMM.Block,
+                                             from values: UnsafePointer<Float>?, relu: Bool) {
+        for r in block.rows {
+            for j in block.columns {
+                if let values { c[r * stride + j] = values[j] }
+                if relu && c[r * stride + j] < 0 { c[r * stride + j] = 0 }
+            }
+        }
+    }
+
     // MARK: ReLU backward mask
 
     /// g[i] = y[i] > 0 ? g[i] : 0 in place.

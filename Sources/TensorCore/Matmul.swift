@@ -32,16 +32,33 @@ public enum GEMM {
     /// See `runsOnOneThread`.
     public static let smallProductLimit = 1_000_000
 
+    /// A rectangle of a product's output `C`: the part one thread computes.
+    public struct Block: Equatable, Sendable {
+        public var rows: Range<Int>
+        public var columns: Range<Int>
+        @inlinable public init(rows: Range<Int>, columns: Range<Int>) { self.rows = rows; self.columns = columns }
+    }
+
     /// Calls `sgemm` on raw row-major buffers. `lda`, `ldb`, `ldc` are the row strides of the stored matrices.
+    ///
+    /// `before` and `after` (elementwise work on `C`, e.g. a layer's bias and activation) run on each block of `C`
+    /// right before and after that block's product, on the thread that computes it, while the block is in that core's
+    /// cache: with products split over the helpers (`ComputeThreads.productsRunOnHelpers`) one call per part, else
+    /// once for the whole of `C` on the calling thread. They must touch only their block, so the result is the same
+    /// whatever the split.
     @inlinable
     public static func sgemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Float, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+        before: ((Block) -> Void)? = nil, after: ((Block) -> Void)? = nil
     ) {
         if m == 0 || n == 0 { return }
+        let whole = Block(rows: 0..<m, columns: 0..<n)
         if k == 0 {
+            before?(whole)
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            after?(whole)
             return
         }
         if ComputeThreads.productsRunOnHelpers {
@@ -53,24 +70,29 @@ public enum GEMM {
             let parts = runsOnOneThread(m: m, n: n, k: k) ? 1 : Swift.max(1, Swift.min(ComputeThreads.count, extent / 32))
             ComputeThreads.onWorkers(parts: parts) { p in
                 let lo = p * extent / parts, hi = (p + 1) * extent / parts
+                let block = byRows ? Block(rows: lo..<hi, columns: 0..<n) : Block(rows: 0..<m, columns: lo..<hi)
+                before?(block)
                 let aPart = byRows ? (transposeA ? a + lo : a + lo * lda) : a
                 let bPart = byRows ? b : (transposeB ? b + lo * ldb : b + lo)
                 BLASLibrary.callSgemm(
                     transposeA: transposeA, transposeB: transposeB, m: byRows ? hi - lo : m, n: byRows ? n : hi - lo,
                     k: k, alpha: alpha, a: aPart, lda: lda, b: bPart, ldb: ldb, beta: beta,
                     c: byRows ? c + lo * ldc : c + lo, ldc: ldc)
+                after?(block)
             }
             return
         }
+        before?(whole)
         if ComputeThreads.count > 1 && runsOnOneThread(m: m, n: n, k: k) {
             ComputeThreads.withSingleThreadedBLAS {
                 sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                       a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)  // count reads 1 in here
             }
-            return
+        } else {
+            BLASLibrary.callSgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                                  a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         }
-        BLASLibrary.callSgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                              a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        after?(whole)
     }
 
     /// `y = A x` for a row-major `[m, n]` matrix A with row stride `lda` (BLAS `sgemv`, no transpose, beta 0).
@@ -132,9 +154,15 @@ extension Tensor {
         let n = transposeB ? b.shape[0] : b.shape[1]
         precondition(k == kb, "matmul inner dimensions differ: \(a.shape)\(transposeA ? "^T" : "") x \(b.shape)\(transposeB ? "^T" : "")")
         return Tensor(shape: [m, n]) { out in
-            let f = naive ? GEMM.naiveGEMM : GEMM.sgemm
-            f(transposeA, transposeB, m, n, k, 1, a.storage.pointer, a.shape[1], b.storage.pointer, b.shape[1],
-              0, out.baseAddress!, n)
+            if naive {
+                GEMM.naiveGEMM(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1,
+                               a: a.storage.pointer, lda: a.shape[1], b: b.storage.pointer, ldb: b.shape[1],
+                               beta: 0, c: out.baseAddress!, ldc: n)
+            } else {
+                GEMM.sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: 1,
+                           a: a.storage.pointer, lda: a.shape[1], b: b.storage.pointer, ldb: b.shape[1],
+                           beta: 0, c: out.baseAddress!, ldc: n)
+            }
         }
     }
 

@@ -96,6 +96,43 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// `linearForward` copies the bias into each part's block before its product and applies ReLU after, on the
+    /// thread that computes the part: the same bits as filling the bias, one `GEMM.sgemm` and ReLU one element at a
+    /// time afterwards, with the product split over two threads (rows and columns) and not split.
+    func testFusedBiasAndReLUMatchSeparatePasses() {
+        let previous = ComputeThreads.count
+        defer { ComputeThreads.endSplitProducts(); ComputeThreads.set(previous) }
+        var rng = RandomGenerator(seed: 8)
+        for split in [false, true] {
+            ComputeThreads.set(split ? 1 : 2)
+            if split { ComputeThreads.beginSplitProducts(threads: 2) }
+            for (rows, inputs, outputs) in [(128, 784, 800), (300, 50, 64), (3, 12, 7)] {
+                let x = Tensor.normal([rows, inputs], generator: &rng), w = Tensor.normal([outputs, inputs], generator: &rng)
+                var b = Tensor.normal([outputs], generator: &rng)
+                b.withUnsafeMutableBufferPointer { $0[0] = .nan }   // a NaN bias keeps its column NaN through ReLU
+                for activation in [Activation.identity, .relu] {
+                    for bias in [b, nil] {
+                        let fused = linearForward(x, weight: w, bias: bias, activation: activation)
+                        var separate = [Float](repeating: 0, count: rows * outputs)
+                        x.withUnsafeBufferPointer { xb in w.withUnsafeBufferPointer { wb in b.withUnsafeBufferPointer { bb in
+                            separate.withUnsafeMutableBufferPointer { c in
+                                let whole = GEMM.Block(rows: 0..<rows, columns: 0..<outputs)
+                                if bias != nil { Kernels.naiveFillRowsThenReLU(c.baseAddress!, stride: outputs, block: whole, from: bb.baseAddress!, relu: false) }
+                                GEMM.sgemm(transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, alpha: 1,
+                                           a: xb.baseAddress!, lda: inputs, b: wb.baseAddress!, ldb: inputs,
+                                           beta: bias == nil ? 0 : 1, c: c.baseAddress!, ldc: outputs)
+                                Kernels.naiveFillRowsThenReLU(c.baseAddress!, stride: outputs, block: whole, from: nil, relu: activation == .relu)
+                            }
+                        } } }
+                        XCTAssertEqual(fused.scalars.map(\.bitPattern), separate.map(\.bitPattern),
+                                       "\(rows)x\(inputs)->\(outputs) \(activation) bias \(bias != nil) split \(split)")
+                    }
+                }
+            }
+            if split { ComputeThreads.endSplitProducts() }
+        }
+    }
+
     /// XOR with a 2-8-2 network: a seeded run that must converge.
     func testXORConverges() {
         var rng = RandomGenerator(seed: 5)

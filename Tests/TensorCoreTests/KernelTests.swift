@@ -60,4 +60,41 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(fast, naive)  // same summation order: bit-identical
         XCTAssertEqual(a.sumRows().scalars, a.sum(axis: 0).scalars)
     }
+
+    /// `fillRows` and `relu` on blocks of a strided matrix (the parts of a split product) against the element-at-a-time
+    /// reference, bit for bit, with NaN, -0 and negatives; nothing outside the block changes.
+    func testBiasAndReLUOnBlocksMatchReference() {
+        var g = RandomGenerator(seed: 15)
+        let rows = 9, cols = 13, stride = 16
+        var start = Tensor.normal([rows * stride], generator: &g).scalars
+        start[3] = .nan; start[stride + 4] = -0.0; start[2 * stride + 5] = -.infinity
+        var bias = Tensor.normal([cols], generator: &g).scalars
+        bias[6] = -0.0; bias[7] = .nan
+        let blocks = [GEMM.Block(rows: 0..<rows, columns: 0..<cols), GEMM.Block(rows: 2..<7, columns: 0..<cols),
+                      GEMM.Block(rows: 0..<rows, columns: 5..<11), GEMM.Block(rows: 4..<4, columns: 0..<cols)]
+        for block in blocks {
+            for withBias in [false, true] {
+                var fast = start, naive = start
+                bias.withUnsafeBufferPointer { b in
+                    fast.withUnsafeMutableBufferPointer { c in
+                        if withBias { Kernels.fillRows(c.baseAddress!, stride: stride, block: block, from: b.baseAddress!) }
+                        Kernels.relu(c.baseAddress!, stride: stride, block: block)
+                    }
+                    naive.withUnsafeMutableBufferPointer { c in
+                        Kernels.naiveFillRowsThenReLU(c.baseAddress!, stride: stride, block: block,
+                                                      from: withBias ? b.baseAddress! : nil, relu: true)
+                    }
+                }
+                XCTAssertEqual(fast.map(\.bitPattern), naive.map(\.bitPattern), "\(block) bias \(withBias)")
+                for r in 0..<rows { for j in 0..<stride where !(block.rows.contains(r) && block.columns.contains(j)) {
+                    XCTAssertEqual(fast[r * stride + j].bitPattern, start[r * stride + j].bitPattern)
+                } }
+            }
+        }
+        var negativeZero = [Float(-0.0), -1, .nan]
+        negativeZero.withUnsafeMutableBufferPointer { Kernels.relu($0.baseAddress!, stride: 3, block: GEMM.Block(rows: 0..<1, columns: 0..<3)) }
+        XCTAssertEqual(negativeZero[0].bitPattern, Float(-0.0).bitPattern)  // as torch.relu: -0 stays -0
+        XCTAssertEqual(negativeZero[1], 0)
+        XCTAssertTrue(negativeZero[2].isNaN)
+    }
 }

@@ -126,6 +126,57 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(ComputeThreads.count, 1)
     }
 
+    /// `before` and `after` run once per part on the part's own block (the blocks tile C exactly once), around that
+    /// part's product: split products by rows and by columns, an unsplit product (one block, the whole of C), and a
+    /// product too small to split.
+    func testBlocksTileTheOutputAroundEachPart() {
+        let previous = ComputeThreads.count
+        defer { ComputeThreads.endSplitProducts(); ComputeThreads.set(previous) }
+        var rng = RandomGenerator(seed: 29)
+        for split in [false, true] {
+            ComputeThreads.set(split ? 1 : 2)
+            if split { ComputeThreads.beginSplitProducts(threads: 2) }
+            for (m, n, k) in [(800, 300, 64), (128, 800, 784), (16, 10, 8)] {
+                let a = Tensor.normal([m, k], generator: &rng), b = Tensor.normal([k, n], generator: &rng)
+                let referenceScalars = a.matmul(b).scalars
+                var c = [Float](repeating: .nan, count: m * n)
+                var worstAfter: Float = 0
+                let lock = NSLock()
+                var blocks: [GEMM.Block] = [], afterBlocks: [GEMM.Block] = []
+                a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in c.withUnsafeMutableBufferPointer { pc in
+                    let out = pc.baseAddress!
+                    GEMM.sgemm(transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: 1, a: pa.baseAddress!, lda: k,
+                               b: pb.baseAddress!, ldb: n, beta: 1, c: out, ldc: n,
+                               before: { block in
+                                   for r in block.rows { for j in block.columns { out[r * n + j] = 0 } }  // beta 1 adds to this
+                                   lock.lock(); blocks.append(block); lock.unlock()
+                               },
+                               after: { block in
+                                   // The block's product is done when `after` runs: it is the reference's, to rounding.
+                                   var worst: Float = 0
+                                   for r in block.rows { for j in block.columns {
+                                       worst = max(worst, abs(out[r * n + j] - referenceScalars[r * n + j]))
+                                   } }
+                                   lock.lock(); afterBlocks.append(block); worstAfter = max(worstAfter, worst); lock.unlock()
+                               })
+                } } }
+                var covered = [Int](repeating: 0, count: m * n)
+                for block in blocks { for r in block.rows { for j in block.columns { covered[r * n + j] += 1 } } }
+                XCTAssertEqual(Set(covered), [1], "m=\(m) n=\(n): every element in exactly one block")
+                XCTAssertEqual(Set(blocks.map { "\($0)" }), Set(afterBlocks.map { "\($0)" }))
+                XCTAssertLessThan(worstAfter, 1e-3, "each block's product is done when its `after` runs")
+                let splits = ComputeThreads.productsRunOnHelpers   // beginSplitProducts, or MKL
+                let expectedParts = splits && GEMM.runsOnOneThread(m: m, n: n, k: k) == false ? 2 : 1
+                XCTAssertEqual(blocks.count, expectedParts, "m=\(m) n=\(n) split \(splits)")
+                if expectedParts == 2 {
+                    XCTAssertEqual(blocks.contains { $0.columns == 0..<n } , m >= n, "split along the larger dimension")
+                }
+                XCTAssertFalse(c.contains { $0.isNaN })
+            }
+            if split { ComputeThreads.endSplitProducts() }
+        }
+    }
+
     #if canImport(CBLAS)
     /// Split products keep OpenBLAS's own pool at one thread (both cores call it) and give its threads back at the
     /// end; with MKL active the pool stays at one thread throughout.
