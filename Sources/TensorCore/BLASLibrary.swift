@@ -12,8 +12,8 @@ import CBLAS
 /// it is opened with `dlopen` only on request, so the package builds and runs without it.
 ///
 /// MKL runs in its sequential threading layer: every call uses the calling thread only, and `GEMM.sgemm` splits
-/// products into parts over the `ComputeThreads.onWorkers` helpers itself (the path `beginSplitProducts` also takes
-/// with OpenBLAS). So one thread count governs all work,
+/// products into parts over the `ComputeThreads.onWorkers` helpers itself (as with OpenBLAS, held at one thread:
+/// `ComputeThreads.productsRunOnHelpers`). So one thread count governs all work,
 /// no OpenMP pool spins on a core between products, and two threads can call MKL at once (the teacher overlap).
 /// Within one library, thread count and shapes, results are bit-reproducible run to run; OpenBLAS and MKL differ in
 /// the last bits, so a run records which library it used.

@@ -7,14 +7,17 @@ import CBLAS
 
 /// Thread count for BLAS and for the parallel elementwise loops.
 ///
-/// OpenBLAS keeps one process-wide thread pool, so the count is process-wide too (commands set it once from
-/// `--threads`), except that a thread inside `alone` reads 1. With MKL (sequential) or split products, products and
-/// loops run on the `onWorkers` helpers instead.
+/// The count is process-wide (commands set it once from `--threads`), except that a thread inside `alone` reads 1.
+/// Products (split into parts, `GEMM.sgemm`) and elementwise loops run on the `onWorkers` helpers; the BLAS library
+/// itself runs single-threaded (`productsRunOnHelpers`).
 public enum ComputeThreads {
     nonisolated(unsafe) private static var current = 1
 
     /// The number of threads the calling thread may use: `set`'s count, or 1 inside `alone`.
-    public static var count: Int { distill_thread_is_alone() != 0 ? 1 : current }
+    public static var count: Int {
+        _ = blasHeld
+        return distill_thread_is_alone() != 0 ? 1 : current
+    }
 
     /// Runs `body` with `count` reading 1 on the calling thread only (other threads keep theirs): the trainer's
     /// teacher pass beside the student's step. Nests.
@@ -48,61 +51,48 @@ public enum ComputeThreads {
     public static func set(_ count: Int) {
         current = Swift.max(1, count)
         distill_set_flush_denormals(flushDenormals ? 1 : 0)
-        setBLASThreads(current)
+        holdBLASAtOneThread()
     }
 
-    /// OpenBLAS's pool size: `threads`, or 1 while products are split here (`productsRunOnHelpers`).
-    private static func setBLASThreads(_ threads: Int) {
-        #if canImport(CBLAS)
-        openblas_set_num_threads(productsRunOnHelpers ? 1 : Int32(threads))
+    /// Holds OpenBLAS's own pool at one thread: products are split over the `onWorkers` helpers here instead
+    /// (`productsRunOnHelpers`). Once per `set`, and before the first product whatever calls it (`count`'s first
+    /// read), so OpenBLAS's default pool of one thread per core never runs beside the helpers.
+    private static func holdBLASAtOneThread() {
+        #if canImport(CBLAS) && !canImport(Accelerate)
+        openblas_set_num_threads(1)
         #endif
     }
 
-    /// Runs `body` with BLAS limited to one thread, then restores `count` (for products too small to split;
-    /// see `GEMM.runsOnOneThread`). Inside, `count` reads 1, so nested calls run serially. Call it from the thread
-    /// that drives BLAS, as every caller here does.
+    /// `holdBLASAtOneThread` on first use (Swift runs a static's initialiser once, thread-safely).
+    private static let blasHeld: Bool = { holdBLASAtOneThread(); return true }()
+
+    /// Runs `body` with `count` reading 1 process-wide, then restores it: products and loops inside run on the
+    /// calling thread only (the single-image forward pass, whose parts call BLAS one row at a time). Call it from
+    /// the thread that drives the work, as every caller here does.
     public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
         let saved = current
         guard count > 1 else { return try body() }
         current = 1
-        setBLASThreads(1)
-        defer {
-            current = saved
-            setBLASThreads(saved)
-        }
+        defer { current = saved }
         return try body()
     }
 
-    /// Whether `beginSplitProducts` is in effect.
-    public private(set) nonisolated(unsafe) static var splitsProducts = false
-
-    /// Whether `GEMM.sgemm` splits products over the `onWorkers` helpers itself, each part a single-threaded BLAS
-    /// call: between `beginSplitProducts` and `endSplitProducts`, and always with MKL (run sequential). `parallelFor`
-    /// then uses the same helpers.
-    public static var productsRunOnHelpers: Bool { splitsProducts || BLASLibrary.active == .mkl }
-
-    /// From here to `endSplitProducts`, `count` reads `threads` while BLAS runs at one thread: products are split
-    /// (rows of op(A) or columns of op(B)) over the `onWorkers` helpers, one single-threaded BLAS call each, and
-    /// elementwise loops use the threads as usual. For work beside code that calls BLAS from another thread (the
-    /// trainer's teacher overlap), where BLAS's own pool would keep spinning on the other core. Call both from one
-    /// thread.
-    public static func beginSplitProducts(threads: Int) {
-        guard !splitsProducts else { return }
-        splitSavedCount = current
-        current = Swift.max(1, threads)
-        splitsProducts = true
-        setBLASThreads(1)
+    /// Whether `GEMM.sgemm` splits products over the `onWorkers` helpers itself, one single-threaded BLAS call per
+    /// part (`parallelFor` then uses the same helpers): always where the library is OpenBLAS (its own pool held at
+    /// one thread) or MKL (its sequential layer); not with Apple's Accelerate, which threads inside each call.
+    ///
+    /// One threading model for both libraries: no BLAS pool spins on a core between products, two threads can call
+    /// BLAS at once (the teacher overlap), and elementwise work around a product runs on the thread that computes
+    /// each part (`GEMM.sgemm`'s `before`/`after`). On OpenBLAS it replaced the library's own threads (student epoch
+    /// 2.51-2.96 s against 2.95-3.22 s, three alternating pairs; inference 0.133 against 0.139 s; teacher equal or
+    /// better); the split changes the last bits of some products against OpenBLAS's threaded ones.
+    public static var productsRunOnHelpers: Bool {
+        #if canImport(Accelerate)
+        return BLASLibrary.active == .mkl
+        #else
+        return true
+        #endif
     }
-
-    /// Ends `beginSplitProducts` (restores `count` and BLAS's threads); without a begin it does nothing.
-    public static func endSplitProducts() {
-        guard splitsProducts else { return }
-        current = splitSavedCount
-        splitsProducts = false
-        setBLASThreads(current)
-    }
-
-    nonisolated(unsafe) private static var splitSavedCount = 1
 
     /// Runs `body(part)` for part in `0..<parts` at the same time: part 0 on the calling thread, the others on
     /// persistent helper threads that spin briefly between tasks (`CWorkers`), so a short task (one layer of a
@@ -128,8 +118,8 @@ public enum ComputeThreads {
         distill_workers_set_spin(Int32(clamping: microseconds))
     }
 
-    /// Runs `body(chunk)` for `chunks` pieces, spread over the threads when there is enough work (on GCD's pool, or
-    /// over the `onWorkers` helpers when products run on them: part p takes the p-th contiguous run of chunks, so
+    /// Runs `body(chunk)` for `chunks` pieces, spread over the threads when there is enough work (over the
+    /// `onWorkers` helpers where products run on them, else on GCD's pool): part p takes the p-th contiguous run of chunks, so
     /// the thread that runs a product's first part also updates the first part of its operands, e.g. in SGD; with
     /// chunks dealt round-robin instead half of each step's data crossed between the cores' caches: SGD 0.22-0.26 s
     /// against 0.28-0.31 s per student epoch, MKL). Every chunk runs exactly once, so the result never depends on
@@ -138,9 +128,9 @@ public enum ComputeThreads {
         if count <= 1 || chunks <= 1 {
             for c in 0..<chunks { body(c) }
         } else if productsRunOnHelpers {
-            // Products run on the `onWorkers` helpers here: keep to that one pool, so no GCD thread competes with a
+            // Products run on the `onWorkers` helpers: keep to that one pool, so no GCD thread competes with a
             // helper still spinning after a product (student epoch with MKL: 2.39 s against 2.50 s, median of 5
-            // pairs). With OpenBLAS's own pool spinning too it is the other way round (3.20 against 2.99 s), so GCD.
+            // pairs).
             let parts = Swift.min(count, chunks)
             onWorkers(parts: parts) { p in
                 for c in (p * chunks / parts)..<((p + 1) * chunks / parts) { body(c) }

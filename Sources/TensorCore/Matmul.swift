@@ -11,10 +11,10 @@ import CBLAS
 /// `C = alpha * op(A) * op(B) + beta * C`, row-major, where `op(X)` is `X` or `X^T`.
 /// `op(A)` is `[m, k]`, `op(B)` is `[k, n]`, `C` is `[m, n]`.
 public enum GEMM {
-    /// Whether a product is too small to gain from BLAS's threads: at most `narrowLimit` output columns (the
-    /// 10-class output layer), an inner dimension of at most 16 (its input gradient), or fewer than
-    /// `smallProductLimit` multiply-adds. OpenBLAS 0.3.21 splits such products over its threads anyway and the
-    /// hand-off costs more than the work. Measured on the 2-core machine of Benchmarks.md (µs, 1 vs 2 threads):
+    /// Whether a product is too small to gain from a second thread (it runs as one part): at most `narrowLimit`
+    /// output columns (the 10-class output layer), an inner dimension of at most 16 (its input gradient), or fewer
+    /// than `smallProductLimit` multiply-adds; the hand-off costs more than the work. Measured with OpenBLAS 0.3.21's
+    /// own threads, which split such products anyway, on the 2-core machine of Benchmarks.md (µs, 1 vs 2 threads):
     /// 128x10x800 55 vs 73, 128x800x10 31 vs 48, 128x30x784 93 vs 127; but 10x800x128 58 vs 45 and 30x784x128
     /// 88 vs 66 gain from two threads, so few output rows alone do not count (128x100x100, 24 vs 32, stays
     /// threaded: the limit sits below 10x800x128's 1.02M multiply-adds).
@@ -63,8 +63,8 @@ public enum GEMM {
         }
         if ComputeThreads.productsRunOnHelpers {
             // Split the larger operand's free dimension (rows of op(A) or columns of op(B)) into parts of at least
-            // 32, one single-threaded BLAS call each (`beginSplitProducts`, or MKL's sequential layer): each part
-            // packs only its share of it.
+            // 32, one single-threaded BLAS call each (OpenBLAS held at one thread, or MKL's sequential layer): each
+            // part packs only its share of it. The parts depend on the shape and thread count alone.
             let byRows = m >= n
             let extent = byRows ? m : n
             let parts = runsOnOneThread(m: m, n: n, k: k) ? 1 : Swift.max(1, Swift.min(ComputeThreads.count, extent / 32))
@@ -82,6 +82,7 @@ public enum GEMM {
             }
             return
         }
+        // Accelerate threads inside the call.
         before?(whole)
         if ComputeThreads.count > 1 && runsOnOneThread(m: m, n: n, k: k) {
             ComputeThreads.withSingleThreadedBLAS {

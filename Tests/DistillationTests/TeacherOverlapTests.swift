@@ -138,7 +138,6 @@ final class TeacherOverlapTests: XCTestCase {
             try trainer.run()
             runs.append(ResumeData.bits(trainer.model))
             XCTAssertEqual(ComputeThreads.lentCores, 0)
-            XCTAssertFalse(ComputeThreads.splitsProducts)
         }
         XCTAssertTrue(runs[0] == runs[1], "\(library): a slow teacher changed the student's bits")
         XCTAssertTrue(runs[0] == runs[2], "\(library): a teacher of varying speed changed the student's bits")

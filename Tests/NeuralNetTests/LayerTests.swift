@@ -98,14 +98,13 @@ final class LayerTests: XCTestCase {
 
     /// `linearForward` copies the bias into each part's block before its product and applies ReLU after, on the
     /// thread that computes the part: the same bits as filling the bias, one `GEMM.sgemm` and ReLU one element at a
-    /// time afterwards, with the product split over two threads (rows and columns) and not split.
+    /// time afterwards, with the product split over two threads (rows and columns) and on one.
     func testFusedBiasAndReLUMatchSeparatePasses() {
         let previous = ComputeThreads.count
-        defer { ComputeThreads.endSplitProducts(); ComputeThreads.set(previous) }
+        defer { ComputeThreads.set(previous) }
         var rng = RandomGenerator(seed: 8)
         for split in [false, true] {
-            ComputeThreads.set(split ? 1 : 2)
-            if split { ComputeThreads.beginSplitProducts(threads: 2) }
+            ComputeThreads.set(split ? 2 : 1)
             for (rows, inputs, outputs) in [(128, 784, 800), (300, 50, 64), (3, 12, 7)] {
                 let x = Tensor.normal([rows, inputs], generator: &rng), w = Tensor.normal([outputs, inputs], generator: &rng)
                 var b = Tensor.normal([outputs], generator: &rng)
@@ -129,7 +128,6 @@ final class LayerTests: XCTestCase {
                     }
                 }
             }
-            if split { ComputeThreads.endSplitProducts() }
         }
     }
 

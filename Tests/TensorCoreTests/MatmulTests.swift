@@ -101,29 +101,22 @@ final class MatmulTests: XCTestCase {
         XCTAssertEqual(mismatches, 0)
     }
 
-    /// `beginSplitProducts`: rows split over the threads, one single-threaded BLAS call each (the trainer's teacher
-    /// overlap). Same products to rounding, the same bits on every call, and `count` restored by the end call.
-    func testSplitProductsMatchAndRestore() {
+    /// Two threads: products split into parts over the helpers, one single-threaded BLAS call each. Same products as
+    /// one thread to rounding, and the same bits on every call.
+    func testSplitProductsMatchOneThreadAndRepeat() {
         let previous = ComputeThreads.count
         defer { ComputeThreads.set(previous) }
-        ComputeThreads.set(1)
         var rng = RandomGenerator(seed: 23)
         for (m, n, k, ta) in [(800, 784, 128, true), (128, 800, 784, false), (97, 300, 64, false), (20, 50, 8, true)] {
             let a = Tensor.normal(ta ? [k, m] : [m, k], generator: &rng), b = Tensor.normal([k, n], generator: &rng)
+            ComputeThreads.set(1)
             let whole = a.matmul(b, transposeSelf: ta)
-            ComputeThreads.beginSplitProducts(threads: 2)
-            XCTAssertTrue(ComputeThreads.splitsProducts)
-            XCTAssertEqual(ComputeThreads.count, 2)
+            ComputeThreads.set(2)
             let split = a.matmul(b, transposeSelf: ta), again = a.matmul(b, transposeSelf: ta)
-            ComputeThreads.endSplitProducts()
-            XCTAssertEqual(ComputeThreads.count, 1)
-            XCTAssertFalse(ComputeThreads.splitsProducts)
             XCTAssertEqual(split.scalars.map(\.bitPattern), again.scalars.map(\.bitPattern), "m=\(m) n=\(n) k=\(k)")
             let maxDiff = zip(whole.scalars, split.scalars).map { abs($0 - $1) }.max() ?? 0
             XCTAssertLessThan(maxDiff, 1e-5 * Float(k).squareRoot(), "m=\(m) n=\(n) k=\(k) ta=\(ta)")
         }
-        ComputeThreads.endSplitProducts()   // without a begin: nothing
-        XCTAssertEqual(ComputeThreads.count, 1)
     }
 
     /// `before` and `after` run once per part on the part's own block (the blocks tile C exactly once), around that
@@ -131,11 +124,10 @@ final class MatmulTests: XCTestCase {
     /// product too small to split.
     func testBlocksTileTheOutputAroundEachPart() {
         let previous = ComputeThreads.count
-        defer { ComputeThreads.endSplitProducts(); ComputeThreads.set(previous) }
+        defer { ComputeThreads.set(previous) }
         var rng = RandomGenerator(seed: 29)
         for split in [false, true] {
-            ComputeThreads.set(split ? 1 : 2)
-            if split { ComputeThreads.beginSplitProducts(threads: 2) }
+            ComputeThreads.set(split ? 2 : 1)
             for (m, n, k) in [(800, 300, 64), (128, 800, 784), (16, 10, 8)] {
                 let a = Tensor.normal([m, k], generator: &rng), b = Tensor.normal([k, n], generator: &rng)
                 let referenceScalars = a.matmul(b).scalars
@@ -165,7 +157,7 @@ final class MatmulTests: XCTestCase {
                 XCTAssertEqual(Set(covered), [1], "m=\(m) n=\(n): every element in exactly one block")
                 XCTAssertEqual(Set(blocks.map { "\($0)" }), Set(afterBlocks.map { "\($0)" }))
                 XCTAssertLessThan(worstAfter, 1e-3, "each block's product is done when its `after` runs")
-                let splits = ComputeThreads.productsRunOnHelpers   // beginSplitProducts, or MKL
+                let splits = ComputeThreads.productsRunOnHelpers && split
                 let expectedParts = splits && GEMM.runsOnOneThread(m: m, n: n, k: k) == false ? 2 : 1
                 XCTAssertEqual(blocks.count, expectedParts, "m=\(m) n=\(n) split \(splits)")
                 if expectedParts == 2 {
@@ -173,23 +165,21 @@ final class MatmulTests: XCTestCase {
                 }
                 XCTAssertFalse(c.contains { $0.isNaN })
             }
-            if split { ComputeThreads.endSplitProducts() }
         }
     }
 
     #if canImport(CBLAS)
-    /// Split products keep OpenBLAS's own pool at one thread (both cores call it) and give its threads back at the
-    /// end; with MKL active the pool stays at one thread throughout.
-    func testSplitProductsSetOpenBLASThreads() {
+    /// OpenBLAS's own pool stays at one thread whatever the count (the helpers split products instead), from the
+    /// first product on.
+    func testOpenBLASHeldAtOneThread() {
         defer { ComputeThreads.set(1) }
-        ComputeThreads.set(2)
-        let whole: Int32 = BLASLibrary.active == .openblas ? 2 : 1
-        XCTAssertEqual(openblas_get_num_threads(), whole)
-        ComputeThreads.beginSplitProducts(threads: 2)
+        XCTAssertGreaterThanOrEqual(ComputeThreads.count, 1)   // first use holds the pool
         XCTAssertEqual(openblas_get_num_threads(), 1)
-        ComputeThreads.endSplitProducts()
-        XCTAssertEqual(openblas_get_num_threads(), whole)
-        XCTAssertEqual(ComputeThreads.count, 2)
+        for threads in [2, 1, 3] {
+            ComputeThreads.set(threads)
+            XCTAssertEqual(openblas_get_num_threads(), 1)
+            XCTAssertEqual(ComputeThreads.count, threads)
+        }
     }
     #endif
 }

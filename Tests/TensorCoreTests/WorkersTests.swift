@@ -76,13 +76,12 @@ final class WorkersTests: XCTestCase {
         XCTAssertTrue(onCaller)
         var rng = RandomGenerator(seed: 9)
         let a = Tensor.normal([128, 300], generator: &rng), b = Tensor.normal([300, 200], generator: &rng)
-        ComputeThreads.set(1)
-        ComputeThreads.beginSplitProducts(threads: 2)
+        ComputeThreads.set(2)
+        defer { ComputeThreads.set(1) }
         let serial = a.matmul(b)
         ComputeThreads.returnLentCore()
         XCTAssertEqual(ComputeThreads.lentCores, 0)
         let parallel = a.matmul(b)
-        ComputeThreads.endSplitProducts()
         XCTAssertEqual(serial.scalars.map(\.bitPattern), parallel.scalars.map(\.bitPattern))
         testPartsRunConcurrently()   // and the helpers are back
     }

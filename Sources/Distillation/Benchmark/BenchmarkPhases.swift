@@ -231,13 +231,12 @@ public enum BenchmarkPhases {
         var times: [Double] = []
         var timedBatches = 0
         var allocations: [Int] = []
-        // As `Trainer.run`: an online teacher runs one batch ahead on the second core while the student's products are
-        // split (parts in turn on one core while the teacher runs, on both once it is done).
+        // As `Trainer.run`: an online teacher runs one batch ahead on the second core while the parts of the student's
+        // products run in turn on one core (on both once the teacher is done).
         let overlap = TrainingConfiguration.overlapsTeacher(enabled: options.overlapTeacher, threads: options.threads,
                                                             computingPerBatch: stepper.objective.preparesInBackground)
         let background = BackgroundWork()
-        if overlap { ComputeThreads.beginSplitProducts(threads: options.threads) }
-        defer { background.cancel(); ComputeThreads.endSplitProducts(); ComputeThreads.set(options.threads) }
+        defer { background.cancel(); ComputeThreads.set(options.threads) }
         for _ in 0..<Swift.max(1, options.epochs) {
             iterator.startNextEpoch()
             let allocationsBefore = BufferPool.shared.systemAllocations

@@ -103,21 +103,19 @@ public final class Trainer {
         let linears = model.linearLayers
         let batchesPerEpoch = iterator.batchesPerEpoch
         // With two threads and an online teacher (one that runs a model per batch), the teacher's forward pass for
-        // batch i + 1 runs on the second core (`BackgroundWork`, one thread) while the student trains on batch i
-        // with split products (single-threaded BLAS calls on parts of each product): their parts run one after
-        // another on the student's core while the teacher runs, and on both cores once it is done.
+        // batch i + 1 runs on the second core (`BackgroundWork`, one thread) while the student trains on batch i:
+        // the parts of the student's products (`GEMM.sgemm`) run one after another on the student's core while the
+        // teacher runs, and on both cores once it is done.
         let overlap = configuration.overlapsTeacher(computingPerBatch: objective.preparesInBackground)
         let background = BackgroundWork()
         defer {
             background.cancel()
-            ComputeThreads.endSplitProducts()
             ComputeThreads.set(configuration.threads)
         }
         while epoch < configuration.epochs {
             let epochStart = Date()
             let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.learningRate)
             optimizer.learningRate = rate
-            if overlap { ComputeThreads.beginSplitProducts(threads: configuration.threads) }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
             var pending: (batch: Batch, images: Tensor)? = nil
             var pendingPrepared: Tensor? = nil
@@ -174,7 +172,6 @@ public final class Trainer {
                 iterator = aheadIterator
                 jitterGenerator = aheadJitter
             }
-            ComputeThreads.endSplitProducts()
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
             if let stateURL { try saveState(to: stateURL) }
