@@ -146,7 +146,7 @@ public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation
 /// `linearForward` for a few rows with the output units split over `parts` threads (`ComputeThreads.onWorkers`):
 /// part p computes units `p*out/parts ..< (p+1)*out/parts` of every row with one GEMV per row. For a single image
 /// reading the weights is the whole cost; split this way each core reads only its share, and keeps it in its own
-/// cache from one call to the next. Call it with `count` at 1 (`ComputeThreads.withSingleThreadedBLAS`), so nothing
+/// cache from one call to the next. Call it with `count` at 1 (`ComputeThreads.withOneThread`), so nothing
 /// inside splits again.
 /// Same arithmetic as `linearForward` per element up to the BLAS kernel's summation order.
 public func linearForwardSplittingUnits(_ x: Tensor, weight: Tensor, bias: Tensor?, activation: Activation = .identity,

@@ -46,7 +46,7 @@ public final class Sequential: Layer {
     public func infer(_ input: Tensor) -> Tensor {
         let threads = ComputeThreads.count
         if threads > 1, input.rank == 2, input.shape[0] <= Sequential.unitSplitMaxRows, isRowWise {
-            return ComputeThreads.withSingleThreadedBLAS { inferLayers(input, splittingUnits: threads) }
+            return ComputeThreads.withOneThread { inferLayers(input, splittingUnits: threads) }
         }
         return inferLayers(input, splittingUnits: 1)
     }

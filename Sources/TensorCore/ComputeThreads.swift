@@ -69,7 +69,7 @@ public enum ComputeThreads {
     /// Runs `body` with `count` reading 1 process-wide, then restores it: products and loops inside run on the
     /// calling thread only (the single-image forward pass, whose parts call BLAS one row at a time). Call it from
     /// the thread that drives the work, as every caller here does.
-    public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+    public static func withOneThread<R>(_ body: () throws -> R) rethrows -> R {
         let saved = current
         guard count > 1 else { return try body() }
         current = 1

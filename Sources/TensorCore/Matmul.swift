@@ -85,7 +85,7 @@ public enum GEMM {
         // Accelerate threads inside the call.
         before?(whole)
         if ComputeThreads.count > 1 && runsOnOneThread(m: m, n: n, k: k) {
-            ComputeThreads.withSingleThreadedBLAS {
+            ComputeThreads.withOneThread {
                 sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                       a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)  // count reads 1 in here
             }

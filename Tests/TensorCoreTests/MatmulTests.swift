@@ -62,7 +62,7 @@ final class MatmulTests: XCTestCase {
                     let a = Tensor.normal(ta ? [k, m] : [m, k], generator: &rng)
                     let b = Tensor.normal(tb ? [n, k] : [k, n], generator: &rng)
                     let threaded = a.matmul(b, transposeSelf: ta, transposeOther: tb)
-                    let serial = ComputeThreads.withSingleThreadedBLAS { a.matmul(b, transposeSelf: ta, transposeOther: tb) }
+                    let serial = ComputeThreads.withOneThread { a.matmul(b, transposeSelf: ta, transposeOther: tb) }
                     if BLASKernel.coreName?.lowercased() == "skylakex" {
                         XCTAssertEqual(threaded.scalars.map(\.bitPattern), serial.scalars.map(\.bitPattern),
                                        "m=\(m) n=\(n) k=\(k) ta=\(ta) tb=\(tb)")
