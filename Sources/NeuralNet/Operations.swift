@@ -125,21 +125,20 @@ public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation
     let relu = activation == .relu
     return Tensor(shape: [batch, outCount]) { out in
         let o = out.baseAddress!
-        x.withUnsafeBufferPointer { xb in
-            weight.withUnsafeBufferPointer { wb in
-                (bias ?? Tensor.zeros([0])).withUnsafeBufferPointer { bb in
-                    // The bias is copied into each block of the output before its product (beta 1 adds the
-                    // product to it) and ReLU applied after, both by the thread that computes the block
-                    // (`GEMM.Block`), while the block is in its cache.
-                    let b = bias == nil ? nil : bb.baseAddress
+        // The bias is copied into each block of the output before its product (beta 1 adds the product to it) and
+        // ReLU applied after, both by the thread that computes the block (`GEMM.Block`), while it is in its cache.
+        func product(bias b: UnsafePointer<Float>?) {
+            x.withUnsafeBufferPointer { xb in
+                weight.withUnsafeBufferPointer { wb in
                     GEMM.sgemm(transposeA: false, transposeB: true, m: batch, n: outCount, k: inCount, alpha: 1,
                                a: xb.baseAddress!, lda: inCount, b: wb.baseAddress!, ldb: inCount,
                                beta: b == nil ? 0 : 1, c: o, ldc: outCount,
-                               before: b.map { b in { block in Kernels.fillRows(o, stride: outCount, block: block, from: b) } },
-                               after: relu ? { block in Kernels.relu(o, stride: outCount, block: block) } : nil)
+                               before: b.map { b in { Kernels.fillRows(o, stride: outCount, block: $0, from: b) } },
+                               after: relu ? { Kernels.relu(o, stride: outCount, block: $0) } : nil)
                 }
             }
         }
+        if let bias { bias.withUnsafeBufferPointer { product(bias: $0.baseAddress!) } } else { product(bias: nil) }
     }
 }
 

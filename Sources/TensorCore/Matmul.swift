@@ -82,17 +82,10 @@ public enum GEMM {
             }
             return
         }
-        // Accelerate threads inside the call.
+        // Accelerate (Apple): the library threads inside the call; nothing to split here.
         before?(whole)
-        if ComputeThreads.count > 1 && runsOnOneThread(m: m, n: n, k: k) {
-            ComputeThreads.withOneThread {
-                sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                      a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)  // count reads 1 in here
-            }
-        } else {
-            BLASLibrary.callSgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
-                                  a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
-        }
+        BLASLibrary.callSgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                              a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
         after?(whole)
     }
 
