@@ -90,6 +90,10 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
     var parents = [x, weight]
     if let bias { parents.append(bias) }
     return record(y, parents) { upstream in
+        if activation == .relu, weight.requiresGrad,
+           let fused = reluLinearBackward(upstream, output: y, input: xv, weight: weight, needsInputGradient: x.requiresGrad) {
+            return bias != nil ? [fused.gx, fused.gw, fused.gb] : [fused.gx, fused.gw]
+        }
         var g = upstream
         if activation == .relu {
             // A new buffer in one pass: `upstream` is still referenced by the caller, so masking it in place would
@@ -114,6 +118,52 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
         if bias != nil { result.append(g.sumRows()) }
         return result
     }
+}
+
+/// The backward of `linear` with ReLU when its weight-gradient product splits by output units
+/// (`GEMM.splitsByRows`, i.e. at least as many outputs as inputs; nil otherwise): each thread masks the upstream
+/// gradient for the units whose weight rows it computes, sums them for the bias gradient and then runs its part of
+/// dW = G^T x, all in the product's `before` callback while that slice of G is in its cache
+/// (`Kernels.reluBackwardColumns`). dx = G W follows on the whole masked G. The same arithmetic, bit for bit, as the
+/// separate passes (`reluBackward`, `columnSums`, then the two products). `gw` is nil when the gradient was
+/// accumulated into the weight's existing `grad` (sgemm with beta 1).
+func reluLinearBackward(_ upstream: Tensor, output y: Tensor, input xv: Tensor, weight: Variable,
+                        needsInputGradient: Bool) -> (gx: Tensor?, gw: Tensor?, gb: Tensor)? {
+    let wv = weight.value
+    let batch = upstream.shape[0], outCount = wv.shape[0], inCount = wv.shape[1]
+    guard upstream.shape == [batch, outCount], xv.shape == [batch, inCount],
+          GEMM.splitsByRows(m: outCount, n: inCount) else { return nil }
+    var gw: Tensor? = nil
+    var gb: Tensor? = nil
+    let g = Tensor(shape: [batch, outCount]) { gOut in
+        gb = Tensor(shape: [outCount]) { sums in
+            upstream.withUnsafeBufferPointer { ub in
+                y.withUnsafeBufferPointer { yb in
+                    xv.withUnsafeBufferPointer { xb in
+                        guard let u = ub.baseAddress, let yp = yb.baseAddress, let xp = xb.baseAddress,
+                              let gp = gOut.baseAddress, let sp = sums.baseAddress else { return }
+                        // The parts split dW by rows (output units) = columns of G: each masks its own columns.
+                        let mask: (GEMM.Block) -> Void = { block in
+                            Kernels.reluBackwardColumns(u, output: yp, into: gp, rows: batch, stride: outCount,
+                                                        columns: block.rows, sums: sp)
+                        }
+                        func product(into c: UnsafeMutablePointer<Float>, beta: Float) {
+                            GEMM.sgemm(transposeA: true, transposeB: false, m: outCount, n: inCount, k: batch, alpha: 1,
+                                       a: gp, lda: outCount, b: xp, ldb: inCount, beta: beta, c: c, ldc: inCount,
+                                       before: mask)
+                        }
+                        if weight.grad != nil, weight.isLeaf {
+                            // Accumulate straight into the existing gradient buffer (beta 1), no temporary.
+                            weight.grad!.withUnsafeMutableBufferPointer { product(into: $0.baseAddress!, beta: 1) }
+                        } else {
+                            gw = Tensor(shape: [outCount, inCount]) { product(into: $0.baseAddress!, beta: 0) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    return (needsInputGradient ? g.matmul(wv) : nil, gw, gb ?? Tensor.zeros([outCount]))
 }
 
 /// Forward of `linear` on plain tensors (inference path, no graph).

@@ -107,6 +107,38 @@ public enum Kernels {
         for i in 0..<out.count { let gi = gp[i], yi = yp[i]; op[i] = yi > 0 ? gi : 0 }  // unconditional loads: see reluBackwardMask
     }
 
+    /// `reluBackward` and `columnSums` for columns `columns` of row-major `[rows, stride]` matrices in one pass:
+    /// out[r, j] = y[r, j] > 0 ? g[r, j] : 0 and sums[j] = the column sum of out, added row by row from 0 (the order
+    /// of `columnSums`, so the same bits), for j in `columns`. A thread can take one block of columns (the units of a
+    /// layer whose weight-gradient product it computes). Reference: `naiveReluBackwardColumns`.
+    public static func reluBackwardColumns(_ g: UnsafePointer<Float>, output y: UnsafePointer<Float>,
+                                           into out: UnsafeMutablePointer<Float>, rows: Int, stride: Int,
+                                           columns: Range<Int>, sums: UnsafeMutablePointer<Float>) {
+        let lo = columns.lowerBound, width = columns.count
+        guard width > 0 else { return }
+        let s = sums + lo
+        s.update(repeating: 0, count: width)
+        for r in 0..<rows {
+            let gp = g + r * stride + lo, yp = y + r * stride + lo, op = out + r * stride + lo
+            for j in 0..<width { let gj = gp[j], yj = yp[j]; let v = yj > 0 ? gj : 0; op[j] = v; s[j] += v }
+        }
+    }
+
+    /// Reference for `reluBackwardColumns`: the mask element by element, then each column summed down its rows.
+    public static func naiveReluBackwardColumns(_ g: UnsafePointer<Float>, output y: UnsafePointer<Float>,
+                                                into out: UnsafeMutablePointer<Float>, rows: Int, stride: Int,
+                                                columns: Range<Int>, sums: UnsafeMutablePointer<Float>) {
+        for j in columns {
+            var total: Float = 0
+            for r in 0..<rows {
+                let v: Float = y[r * stride + j] > 0 ? g[r * stride + j] : 0
+                out[r * stride + j] = v
+                total += v
+            }
+            sums[j] = total
+        }
+    }
+
     /// Reference for `reluBackwardMask` and `reluBackward`.
     public static func naiveReluBackwardMask(_ g: UnsafeMutableBufferPointer<Float>, output y: UnsafeBufferPointer<Float>) {
         for i in 0..<g.count where y[i] <= 0 { g[i] = 0 }

@@ -32,6 +32,12 @@ public enum GEMM {
     /// See `runsOnOneThread`.
     public static let smallProductLimit = 1_000_000
 
+    /// Whether `sgemm` splits a product's output by rows (each part a band of whole rows of `C`, all its columns) or
+    /// by columns. Rows when `m >= n`. A `before` callback that writes an operand's slice for its block (e.g. the
+    /// rows of op(A) the block reads) relies on this to know that the blocks do not overlap in that operand.
+    @inlinable
+    public static func splitsByRows(m: Int, n: Int) -> Bool { m >= n }
+
     /// A rectangle of a product's output `C`: the part one thread computes.
     public struct Block: Equatable, Sendable {
         public var rows: Range<Int>
@@ -65,7 +71,7 @@ public enum GEMM {
             // Split the larger operand's free dimension (rows of op(A) or columns of op(B)) into parts of at least
             // 32, one single-threaded BLAS call each (OpenBLAS held at one thread, or MKL's sequential layer): each
             // part packs only its share of it. The parts depend on the shape and thread count alone.
-            let byRows = m >= n
+            let byRows = splitsByRows(m: m, n: n)
             let extent = byRows ? m : n
             let parts = runsOnOneThread(m: m, n: n, k: k) ? 1 : Swift.max(1, Swift.min(ComputeThreads.count, extent / 32))
             ComputeThreads.onWorkers(parts: parts) { p in

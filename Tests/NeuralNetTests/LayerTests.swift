@@ -131,6 +131,43 @@ final class LayerTests: XCTestCase {
         }
     }
 
+    /// The backward of a ReLU linear layer, fused into the weight-gradient product's parts (`reluLinearBackward`)
+    /// when its outputs are at least its inputs, equals the separate passes bit for bit: mask, column sums, dW = G^T x
+    /// (fresh or accumulated into an existing gradient) and dx = G W; split over two threads or not.
+    func testFusedReLUBackwardMatchesSeparatePasses() {
+        let previous = ComputeThreads.count
+        defer { ComputeThreads.set(previous) }
+        var rng = RandomGenerator(seed: 9)
+        for threads in [1, 2] {
+            ComputeThreads.set(threads)
+            // 128x784->800 and 40x30->64 take the fused path; 16x50->20 (fewer outputs than inputs) the other.
+            for (rows, inputs, outputs) in [(128, 784, 800), (40, 30, 64), (16, 50, 20)] {
+                let xv = Tensor.normal([rows, inputs], generator: &rng), wv = Tensor.normal([outputs, inputs], generator: &rng)
+                let bv = Tensor.normal([outputs], generator: &rng), seed = Tensor.normal([rows, outputs], generator: &rng)
+                let priorGradient = Tensor.normal([outputs, inputs], generator: &rng)
+                for accumulate in [false, true] {
+                    let x = Variable(xv, requiresGrad: true), w = Variable(wv, requiresGrad: true)
+                    let b = Variable(bv, requiresGrad: true)
+                    if accumulate { w.grad = priorGradient }
+                    let y = linear(x, weight: w, bias: b, activation: .relu)
+                    y.backward(seed: seed)
+                    // Reference: the separate passes.
+                    var masked = [Float](repeating: 0, count: rows * outputs)
+                    seed.withUnsafeBufferPointer { s in y.value.withUnsafeBufferPointer { yb in
+                        masked.withUnsafeMutableBufferPointer { Kernels.reluBackward(s, output: yb, into: $0) }
+                    } }
+                    let g = Tensor(shape: [rows, outputs], scalars: masked)
+                    var dw = accumulate ? priorGradient : Tensor.zeros([outputs, inputs])
+                    dw.addMatmul(g, xv, transposeA: true, transposeB: false, alpha: 1, beta: accumulate ? 1 : 0)
+                    let label = "\(rows)x\(inputs)->\(outputs) threads \(threads) accumulate \(accumulate)"
+                    XCTAssertEqual(w.grad?.scalars.map(\.bitPattern), dw.scalars.map(\.bitPattern), label)
+                    XCTAssertEqual(b.grad?.scalars.map(\.bitPattern), g.sumRows().scalars.map(\.bitPattern), label)
+                    XCTAssertEqual(x.grad?.scalars.map(\.bitPattern), g.matmul(wv).scalars.map(\.bitPattern), label)
+                }
+            }
+        }
+    }
+
     /// XOR with a 2-8-2 network: a seeded run that must converge.
     func testXORConverges() {
         var rng = RandomGenerator(seed: 5)

@@ -63,6 +63,44 @@ final class KernelTests: XCTestCase {
 
     /// `fillRows` and `relu` on blocks of a strided matrix (the parts of a split product) against the element-at-a-time
     /// reference, bit for bit, with NaN, -0 and negatives; nothing outside the block changes.
+    func testReLUBackwardOnColumnsMatchesReference() {
+        var gen = RandomGenerator(seed: 16)
+        let rows = 7, stride = 19
+        var g = Tensor.normal([rows * stride], generator: &gen).scalars
+        var y = Tensor.normal([rows * stride], generator: &gen).scalars
+        g[2] = .nan; y[2] = 1         // a NaN gradient passes where the unit was active
+        y[3] = .nan                   // a NaN output is not > 0: masked
+        y[stride + 5] = -0.0; y[2 * stride + 6] = 0
+        g[3 * stride + 7] = -0.0; y[3 * stride + 7] = 2
+        for columns in [0..<stride, 3..<11, 18..<19, 5..<5] {
+            var fast = [Float](repeating: 42, count: rows * stride), naive = fast
+            var fastSums = [Float](repeating: 42, count: stride), naiveSums = fastSums
+            g.withUnsafeBufferPointer { gb in y.withUnsafeBufferPointer { yb in
+                Kernels.reluBackwardColumns(gb.baseAddress!, output: yb.baseAddress!, into: &fast, rows: rows, stride: stride,
+                                            columns: columns, sums: &fastSums)
+                Kernels.naiveReluBackwardColumns(gb.baseAddress!, output: yb.baseAddress!, into: &naive, rows: rows,
+                                                 stride: stride, columns: columns, sums: &naiveSums)
+            } }
+            XCTAssertEqual(fast.map(\.bitPattern), naive.map(\.bitPattern), "\(columns)")
+            XCTAssertEqual(fastSums.map(\.bitPattern), naiveSums.map(\.bitPattern), "\(columns)")
+            for j in 0..<stride where !columns.contains(j) {   // nothing outside the block is touched
+                XCTAssertEqual(fastSums[j], 42)
+                for r in 0..<rows { XCTAssertEqual(fast[r * stride + j], 42) }
+            }
+            if columns.contains(2) { XCTAssertTrue(fast[2].isNaN) }
+            if columns.contains(3) { XCTAssertEqual(fast[3], 0) }
+        }
+        // The sums equal `columnSums` of the masked matrix, bit for bit (same order).
+        var masked = [Float](repeating: 0, count: rows * stride), sums = [Float](repeating: 0, count: stride)
+        var reference = sums
+        g.withUnsafeBufferPointer { gb in y.withUnsafeBufferPointer { yb in
+            Kernels.reluBackwardColumns(gb.baseAddress!, output: yb.baseAddress!, into: &masked, rows: rows, stride: stride,
+                                        columns: 0..<stride, sums: &sums)
+        } }
+        Kernels.columnSums(masked, rows: rows, cols: stride, into: &reference)
+        XCTAssertEqual(sums.map(\.bitPattern), reference.map(\.bitPattern))
+    }
+
     func testBiasAndReLUOnBlocksMatchReference() {
         var g = RandomGenerator(seed: 15)
         let rows = 9, cols = 13, stride = 16
