@@ -91,7 +91,8 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
     if let bias { parents.append(bias) }
     return record(y, parents) { upstream in
         if activation == .relu, weight.requiresGrad,
-           let fused = reluLinearBackward(upstream, output: y, input: xv, weight: weight, needsInputGradient: x.requiresGrad) {
+           let fused = reluLinearBackward(upstream, output: y, input: xv, weightValue: wv, weight: weight,
+                                          needsInputGradient: x.requiresGrad) {
             return bias != nil ? [fused.gx, fused.gw, fused.gb] : [fused.gx, fused.gw]
         }
         var g = upstream
@@ -125,11 +126,10 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
 /// gradient for the units whose weight rows it computes, sums them for the bias gradient and then runs its part of
 /// dW = G^T x, all in the product's `before` callback while that slice of G is in its cache
 /// (`Kernels.reluBackwardColumns`). dx = G W follows on the whole masked G. The same arithmetic, bit for bit, as the
-/// separate passes (`reluBackward`, `columnSums`, then the two products). `gw` is nil when the gradient was
-/// accumulated into the weight's existing `grad` (sgemm with beta 1).
-func reluLinearBackward(_ upstream: Tensor, output y: Tensor, input xv: Tensor, weight: Variable,
+/// separate passes (`reluBackward`, `columnSums`, then the two products). `wv` is the weight as the forward pass
+/// used it; `gw` is nil when the gradient was accumulated into the weight's existing `grad` (sgemm with beta 1).
+func reluLinearBackward(_ upstream: Tensor, output y: Tensor, input xv: Tensor, weightValue wv: Tensor, weight: Variable,
                         needsInputGradient: Bool) -> (gx: Tensor?, gw: Tensor?, gb: Tensor)? {
-    let wv = weight.value
     let batch = upstream.shape[0], outCount = wv.shape[0], inCount = wv.shape[1]
     guard upstream.shape == [batch, outCount], xv.shape == [batch, inCount],
           GEMM.splitsByRows(m: outCount, n: inCount) else { return nil }
