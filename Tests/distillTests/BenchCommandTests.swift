@@ -29,4 +29,33 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("distill_cached setup"), result.stdout)
         XCTAssertEqual(report["torch_note"] as? String, "--no-torch")
     }
+
+    /// Without an importable torch (here `DISTILL_PYTHON` names an interpreter whose `import torch` fails) the bench
+    /// still times every phase of ours, says why PyTorch was skipped, and exits 0 with no PyTorch figures.
+    func testBenchWithoutTorchSaysWhyAndRunsOurs() throws {
+        _ = try distillExecutable()
+        let directory = try makeTemporaryDirectory(self)
+        let data = directory.appendingPathComponent("mnist")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyMNIST(to: data, trainCount: 300, testCount: 100)
+        let python = directory.appendingPathComponent("python-without-torch")
+        try "#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 1\n".write(to: python, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: python.path)
+        let reportFile = directory.appendingPathComponent("report.json").path
+        let result = try runDistill(["bench", "--quick", "--threads", "1", "--max-batches", "2", "--data-dir", data.path,
+                                     "--json-output", reportFile], in: directory, environment: ["DISTILL_PYTHON": python.path])
+        assertSucceeded(result, "bench without torch")
+        guard result.status == 0 else { return }
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportFile))) as? [String: Any])
+        let note = try XCTUnwrap(report["torch_note"] as? String)
+        XCTAssertTrue(note.contains("PyTorch comparison skipped") && note.contains("DISTILL_PYTHON"), note)
+        XCTAssertTrue((result.stdout + result.stderr).contains("PyTorch comparison skipped"), result.stdout)
+        let phases = try XCTUnwrap(report["phases"] as? [String: Any])
+        XCTAssertEqual(Set(phases.keys), ["student", "teacher", "distill_online", "distill_cached", "distill_store", "inference", "latency"])
+        for (phase, value) in phases {
+            let entry = try XCTUnwrap(value as? [String: Any], phase)
+            XCTAssertNotNil(entry["ours"] as? [String: Any], phase)
+            XCTAssertNil(entry["torch"], "\(phase): no PyTorch figures without torch")
+        }
+    }
 }

@@ -57,21 +57,31 @@ public struct BenchmarkDriver {
         return object
     }
 
-    /// `python3` with torch, or nil (with the reason).
-    static func findTorch() -> (python: String?, note: String) {
-        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/python3" }
+    /// The Python that can import torch, or nil (with the reason): `$DISTILL_PYTHON` when set (e.g. a virtual
+    /// environment's interpreter; nothing else is tried then), else the first `python3` on `PATH`, else
+    /// /usr/bin/python3.
+    static func findTorch(environment: [String: String] = ProcessInfo.processInfo.environment) -> (python: String?, note: String) {
+        if let chosen = environment["DISTILL_PYTHON"], !chosen.isEmpty {
+            if FileManager.default.isExecutableFile(atPath: chosen), importsTorch(chosen) { return (chosen, "") }
+            return (nil, "PyTorch comparison skipped: `\(chosen) -c \"import torch\"` failed (DISTILL_PYTHON)")
+        }
+        let path = (environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/python3" }
         for candidate in path + ["/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: candidate)
-            p.arguments = ["-c", "import torch"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            if (try? p.run()) != nil {
-                p.waitUntilExit()
-                if p.terminationStatus == 0 { return (candidate, "") }
-            }
+            if importsTorch(candidate) { return (candidate, "") }
         }
         return (nil, "PyTorch comparison skipped: `python3 -c \"import torch\"` failed")
+    }
+
+    /// Whether `python -c "import torch"` succeeds.
+    static func importsTorch(_ python: String) -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", "import torch"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
     }
 
     /// Scripts/torch_bench.py in the working directory or beside this source file.
