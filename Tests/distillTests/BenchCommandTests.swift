@@ -30,6 +30,45 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(report["torch_note"] as? String, "--no-torch")
     }
 
+    /// With a Python that imports torch (here a stand-in that answers like `Scripts/torch_bench.py` and echoes its
+    /// malloc settings), every phase gets a PyTorch entry and a ratio; `--tuned-torch` hands that Python the tuned
+    /// glibc settings and the report says so.
+    func testBenchRunsPyTorchSideWithTunedMalloc() throws {
+        _ = try distillExecutable()
+        let directory = try makeTemporaryDirectory(self)
+        let data = directory.appendingPathComponent("mnist")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyMNIST(to: data, trainCount: 300, testCount: 100)
+        let python = directory.appendingPathComponent("python-stand-in")
+        let script = """
+            #!/bin/sh
+            if [ "$1" = "-c" ]; then exit 0; fi
+            echo '{"seconds_per_epoch": 2.0, "seconds_per_pass": 0.5, "latency_ms": 0.25, "torch_version": "stand-in", "torch_blas": "none", "trim": "'"$MALLOC_TRIM_THRESHOLD_"'"}'
+            """
+        try script.write(to: python, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: python.path)
+        let inherited = ProcessInfo.processInfo.environment["MALLOC_TRIM_THRESHOLD_"] ?? ""
+        for tuned in [false, true] {
+            let reportFile = directory.appendingPathComponent("report-\(tuned).json").path
+            let result = try runDistill(["bench", "--quick", "--threads", "1", "--max-batches", "2", "--data-dir", data.path,
+                                         "--json-output", reportFile] + (tuned ? ["--tuned-torch"] : []), in: directory,
+                                        environment: ["DISTILL_PYTHON": python.path])
+            assertSucceeded(result, "bench with a stand-in PyTorch")
+            guard result.status == 0 else { return }
+            let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportFile))) as? [String: Any])
+            XCTAssertNil(report["torch_note"])
+            XCTAssertEqual(report["torch_malloc"] as? String,
+                           tuned ? "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TOP_PAD_=67108864 MALLOC_TRIM_THRESHOLD_=2147483648" : "glibc defaults")
+            let phases = try XCTUnwrap(report["phases"] as? [String: Any])
+            for phase in ["student", "teacher", "distill_online", "distill_cached", "distill_store", "inference", "latency"] {
+                let torch = try XCTUnwrap((phases[phase] as? [String: Any])?["torch"] as? [String: Any], phase)
+                XCTAssertEqual(torch["trim"] as? String, tuned ? "2147483648" : inherited, phase)
+            }
+            XCTAssertTrue(result.stdout.contains("PyTorch stand-in"), result.stdout)
+            XCTAssertTrue(result.stdout.contains(tuned ? "malloc: MALLOC_MMAP_THRESHOLD_" : "malloc: glibc defaults"), result.stdout)
+        }
+    }
+
     /// Without an importable torch (here `DISTILL_PYTHON` names an interpreter whose `import torch` fails) the bench
     /// still times every phase of ours, says why PyTorch was skipped, and exits 0 with no PyTorch figures.
     func testBenchWithoutTorchSaysWhyAndRunsOurs() throws {

@@ -9,6 +9,9 @@ public struct BenchmarkDriver {
     public var executable: String
     public var runTorch = true
     public var scaling = false
+    /// Run PyTorch's script with `tunedMallocEnvironment` in its environment (`--tuned-torch`).
+    public var tunedTorchMalloc = false
+    var torchEnvironment: [String: String] { tunedTorchMalloc ? BenchmarkDriver.tunedMallocEnvironment : [:] }
     /// Receives progress lines (stderr by default).
     public var log: (String) -> Void = { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
 
@@ -36,11 +39,22 @@ public struct BenchmarkDriver {
         return a
     }
 
-    /// Runs `executable arguments`, returns the last stdout line parsed as a JSON object.
-    static func runJSON(_ executable: String, _ arguments: [String]) throws -> [String: Any] {
+    /// glibc malloc settings for PyTorch under `--tuned-torch`: never trim the heap, keep 64 MiB of slack at its top,
+    /// serve blocks up to 32 MiB (every tensor here) from the heap. At glibc's defaults PyTorch's
+    /// `zero_grad(set_to_none=True)` frees megabytes of gradients every step, glibc returns the top of the heap to the
+    /// kernel and the next step faults it back in: ~1 s of a ~3.8 s student epoch here (Benchmarks.md, session 6).
+    public static let tunedMallocEnvironment = ["MALLOC_TRIM_THRESHOLD_": String(1 << 31), "MALLOC_TOP_PAD_": String(64 << 20),
+                                         "MALLOC_MMAP_THRESHOLD_": String(32 << 20)]
+
+    /// Runs `executable arguments` (with `environment` added to this process's), returns the last stdout line parsed
+    /// as a JSON object.
+    static func runJSON(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        }
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
@@ -114,6 +128,9 @@ public struct BenchmarkDriver {
         report["blas"] = BLASLibrary.active.rawValue
         report["blas_summary"] = BLASLibrary.summary
         report["teacher_overlap"] = options.overlapTeacher
+        report["torch_malloc"] = tunedTorchMalloc
+            ? BenchmarkDriver.tunedMallocEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            : "glibc defaults"
         var python: String? = nil, script: String? = nil
         if runTorch {
             let found = BenchmarkDriver.findTorch()
@@ -130,7 +147,7 @@ public struct BenchmarkDriver {
             var entry: [String: Any] = ["ours": try BenchmarkDriver.runJSON(executable, childArguments(phase))]
             if let python, let script {
                 log("phase \(phase): torch...")
-                do { entry["torch"] = try BenchmarkDriver.runJSON(python, torchArguments(phase, script: script)) }
+                do { entry["torch"] = try BenchmarkDriver.runJSON(python, torchArguments(phase, script: script), environment: torchEnvironment) }
                 catch { log("torch phase \(phase) failed: \(error)") }
             }
             phases[phase] = entry
@@ -141,7 +158,7 @@ public struct BenchmarkDriver {
             var s: [String: Any] = ["ours": try BenchmarkDriver.runJSON(executable, childArguments("scaling"))]
             if let python, let script {
                 log("scaling: torch...")
-                do { s["torch"] = try BenchmarkDriver.runJSON(python, torchArguments("scaling", script: script)) }
+                do { s["torch"] = try BenchmarkDriver.runJSON(python, torchArguments("scaling", script: script), environment: torchEnvironment) }
                 catch { log("torch scaling failed: \(error)") }
             }
             report["scaling"] = s
@@ -187,7 +204,7 @@ public struct BenchmarkDriver {
         if let note = report["torch_note"] as? String { out += note + "\n" }
         let torchRuns = ((report["phases"] as? [String: Any]) ?? [:]).values.compactMap { ($0 as? [String: Any])?["torch"] as? [String: Any] }
         if let run = torchRuns.first, let version = run["torch_version"] as? String {
-            out += "PyTorch \(version), its BLAS: \(run["torch_blas"] as? String ?? "unknown")\n"
+            out += "PyTorch \(version), its BLAS: \(run["torch_blas"] as? String ?? "unknown"), malloc: \(report["torch_malloc"] as? String ?? "glibc defaults")\n"
         }
         out += "\n| phase | ours s/epoch | torch s/epoch | ours/torch | GFLOP/s | % of peak | peak RSS ours | peak RSS torch |\n"
         out += "|---|---|---|---|---|---|---|---|\n"
