@@ -140,8 +140,9 @@ final class LayerTests: XCTestCase {
         var rng = RandomGenerator(seed: 9)
         for threads in [1, 2] {
             ComputeThreads.set(threads)
-            // 128x784->800 and 40x30->64 take the fused path; 16x50->20 (fewer outputs than inputs) the other.
-            for (rows, inputs, outputs) in [(128, 784, 800), (40, 30, 64), (16, 50, 20)] {
+            // 128x784->800, 40x30->64 and an empty batch take the fused path; 16x50->20 (fewer outputs than inputs)
+            // the other.
+            for (rows, inputs, outputs) in [(128, 784, 800), (40, 30, 64), (16, 50, 20), (0, 30, 64)] {
                 let xv = Tensor.normal([rows, inputs], generator: &rng), wv = Tensor.normal([outputs, inputs], generator: &rng)
                 let bv = Tensor.normal([outputs], generator: &rng), seed = Tensor.normal([rows, outputs], generator: &rng)
                 let priorGradient = Tensor.normal([outputs, inputs], generator: &rng)
