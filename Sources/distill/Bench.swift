@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Time only the first N batches per epoch and scale to 60,000 examples (20 with --quick).") var maxBatches: Int?
     @Flag(help: "Short smoke run: 1 epoch of the first 20 batches, scaled; fewer inference/latency repeats.") var quick = false
     @Flag(help: "Skip the PyTorch comparison.") var noTorch = false
-    @Flag(help: "Run PyTorch with glibc's allocator tuned (MALLOC_TRIM_THRESHOLD_=2147483648 MALLOC_TOP_PAD_=67108864 MALLOC_MMAP_THRESHOLD_=33554432) instead of its defaults, under which its training steps fault freed gradient memory back in every step.")
+    @Flag(help: ArgumentHelp("Run PyTorch with glibc's allocator tuned (\(BenchmarkDriver.tunedMallocDescription)) instead of its defaults, under which its training steps fault freed gradient memory back in every step."))
     var tunedTorch = false
     @Flag(help: "Also time per-example cost against batch size 1...1024 and width 30...2400.") var scaling = false
     @Option(help: "MNIST directory (*-idx?-ubyte.gz); default the embedded copy.") var dataDir: String?

@@ -61,8 +61,8 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(a.sumRows().scalars, a.sum(axis: 0).scalars)
     }
 
-    /// `fillRows` and `relu` on blocks of a strided matrix (the parts of a split product) against the element-at-a-time
-    /// reference, bit for bit, with NaN, -0 and negatives; nothing outside the block changes.
+    /// `reluBackwardColumns` on blocks of columns against the element-at-a-time reference, bit for bit, with NaN and
+    /// -0; nothing outside the block changes, and its sums equal `columnSums` of the masked matrix.
     func testReLUBackwardOnColumnsMatchesReference() {
         var gen = RandomGenerator(seed: 16)
         let rows = 7, stride = 19
@@ -101,6 +101,8 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(sums.map(\.bitPattern), reference.map(\.bitPattern))
     }
 
+    /// `fillRows` and `relu` on blocks of a strided matrix (the parts of a split product) against the element-at-a-time
+    /// reference, bit for bit, with NaN, -0 and negatives; nothing outside the block changes.
     func testBiasAndReLUOnBlocksMatchReference() {
         var g = RandomGenerator(seed: 15)
         let rows = 9, cols = 13, stride = 16

@@ -1,15 +1,13 @@
 import Foundation
 import XCTest
+import Distillation
 
-/// `distill bench` end to end on a tiny synthetic MNIST, without PyTorch: every phase runs in its subprocess and
-/// reports positive timings, the JSON and the tables agree on the phases, and `distill_cached` reports its setup.
+/// `distill bench` end to end on a tiny synthetic MNIST: every phase runs in its subprocess and reports positive
+/// timings, the JSON and the tables agree on the phases, `distill_cached` reports its setup; the PyTorch side is
+/// run through a stand-in Python (its malloc settings checked) or skipped with the reason when torch cannot import.
 final class BenchCommandTests: XCTestCase {
     func testQuickBenchReportsEveryPhase() throws {
-        _ = try distillExecutable()
-        let directory = try makeTemporaryDirectory(self)
-        let data = directory.appendingPathComponent("mnist")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: data, trainCount: 300, testCount: 100)
+        let (directory, data) = try makeBenchDirectory()
         let reportFile = directory.appendingPathComponent("report.json").path
         let result = try runDistill(["bench", "--quick", "--no-torch", "--threads", "2", "--max-batches", "2",
                                      "--data-dir", data.path, "--json-output", reportFile], in: directory)
@@ -34,19 +32,14 @@ final class BenchCommandTests: XCTestCase {
     /// malloc settings), every phase gets a PyTorch entry and a ratio; `--tuned-torch` hands that Python the tuned
     /// glibc settings and the report says so.
     func testBenchRunsPyTorchSideWithTunedMalloc() throws {
-        _ = try distillExecutable()
-        let directory = try makeTemporaryDirectory(self)
-        let data = directory.appendingPathComponent("mnist")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: data, trainCount: 300, testCount: 100)
+        let (directory, data) = try makeBenchDirectory()
         let python = directory.appendingPathComponent("python-stand-in")
         let script = """
             #!/bin/sh
             if [ "$1" = "-c" ]; then exit 0; fi
             echo '{"seconds_per_epoch": 2.0, "seconds_per_pass": 0.5, "latency_ms": 0.25, "torch_version": "stand-in", "torch_blas": "none", "trim": "'"$MALLOC_TRIM_THRESHOLD_"'"}'
             """
-        try script.write(to: python, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: python.path)
+        try writeExecutable(script, to: python)
         let inherited = ProcessInfo.processInfo.environment["MALLOC_TRIM_THRESHOLD_"] ?? ""
         for tuned in [false, true] {
             let reportFile = directory.appendingPathComponent("report-\(tuned).json").path
@@ -60,7 +53,7 @@ final class BenchCommandTests: XCTestCase {
             XCTAssertEqual(report["torch_malloc"] as? String,
                            tuned ? "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TOP_PAD_=67108864 MALLOC_TRIM_THRESHOLD_=2147483648" : "glibc defaults")
             let phases = try XCTUnwrap(report["phases"] as? [String: Any])
-            for phase in ["student", "teacher", "distill_online", "distill_cached", "distill_store", "inference", "latency"] {
+            for phase in BenchmarkPhases.all {
                 let torch = try XCTUnwrap((phases[phase] as? [String: Any])?["torch"] as? [String: Any], phase)
                 XCTAssertEqual(torch["trim"] as? String, tuned ? "2147483648" : inherited, phase)
             }
@@ -72,14 +65,9 @@ final class BenchCommandTests: XCTestCase {
     /// Without an importable torch (here `DISTILL_PYTHON` names an interpreter whose `import torch` fails) the bench
     /// still times every phase of ours, says why PyTorch was skipped, and exits 0 with no PyTorch figures.
     func testBenchWithoutTorchSaysWhyAndRunsOurs() throws {
-        _ = try distillExecutable()
-        let directory = try makeTemporaryDirectory(self)
-        let data = directory.appendingPathComponent("mnist")
-        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: data, trainCount: 300, testCount: 100)
+        let (directory, data) = try makeBenchDirectory()
         let python = directory.appendingPathComponent("python-without-torch")
-        try "#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 1\n".write(to: python, atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: python.path)
+        try writeExecutable("#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 1\n", to: python)
         let reportFile = directory.appendingPathComponent("report.json").path
         let result = try runDistill(["bench", "--quick", "--threads", "1", "--max-batches", "2", "--data-dir", data.path,
                                      "--json-output", reportFile], in: directory, environment: ["DISTILL_PYTHON": python.path])
@@ -90,11 +78,27 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(note.contains("PyTorch comparison skipped") && note.contains("DISTILL_PYTHON"), note)
         XCTAssertTrue((result.stdout + result.stderr).contains("PyTorch comparison skipped"), result.stdout)
         let phases = try XCTUnwrap(report["phases"] as? [String: Any])
-        XCTAssertEqual(Set(phases.keys), ["student", "teacher", "distill_online", "distill_cached", "distill_store", "inference", "latency"])
+        XCTAssertEqual(Set(phases.keys), Set(BenchmarkPhases.all))
         for (phase, value) in phases {
             let entry = try XCTUnwrap(value as? [String: Any], phase)
             XCTAssertNotNil(entry["ours"] as? [String: Any], phase)
             XCTAssertNil(entry["torch"], "\(phase): no PyTorch figures without torch")
         }
+    }
+
+    /// A temporary directory with a tiny synthetic MNIST in `mnist/` (and the `distill` executable built).
+    private func makeBenchDirectory() throws -> (directory: URL, data: URL) {
+        _ = try distillExecutable()
+        let directory = try makeTemporaryDirectory(self)
+        let data = directory.appendingPathComponent("mnist")
+        try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+        try writeTinyMNIST(to: data, trainCount: 300, testCount: 100)
+        return (directory, data)
+    }
+
+    /// Writes a shell script and makes it executable (a stand-in Python).
+    private func writeExecutable(_ script: String, to url: URL) throws {
+        try script.write(to: url, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: url.path)
     }
 }

@@ -46,6 +46,11 @@ public struct BenchmarkDriver {
     public static let tunedMallocEnvironment = ["MALLOC_TRIM_THRESHOLD_": String(1 << 31), "MALLOC_TOP_PAD_": String(64 << 20),
                                          "MALLOC_MMAP_THRESHOLD_": String(32 << 20)]
 
+    /// `tunedMallocEnvironment` as `NAME=value` words, sorted (the report, the table header and `--help` show it).
+    public static var tunedMallocDescription: String {
+        tunedMallocEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    }
+
     /// Runs `executable arguments` (with `environment` added to this process's), returns the last stdout line parsed
     /// as a JSON object.
     static func runJSON(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> [String: Any] {
@@ -128,9 +133,7 @@ public struct BenchmarkDriver {
         report["blas"] = BLASLibrary.active.rawValue
         report["blas_summary"] = BLASLibrary.summary
         report["teacher_overlap"] = options.overlapTeacher
-        report["torch_malloc"] = tunedTorchMalloc
-            ? BenchmarkDriver.tunedMallocEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            : "glibc defaults"
+        report["torch_malloc"] = tunedTorchMalloc ? BenchmarkDriver.tunedMallocDescription : "glibc defaults"
         var python: String? = nil, script: String? = nil
         if runTorch {
             let found = BenchmarkDriver.findTorch()
