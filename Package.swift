@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layering (dependencies point downward only):
-//   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS, CFloatControl, CWorkers (C)
+//   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS, CFloatControl, CWorkers, CSparseKernels (C)
 //                                 -> Datasets -> TensorIO (safetensors) -> TensorCore; Datasets -> CZlib
 let package = Package(
     name: "SwiftDistill",
@@ -23,9 +23,10 @@ let package = Package(
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         .target(name: "CFloatControl"),
         .target(name: "CWorkers"),
+        .target(name: "CSparseKernels"),
         .target(
             name: "TensorCore",
-            dependencies: ["CFloatControl", "CWorkers", .target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
+            dependencies: ["CFloatControl", "CWorkers", "CSparseKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
         .target(name: "TensorIO", dependencies: ["TensorCore"]),
         .target(name: "NeuralNet", dependencies: ["TensorCore"]),
         .target(name: "Optimizers", dependencies: ["TensorCore", "NeuralNet"]),

@@ -6,8 +6,8 @@
 //            per nonzero pixel and 16 units (four accumulator chains);
 //   gradient: the batch compressed by columns (CSC), then per block of 64 units and input column an fma per nonzero
 //            and 16 units, the 16 x 16 tiles transposed into dW's rows.
-// Not part of the library: Benchmarks.md (session 7) has the figures; a first integration of the forward kernel is
-// on the branch sparse-input (not on main).
+// Not part of the library: Benchmarks.md (session 7) has the figures; the forward kernel is integrated as
+// Sources/CSparseKernels (used by linearForward; --dense-inputs turns it off).
 //
 //   clang -O2 -o /tmp/sparse_input_probe Scripts/sparse_input_probe.c -lopenblas -lz -lm   (the Swift toolchain's clang)
 //   OPENBLAS_CORETYPE=SkylakeX /tmp/sparse_input_probe Data/mnist/train-images-idx3-ubyte.gz

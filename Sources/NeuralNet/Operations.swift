@@ -173,6 +173,8 @@ public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation
     let batch = x.shape[0], outCount = weight.shape[0], inCount = weight.shape[1]
     if let bias { precondition(bias.shape == [outCount], "linear: bias \(bias.shape) should be [\(outCount)]") }
     let relu = activation == .relu
+    // A mostly-zero input (image pixels) takes the sparse product when the CPU has its vector path.
+    if let y = SparseKernels.linearForward(x, weight: weight, bias: bias, relu: relu) { return y }
     return Tensor(shape: [batch, outCount]) { out in
         let o = out.baseAddress!
         // The bias is copied into each block of the output before its product (beta 1 adds the product to it) and

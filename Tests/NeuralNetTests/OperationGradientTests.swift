@@ -30,6 +30,25 @@ final class OperationGradientTests: XCTestCase {
         checkGradients("linear without bias", inputs: [x, w]) { linear(x, weight: w, bias: nil) }
     }
 
+    /// `linear` on a mostly-zero input with enough rows for the sparse forward pass (`SparseKernels`, on CPUs with
+    /// its vector path; the dense product elsewhere): the backward rule is the dense one, so the check ties the two.
+    func testLinearOnSparseInput() {
+        var rng = RandomGenerator(seed: 23)
+        let rows = SparseKernels.minimumRows + 8
+        let xs = Tensor(shape: [rows, 40]) { out in
+            for i in 0..<out.count { out[i] = rng.uniform() < 0.15 ? rng.uniform(in: 0.2, 1) : 0 }
+        }
+        let x = Variable(xs, requiresGrad: true), w = parameter([20, 40], seed: 24)
+        let b = parameter([20], seed: 25, awayFromZero: true)
+        if SparseKernels.isFast {
+            XCTAssertNotNil(SparseKernels.linearForward(xs, weight: w.value, bias: b.value, relu: true),
+                            "the input should take the sparse path")
+        }
+        // Without ReLU: with 48 rows some pre-activation always sits within a step of the kink. The kernel's ReLU
+        // is checked bit for bit against its reference (SparseKernelsTests), its backward is the dense one above.
+        checkGradients("sparse linear", inputs: [x, w, b], maxElements: 60) { linear(x, weight: w, bias: b) }
+    }
+
     func testUnaryFunctions() {
         let a = parameter([4, 3], seed: 30, awayFromZero: true), p = parameter([4, 3], seed: 31, positive: true)
         checkGradients("relu", inputs: [a]) { relu(a) }

@@ -1,0 +1,30 @@
+#ifndef DISTILL_SPARSE_KERNELS_H
+#define DISTILL_SPARSE_KERNELS_H
+// The forward pass of a linear layer whose input is mostly zeros (MNIST pixels: about 19 % nonzero): only the
+// nonzero inputs are multiplied, 150 instead of 784 multiply-adds per image and unit.
+//
+// Arithmetic contract (what `SparseKernels.naiveLinearForward` in TensorCore computes, bit for bit): each output is
+// four fma chains from 0, chain c over the row's nonzeros k = c, c + 4, c + 8, ... in increasing column order,
+// summed as (c0 + c1) + (c2 + c3), then + bias, then ReLU (x < 0 ? 0 : x). No output depends on how the units or rows
+// are split between threads, on the vector width, or on the machine.
+#include <stdint.h>
+
+/// 1 when the AVX-512 path runs on this CPU. The portable path gives the same bits but is slower than BLAS, so
+/// callers use the sparse kernels only where this is 1.
+int distill_sparse_fast_path(void);
+
+/// Number of elements of rows [r0, r1) of x (row stride ldx, cols columns) that are not zero (NaN counts).
+long distill_sparse_count_nonzero(const float *x, long r0, long r1, long cols, long ldx);
+
+/// Compresses rows [r0, r1) of x to their nonzero entries (x != 0; NaN counts as nonzero): row r's column indices,
+/// increasing, go to index[r * cols ...], its values to value[r * cols ...], its count to count[r].
+void distill_sparse_compress_rows(const float *x, long r0, long r1, long cols, long ldx, int32_t *index,
+                                  float *value, int32_t *count);
+
+/// y[r * ldy + u] for every row r < rows and the units u in [u0, u1) (see the contract above); bias may be NULL.
+/// w is [units x cols] with row stride ldw (PyTorch's [out, in]). scratch: 16 * cols floats (one block of w,
+/// transposed).
+void distill_sparse_linear_forward(long rows, long cols, const int32_t *index, const float *value,
+                                   const int32_t *count, const float *w, long ldw, long u0, long u1,
+                                   const float *bias, int relu, float *y, long ldy, float *scratch);
+#endif

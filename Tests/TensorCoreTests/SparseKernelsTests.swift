@@ -1,0 +1,88 @@
+import XCTest
+import TensorCore
+
+/// The sparse-input linear forward pass (`SparseKernels`, `CSparseKernels`) against its naive reference, bit for bit,
+/// and against the dense product.
+final class SparseKernelsTests: XCTestCase {
+    /// A `[rows, cols]` input with about `density` of its entries nonzero (uniform in (0, 1], like pixels / 255).
+    func sparseInput(rows: Int, cols: Int, density: Float, seed: UInt64) -> Tensor {
+        var rng = RandomGenerator(seed: seed)
+        return Tensor(shape: [rows, cols]) { out in
+            for i in 0..<out.count { out[i] = rng.uniform() < density ? 1 - rng.uniform() : 0 }
+        }
+    }
+
+    func bits(_ t: Tensor) -> [UInt32] { (0..<t.count).map { t[flat: $0].bitPattern } }
+
+    /// Shapes with unit counts that are not multiples of 16 (masked tail blocks), input widths that are not multiples
+    /// of 16, rows whose nonzero count leaves every remainder mod 4, an all-zero row, NaN, infinity and -0 in the
+    /// input: the kernel equals the reference bit for bit on 1 and 2 threads, with and without bias and ReLU.
+    func testForwardMatchesReferenceBitForBit() {
+        for (rows, cols, units) in [(37, 70, 45), (40, 784, 33), (5, 16, 16), (3, 1, 7)] {
+            var x = sparseInput(rows: rows, cols: cols, density: 0.2, seed: UInt64(rows * cols))
+            for j in 0..<cols { x[flat: j] = 0 }                     // row 0: no nonzero, the bias alone
+            if cols > 3 && rows > 2 {
+                x[flat: cols + 1] = .nan
+                x[flat: 2 * cols] = -0.0                               // a zero: skipped
+                x[flat: 2 * cols + 2] = .infinity
+            }
+            var rng = RandomGenerator(seed: 7)
+            let w = Tensor.normal([units, cols], generator: &rng), b = Tensor.normal([units], generator: &rng)
+            for (bias, relu) in [(b as Tensor?, true), (nil, false), (b, false)] {
+                let expected = SparseKernels.naiveLinearForward(x, weight: w, bias: bias, relu: relu)
+                for threads in [1, 2] {
+                    let y = SparseKernels.forward(x, weight: w, bias: bias, relu: relu, threads: threads)
+                    XCTAssertEqual(y.shape, [rows, units])
+                    XCTAssertEqual(bits(y), bits(expected), "\(rows)x\(cols)->\(units) bias \(bias != nil) relu \(relu) threads \(threads)")
+                }
+            }
+        }
+    }
+
+    /// More rows than one round of compression (`rowsPerRound`): the rounds join up.
+    func testForwardOverSeveralRounds() {
+        let rows = SparseKernels.rowsPerRound * 2 + 19, cols = 50, units = 20
+        let x = sparseInput(rows: rows, cols: cols, density: 0.25, seed: 3)
+        var rng = RandomGenerator(seed: 8)
+        let w = Tensor.normal([units, cols], generator: &rng), b = Tensor.normal([units], generator: &rng)
+        XCTAssertEqual(bits(SparseKernels.forward(x, weight: w, bias: b, relu: true, threads: 2)),
+                       bits(SparseKernels.naiveLinearForward(x, weight: w, bias: b, relu: true)))
+    }
+
+    /// The same function as the dense product: within float rounding of a Double-accumulated reference.
+    func testForwardAgreesWithDenseProduct() {
+        let x = sparseInput(rows: 64, cols: 784, density: 0.19, seed: 11)
+        var rng = RandomGenerator(seed: 9)
+        let w = Tensor.normal([100, 784], standardDeviation: 0.05, generator: &rng)
+        let b = Tensor.normal([100], generator: &rng)
+        let y = SparseKernels.forward(x, weight: w, bias: b, relu: false, threads: 2)
+        let dense = x.naiveMatmul(w, transposeOther: true)
+        for r in 0..<64 {
+            for u in 0..<100 {
+                XCTAssertEqual(y[r, u], dense[r, u] + b[u], accuracy: 1e-5 * max(1, abs(dense[r, u])), "(\(r), \(u))")
+            }
+        }
+    }
+
+    /// `SparseKernels.linearForward` (the path `linearForward` tries first) applies only to inputs with enough rows
+    /// and at most `densityLimit` nonzero, on CPUs with the vector path; otherwise it declines (nil).
+    func testLinearForwardChoosesTheSparsePathOnlyForSparseInputs() {
+        var rng = RandomGenerator(seed: 10)
+        let w = Tensor.normal([40, 60], generator: &rng), b = Tensor.normal([40], generator: &rng)
+        let sparse = sparseInput(rows: 64, cols: 60, density: 0.15, seed: 12)
+        let dense = sparseInput(rows: 64, cols: 60, density: 0.6, seed: 13)
+        let few = sparseInput(rows: SparseKernels.minimumRows - 1, cols: 60, density: 0.15, seed: 14)
+        XCTAssertNil(SparseKernels.linearForward(dense, weight: w, bias: b, relu: true))
+        XCTAssertNil(SparseKernels.linearForward(few, weight: w, bias: b, relu: true))
+        let chosen = SparseKernels.linearForward(sparse, weight: w, bias: b, relu: true)
+        if SparseKernels.isFast {
+            XCTAssertEqual(chosen.map(bits), bits(SparseKernels.naiveLinearForward(sparse, weight: w, bias: b, relu: true)))
+            let saved = SparseKernels.enabled
+            SparseKernels.enabled = false
+            defer { SparseKernels.enabled = saved }
+            XCTAssertNil(SparseKernels.linearForward(sparse, weight: w, bias: b, relu: true))
+        } else {
+            XCTAssertNil(chosen, "without AVX-512 the dense product is faster")
+        }
+    }
+}
