@@ -16,8 +16,14 @@ import Darwin
 /// summation order differs (a few units in the last place), and a zero input times an infinite or NaN weight
 /// contributes nothing instead of NaN.
 public enum SparseKernels {
-    /// Whether `linearForward` may take the sparse path (default true; tests and benchmarks switch it off to compare).
-    nonisolated(unsafe) public static var enabled = getenv("DISTILL_SPARSE").map { String(cString: $0) != "0" } ?? true  // WIP: a --dense-inputs flag, config field and resume check still to come
+    /// Whether `linearForward` may take the sparse path (default true). `--dense-inputs` switches it off for a whole
+    /// run; tests and benchmarks switch it to compare. Set it before any product runs, not while one does.
+    nonisolated(unsafe) public static var enabled = true
+
+    /// Whether `linearForward` takes the sparse path when the input qualifies: `enabled` on a CPU with the vector path.
+    /// A run's results depend on it (the summation order differs from BLAS's), so runs record it
+    /// (`TrainingConfiguration.inputKernels`).
+    public static var active: Bool { enabled && isFast }
 
     /// The largest fraction of nonzero inputs for which the sparse path is taken. The sparse product's time grows
     /// with the nonzeros and equals sgemm's at roughly 40 % (half of sgemm's time at 19 %); 0.3 leaves a margin.
@@ -27,7 +33,8 @@ public enum SparseKernels {
     /// which a handful of rows does not repay.
     public static let minimumRows = 32
 
-    /// Rows compressed and multiplied per round (bounds the scratch to 2 x 1024 x `in` floats).
+    /// Rows compressed and multiplied per round: one training batch; bounds the scratch to 2 x 128 x `in` floats
+    /// (rounds of 1024 rows were no faster for inference).
     public static let rowsPerRound = 128
 
     /// Whether this CPU runs the vector path (AVX-512). Elsewhere `linearForward` always uses BLAS.
@@ -37,7 +44,7 @@ public enum SparseKernels {
     /// at most `densityLimit` of x nonzero); nil otherwise, for the caller to use the dense product.
     /// x: `[rows, in]`, weight: `[out, in]`, bias: `[out]`.
     public static func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool) -> Tensor? {
-        guard enabled, isFast, x.rank == 2, weight.rank == 2, x.shape[1] == weight.shape[1] else { return nil }
+        guard active, x.rank == 2, weight.rank == 2, x.shape[1] == weight.shape[1] else { return nil }
         let rows = x.shape[0], cols = x.shape[1], units = weight.shape[0]
         guard rows >= minimumRows, cols > 0, units > 0 else { return nil }
         let nonzeros = x.withUnsafeBufferPointer { xb in

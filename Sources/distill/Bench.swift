@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "distill_online: teacher and student take turns, each on every thread (default: the teacher runs one batch ahead on its own thread, as in distill distill).")
     var noTeacherOverlap = false
     @Option(help: .hidden) var phase: String?
-    @OptionGroup var blasOptions: BLASOptions
+    @OptionGroup var kernelOptions: KernelOptions
 
     func run() throws {
         var options = BenchmarkOptions()
@@ -31,7 +31,8 @@ struct Bench: ParsableCommand {
         options.maxBatches = maxBatches ?? (quick ? 20 : nil)
         options.dataDirectory = dataDir
         options.overlapTeacher = !noTeacherOverlap
-        options.blas = try blasOptions.apply(announce: phase == nil).rawValue
+        options.blas = try kernelOptions.apply(announce: phase == nil).rawValue
+        options.denseInputs = kernelOptions.denseInputs
         if let phase {
             // A child: one phase in this process, one JSON line on stdout.
             if phase == "scaling" {

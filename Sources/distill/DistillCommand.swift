@@ -124,7 +124,7 @@ struct TeacherLogitsCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Keep only the K largest logits per example.") var topK: Int?
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
-    @OptionGroup var blasOptions: BLASOptions
+    @OptionGroup var kernelOptions: KernelOptions
     @Flag(help: "Overwrite an existing output file.") var force = false
 
     func validate() throws {
@@ -136,7 +136,7 @@ struct TeacherLogitsCommand: ParsableCommand {
 
     func run() throws {
         try DataLocation.checkOutput(output, force: force)
-        try blasOptions.apply()
+        try kernelOptions.apply()
         ComputeThreads.set(threads)
         let data = try DataLocation.loadMNIST(dataDir)
         let teacher = try TeacherLoader.load(paths: teachers, combination: ensemble, dataset: data.train)

@@ -13,7 +13,7 @@ struct Evaluate: ParsableCommand {
     var teacher: [String] = []
     @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
-    @OptionGroup var blasOptions: BLASOptions
+    @OptionGroup var kernelOptions: KernelOptions
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -24,7 +24,7 @@ struct Evaluate: ParsableCommand {
         let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: model))
         let data = try DataLocation.loadMNIST(dataDir)
         try TrainingJob.checkCompatible(checkpoint, with: data.test, source: model)
-        try blasOptions.apply()
+        try kernelOptions.apply()
         ComputeThreads.set(threads)
         let teacherModel = teacher.isEmpty ? nil : try TeacherLoader.load(paths: teacher, combination: .meanProbabilities, dataset: data.test)
         let metrics = try EvaluationMetrics.evaluate(model: checkpoint.model, dataset: data.test, teacher: teacherModel)

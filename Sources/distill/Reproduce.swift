@@ -11,7 +11,7 @@ struct ExperimentOptions: ParsableArguments {
     var workDir: String = "runs"
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @Option(parsing: .unconditional, help: "Multiply every epoch count by this factor (shorter trial runs).") var epochScale: Double = 1
-    @OptionGroup var blasOptions: BLASOptions
+    @OptionGroup var kernelOptions: KernelOptions
     @Flag(help: "Print one JSON object on stdout.") var json = false
 
     func validate() throws {
@@ -20,7 +20,7 @@ struct ExperimentOptions: ParsableArguments {
     }
 
     func context() throws -> ExperimentContext {
-        try blasOptions.apply()
+        try kernelOptions.apply()
         return try ExperimentContext(data: DataLocation.loadMNIST(dataDir), workDirectory: URL(fileURLWithPath: workDir), threads: threads)
     }
 }

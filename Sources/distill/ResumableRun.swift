@@ -19,8 +19,9 @@ struct ResumableRun {
     func prepare() throws -> (TrainingConfiguration, URL, (train: LabeledDataset, test: LabeledDataset)) {
         var configuration = try options.configuration()
         try DataLocation.checkOutput(output, force: force)
-        try options.blasOptions.apply()
+        try options.kernelOptions.apply()
         configuration.blas = TrainingConfiguration.activeBLAS
+        configuration.inputKernels = TrainingConfiguration.activeInputKernels
         let stateURL = try resumeOptions.checkStateFile(output: output)
         return (configuration, stateURL, try DataLocation.loadMNIST(options.dataDir))
     }
@@ -50,12 +51,14 @@ struct ResumableRun {
         case .finished(var result):
             for (k, v) in metadata { result.extraMetadata[k] = v }
             result.extraMetadata["blas"] = BLASLibrary.active.rawValue
+            result.extraMetadata["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
             try result.checkpoint(role: role).write(to: URL(fileURLWithPath: output), overwrite: force)
             try? FileManager.default.removeItem(at: stateURL)
             let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test, teacher: metricsTeacher)
             var fields = try metricsFields(metrics)
             for (k, v) in extra { fields[k] = v }
             fields["blas"] = BLASLibrary.active.rawValue
+            fields["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
             try result.printSummary(json: json, output: output, extra: fields)
         }
     }

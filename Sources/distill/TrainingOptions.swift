@@ -28,7 +28,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Training examples held out for model selection (0 = none; the test set is never used).")
     var validation: Int = 0
     @Option(help: "MNIST directory (default: the embedded copy in Data/mnist).") var dataDir: String?
-    @OptionGroup var blasOptions: BLASOptions
+    @OptionGroup var kernelOptions: KernelOptions
 
     func configuration() throws -> TrainingConfiguration {
         var c = TrainingConfiguration()

@@ -1,4 +1,5 @@
 import XCTest
+import TensorCore
 import Foundation
 
 /// End-to-end checks of `distill train` interruption and resume through the built binary
@@ -199,6 +200,18 @@ final class ResumeCLITests: XCTestCase {
         let r = try run(changed + ["--resume"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("m.safetensors.state") && r.stderr.contains("configuration differs"), r.stderr)
+        // Only the setting that changed is named.
+        XCTAssertTrue(r.stderr.contains("learningRate: saved 0.05"), r.stderr)
+        XCTAssertFalse(r.stderr.contains("hidden"), r.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.safetensors.state").path))
+        // The input kernels are part of the run: a run started on the sparse kernels does not resume on BLAS.
+        if SparseKernels.isFast {
+            let dense = try run(args + ["--resume", "--dense-inputs"])
+            XCTAssertNotEqual(dense.status, 0)
+            XCTAssertTrue(dense.stderr.contains("inputKernels: saved \"sparse\", now unset"), dense.stderr)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.safetensors.state").path))
+        }
+        let resumed = try run(args + ["--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
     }
 }

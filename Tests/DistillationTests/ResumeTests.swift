@@ -163,6 +163,11 @@ final class ResumeTests: XCTestCase {
         other.learningRate = 0.2
         let m1 = message { try Trainer.resume(from: url, configuration: other, train: data, validation: nil, objective: LabelObjective(), progress: quiet) }
         XCTAssertTrue(m1.contains(url.path) && m1.contains("configuration differs"), m1)
+        XCTAssertTrue(m1.contains("learningRate: saved 0.1, now 0.2") && !m1.contains("batchSize"), m1)
+        var dense = c
+        dense.inputKernels = c.inputKernels == nil ? "sparse" : nil
+        let mKernels = message { try Trainer.resume(from: url, configuration: dense, train: data, validation: nil, objective: LabelObjective(), progress: quiet) }
+        XCTAssertTrue(mKernels.contains("configuration differs") && mKernels.contains("inputKernels: saved "), mKernels)
 
         struct OtherObjective: TrainingObjective {
             var name: String { "distillation" }

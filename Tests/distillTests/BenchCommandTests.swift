@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Distillation
+import TensorCore
 
 /// `distill bench` end to end on a tiny synthetic MNIST: every phase runs in its subprocess and reports positive
 /// timings, the JSON and the tables agree on the phases, `distill_cached` reports its setup; the PyTorch side is
@@ -26,6 +27,27 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertGreaterThan(cached?["setup_seconds"] as? Double ?? 0, 0, "setup of the teacher cache")
         XCTAssertTrue(result.stdout.contains("distill_cached setup"), result.stdout)
         XCTAssertEqual(report["torch_note"] as? String, "--no-torch")
+        let sparse = SparseKernels.isFast
+        XCTAssertEqual(report["input_kernels"] as? String, sparse ? "sparse" : "dense")
+        XCTAssertTrue(result.stdout.contains(sparse ? "multiplies only nonzero pixels" : "multiplied densely"), result.stdout)
+    }
+
+    /// Every child runs the driver's configuration: `--dense-inputs` (and `--blas`, the overlap switch) reach it.
+    func testChildrenGetTheDriversKernelChoice() {
+        var options = BenchmarkOptions()
+        options.epochs = 2
+        var driver = BenchmarkDriver(options: options, executable: "/bin/false")
+        XCTAssertFalse(driver.childArguments("student").contains("--dense-inputs"))
+        XCTAssertEqual(Array(driver.childArguments("student").suffix(2)), ["--blas", "openblas"])
+        options.denseInputs = true
+        options.blas = "mkl"
+        options.overlapTeacher = false
+        driver = BenchmarkDriver(options: options, executable: "/bin/false")
+        let arguments = driver.childArguments("distill_online")
+        XCTAssertTrue(arguments.contains("--dense-inputs"), "\(arguments)")
+        XCTAssertTrue(arguments.contains("--no-teacher-overlap"), "\(arguments)")
+        XCTAssertEqual(arguments.firstIndex(of: "--blas").map { arguments[$0 + 1] }, "mkl")
+        XCTAssertEqual(Array(arguments.prefix(3)), ["bench", "--phase", "distill_online"])
     }
 
     /// With a Python that imports torch (here a stand-in that answers like `Scripts/torch_bench.py` and echoes its
@@ -63,14 +85,16 @@ final class BenchCommandTests: XCTestCase {
     }
 
     /// Without an importable torch (here `DISTILL_PYTHON` names an interpreter whose `import torch` fails) the bench
-    /// still times every phase of ours, says why PyTorch was skipped, and exits 0 with no PyTorch figures.
+    /// still times every phase of ours, says why PyTorch was skipped, and exits 0 with no PyTorch figures. Run with
+    /// `--dense-inputs`, which the report and the table name.
     func testBenchWithoutTorchSaysWhyAndRunsOurs() throws {
         let (directory, data) = try makeBenchDirectory()
         let python = directory.appendingPathComponent("python-without-torch")
         try writeExecutable("#!/bin/sh\necho 'ModuleNotFoundError: No module named torch' >&2\nexit 1\n", to: python)
         let reportFile = directory.appendingPathComponent("report.json").path
         let result = try runDistill(["bench", "--quick", "--threads", "1", "--max-batches", "2", "--data-dir", data.path,
-                                     "--json-output", reportFile], in: directory, environment: ["DISTILL_PYTHON": python.path])
+                                     "--dense-inputs", "--json-output", reportFile], in: directory,
+                                    environment: ["DISTILL_PYTHON": python.path])
         assertSucceeded(result, "bench without torch")
         guard result.status == 0 else { return }
         let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportFile))) as? [String: Any])
@@ -79,6 +103,8 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue((result.stdout + result.stderr).contains("PyTorch comparison skipped"), result.stdout)
         let phases = try XCTUnwrap(report["phases"] as? [String: Any])
         XCTAssertEqual(Set(phases.keys), Set(BenchmarkPhases.all))
+        XCTAssertEqual(report["input_kernels"] as? String, "dense", "--dense-inputs")
+        XCTAssertTrue(result.stdout.contains("multiplied densely"), result.stdout)
         for (phase, value) in phases {
             let entry = try XCTUnwrap(value as? [String: Any], phase)
             XCTAssertNotNil(entry["ours"] as? [String: Any], phase)

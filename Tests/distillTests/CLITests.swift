@@ -256,6 +256,32 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(try json(overridden.stdout)["blas"] as? String, "openblas")
     }
 
+    /// On a CPU with the sparse kernels (AVX-512) `train` multiplies the (mostly zero) images with them by default and
+    /// with BLAS under `--dense-inputs`: the report and the model's metadata and configuration say which, each choice
+    /// gives the same weights twice, and the two give different weights (the summation order differs, so the flag
+    /// reaches the product). Elsewhere both runs are dense and identical.
+    func testDenseInputsFlag() throws {
+        var files: [String: Data] = [:]
+        for (name, extra) in [("sparse-a", []), ("sparse-b", []), ("dense-a", ["--dense-inputs"]), ("dense-b", ["--dense-inputs"])] {
+            let out = path("\(name).safetensors")
+            let result = try train(extra + ["--json"], output: out)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let expected = name.hasPrefix("dense") || !SparseKernels.isFast ? "dense" : "sparse"
+            XCTAssertEqual(try json(result.stdout)["input_kernels"] as? String, expected, name)
+            let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: out))
+            XCTAssertEqual(checkpoint.metadata["input_kernels"], expected, name)
+            XCTAssertEqual(checkpoint.training?.inputKernels, expected == "sparse" ? "sparse" : nil, name)
+            files[name] = try Data(contentsOf: URL(fileURLWithPath: out))
+        }
+        XCTAssertEqual(files["sparse-a"], files["sparse-b"], "default kernels: same seed, different weights")
+        XCTAssertEqual(files["dense-a"], files["dense-b"], "--dense-inputs: same seed, different weights")
+        if SparseKernels.isFast {
+            XCTAssertNotEqual(files["sparse-a"], files["dense-a"], "--dense-inputs did not change the product")
+        } else {
+            XCTAssertEqual(files["sparse-a"], files["dense-a"])
+        }
+    }
+
     /// With MKL installed: `--blas mkl` trains, says so on stderr and in the report and the model's metadata, and
     /// gives the same weights twice (skipped without MKL).
     func testTrainWithMKLIsReproducible() throws {

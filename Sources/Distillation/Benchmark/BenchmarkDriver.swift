@@ -21,13 +21,14 @@ public struct BenchmarkDriver {
     }
 
     /// Arguments that make a child run the same configuration.
-    func childArguments(_ phase: String) -> [String] {
+    public func childArguments(_ phase: String) -> [String] {
         var a = ["bench", "--phase", phase, "--json", "--threads", String(options.threads), "--epochs", String(options.epochs)]
         if options.quick { a.append("--quick") }
         if let m = options.maxBatches { a += ["--max-batches", String(m)] }
         if let d = options.dataDirectory { a += ["--data-dir", d] }
         if !options.overlapTeacher { a.append("--no-teacher-overlap") }
         a += ["--blas", options.blas]
+        if options.denseInputs { a.append("--dense-inputs") }
         return a
     }
 
@@ -132,6 +133,7 @@ public struct BenchmarkDriver {
         report["blas_core"] = BLASKernel.coreName ?? "none"
         report["blas"] = BLASLibrary.active.rawValue
         report["blas_summary"] = BLASLibrary.summary
+        report["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
         report["teacher_overlap"] = options.overlapTeacher
         report["torch_malloc"] = tunedTorchMalloc ? BenchmarkDriver.tunedMallocDescription : "glibc defaults"
         var python: String? = nil, script: String? = nil
@@ -201,6 +203,11 @@ public struct BenchmarkDriver {
         out += String(format: "threads %d, BLAS %@, sgemm peak %.1f GFLOP/s (2048^3), load average at start %@\n",
                       (report["threads"] as? Int) ?? 0,
                       (report["blas_summary"] as? String) ?? "OpenBLAS (\((report["blas_core"] as? String) ?? "?") kernels)", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
+        switch report["input_kernels"] as? String {
+        case "sparse": out += "images: first layer's forward multiplies only nonzero pixels (AVX-512 sparse kernel; --dense-inputs for BLAS)\n"
+        case "dense": out += "images: multiplied densely by BLAS (--dense-inputs, or no AVX-512)\n"
+        default: break
+        }
         if report["quick"] as? Bool == true {
             out += "--quick: each training epoch is the first \(report["max_batches"] as? Int ?? 20) batches, timed and scaled to 60,000 examples\n"
         }

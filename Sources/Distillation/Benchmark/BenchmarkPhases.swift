@@ -17,6 +17,8 @@ public struct BenchmarkOptions: Codable, Sendable {
     public var overlapTeacher = true
     /// The BLAS library (`BLASLibrary.Choice` raw value) every child process selects; the driver selects it too.
     public var blas = "openblas"
+    /// `--dense-inputs`: every child multiplies the images with BLAS instead of `SparseKernels`.
+    public var denseInputs = false
     public init() {}
 }
 

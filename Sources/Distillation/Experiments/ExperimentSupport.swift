@@ -45,6 +45,7 @@ public struct ExperimentContext {
         var configuration = configuration
         configuration.threads = threads
         configuration.blas = TrainingConfiguration.activeBLAS
+        configuration.inputKernels = TrainingConfiguration.activeInputKernels
         let test = test ?? data.test
         // Sorted keys: JSONEncoder's key order otherwise varies from process to process (hash seeding), which
         // changed the cache file name on every run and retrained every model.

@@ -60,11 +60,7 @@ extension Trainer {
             TrainingError("\(source): cannot resume: \(what); run without --resume (and delete the state file) to start over")
         }
         if state.configuration != configuration {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            let saved = (try? encoder.encode(state.configuration)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
-            let now = (try? encoder.encode(configuration)).map { String(decoding: $0, as: UTF8.self) } ?? "?"
-            throw refuse("the training configuration differs (saved \(saved), now \(now))")
+            throw refuse("the training configuration differs (\(TrainingConfiguration.differences(saved: state.configuration, now: configuration)))")
         }
         guard state.objectiveIdentity == objective.identity else {
             throw refuse("the objective differs (saved '\(state.objectiveIdentity)', now '\(objective.identity)')")

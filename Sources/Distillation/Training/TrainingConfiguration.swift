@@ -46,6 +46,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var blas: String? = nil
     /// `blas` for the library selected in this process.
     public static var activeBLAS: String? { BLASLibrary.active == .mkl ? BLASLibrary.Active.mkl.rawValue : nil }
+    /// How the forward pass multiplies mostly-zero inputs (the images): nil for the dense BLAS product (`--dense-inputs`,
+    /// a CPU without AVX-512, and what state files from before this setting mean), "sparse" for `SparseKernels`. Part
+    /// of the configuration for the same reasons as `blas`.
+    public var inputKernels: String? = nil
+    /// `inputKernels` for this process's setting (`SparseKernels.active`).
+    public static var activeInputKernels: String? { SparseKernels.active ? "sparse" : nil }
     /// Whether this run, with a teacher that does (or does not) run a model per batch, overlaps it with the student.
     public func overlapsTeacher(computingPerBatch: Bool) -> Bool {
         TrainingConfiguration.overlapsTeacher(enabled: overlapTeacher ?? true, threads: threads, computingPerBatch: computingPerBatch)
@@ -58,6 +64,27 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var validationCount: Int = 0
 
     public init() {}
+
+    /// The settings that differ between two configurations, as `name: saved X, now Y` (JSON values; "unset" for a
+    /// setting a configuration does not have, e.g. `blas` on OpenBLAS), for the message that refuses a resume.
+    public static func differences(saved: TrainingConfiguration, now: TrainingConfiguration) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        func fields(_ c: TrainingConfiguration) -> [String: String] {
+            guard let data = try? encoder.encode(c),
+                  let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return [:] }
+            var out: [String: String] = [:]
+            for (key, value) in object {
+                let encoded = (try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]))
+                out[key] = encoded.map { String(decoding: $0, as: UTF8.self) } ?? "\(value)"
+            }
+            return out
+        }
+        let a = fields(saved), b = fields(now)
+        let changed = Set(a.keys).union(b.keys).sorted().filter { a[$0] != b[$0] }
+        guard !changed.isEmpty else { return "no setting differs in its JSON form" }
+        return changed.map { "\($0): saved \(a[$0] ?? "unset"), now \(b[$0] ?? "unset")" }.joined(separator: "; ")
+    }
 
     /// Throws a `TrainingError` naming the flag and the expected range for the first bad value.
     public func validate() throws {
