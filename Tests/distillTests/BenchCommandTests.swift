@@ -29,7 +29,7 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(report["torch_note"] as? String, "--no-torch")
         let sparse = SparseKernels.isFast
         XCTAssertEqual(report["input_kernels"] as? String, sparse ? "sparse" : "dense")
-        XCTAssertTrue(result.stdout.contains(sparse ? "multiplies only nonzero pixels" : "multiplied densely"), result.stdout)
+        XCTAssertTrue(result.stdout.contains(sparse ? "multiplies only the nonzeros" : "multiplied densely"), result.stdout)
     }
 
     /// Every child runs the driver's configuration: `--dense-inputs` (and `--blas`, the overlap switch) reach it.

@@ -204,8 +204,8 @@ public struct BenchmarkDriver {
                       (report["threads"] as? Int) ?? 0,
                       (report["blas_summary"] as? String) ?? "OpenBLAS (\((report["blas_core"] as? String) ?? "?") kernels)", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
         switch report["input_kernels"] as? String {
-        case "sparse": out += "images: first layer's forward multiplies only nonzero pixels (AVX-512 sparse kernel; --dense-inputs for BLAS)\n"
-        case "dense": out += "images: multiplied densely by BLAS (--dense-inputs, or no AVX-512)\n"
+        case "sparse": out += "inputs at most 30% nonzero (the images): forward multiplies only the nonzeros (AVX-512 sparse kernel; --dense-inputs for BLAS)\n"
+        case "dense": out += "inputs (the images) multiplied densely by BLAS (--dense-inputs, or no AVX-512)\n"
         default: break
         }
         if report["quick"] as? Bool == true {
