@@ -7,6 +7,7 @@ from minute to minute, the per-pair ratio (two processes a few seconds apart) is
     swift build -c release
     python3 Scripts/interleaved_bench.py --pairs 5 --phases student,distill_online,inference
     python3 Scripts/interleaved_bench.py --blas openblas,mkl    # ours on each library, one torch run per pair
+    python3 Scripts/interleaved_bench.py --blas openblas,openblas+dense   # also ours with --dense-inputs
     python3 Scripts/interleaved_bench.py --tuned-torch            # also PyTorch with glibc's allocator tuned
 
 PyTorch's training phases at glibc's default malloc settings spend a large share of a student epoch in page faults:
@@ -54,7 +55,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--distill", default=str(ROOT / ".build/release/distill"))
-    p.add_argument("--blas", default="openblas", help="comma-separated `distill --blas` libraries to time in every pair")
+    p.add_argument("--blas", default="openblas",
+                   help="comma-separated `distill --blas` libraries to time in every pair; LIB+dense runs LIB with --dense-inputs")
     p.add_argument("--tuned-torch", action="store_true",
                    help="also time PyTorch with glibc's allocator tuned (TUNED_MALLOC) in every pair")
     p.add_argument("--json-output", help="also write every measurement here")
@@ -73,7 +75,9 @@ def main():
             pair = {}
             for side in order:
                 if side.startswith("ours-"):
-                    pair[side] = seconds(run([args.distill, "bench"] + common + ["--blas", side[5:]]))
+                    library, _, variant = side[5:].partition("+")
+                    pair[side] = seconds(run([args.distill, "bench"] + common + ["--blas", library]
+                                             + (["--dense-inputs"] if variant == "dense" else [])))
                 else:
                     pair[side] = seconds(run([sys.executable, "Scripts/torch_bench.py"] + common + ["--data-dir", "Data/mnist"],
                                              env=TUNED_MALLOC if side == "torch-tuned" else None))
