@@ -7,6 +7,8 @@
 #include "sparse_kernels.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -15,6 +17,38 @@
 #else
 #define DISTILL_X86 0
 #endif
+
+struct thread_scratch { size_t bytes; void *data; };
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok = 0;
+
+static void scratch_release(void *p) {
+    struct thread_scratch *s = p;
+    free(s->data);
+    free(s);
+}
+
+static void scratch_key_create(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_release) == 0; }
+
+void *distill_sparse_thread_scratch(size_t bytes) {
+    pthread_once(&scratch_once, scratch_key_create);
+    if (!scratch_key_ok) return NULL;
+    struct thread_scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) { free(s); return NULL; }
+    }
+    if (s->bytes < bytes || !s->data) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+        free(s->data);
+        s->data = p;
+        s->bytes = bytes;
+    }
+    return s->data;
+}
 
 int distill_sparse_fast_path(void) {
 #if DISTILL_X86

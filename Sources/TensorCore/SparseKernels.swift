@@ -64,49 +64,47 @@ public enum SparseKernels {
         let round = Swift.max(1, Swift.min(rows, rowsPerRound))
         // Units in parts of whole 16-unit blocks; rows compressed in as many parts.
         let parts = Swift.max(1, Swift.min(threads, (units + 15) / 16))
-        // Scratch from the buffer pool, uninitialised (every element read is written first): the compressed rows
-        // (column indices and counts stored in Float buffers) and one transposed weight block per part.
-        var result = Tensor.zeros([0])
-        _ = Tensor(shape: [round * cols]) { ib in
-            _ = Tensor(shape: [round * cols]) { vb in
-                _ = Tensor(shape: [round]) { cb in
-                    _ = Tensor(shape: [parts * 16 * cols]) { sb in
-                        guard let ipf = ib.baseAddress, let vp = vb.baseAddress, let cpf = cb.baseAddress,
-                              let sp = sb.baseAddress else { return }
-                        let ip = UnsafeMutableRawPointer(ipf).bindMemory(to: Int32.self, capacity: round * cols)
-                        let cp = UnsafeMutableRawPointer(cpf).bindMemory(to: Int32.self, capacity: round)
-                        result = Tensor(shape: [rows, units]) { out in
-                            guard let y = out.baseAddress else { return }
-                            x.withUnsafeBufferPointer { xb in
-                                weight.withUnsafeBufferPointer { wb in
-                                    guard let xp = xb.baseAddress, let wp = wb.baseAddress else { return }
-                                    let bp = bias.map { UnsafePointer($0.storage.pointer) }
-                                    let blocks = (units + 15) / 16
-                                    var r0 = 0
-                                    while r0 < rows {
-                                        let n = Swift.min(round, rows - r0)
-                                        let xr = xp + r0 * cols, yr = y + r0 * units
-                                        let rowParts = Swift.min(parts, n)
-                                        ComputeThreads.onWorkers(parts: rowParts) { p in
-                                            distill_sparse_compress_rows(xr, p * n / rowParts, (p + 1) * n / rowParts,
-                                                                         cols, cols, ip, vp, cp)
-                                        }
-                                        ComputeThreads.onWorkers(parts: parts) { p in
-                                            let u0 = Swift.min(units, 16 * (p * blocks / parts))
-                                            let u1 = Swift.min(units, 16 * ((p + 1) * blocks / parts))
-                                            distill_sparse_linear_forward(n, cols, ip, vp, cp, wp, cols, u0, u1, bp,
-                                                                          relu ? 1 : 0, yr, units, sp + p * 16 * cols)
-                                        }
-                                        r0 += n
-                                    }
-                                }
-                            }
+        // Scratch (4-byte elements, each region starting on 64 bytes): the compressed rows (column indices, values,
+        // counts) and one transposed weight block per part, from the calling thread's own buffer
+        // (`distill_sparse_thread_scratch`): steady-state calls allocate nothing, whatever runs beside them.
+        func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+        let indexOffset = 0, valueOffset = padded(round * cols), countOffset = 2 * padded(round * cols)
+        let blockOffset = countOffset + padded(round), elements = blockOffset + parts * 16 * cols
+        guard let raw = distill_sparse_thread_scratch(elements * 4) else {
+            // Out of memory: the reference gives the same bits.
+            return naiveLinearForward(x, weight: weight, bias: bias, relu: relu)
+        }
+        let ip = (raw + indexOffset * 4).bindMemory(to: Int32.self, capacity: round * cols)
+        let vp = (raw + valueOffset * 4).bindMemory(to: Float.self, capacity: round * cols)
+        let cp = (raw + countOffset * 4).bindMemory(to: Int32.self, capacity: round)
+        let sp = (raw + blockOffset * 4).bindMemory(to: Float.self, capacity: parts * 16 * cols)
+        return Tensor(shape: [rows, units]) { out in
+            guard let y = out.baseAddress else { return }
+            x.withUnsafeBufferPointer { xb in
+                weight.withUnsafeBufferPointer { wb in
+                    guard let xp = xb.baseAddress, let wp = wb.baseAddress else { return }
+                    let bp = bias.map { UnsafePointer($0.storage.pointer) }
+                    let blocks = (units + 15) / 16
+                    var r0 = 0
+                    while r0 < rows {
+                        let n = Swift.min(round, rows - r0)
+                        let xr = xp + r0 * cols, yr = y + r0 * units
+                        let rowParts = Swift.min(parts, n)
+                        ComputeThreads.onWorkers(parts: rowParts) { p in
+                            distill_sparse_compress_rows(xr, p * n / rowParts, (p + 1) * n / rowParts,
+                                                         cols, cols, ip, vp, cp)
                         }
+                        ComputeThreads.onWorkers(parts: parts) { p in
+                            let u0 = Swift.min(units, 16 * (p * blocks / parts))
+                            let u1 = Swift.min(units, 16 * ((p + 1) * blocks / parts))
+                            distill_sparse_linear_forward(n, cols, ip, vp, cp, wp, cols, u0, u1, bp,
+                                                          relu ? 1 : 0, yr, units, sp + p * 16 * cols)
+                        }
+                        r0 += n
                     }
                 }
             }
         }
-        return result
     }
 
     /// Reference: the contract above, one output at a time, in plain Swift.

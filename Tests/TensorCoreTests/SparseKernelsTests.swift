@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import TensorCore
 
 /// The sparse-input linear forward pass (`SparseKernels`, `CSparseKernels`) against its naive reference, bit for bit,
@@ -84,5 +85,46 @@ final class SparseKernelsTests: XCTestCase {
         } else {
             XCTAssertNil(chosen, "without AVX-512 the dense product is faster")
         }
+    }
+    /// Two threads at once (the student's step and an overlapped teacher's forward pass, which runs alone on its
+    /// core): each uses its own scratch, so both keep the reference's bits on every call, and once each thread has
+    /// made its first call of the largest shape, further calls take nothing new from the system (the buffer pool
+    /// supplies only the outputs, which the callers drop).
+    func testConcurrentCallersKeepTheirBitsAndAllocateNothingNew() {
+        let x1 = sparseInput(rows: 128, cols: 784, density: 0.19, seed: 21)
+        let x2 = sparseInput(rows: 128, cols: 784, density: 0.15, seed: 22)
+        var rng = RandomGenerator(seed: 23)
+        let w1 = Tensor.normal([96, 784], generator: &rng), b1 = Tensor.normal([96], generator: &rng)
+        let w2 = Tensor.normal([120, 784], generator: &rng), b2 = Tensor.normal([120], generator: &rng)
+        let expected1 = bits(SparseKernels.naiveLinearForward(x1, weight: w1, bias: b1, relu: true))
+        let expected2 = bits(SparseKernels.naiveLinearForward(x2, weight: w2, bias: b2, relu: true))
+        // Shared by the two threads (inputs read-only; the count behind a lock).
+        final class Calls: @unchecked Sendable {
+            let lock = NSLock()
+            var mismatches = 0
+            let run: (Bool) -> Bool
+            init(run: @escaping (Bool) -> Bool) { self.run = run }
+            func repeatCalls(_ n: Int, second: Bool) {
+                for _ in 0..<n where !run(second) { lock.lock(); mismatches += 1; lock.unlock() }
+            }
+        }
+        let shared = Calls { second in
+            second
+                ? ComputeThreads.alone { self.bits(SparseKernels.forward(x2, weight: w2, bias: b2, relu: true, threads: 1)) == expected2 }
+                : self.bits(SparseKernels.forward(x1, weight: w1, bias: b1, relu: true, threads: 2)) == expected1
+        }
+        func together(_ n: Int) {
+            let done = DispatchSemaphore(value: 0)
+            Thread { shared.repeatCalls(n, second: true); done.signal() }.start()
+            shared.repeatCalls(n, second: false)
+            done.wait()
+        }
+        together(3)
+        // `bits` itself allocates Swift arrays, not pool buffers; the outputs come back to the pool after each call.
+        let before = BufferPool.shared.systemAllocations
+        together(40)
+        XCTAssertEqual(shared.mismatches, 0, "a sparse product disagreed with its reference while another ran")
+        XCTAssertLessThanOrEqual(BufferPool.shared.systemAllocations - before, 2,
+                                 "concurrent sparse products kept taking buffers from the system")
     }
 }

@@ -7,6 +7,7 @@
 // four fma chains from 0, chain c over the row's nonzeros k = c, c + 4, c + 8, ... in increasing column order,
 // summed as (c0 + c1) + (c2 + c3), then + bias, then ReLU (x < 0 ? 0 : x). No output depends on how the units or rows
 // are split between threads, on the vector width, or on the machine.
+#include <stddef.h>
 #include <stdint.h>
 
 /// 1 when the AVX-512 path runs on this CPU. The portable path gives the same bits but is slower than BLAS, so
@@ -27,4 +28,10 @@ void distill_sparse_compress_rows(const float *x, long r0, long r1, long cols, l
 void distill_sparse_linear_forward(long rows, long cols, const int32_t *index, const float *value,
                                    const int32_t *count, const float *w, long ldw, long u0, long u1,
                                    const float *bias, int relu, float *y, long ldy, float *scratch);
+
+/// The calling thread's scratch for one sparse product: at least `bytes` bytes, 64-byte aligned, kept for the thread's
+/// next call (grown when a call needs more, freed when the thread exits), so steady-state calls allocate nothing
+/// whichever threads make them at the same time (the student's step and an overlapped teacher's forward pass).
+/// Valid until the thread's next call; NULL when memory runs out.
+void *distill_sparse_thread_scratch(size_t bytes);
 #endif
