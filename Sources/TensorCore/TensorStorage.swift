@@ -56,11 +56,27 @@ public final class BufferPool: @unchecked Sendable {
                 return pointer
             }
             systemAllocations += 1
+            // A small size runs short: keep one spare of it. Two threads that share sizes (the student's step and an
+            // overlapped teacher's forward pass, both holding 128 x 10 logits) reach their joint peak only in the
+            // interleavings that timing happens to produce, so without a spare the pool grew by one such buffer in a
+            // later epoch in some runs. The spare keeps one buffer above the largest demand seen, for a few KiB.
+            if capacity <= BufferPool.spareLimit && cachedBytes + capacity * 4 <= maximumCachedBytes {
+                systemAllocations += 1
+                free[capacity, default: []].append(BufferPool.allocate(capacity))
+                cachedBytes += capacity * 4
+            }
             lock.unlock()
         }
-        // 64-byte aligned (a cache line, an AVX-512 vector): BLAS kernels take the same paths whatever the address,
-        // which MKL's run-to-run reproducibility asks for.
-        return UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<Float>.stride, alignment: 64)
+        return BufferPool.allocate(capacity)
+    }
+
+    /// Sizes (floats) up to which a shortage also puts a spare into the pool (16 KiB).
+    public static let spareLimit = 4096
+
+    /// 64-byte aligned (a cache line, an AVX-512 vector): BLAS kernels take the same paths whatever the address,
+    /// which MKL's run-to-run reproducibility asks for.
+    private static func allocate(_ capacity: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<Float>.stride, alignment: 64)
             .bindMemory(to: Float.self, capacity: capacity)
     }
 

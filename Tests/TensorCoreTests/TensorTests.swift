@@ -49,4 +49,22 @@ final class TensorTests: XCTestCase {
         let t = Tensor(shape: [2, 3, 4], repeating: 1)
         XCTAssertEqual(t.reshaped([2, -1]).shape, [2, 12])
     }
+    /// A small size the pool runs short of comes with one spare (so a second buffer of it, live at the same time,
+    /// is served from the pool); a large size does not.
+    func testPoolKeepsOneSpareOfSmallSizes() {
+        let pool = BufferPool.shared
+        let small = 1237, large = BufferPool.spareLimit + 1013   // sizes no other test uses
+        var before = pool.systemAllocations
+        let a = Tensor(shape: [small], repeating: 1)
+        XCTAssertEqual(pool.systemAllocations - before, 2, "the buffer and its spare")
+        before = pool.systemAllocations
+        let b = Tensor(shape: [small], repeating: 2)
+        XCTAssertEqual(pool.systemAllocations, before, "the second buffer is the spare")
+        before = pool.systemAllocations
+        let c = Tensor(shape: [large], repeating: 3)
+        let d = Tensor(shape: [large], repeating: 4)
+        XCTAssertEqual(pool.systemAllocations - before, 2, "no spare above spareLimit: one allocation each")
+        XCTAssertEqual(a.sum() + b.sum(), Float(small * 3))
+        XCTAssertEqual(c[flat: 0] + d[flat: 0], 7)
+    }
 }
