@@ -1,15 +1,17 @@
 // Probe: can a layer whose input is mostly zeros (MNIST pixels, ~19 % nonzero) beat dense sgemm by multiplying
 // only the nonzeros? Times, on one core, the two products of the student's first layer that see the images (batch
 // 128, 784 inputs, one thread's half of the 800 units): the forward pass y = x W^T and the weight gradient
-// dW = G^T x, dense (OpenBLAS sgemm) against sparse kernels written for this probe (AVX-512):
+// dW = G^T x, dense (OpenBLAS sgemm) against sparse kernels (AVX-512):
 //   forward: per block of 16 units, W's rows transposed into a 16 x 784 scratch (50 KB), then for each image an fma
 //            per nonzero pixel and 16 units (four accumulator chains);
 //   gradient: the batch compressed by columns (CSC), then per block of 64 units and input column an fma per nonzero
 //            and 16 units, the 16 x 16 tiles transposed into dW's rows.
-// Not part of the library: Benchmarks.md (session 7) has the figures; the forward kernel is integrated as
-// Sources/CSparseKernels (used by linearForward; --dense-inputs turns it off).
+// The row compression and the forward kernel are the library's (Sources/CSparseKernels, included below; used by
+// linearForward, --dense-inputs turns it off); the column compression and the gradient kernel exist only here.
+// Benchmarks.md (sessions 7 and 8) has the figures.
 //
-//   clang -O2 -o /tmp/sparse_input_probe Scripts/sparse_input_probe.c -lopenblas -lz -lm   (the Swift toolchain's clang)
+//   clang -O2 -ISources/CSparseKernels/include -o /tmp/sparse_input_probe Scripts/sparse_input_probe.c \
+//       -lopenblas -lz -lm -lpthread   (the Swift toolchain's clang)
 //   OPENBLAS_CORETYPE=SkylakeX /tmp/sparse_input_probe Data/mnist/train-images-idx3-ubyte.gz
 #include <immintrin.h>
 #include <math.h>
@@ -22,123 +24,13 @@
 #include <cblas.h>
 extern void openblas_set_num_threads(int);
 
+// The library's kernels: distill_sparse_compress_rows, distill_sparse_linear_forward, transpose16.
+#include "../Sources/CSparseKernels/sparse_kernels.c"
+
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-// Row r's nonzeros: column indices (increasing) at index[r * cols ...], values at value[r * cols ...], count[r].
-__attribute__((target("avx512f")))
-static long compress_avx512(const float *x, long rows, long cols, long ldx, int32_t *index, float *value,
-                            int32_t *count) {
-    long total = 0;
-    const __m512i step = _mm512_set1_epi32(16);
-    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    for (long r = 0; r < rows; r++) {
-        const float *row = x + r * ldx;
-        int32_t *ix = index + r * cols;
-        float *vx = value + r * cols;
-        long n = 0, j = 0;
-        __m512i columns = lanes;
-        for (; j + 16 <= cols; j += 16) {
-            __m512 v = _mm512_loadu_ps(row + j);
-            // Not equal, unordered: NaN counts as nonzero, as in the portable path.
-            __mmask16 nonzero = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-            _mm512_mask_compressstoreu_ps(vx + n, nonzero, v);
-            _mm512_mask_compressstoreu_epi32(ix + n, nonzero, columns);
-            n += __builtin_popcount((unsigned)nonzero);
-            columns = _mm512_add_epi32(columns, step);
-        }
-        for (; j < cols; j++) {
-            float v = row[j];
-            if (v != 0.0f) { ix[n] = (int32_t)j; vx[n] = v; n++; }
-        }
-        count[r] = (int32_t)n;
-        total += n;
-    }
-    return total;
-}
-// In-register transpose of a 16 x 16 tile: r[i] holds row i; afterwards r[c] holds column c.
-__attribute__((target("avx512f"))) static inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    // r[4g + c], 128-bit lane L: rows 4g...4g+3 at column 4L + c. Transpose the lanes.
-    __m512 o[16];
-    for (int c = 0; c < 4; c++) {
-        __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
-        __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44), u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-        o[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
-        o[4 + c] = _mm512_shuffle_f32x4(u0, u2, 0xDD);
-        o[8 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
-        o[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xDD);
-    }
-    for (int i = 0; i < 16; i++) r[i] = o[i];
-}
-
-// scratch[j * 16 + i] = w[i * ldw + j] for i < units (<= 16), j < cols; lanes i >= units are zero.
-__attribute__((target("avx512f")))
-static void transpose_in(const float *w, long ldw, long units, long cols, float *scratch) {
-    long j0 = 0;
-    if (units == 16) {
-        for (; j0 + 16 <= cols; j0 += 16) {
-            __m512 r[16];
-            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(w + i * ldw + j0);
-            transpose16(r);
-            for (int c = 0; c < 16; c++) _mm512_storeu_ps(scratch + (j0 + c) * 16, r[c]);
-        }
-    }
-    for (; j0 < cols; j0++)
-        for (long i = 0; i < 16; i++) scratch[j0 * 16 + i] = i < units ? w[i * ldw + j0] : 0.0f;
-}
-
-// y[r, u] for the 16 (or fewer) units of one block: four fma chains over the row's nonzeros, summed, + bias, ReLU.
-__attribute__((target("avx512f")))
-static void forward_block(long rows, long cols, const int32_t *index, const float *value, const int32_t *count,
-                          const float *scratch, long units, const float *bias, int relu, float *y, long ldy) {
-    const __mmask16 mask = units >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << units) - 1u);
-    const __m512 zero = _mm512_setzero_ps();
-    const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias) : zero;
-    for (long r = 0; r < rows; r++) {
-        const int32_t *ix = index + r * cols;
-        const float *vx = value + r * cols;
-        const int32_t n = count[r];
-        __m512 c0 = zero, c1 = zero, c2 = zero, c3 = zero;
-        int32_t k = 0;
-        for (; k + 4 <= n; k += 4) {
-            c0 = _mm512_fmadd_ps(_mm512_set1_ps(vx[k]), _mm512_loadu_ps(scratch + (long)ix[k] * 16), c0);
-            c1 = _mm512_fmadd_ps(_mm512_set1_ps(vx[k + 1]), _mm512_loadu_ps(scratch + (long)ix[k + 1] * 16), c1);
-            c2 = _mm512_fmadd_ps(_mm512_set1_ps(vx[k + 2]), _mm512_loadu_ps(scratch + (long)ix[k + 2] * 16), c2);
-            c3 = _mm512_fmadd_ps(_mm512_set1_ps(vx[k + 3]), _mm512_loadu_ps(scratch + (long)ix[k + 3] * 16), c3);
-        }
-        if (k < n) c0 = _mm512_fmadd_ps(_mm512_set1_ps(vx[k]), _mm512_loadu_ps(scratch + (long)ix[k] * 16), c0);
-        if (k + 1 < n) c1 = _mm512_fmadd_ps(_mm512_set1_ps(vx[k + 1]), _mm512_loadu_ps(scratch + (long)ix[k + 1] * 16), c1);
-        if (k + 2 < n) c2 = _mm512_fmadd_ps(_mm512_set1_ps(vx[k + 2]), _mm512_loadu_ps(scratch + (long)ix[k + 2] * 16), c2);
-        __m512 o = _mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3));
-        if (bias) o = _mm512_add_ps(o, b);
-        if (relu) o = _mm512_mask_mov_ps(o, _mm512_cmp_ps_mask(o, zero, _CMP_LT_OQ), zero);
-        _mm512_mask_storeu_ps(y + r * ldy, mask, o);
-    }
-}
-
-static void sparse_forward(long rows, long cols, const int32_t *index, const float *value, const int32_t *count,
-                           const float *w, long ldw, long u0, long u1, float *y, long ldy, float *scratch) {
-    for (long lo = u0; lo < u1; lo += 16) {
-        long n = u1 - lo < 16 ? u1 - lo : 16;
-        transpose_in(w + lo * ldw, ldw, n, cols, scratch);
-        forward_block(rows, cols, index, value, count, scratch, n, 0, 0, y + lo, ldy);
-    }
 }
 
 // CSC: colStart[cols+1], rowIdx[], val[]
@@ -210,10 +102,11 @@ int main(int argc, char **argv) {
     for (int rep = 0; rep < 40; rep++) {
         const float *batch = x + (rep % (images / R)) * R * C;
         double t;
-        t = now(); long nz = compress_avx512(batch, R, C, C, ix, vx, cnt); t = now() - t; if (t < best[0]) best[0] = t;
-        nonzeros += nz;
+        t = now(); distill_sparse_compress_rows(batch, 0, R, C, C, ix, vx, cnt); t = now() - t; if (t < best[0]) best[0] = t;
+        for (long r = 0; r < R; r++) nonzeros += cnt[r];
         t = now(); csc_build(R, C, ix, vx, cnt, cs, fill, ri, cv); t = now() - t; if (t < best[1]) best[1] = t;
-        t = now(); sparse_forward(R, C, ix, vx, cnt, w, C, 0, u1, y, U, scratch); t = now() - t; if (t < best[2]) best[2] = t;
+        t = now(); distill_sparse_linear_forward(R, C, ix, vx, cnt, w, C, 0, u1, NULL, 0, y, U, scratch);
+        t = now() - t; if (t < best[2]) best[2] = t;
         t = now(); cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, u1, C, 1, batch, C, w, C, 0, yd, U);
         t = now() - t; if (t < best[3]) best[3] = t;
         t = now(); csc_grad(C, cs, ri, cv, g, U, 0, u1, dw, C); t = now() - t; if (t < best[4]) best[4] = t;

@@ -1,14 +1,9 @@
 import CSparseKernels
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The forward pass of a linear layer whose input is mostly zeros, multiplying only the nonzero inputs
 /// (`CSparseKernels`, AVX-512). MNIST's pixels are about 19 % nonzero, so the first layer of a network on images
-/// does about a fifth of the multiply-adds of the dense product; measured per product it takes about half the time of
-/// OpenBLAS's sgemm (Benchmarks.md, session 7).
+/// does about a fifth of the multiply-adds of the dense product, but its loads bound it: measured per product it takes
+/// 0.70-0.79x the time of OpenBLAS's sgemm and 0.87-0.94x of MKL's (Benchmarks.md, sessions 7 and 8).
 ///
 /// Each output is four fma chains from 0 over the row's nonzero inputs (chain c takes the k-th nonzero for
 /// k = c mod 4, in increasing column order), summed as (c0 + c1) + (c2 + c3), plus the bias, then ReLU: the same bits
@@ -26,7 +21,8 @@ public enum SparseKernels {
     public static var active: Bool { enabled && isFast }
 
     /// The largest fraction of nonzero inputs for which the sparse path is taken. The sparse product's time grows
-    /// with the nonzeros and equals sgemm's at roughly 40 % (half of sgemm's time at 19 %); 0.3 leaves a margin.
+    /// with the nonzeros; on the teacher phase (hidden layers 10-30 % nonzero under dropout) limits of 0.2, 0.3 and
+    /// 0.4 were timed and 0.3 kept (Benchmarks.md, session 8).
     public static let densityLimit = 0.3
 
     /// The fewest rows for which the sparse path is taken: each block of 16 units is transposed once per call,
