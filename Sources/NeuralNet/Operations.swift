@@ -83,7 +83,8 @@ public enum Activation: String, Codable, Sendable { case identity, relu }
 /// The affine map of `nn.Linear`: `y = x W^T + b`, optionally followed by ReLU in the same pass.
 /// - x: `[batch, in]`; weight: `[out, in]` (PyTorch's layout); bias: `[out]`; y: `[batch, out]`.
 /// Backward: with `G` the upstream gradient (masked by y > 0 for ReLU), dW = G^T x, db = column sums of G,
-/// dx = G W (skipped when x needs no gradient, e.g. the network input).
+/// dx = G W (skipped when x needs no gradient, e.g. the network input). When x is mostly zeros (`SparseKernels`:
+/// images, hidden units under dropout) the forward product and dW multiply only its nonzeros.
 public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation: Activation = .identity) -> Variable {
     let y = linearForward(x.value, weight: weight.value, bias: bias?.value, activation: activation)
     let xv = x.value, wv = weight.value
@@ -108,11 +109,24 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
         let gx: Tensor? = x.requiresGrad ? g.matmul(wv) : nil
         var gw: Tensor? = nil
         if weight.requiresGrad {
+            let sparseInput = SparseKernels.gradientAppliesTo(xv, units: g.shape[1])
             if weight.grad != nil, weight.isLeaf {
                 // Accumulate straight into the existing gradient buffer (sgemm with beta = 1), no temporary.
-                weight.grad!.addMatmul(g, xv, transposeA: true, transposeB: false, alpha: 1, beta: 1)
+                if sparseInput {
+                    let units = g.shape[1]
+                    g.withUnsafeBufferPointer { gb in
+                        weight.grad!.withUnsafeMutableBufferPointer { db in
+                            SparseKernels.weightGradient(g: gb.baseAddress!, ldg: units, x: xv, units: units,
+                                                         into: db.baseAddress!, accumulate: true,
+                                                         threads: ComputeThreads.count)
+                        }
+                    }
+                } else {
+                    weight.grad!.addMatmul(g, xv, transposeA: true, transposeB: false, alpha: 1, beta: 1)
+                }
             } else {
-                gw = g.matmul(xv, transposeSelf: true)
+                gw = sparseInput ? SparseKernels.weightGradient(g, x: xv, threads: ComputeThreads.count)
+                                 : g.matmul(xv, transposeSelf: true)
             }
         }
         var result: [Tensor?] = [gx, gw]
@@ -135,6 +149,8 @@ func reluLinearBackward(_ upstream: Tensor, output y: Tensor, input xv: Tensor, 
           GEMM.splitsByRows(m: outCount, n: inCount) else { return nil }
     var gw: Tensor? = nil
     var gb: Tensor? = nil
+    // A mostly-zero input (image pixels, hidden units under dropout) takes the sparse weight gradient.
+    let sparseInput = SparseKernels.gradientAppliesTo(xv, units: outCount)
     let g = Tensor(shape: [batch, outCount]) { gOut in
         gb = Tensor(shape: [outCount]) { sums in
             upstream.withUnsafeBufferPointer { ub in
@@ -148,6 +164,12 @@ func reluLinearBackward(_ upstream: Tensor, output y: Tensor, input xv: Tensor, 
                                                         columns: block.rows, sums: sp)
                         }
                         func product(into c: UnsafeMutablePointer<Float>, beta: Float) {
+                            if sparseInput {
+                                SparseKernels.weightGradient(g: gp, ldg: outCount, x: xv, units: outCount, into: c,
+                                                             accumulate: beta != 0, threads: ComputeThreads.count,
+                                                             before: { mask(GEMM.Block(rows: $0, columns: 0..<inCount)) })
+                                return
+                            }
                             GEMM.sgemm(transposeA: true, transposeB: false, m: outCount, n: inCount, k: batch, alpha: 1,
                                        a: gp, lda: outCount, b: xp, ldb: inCount, beta: beta, c: c, ldc: inCount,
                                        before: mask)

@@ -25,6 +25,11 @@ public enum SparseKernels {
     /// 0.4 were timed and 0.3 kept (Benchmarks.md, session 8).
     public static let densityLimit = 0.3
 
+    /// The fewest units (weight rows) for which the weight gradient takes the sparse path: compressing the input by
+    /// columns costs about 60 us a batch, which the sparse product repays at about 0.6 us per unit of 1,200 inputs
+    /// (a 10-unit output layer took 1.3-1.9x the dense product's time; Benchmarks.md, session 9).
+    public static let minimumGradientUnits = 128
+
     /// The fewest rows for which the sparse path is taken: each block of 16 units is transposed once per call,
     /// which a handful of rows does not repay.
     public static let minimumRows = 32
@@ -40,14 +45,21 @@ public enum SparseKernels {
     /// at most `densityLimit` of x nonzero); nil otherwise, for the caller to use the dense product.
     /// x: `[rows, in]`, weight: `[out, in]`, bias: `[out]`.
     public static func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool) -> Tensor? {
-        guard active, x.rank == 2, weight.rank == 2, x.shape[1] == weight.shape[1] else { return nil }
-        let rows = x.shape[0], cols = x.shape[1], units = weight.shape[0]
-        guard rows >= minimumRows, cols > 0, units > 0 else { return nil }
+        guard weight.rank == 2, x.rank == 2, x.shape[1] == weight.shape[1], weight.shape[0] > 0,
+              appliesTo(x) else { return nil }
+        return forward(x, weight: weight, bias: bias, relu: relu, threads: ComputeThreads.count)
+    }
+
+    /// Whether the sparse kernels take an input `x` (`[rows, in]`): `active`, at least `minimumRows` rows, at most
+    /// `densityLimit` of it nonzero (counted, about 10 us for a batch of images).
+    public static func appliesTo(_ x: Tensor) -> Bool {
+        guard active, x.rank == 2 else { return false }
+        let rows = x.shape[0], cols = x.shape[1]
+        guard rows >= minimumRows, cols > 0 else { return false }
         let nonzeros = x.withUnsafeBufferPointer { xb in
             distill_sparse_count_nonzero(xb.baseAddress!, 0, rows, cols, cols)
         }
-        guard Double(nonzeros) <= densityLimit * Double(rows * cols) else { return nil }
-        return forward(x, weight: weight, bias: bias, relu: relu, threads: ComputeThreads.count)
+        return Double(nonzeros) <= densityLimit * Double(rows * cols)
     }
 
     /// The sparse product without the applicability checks (any CPU: the portable path where AVX-512 is missing).
@@ -124,5 +136,114 @@ public enum SparseKernels {
             }
         }
         return Tensor(shape: [rows, units], scalars: y)
+    }
+
+    // MARK: Weight gradient
+
+    /// Whether the weight gradient of a layer with `units` outputs takes the sparse path for its input x:
+    /// `appliesTo(x)` and at least `minimumGradientUnits` units.
+    public static func gradientAppliesTo(_ x: Tensor, units: Int) -> Bool {
+        units >= minimumGradientUnits && appliesTo(x)
+    }
+
+    /// `dW = G^T x` (or `dW += G^T x`) of a linear layer whose input x is mostly zeros, by the sparse kernels, with
+    /// no applicability check (callers ask `appliesTo(x)`; any CPU: the portable path where AVX-512 is missing).
+    ///
+    /// x (`[rows, in]`) is compressed by columns (16 at a time, split over `threads`), then each part computes the
+    /// weight rows of its units (whole blocks of 16): per output one fma chain from +0 over the rows where x is
+    /// nonzero, in row order, then added to dW (accumulate) or stored. `before(units)` runs on each part first, for
+    /// the units it is about to compute (the ReLU mask of G's columns). On this CPU OpenBLAS's sgemm sums in the same
+    /// order, so the bits match its dense product (`Scripts/sparse_input_probe.c` counts them); MKL's differ.
+    /// - g: `[rows, units]` with row stride `ldg`; dw: `[units, in]`, row stride `in`.
+    public static func weightGradient(g: UnsafePointer<Float>, ldg: Int, x: Tensor, units: Int,
+                                      into dw: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int,
+                                      before: ((Range<Int>) -> Void)? = nil) {
+        precondition(x.rank == 2, "sparse weight gradient: input \(x.shape) should be [rows, in]")
+        let rows = x.shape[0], cols = x.shape[1]
+        guard units > 0, cols > 0 else { return }
+        let columnBlocks = (cols + 15) / 16, unitBlocks = (units + 15) / 16
+        let columnParts = Swift.max(1, Swift.min(threads, columnBlocks))
+        let parts = Swift.max(1, Swift.min(threads, unitBlocks))
+        func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+        // Scratch (4-byte elements, regions on 64 bytes): each column's row indices and values, the counts, and one
+        // 16-column strip (transposed) per compressing part, from the calling thread's own buffer.
+        let valueOffset = padded(rows * cols), countOffset = 2 * padded(rows * cols)
+        let stripOffset = countOffset + padded(cols), elements = stripOffset + columnParts * 16 * padded(rows)
+        x.withUnsafeBufferPointer { xb in
+            guard let xp = xb.baseAddress else { return }
+            guard let raw = distill_sparse_thread_scratch(elements * 4) else {
+                // Out of memory: the reference's loop gives the same bits.
+                naiveWeightGradient(g: g, ldg: ldg, x: xp, rows: rows, cols: cols, units: units, into: dw,
+                                    accumulate: accumulate, before: before)
+                return
+            }
+            let ip = raw.bindMemory(to: Int32.self, capacity: rows * cols)
+            let vp = (raw + valueOffset * 4).bindMemory(to: Float.self, capacity: rows * cols)
+            let cp = (raw + countOffset * 4).bindMemory(to: Int32.self, capacity: cols)
+            let sp = (raw + stripOffset * 4).bindMemory(to: Float.self, capacity: columnParts * 16 * padded(rows))
+            ComputeThreads.onWorkers(parts: columnParts) { p in
+                let j0 = Swift.min(cols, 16 * (p * columnBlocks / columnParts))
+                let j1 = Swift.min(cols, 16 * ((p + 1) * columnBlocks / columnParts))
+                distill_sparse_compress_columns(xp, rows, cols, j0, j1, sp + p * 16 * padded(rows), ip, vp, cp)
+            }
+            ComputeThreads.onWorkers(parts: parts) { p in
+                let u0 = Swift.min(units, 16 * (p * unitBlocks / parts))
+                let u1 = Swift.min(units, 16 * ((p + 1) * unitBlocks / parts))
+                guard u1 > u0 else { return }
+                before?(u0..<u1)
+                distill_sparse_weight_gradient(rows, ip, vp, cp, 0, cols, g, ldg, u0, u1, accumulate ? 1 : 0, dw, cols)
+            }
+        }
+    }
+
+    /// `weightGradient` on tensors: `G^T x`, added to `accumulatingInto` when given (`[units, in]`).
+    public static func weightGradient(_ g: Tensor, x: Tensor, accumulatingInto base: Tensor? = nil,
+                                      threads: Int) -> Tensor {
+        precondition(g.rank == 2 && x.rank == 2 && g.shape[0] == x.shape[0],
+                     "sparse weight gradient: G \(g.shape) and input \(x.shape) need the same rows")
+        let units = g.shape[1], cols = x.shape[1]
+        if let base { precondition(base.shape == [units, cols], "sparse weight gradient: dW \(base.shape) should be [\(units), \(cols)]") }
+        var out = base ?? Tensor(shape: [units, cols], repeating: 0)
+        g.withUnsafeBufferPointer { gb in
+            out.withUnsafeMutableBufferPointer { ob in
+                guard let gp = gb.baseAddress, let op = ob.baseAddress else { return }
+                weightGradient(g: gp, ldg: units, x: x, units: units, into: op, accumulate: base != nil,
+                               threads: threads)
+            }
+        }
+        return out
+    }
+
+    /// Reference for `weightGradient`: the contract above, one output at a time, in plain Swift.
+    public static func naiveWeightGradient(_ g: Tensor, x: Tensor, accumulatingInto base: Tensor? = nil) -> Tensor {
+        let units = g.shape[1], cols = x.shape[1]
+        var out = base ?? Tensor(shape: [units, cols], repeating: 0)
+        g.withUnsafeBufferPointer { gb in
+            x.withUnsafeBufferPointer { xb in
+                out.withUnsafeMutableBufferPointer { ob in
+                    guard let gp = gb.baseAddress, let xp = xb.baseAddress, let op = ob.baseAddress else { return }
+                    naiveWeightGradient(g: gp, ldg: units, x: xp, rows: x.shape[0], cols: cols, units: units,
+                                        into: op, accumulate: base != nil, before: nil)
+                }
+            }
+        }
+        return out
+    }
+
+    static func naiveWeightGradient(g: UnsafePointer<Float>, ldg: Int, x: UnsafePointer<Float>, rows: Int, cols: Int,
+                                    units: Int, into dw: UnsafeMutablePointer<Float>, accumulate: Bool,
+                                    before: ((Range<Int>) -> Void)?) {
+        before?(0..<units)
+        for u in 0..<units {
+            for j in 0..<cols {
+                var s: Float = 0
+                for r in 0..<rows {
+                    let v = x[r * cols + j]
+                    guard v != 0 else { continue }   // -0 is skipped; NaN != 0, so it is kept
+                    s = s.addingProduct(v, g[r * ldg + u])
+                }
+                dw[u * cols + j] = accumulate ? dw[u * cols + j] + s : s
+            }
+        }
     }
 }

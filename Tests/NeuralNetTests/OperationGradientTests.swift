@@ -49,6 +49,45 @@ final class OperationGradientTests: XCTestCase {
         checkGradients("sparse linear", inputs: [x, w, b], maxElements: 60) { linear(x, weight: w, bias: b) }
     }
 
+    /// `linear`'s weight gradient on a mostly-zero input with at least `minimumGradientUnits` units takes the sparse
+    /// kernel, on the fused ReLU path and the plain one, for a new gradient and one accumulated onto the last: its
+    /// bits are the reference's (`SparseKernels.naiveWeightGradient`). An infinite upstream gradient in a row whose
+    /// input has zeros tells the paths apart: the dense product gives inf * 0 = NaN there, the sparse one skips the
+    /// zeros. A gradient check ties the result to the function.
+    func testLinearWeightGradientOnSparseInput() {
+        var rng = RandomGenerator(seed: 26)
+        let rows = SparseKernels.minimumRows + 8, cols = 40, units = SparseKernels.minimumGradientUnits
+        let xs = Tensor(shape: [rows, cols]) { out in
+            for i in 0..<out.count { out[i] = rng.uniform() < 0.15 ? rng.uniform(in: 0.2, 1) : 0 }
+        }
+        XCTAssertEqual(SparseKernels.gradientAppliesTo(xs, units: units), SparseKernels.isFast)
+        let x = Variable(xs, requiresGrad: false)
+        let b = parameter([units], seed: 28, awayFromZero: true)
+        for activation in [Activation.identity, .relu] {
+            let w = parameter([units, cols], seed: 27)
+            var expected: Tensor? = nil
+            for pass in 0..<2 {
+                var seed = Tensor.normal([rows, units], generator: &rng)
+                let y = linear(x, weight: w, bias: b, activation: activation)
+                let unit = (0..<units).first { y.value[0, $0] > 0 } ?? 0
+                seed[0, unit] = .infinity
+                let g = activation == .relu ? seed.zipMap(y.value) { $1 > 0 ? $0 : 0 } : seed
+                expected = SparseKernels.naiveWeightGradient(g, x: xs, accumulatingInto: expected)
+                y.backward(seed: seed)
+                guard let gw = w.grad else { XCTFail("no weight gradient"); return }
+                let label = "\(activation), pass \(pass)"
+                if SparseKernels.isFast {
+                    let differing = (0..<gw.count).filter { gw[flat: $0].bitPattern != expected![flat: $0].bitPattern }
+                    XCTAssertEqual(differing.count, 0, "\(label): weight gradients differing from the reference")
+                } else {
+                    XCTAssertTrue((0..<gw.count).contains { gw[flat: $0].isNaN }, "\(label): the dense product")
+                }
+            }
+        }
+        let w = parameter([units, cols], seed: 29)
+        checkGradients("sparse linear, weight gradient", inputs: [w, b], maxElements: 60) { linear(x, weight: w, bias: b) }
+    }
+
     func testUnaryFunctions() {
         let a = parameter([4, 3], seed: 30, awayFromZero: true), p = parameter([4, 3], seed: 31, positive: true)
         checkGradients("relu", inputs: [a]) { relu(a) }

@@ -2,8 +2,8 @@ import XCTest
 import Foundation
 import TensorCore
 
-/// The sparse-input linear forward pass (`SparseKernels`, `CSparseKernels`) against its naive reference, bit for bit,
-/// and against the dense product.
+/// The sparse-input linear forward pass and weight gradient (`SparseKernels`, `CSparseKernels`) against their naive
+/// references, bit for bit, and against the dense products.
 final class SparseKernelsTests: XCTestCase {
     /// A `[rows, cols]` input with about `density` of its entries nonzero (uniform in (0, 1], like pixels / 255).
     func sparseInput(rows: Int, cols: Int, density: Float, seed: UInt64) -> Tensor {
@@ -86,6 +86,65 @@ final class SparseKernelsTests: XCTestCase {
             XCTAssertNil(chosen, "without AVX-512 the dense product is faster")
         }
     }
+    // MARK: Weight gradient
+
+    /// Unit counts that leave every number of 16-unit sub-blocks in the last 64-unit block (10, 33, 45, 64 + 6,
+    /// 130), input widths that are not multiples of 16, rows that are not multiples of 16 (the column transposition's
+    /// tail), an all-zero column, NaN, infinity and -0 in the input and infinity in G (times a zero input: skipped):
+    /// the kernel equals the reference bit for bit on 1 and 2 threads, stored and accumulated onto an existing dW.
+    func testWeightGradientMatchesReferenceBitForBit() {
+        for (rows, cols, units) in [(37, 70, 45), (40, 784, 33), (128, 50, 130), (33, 17, 10), (16, 16, 70), (3, 1, 7)] {
+            var x = sparseInput(rows: rows, cols: cols, density: 0.2, seed: UInt64(rows + cols))
+            for r in 0..<rows { x[flat: r * cols] = 0 }               // column 0: no nonzero, dW's column stays 0
+            var rng = RandomGenerator(seed: 17)
+            var g = Tensor.normal([rows, units], generator: &rng)
+            if cols > 3 && rows > 2 {
+                x[flat: cols + 1] = .nan
+                x[flat: 2 * cols + 1] = -0.0                           // a zero: skipped
+                x[flat: 2 * cols + 2] = .infinity
+                g[flat: 1] = .infinity                                  // row 0, where column 0 is zero
+            }
+            let base = Tensor.normal([units, cols], generator: &rng)
+            for accumulated in [nil, base] {
+                let expected = SparseKernels.naiveWeightGradient(g, x: x, accumulatingInto: accumulated)
+                for threads in [1, 2] {
+                    let dw = SparseKernels.weightGradient(g, x: x, accumulatingInto: accumulated, threads: threads)
+                    XCTAssertEqual(dw.shape, [units, cols])
+                    XCTAssertEqual(bits(dw), bits(expected),
+                                   "\(rows)x\(cols), \(units) units, accumulate \(accumulated != nil), threads \(threads)")
+                }
+            }
+        }
+    }
+
+    /// The same function as the dense product G^T x: within float rounding of a Double-accumulated reference.
+    func testWeightGradientAgreesWithDenseProduct() {
+        let x = sparseInput(rows: 128, cols: 784, density: 0.19, seed: 31)
+        var rng = RandomGenerator(seed: 32)
+        let g = Tensor.normal([128, 200], standardDeviation: 0.1, generator: &rng)
+        let dw = SparseKernels.weightGradient(g, x: x, threads: 2)
+        let dense = g.naiveMatmul(x, transposeSelf: true)
+        for u in 0..<200 {
+            for j in 0..<784 {
+                XCTAssertEqual(dw[u, j], dense[u, j], accuracy: 1e-5 * max(1, abs(dense[u, j])), "(\(u), \(j))")
+            }
+        }
+    }
+
+    /// The weight gradient takes the sparse path for sparse inputs of enough rows and units only.
+    func testWeightGradientAppliesToSparseInputsWithEnoughUnits() {
+        let sparse = sparseInput(rows: 64, cols: 60, density: 0.15, seed: 33)
+        let dense = sparseInput(rows: 64, cols: 60, density: 0.6, seed: 34)
+        let units = SparseKernels.minimumGradientUnits
+        XCTAssertEqual(SparseKernels.gradientAppliesTo(sparse, units: units), SparseKernels.isFast)
+        XCTAssertFalse(SparseKernels.gradientAppliesTo(sparse, units: units - 1))
+        XCTAssertFalse(SparseKernels.gradientAppliesTo(dense, units: units))
+        let saved = SparseKernels.enabled
+        SparseKernels.enabled = false
+        defer { SparseKernels.enabled = saved }
+        XCTAssertFalse(SparseKernels.gradientAppliesTo(sparse, units: units))
+    }
+
     /// Two threads at once (the student's step and an overlapped teacher's forward pass, which runs alone on its
     /// core): each uses its own scratch, so both keep the reference's bits on every call, and once each thread has
     /// made its first call of the largest shape, further calls take nothing new from the system (the buffer pool

@@ -1,9 +1,10 @@
 #ifndef DISTILL_SPARSE_KERNELS_H
 #define DISTILL_SPARSE_KERNELS_H
-// The forward pass of a linear layer whose input is mostly zeros (MNIST pixels: about 19 % nonzero): only the
-// nonzero inputs are multiplied, 150 instead of 784 multiply-adds per image and unit.
+// The forward pass and the weight gradient of a linear layer whose input is mostly zeros (MNIST pixels: about 19 %
+// nonzero; hidden units under dropout): only the nonzero inputs are multiplied, 150 instead of 784 multiply-adds per
+// image and unit.
 //
-// Arithmetic contract (what `SparseKernels.naiveLinearForward` in TensorCore computes, bit for bit): each output is
+// Forward arithmetic contract (what `SparseKernels.naiveLinearForward` in TensorCore computes, bit for bit): each output is
 // four fma chains from 0, chain c over the row's nonzeros k = c, c + 4, c + 8, ... in increasing column order,
 // summed as (c0 + c1) + (c2 + c3), then + bias, then ReLU (x < 0 ? 0 : x). No output depends on how the units or rows
 // are split between threads, on the vector width, or on the machine.
@@ -28,6 +29,21 @@ void distill_sparse_compress_rows(const float *x, long r0, long r1, long cols, l
 void distill_sparse_linear_forward(long rows, long cols, const int32_t *index, const float *value,
                                    const int32_t *count, const float *w, long ldw, long u0, long u1,
                                    const float *bias, int relu, float *y, long ldy, float *scratch);
+
+/// Compresses columns [j0, j1) of x (rows x ?, row stride ldx) to their nonzero entries (x != 0; NaN counts): column
+/// j's row indices, increasing, go to index[j * rows ...], its values to value[j * rows ...], its count to count[j].
+/// strip: 16 * rows floats (16 columns at a time, transposed).
+void distill_sparse_compress_columns(const float *x, long rows, long ldx, long j0, long j1, float *strip,
+                                     int32_t *index, float *value, int32_t *count);
+
+/// The weight gradient of a linear layer whose input x is mostly zeros, dW = G^T x, from x's columns as
+/// `distill_sparse_compress_columns` left them: for the units u in [u0, u1) and columns j in [j0, j1),
+///     s = one fma chain from +0 over the rows r of column j's nonzeros, increasing: s = fma(x[r, j], g[r, u], s);
+///     dw[u * lddw + j] = accumulate ? dw[u * lddw + j] + s : s.
+/// g is [rows x units] with row stride ldg. No output depends on how units or columns are split between threads.
+void distill_sparse_weight_gradient(long rows, const int32_t *index, const float *value, const int32_t *count,
+                                    long j0, long j1, const float *g, long ldg, long u0, long u1, int accumulate,
+                                    float *dw, long lddw);
 
 /// The calling thread's scratch for one sparse product: at least `bytes` bytes, 64-byte aligned, kept for the thread's
 /// next call (grown when a call needs more, freed when the thread exits), so steady-state calls allocate nothing
