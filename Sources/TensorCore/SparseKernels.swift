@@ -15,6 +15,11 @@ public enum SparseKernels {
     /// run; tests and benchmarks switch it to compare. Set it before any product runs, not while one does.
     nonisolated(unsafe) public static var enabled = true
 
+    /// Each kernel on its own (default true; `enabled` switches both): `distill bench --alternate` switches one on and
+    /// off every few steps to time what it saves within one process. Set them between steps, not while one runs.
+    nonisolated(unsafe) public static var forwardEnabled = true
+    nonisolated(unsafe) public static var gradientEnabled = true
+
     /// Whether `linearForward` takes the sparse path when the input qualifies: `enabled` on a CPU with the vector path.
     /// A run's results depend on it (the summation order differs from BLAS's), so runs record it
     /// (`TrainingConfiguration.inputKernels`).
@@ -46,7 +51,7 @@ public enum SparseKernels {
     /// x: `[rows, in]`, weight: `[out, in]`, bias: `[out]`.
     public static func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool) -> Tensor? {
         guard weight.rank == 2, x.rank == 2, x.shape[1] == weight.shape[1], weight.shape[0] > 0,
-              appliesTo(x) else { return nil }
+              forwardEnabled, appliesTo(x) else { return nil }
         return forward(x, weight: weight, bias: bias, relu: relu, threads: ComputeThreads.count)
     }
 
@@ -143,7 +148,7 @@ public enum SparseKernels {
     /// Whether the weight gradient of a layer with `units` outputs takes the sparse path for its input x:
     /// `appliesTo(x)` and at least `minimumGradientUnits` units.
     public static func gradientAppliesTo(_ x: Tensor, units: Int) -> Bool {
-        units >= minimumGradientUnits && appliesTo(x)
+        gradientEnabled && units >= minimumGradientUnits && appliesTo(x)
     }
 
     /// `dW = G^T x` (or `dW += G^T x`) of a linear layer whose input x is mostly zeros, by the sparse kernels, with

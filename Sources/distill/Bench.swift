@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "distill_online: teacher and student take turns, each on every thread (default: the teacher runs one batch ahead on its own thread, as in distill distill).")
     var noTeacherOverlap = false
     @Option(help: .hidden) var phase: String?
+    @Option(help: ArgumentHelp("With --phase (a training phase): switch this kernel off and on every \(Alternation.stepsPerSwitch) steps and report the median step time of each (\(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "kernel"))
+    var alternate: String?
     @OptionGroup var kernelOptions: KernelOptions
 
     func run() throws {
@@ -33,6 +35,16 @@ struct Bench: ParsableCommand {
         options.overlapTeacher = !noTeacherOverlap
         options.blas = try kernelOptions.apply(announce: phase == nil).rawValue
         options.denseInputs = kernelOptions.denseInputs
+        if let alternate {
+            guard let kernel = Alternation.Kernel(rawValue: alternate) else {
+                throw ValidationError("--alternate: expected one of \(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", ")), got '\(alternate)'")
+            }
+            guard let phase, BenchmarkPhases.trainingPhases.contains(phase) else {
+                throw ValidationError("--alternate needs --phase with a training phase (\(BenchmarkPhases.trainingPhases.joined(separator: ", ")))")
+            }
+            guard !kernelOptions.denseInputs else { throw ValidationError("--alternate times a sparse kernel: drop --dense-inputs") }
+            options.alternate = kernel
+        }
         if let phase {
             // A child: one phase in this process, one JSON line on stdout.
             if phase == "scaling" {

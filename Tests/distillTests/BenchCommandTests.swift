@@ -32,6 +32,36 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains(sparse ? "multiplies only the nonzeros" : "multiplied densely"), result.stdout)
     }
 
+    /// `--alternate K` with a training phase: the kernel is off for 10 full steps, on for the next 10, and so on; the
+    /// report gives each setting's median step time (x 60,000 / 128) and their ratio. Wrong kernel names and phases
+    /// are refused, naming the flag.
+    func testAlternateTimesAKernelOnAndOff() throws {
+        let (directory, data) = try makeBenchDirectory()
+        // 300 training images: two full batches an epoch, 20 over ten epochs.
+        let result = try runDistill(["bench", "--phase", "student", "--epochs", "10", "--json", "--alternate",
+                                     "sparse-gradient", "--data-dir", data.path], in: directory)
+        assertSucceeded(result, "bench --alternate")
+        guard result.status == 0 else { return }
+        let line = try XCTUnwrap(result.stdout.split(separator: "\n").last)
+        let phase = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let alternation = try XCTUnwrap(phase["alternation"] as? [String: Any])
+        XCTAssertEqual(alternation["kernel"] as? String, "sparse-gradient")
+        XCTAssertEqual(alternation["steps_on"] as? Int, 10)
+        XCTAssertEqual(alternation["steps_off"] as? Int, 10)
+        let on = try XCTUnwrap(alternation["on_epoch_seconds"] as? Double)
+        let off = try XCTUnwrap(alternation["off_epoch_seconds"] as? Double)
+        XCTAssertGreaterThan(on, 0)
+        XCTAssertEqual(alternation["ratio"] as? Double ?? 0, on / off, accuracy: 1e-9)
+        XCTAssertGreaterThan(phase["median_step_epoch_seconds"] as? Double ?? 0, 0)
+
+        let bogus = try runDistill(["bench", "--phase", "student", "--alternate", "bogus"], in: directory)
+        XCTAssertNotEqual(bogus.status, 0)
+        XCTAssertTrue(bogus.stderr.contains("--alternate: expected one of sparse-forward, sparse-gradient, got 'bogus'"), bogus.stderr)
+        let inference = try runDistill(["bench", "--phase", "inference", "--alternate", "sparse-forward"], in: directory)
+        XCTAssertNotEqual(inference.status, 0)
+        XCTAssertTrue(inference.stderr.contains("--alternate needs --phase with a training phase"), inference.stderr)
+    }
+
     /// Every child runs the driver's configuration: `--dense-inputs` (and `--blas`, the overlap switch) reach it.
     func testChildrenGetTheDriversKernelChoice() {
         var options = BenchmarkOptions()

@@ -19,7 +19,38 @@ public struct BenchmarkOptions: Codable, Sendable {
     public var blas = "openblas"
     /// `--dense-inputs`: every child multiplies the images with BLAS instead of `SparseKernels`.
     public var denseInputs = false
+    /// A kernel the training phases switch on and off every `Alternation.stepsPerSwitch` steps (one phase in this
+    /// process: `distill bench --phase P --alternate K`), timing the steps of each setting apart.
+    public var alternate: Alternation.Kernel? = nil
     public init() {}
+}
+
+/// An in-process A/B of one kernel: on a shared virtual machine another tenant's load comes and goes over seconds,
+/// so separate runs of a few percent apart do not resolve (sessions 6-8: single-run ratios spread 0.7-1.2); steps
+/// that alternate every `stepsPerSwitch` meet the same load, and the medians of their times compare.
+public struct Alternation: Codable, Sendable {
+    public enum Kernel: String, Codable, Sendable, CaseIterable {
+        /// `SparseKernels.forwardEnabled`: the sparse forward pass against BLAS.
+        case sparseForward = "sparse-forward"
+        /// `SparseKernels.gradientEnabled`: the sparse weight gradient against BLAS.
+        case sparseGradient = "sparse-gradient"
+
+        func set(_ on: Bool) {
+            switch self {
+            case .sparseForward: SparseKernels.forwardEnabled = on
+            case .sparseGradient: SparseKernels.gradientEnabled = on
+            }
+        }
+    }
+    public static let stepsPerSwitch = 10
+    public var kernel: Kernel
+    /// Full batches timed with the kernel on, and off.
+    public var stepsOn: Int
+    public var stepsOff: Int
+    /// Median step time x 60,000 / 128, with the kernel on and off; their ratio (on / off).
+    public var onEpochSeconds: Double
+    public var offEpochSeconds: Double
+    public var ratio: Double
 }
 
 /// The measured figures of one phase, in this process.
@@ -46,6 +77,12 @@ public struct PhaseResult: Codable, Sendable {
     public var epochAllocations: [Int]?
     /// `distill_cached`: seconds to compute the teacher's logits for every training example once (not in the epochs).
     public var setupSeconds: Double?
+    /// Training phases: the median time of one full batch over every timed epoch, in seconds, times the batches of
+    /// an epoch (60,000 / 128). Steps that another process's work on this machine slowed (a noisy virtual machine's
+    /// stolen time comes in bursts) move it less than the epoch's total: what A/B comparisons of a kernel read.
+    public var medianStepEpochSeconds: Double?
+    /// `BenchmarkOptions.alternate`'s timing.
+    public var alternation: Alternation?
 }
 
 /// One scaling point: seconds per training example of a 784-W-W-10 student.
@@ -105,11 +142,14 @@ public enum BenchmarkPhases {
         return getloadavg(&values, 3) > 0 ? values[0] : .nan
     }
 
+    /// The phases that train (and take `BenchmarkOptions.alternate`).
+    public static let trainingPhases = ["student", "teacher", "distill_online", "distill_cached", "distill_store"]
+
     public static func run(_ phase: String, options: BenchmarkOptions) throws -> PhaseResult {
         ComputeThreads.set(options.threads)
         let data = try DataLocation.loadMNIST(options.dataDirectory)
         switch phase {
-        case "student", "teacher", "distill_online", "distill_cached", "distill_store":
+        case _ where trainingPhases.contains(phase):
             return try trainingPhase(phase, train: data.train, options: options)
         case "inference":
             var generator = RandomGenerator(seed: 0)
@@ -231,6 +271,9 @@ public enum BenchmarkPhases {
         // Untimed warm-up: fills the buffer pool, BLAS thread pool and momentum buffers.
         for _ in 0..<3 { if let b = iterator.next() { try stepper.step(b) } }
         var times: [Double] = []
+        var stepTimes: [Double] = []
+        var stepsOn: [Double] = [], stepsOff: [Double] = []
+        defer { options.alternate?.set(true) }
         var timedBatches = 0
         var allocations: [Int] = []
         // As `Trainer.run`: an online teacher runs one batch ahead on the second core while the parts of the student's
@@ -245,6 +288,7 @@ public enum BenchmarkPhases {
             let start = DispatchTime.now().uptimeNanoseconds
             var done = 0, batches = 0
             var current = iterator.next().map { ($0, stepper.images(for: $0)) }
+            var stepStart = start
             var prepared = try current.flatMap { first in
                 overlap ? try ComputeThreads.alone { try stepper.objective.prepare(batch: first.0, images: first.1) } : nil
             }
@@ -256,21 +300,40 @@ public enum BenchmarkPhases {
                     let objective = stepper.objective
                     background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
                 }
+                // Off for the first `stepsPerSwitch` full steps, on for the next, and so on.
+                let on = (stepTimes.count / Alternation.stepsPerSwitch) % 2 == 1
+                options.alternate?.set(on)
                 try stepper.step(batch, images: images, prepared: prepared)
                 prepared = try background.wait()
                 done += batch.count
+                let now = DispatchTime.now().uptimeNanoseconds
+                if batch.count == BenchmarkModels.batch {
+                    let t = Double(now - stepStart) * 1e-9
+                    stepTimes.append(t)
+                    if on { stepsOn.append(t) } else { stepsOff.append(t) }
+                }
+                stepStart = now
             }
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             times.append(seconds * Double(n) / Double(done))
             timedBatches = batches
             allocations.append(BufferPool.shared.systemAllocations - allocationsBefore)
         }
+        let perEpoch = Double(n) / Double(BenchmarkModels.batch)
+        var alternation: Alternation? = nil
+        if let kernel = options.alternate, !stepsOn.isEmpty, !stepsOff.isEmpty {
+            let on = median(stepsOn) * perEpoch, off = median(stepsOff) * perEpoch
+            alternation = Alternation(kernel: kernel, stepsOn: stepsOn.count, stepsOff: stepsOff.count,
+                                      onEpochSeconds: on, offEpochSeconds: off, ratio: on / off)
+        }
         let s = median(times)
         return PhaseResult(phase: phase, secondsPerEpoch: s, epochSeconds: times, batchesTimedPerEpoch: timedBatches,
                            examplesPerSecond: Double(n) / s, flopsPerExample: flops, gflops: flops * Double(n) / s / 1e9,
                            peakResidentBytes: ResourceUsage.peakResidentBytes, loadAverage: loadAverage,
                            steadyStateAllocations: allocations.count > 1 ? allocations.dropFirst().reduce(0, +) : nil,
-                           epochAllocations: allocations, setupSeconds: setup)
+                           epochAllocations: allocations, setupSeconds: setup,
+                           medianStepEpochSeconds: stepTimes.isEmpty ? nil : median(stepTimes) * perEpoch,
+                           alternation: alternation)
     }
 
     /// Seconds per example of student training steps at one batch size and width (the scaling tables).
