@@ -2,8 +2,8 @@
 // only the nonzeros? Times, on one core, the two products of the student's first layer that see the images (batch
 // 128, 784 inputs, one thread's half of the 800 units): the forward pass y = x W^T and the weight gradient
 // dW = G^T x, dense (OpenBLAS sgemm) against sparse kernels (AVX-512):
-//   forward: per block of 16 units, W's rows transposed into a 16 x 784 scratch (50 KB), then for each image an fma
-//            per nonzero pixel and 16 units (four accumulator chains);
+//   forward: per block of 64 units, W's rows transposed into a 64 x 784 scratch (200 KB), then for each image four
+//            fmas per nonzero pixel (four accumulator chains per 16 units);
 //   gradient: the batch compressed by columns (16 columns transposed at a time, then compressed like rows), then per
 //            block of 64 units and input column an fma per nonzero and 16 units (two columns at a time), the 16 x 16
 //            tiles transposed into dW's rows.
@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
     float *dw = malloc(4 * U * C), *dwd = malloc(4 * U * C);
     // The library takes its scratch from distill_sparse_thread_scratch: 64-byte aligned (unaligned, every W load
     // splits a cache line and the forward pass took 0.74x of sgemm's time instead of 0.48x).
-    float *scratch = aligned_alloc(64, 4 * 16 * C), *strip = aligned_alloc(64, 4 * 16 * R);
+    float *scratch = aligned_alloc(64, 4 * 64 * C), *strip = aligned_alloc(64, 4 * 16 * R);
     srand(1);
     for (long i = 0; i < U * C; i++) w[i] = (rand() / (float)RAND_MAX - 0.5f) * 0.1f;
     for (long i = 0; i < R * U; i++) g[i] = rand() / (float)RAND_MAX - 0.5f;

@@ -35,7 +35,7 @@ public enum SparseKernels {
     /// (a 10-unit output layer took 1.3-1.9x the dense product's time; Benchmarks.md, session 9).
     public static let minimumGradientUnits = 128
 
-    /// The fewest rows for which the sparse path is taken: each block of 16 units is transposed once per call,
+    /// The fewest rows for which the sparse path is taken: each block of 64 units is transposed once per call,
     /// which a handful of rows does not repay.
     public static let minimumRows = 32
 
@@ -82,7 +82,7 @@ public enum SparseKernels {
         // (`distill_sparse_thread_scratch`): steady-state calls allocate nothing, whatever runs beside them.
         func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
         let indexOffset = 0, valueOffset = padded(round * cols), countOffset = 2 * padded(round * cols)
-        let blockOffset = countOffset + padded(round), elements = blockOffset + parts * 16 * cols
+        let blockOffset = countOffset + padded(round), elements = blockOffset + parts * 64 * cols
         guard let raw = distill_sparse_thread_scratch(elements * 4) else {
             // Out of memory: the reference gives the same bits.
             return naiveLinearForward(x, weight: weight, bias: bias, relu: relu)
@@ -90,7 +90,7 @@ public enum SparseKernels {
         let ip = (raw + indexOffset * 4).bindMemory(to: Int32.self, capacity: round * cols)
         let vp = (raw + valueOffset * 4).bindMemory(to: Float.self, capacity: round * cols)
         let cp = (raw + countOffset * 4).bindMemory(to: Int32.self, capacity: round)
-        let sp = (raw + blockOffset * 4).bindMemory(to: Float.self, capacity: parts * 16 * cols)
+        let sp = (raw + blockOffset * 4).bindMemory(to: Float.self, capacity: parts * 64 * cols)
         return Tensor(shape: [rows, units]) { out in
             guard let y = out.baseAddress else { return }
             x.withUnsafeBufferPointer { xb in
@@ -111,7 +111,7 @@ public enum SparseKernels {
                             let u0 = Swift.min(units, 16 * (p * blocks / parts))
                             let u1 = Swift.min(units, 16 * ((p + 1) * blocks / parts))
                             distill_sparse_linear_forward(n, cols, ip, vp, cp, wp, cols, u0, u1, bp,
-                                                          relu ? 1 : 0, yr, units, sp + p * 16 * cols)
+                                                          relu ? 1 : 0, yr, units, sp + p * 64 * cols)
                         }
                         r0 += n
                     }

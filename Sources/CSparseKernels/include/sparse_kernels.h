@@ -24,7 +24,7 @@ void distill_sparse_compress_rows(const float *x, long r0, long r1, long cols, l
                                   float *value, int32_t *count);
 
 /// y[r * ldy + u] for every row r < rows and the units u in [u0, u1) (see the contract above); bias may be NULL.
-/// w is [units x cols] with row stride ldw (PyTorch's [out, in]). scratch: 16 * cols floats (one block of w,
+/// w is [units x cols] with row stride ldw (PyTorch's [out, in]). scratch: 64 * cols floats, 64-byte aligned (one block of w,
 /// transposed).
 void distill_sparse_linear_forward(long rows, long cols, const int32_t *index, const float *value,
                                    const int32_t *count, const float *w, long ldw, long u0, long u1,
