@@ -86,14 +86,17 @@ public enum Activation: String, Codable, Sendable { case identity, relu }
 /// dx = G W (skipped when x needs no gradient, e.g. the network input). When x is mostly zeros (`SparseKernels`:
 /// images, hidden units under dropout) the forward product and dW multiply only its nonzeros.
 public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation: Activation = .identity) -> Variable {
-    let y = linearForward(x.value, weight: weight.value, bias: bias?.value, activation: activation)
+    // Whether x is mostly zeros, counted once for the forward product and the weight gradient.
+    let inputIsSparse = SparseKernels.appliesTo(x.value)
+    let y = linearForward(x.value, weight: weight.value, bias: bias?.value, activation: activation,
+                          inputIsSparse: inputIsSparse)
     let xv = x.value, wv = weight.value
     var parents = [x, weight]
     if let bias { parents.append(bias) }
     return record(y, parents) { upstream in
         if activation == .relu, weight.requiresGrad,
            let fused = reluLinearBackward(upstream, output: y, input: xv, weightValue: wv, weight: weight,
-                                          needsInputGradient: x.requiresGrad) {
+                                          needsInputGradient: x.requiresGrad, inputIsSparse: inputIsSparse) {
             return bias != nil ? [fused.gx, fused.gw, fused.gb] : [fused.gx, fused.gw]
         }
         var g = upstream
@@ -109,7 +112,7 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
         let gx: Tensor? = x.requiresGrad ? g.matmul(wv) : nil
         var gw: Tensor? = nil
         if weight.requiresGrad {
-            let sparseInput = SparseKernels.gradientAppliesTo(xv, units: g.shape[1])
+            let sparseInput = SparseKernels.gradientAppliesTo(xv, units: g.shape[1], inputIsSparse: inputIsSparse)
             if weight.grad != nil, weight.isLeaf {
                 // Accumulate straight into the existing gradient buffer (sgemm with beta = 1), no temporary.
                 if sparseInput {
@@ -143,14 +146,14 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
 /// separate passes (`reluBackward`, `columnSums`, then the two products). `wv` is the weight as the forward pass
 /// used it; `gw` is nil when the gradient was accumulated into the weight's existing `grad` (sgemm with beta 1).
 func reluLinearBackward(_ upstream: Tensor, output y: Tensor, input xv: Tensor, weightValue wv: Tensor, weight: Variable,
-                        needsInputGradient: Bool) -> (gx: Tensor?, gw: Tensor?, gb: Tensor)? {
+                        needsInputGradient: Bool, inputIsSparse: Bool? = nil) -> (gx: Tensor?, gw: Tensor?, gb: Tensor)? {
     let batch = upstream.shape[0], outCount = wv.shape[0], inCount = wv.shape[1]
     guard upstream.shape == [batch, outCount], xv.shape == [batch, inCount],
           GEMM.splitsByRows(m: outCount, n: inCount) else { return nil }
     var gw: Tensor? = nil
     var gb: Tensor? = nil
     // A mostly-zero input (image pixels, hidden units under dropout) takes the sparse weight gradient.
-    let sparseInput = SparseKernels.gradientAppliesTo(xv, units: outCount)
+    let sparseInput = SparseKernels.gradientAppliesTo(xv, units: outCount, inputIsSparse: inputIsSparse)
     let g = Tensor(shape: [batch, outCount]) { gOut in
         gb = Tensor(shape: [outCount]) { sums in
             upstream.withUnsafeBufferPointer { ub in
@@ -190,13 +193,20 @@ func reluLinearBackward(_ upstream: Tensor, output y: Tensor, input xv: Tensor, 
 
 /// Forward of `linear` on plain tensors (inference path, no graph).
 public func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation: Activation = .identity) -> Tensor {
+    linearForward(x, weight: weight, bias: bias, activation: activation, inputIsSparse: nil)
+}
+
+/// `linearForward` with `SparseKernels.appliesTo(x)` known (nil: count it).
+func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, activation: Activation, inputIsSparse: Bool?) -> Tensor {
     precondition(x.rank == 2 && weight.rank == 2 && x.shape[1] == weight.shape[1],
                  "linear: input \(x.shape) does not match weight \(weight.shape) ([out, in])")
     let batch = x.shape[0], outCount = weight.shape[0], inCount = weight.shape[1]
     if let bias { precondition(bias.shape == [outCount], "linear: bias \(bias.shape) should be [\(outCount)]") }
     let relu = activation == .relu
     // A mostly-zero input (image pixels) takes the sparse product when the CPU has its vector path.
-    if let y = SparseKernels.linearForward(x, weight: weight, bias: bias, relu: relu) { return y }
+    if let y = SparseKernels.linearForward(x, weight: weight, bias: bias, relu: relu, inputIsSparse: inputIsSparse) {
+        return y
+    }
     return Tensor(shape: [batch, outCount]) { out in
         let o = out.baseAddress!
         // The bias is copied into each block of the output before its product (beta 1 adds the product to it) and

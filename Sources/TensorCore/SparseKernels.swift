@@ -49,9 +49,12 @@ public enum SparseKernels {
     /// `y = act(x W^T + b)` by the sparse kernels when they apply (enabled, AVX-512, at least `minimumRows` rows,
     /// at most `densityLimit` of x nonzero); nil otherwise, for the caller to use the dense product.
     /// x: `[rows, in]`, weight: `[out, in]`, bias: `[out]`.
-    public static func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool) -> Tensor? {
+    /// `inputIsSparse`: `appliesTo(x)` when the caller has it already (`linear` asks once for the forward pass and
+    /// the weight gradient), saving the count.
+    public static func linearForward(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool,
+                                     inputIsSparse: Bool? = nil) -> Tensor? {
         guard weight.rank == 2, x.rank == 2, x.shape[1] == weight.shape[1], weight.shape[0] > 0,
-              forwardEnabled, appliesTo(x) else { return nil }
+              forwardEnabled, inputIsSparse ?? appliesTo(x) else { return nil }
         return forward(x, weight: weight, bias: bias, relu: relu, threads: ComputeThreads.count)
     }
 
@@ -146,9 +149,9 @@ public enum SparseKernels {
     // MARK: Weight gradient
 
     /// Whether the weight gradient of a layer with `units` outputs takes the sparse path for its input x:
-    /// `appliesTo(x)` and at least `minimumGradientUnits` units.
-    public static func gradientAppliesTo(_ x: Tensor, units: Int) -> Bool {
-        gradientEnabled && units >= minimumGradientUnits && appliesTo(x)
+    /// `appliesTo(x)` (or `inputIsSparse`, its value) and at least `minimumGradientUnits` units.
+    public static func gradientAppliesTo(_ x: Tensor, units: Int, inputIsSparse: Bool? = nil) -> Bool {
+        gradientEnabled && units >= minimumGradientUnits && (inputIsSparse ?? appliesTo(x))
     }
 
     /// `dW = G^T x` (or `dW += G^T x`) of a linear layer whose input x is mostly zeros, by the sparse kernels, with
