@@ -116,14 +116,7 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable?, activation:
             if weight.grad != nil, weight.isLeaf {
                 // Accumulate straight into the existing gradient buffer (sgemm with beta = 1), no temporary.
                 if sparseInput {
-                    let units = g.shape[1]
-                    g.withUnsafeBufferPointer { gb in
-                        weight.grad!.withUnsafeMutableBufferPointer { db in
-                            SparseKernels.weightGradient(g: gb.baseAddress!, ldg: units, x: xv, units: units,
-                                                         into: db.baseAddress!, accumulate: true,
-                                                         threads: ComputeThreads.count)
-                        }
-                    }
+                    SparseKernels.addWeightGradient(g, x: xv, to: &weight.grad!, threads: ComputeThreads.count)
                 } else {
                     weight.grad!.addMatmul(g, xv, transposeA: true, transposeB: false, alpha: 1, beta: 1)
                 }

@@ -271,7 +271,7 @@ public enum BenchmarkPhases {
         // Untimed warm-up: fills the buffer pool, BLAS thread pool and momentum buffers.
         for _ in 0..<3 { if let b = iterator.next() { try stepper.step(b) } }
         var times: [Double] = []
-        var stepTimes: [Double] = []
+        // Full steps' times, by the alternated kernel's setting (all in `stepsOff` without `alternate`).
         var stepsOn: [Double] = [], stepsOff: [Double] = []
         defer { options.alternate?.set(true) }
         var timedBatches = 0
@@ -301,7 +301,7 @@ public enum BenchmarkPhases {
                     background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
                 }
                 // Off for the first `stepsPerSwitch` full steps, on for the next, and so on.
-                let on = (stepTimes.count / Alternation.stepsPerSwitch) % 2 == 1
+                let on = options.alternate != nil && ((stepsOn.count + stepsOff.count) / Alternation.stepsPerSwitch) % 2 == 1
                 options.alternate?.set(on)
                 try stepper.step(batch, images: images, prepared: prepared)
                 prepared = try background.wait()
@@ -309,7 +309,6 @@ public enum BenchmarkPhases {
                 let now = DispatchTime.now().uptimeNanoseconds
                 if batch.count == BenchmarkModels.batch {
                     let t = Double(now - stepStart) * 1e-9
-                    stepTimes.append(t)
                     if on { stepsOn.append(t) } else { stepsOff.append(t) }
                 }
                 stepStart = now
@@ -332,7 +331,8 @@ public enum BenchmarkPhases {
                            peakResidentBytes: ResourceUsage.peakResidentBytes, loadAverage: loadAverage,
                            steadyStateAllocations: allocations.count > 1 ? allocations.dropFirst().reduce(0, +) : nil,
                            epochAllocations: allocations, setupSeconds: setup,
-                           medianStepEpochSeconds: stepTimes.isEmpty ? nil : median(stepTimes) * perEpoch,
+                           medianStepEpochSeconds: stepsOn.isEmpty && stepsOff.isEmpty ? nil
+                               : median(stepsOn + stepsOff) * perEpoch,
                            alternation: alternation)
     }
 
