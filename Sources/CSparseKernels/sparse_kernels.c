@@ -6,6 +6,7 @@
 // needed: the AVX-512 functions carry target attributes and are chosen at run time; the portable paths compute the
 // same chains one unit at a time.
 #include "sparse_kernels.h"
+#include "avx2.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -51,17 +52,35 @@ void *distill_sparse_thread_scratch(size_t bytes) {
     return s->data;
 }
 
-int distill_sparse_fast_path(void) {
+// The widest vector path this CPU runs (2 AVX-512, 1 AVX2 + FMA, 0 none), capped by distill_sparse_limit_path.
+static int path_limit = 2;
+
+static int cpu_path(void) {
 #if DISTILL_X86
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        int p = __builtin_cpu_supports("avx512f") ? 2
+              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+        if (p == 1) distill_avx2_prepare();
+        cached = p;
     }
     return cached;
 #else
     return 0;
 #endif
+}
+
+int distill_sparse_fast_path(void) {
+    int p = cpu_path();
+    return p < path_limit ? p : path_limit;
+}
+
+void distill_sparse_limit_path(int limit) {
+#if DISTILL_X86
+    if (limit >= 1) distill_avx2_prepare();
+#endif
+    path_limit = limit < 0 ? 0 : limit;
 }
 
 // MARK: portable paths
@@ -397,7 +416,10 @@ static void gradient_avx512(long rows, const int32_t *index, const float *value,
 
 long distill_sparse_count_nonzero(const float *x, long r0, long r1, long cols, long ldx) {
 #if DISTILL_X86
-    if (distill_sparse_fast_path()) return count_avx512(x, r0, r1, cols, ldx);
+    switch (distill_sparse_fast_path()) {
+    case 2: return count_avx512(x, r0, r1, cols, ldx);
+    case 1: return distill_avx2_count(x, r0, r1, cols, ldx);
+    }
 #endif
     return count_portable(x, r0, r1, cols, ldx);
 }
@@ -405,7 +427,10 @@ long distill_sparse_count_nonzero(const float *x, long r0, long r1, long cols, l
 void distill_sparse_compress_rows(const float *x, long r0, long r1, long cols, long ldx, int32_t *index,
                                   float *value, int32_t *count) {
 #if DISTILL_X86
-    if (distill_sparse_fast_path()) { compress_avx512(x, r0, r1, cols, ldx, index, value, count); return; }
+    switch (distill_sparse_fast_path()) {
+    case 2: compress_avx512(x, r0, r1, cols, ldx, index, value, count); return;
+    case 1: distill_avx2_compress(x, r0, r1, cols, ldx, index, value, count); return;
+    }
 #endif
     compress_portable(x, r0, r1, cols, ldx, index, value, count);
 }
@@ -415,9 +440,9 @@ void distill_sparse_linear_forward(long rows, long cols, const int32_t *index, c
                                    const float *bias, int relu, float *y, long ldy, float *scratch) {
     if (u1 <= u0 || rows <= 0) return;
 #if DISTILL_X86
-    if (distill_sparse_fast_path()) {
-        forward_avx512(rows, cols, index, value, count, w, ldw, u0, u1, bias, relu, y, ldy, scratch);
-        return;
+    switch (distill_sparse_fast_path()) {
+    case 2: forward_avx512(rows, cols, index, value, count, w, ldw, u0, u1, bias, relu, y, ldy, scratch); return;
+    case 1: distill_avx2_forward(rows, cols, index, value, count, w, ldw, u0, u1, bias, relu, y, ldy, scratch); return;
     }
 #endif
     (void)scratch;
@@ -431,7 +456,11 @@ void distill_sparse_compress_columns(const float *x, long rows, long ldx, long j
         return;
     }
 #if DISTILL_X86
-    if (distill_sparse_fast_path()) {
+    if (distill_sparse_fast_path() == 1) {
+        distill_avx2_compress_columns(x, rows, ldx, j0, j1, strip, index, value, count);
+        return;
+    }
+    if (distill_sparse_fast_path() == 2) {
         for (long jb = j0; jb < j1; jb += 16) {
             long n = j1 - jb < 16 ? j1 - jb : 16;
             transpose_strip(x + jb, rows, ldx, n, strip);
@@ -449,9 +478,9 @@ void distill_sparse_weight_gradient(long rows, const int32_t *index, const float
                                     float *dw, long lddw) {
     if (u1 <= u0 || j1 <= j0) return;
 #if DISTILL_X86
-    if (distill_sparse_fast_path()) {
-        gradient_avx512(rows, index, value, count, j0, j1, g, ldg, u0, u1, accumulate, dw, lddw);
-        return;
+    switch (distill_sparse_fast_path()) {
+    case 2: gradient_avx512(rows, index, value, count, j0, j1, g, ldg, u0, u1, accumulate, dw, lddw); return;
+    case 1: distill_avx2_weight_gradient(rows, index, value, count, j0, j1, g, ldg, u0, u1, accumulate, dw, lddw); return;
     }
 #endif
     gradient_portable(rows, index, value, count, j0, j1, g, ldg, u0, u1, accumulate, dw, lddw);

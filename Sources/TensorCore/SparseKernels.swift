@@ -1,7 +1,7 @@
 import CSparseKernels
 
 /// The forward pass of a linear layer whose input is mostly zeros, multiplying only the nonzero inputs
-/// (`CSparseKernels`, AVX-512). MNIST's pixels are about 19 % nonzero, so the first layer of a network on images
+/// (`CSparseKernels`, AVX-512 or AVX2). MNIST's pixels are about 19 % nonzero, so the first layer of a network on images
 /// does about a fifth of the multiply-adds of the dense product, but its loads bound it: measured per product it takes
 /// 0.70-0.79x the time of OpenBLAS's sgemm and 0.87-0.94x of MKL's (Benchmarks.md, sessions 7 and 8).
 ///
@@ -43,10 +43,30 @@ public enum SparseKernels {
     /// (rounds of 1024 rows were no faster for inference).
     public static let rowsPerRound = 128
 
-    /// Whether this CPU runs the vector path (AVX-512). Elsewhere `linearForward` always uses BLAS.
+    /// Whether this CPU runs a vector path (AVX-512, or AVX2 with FMA). Elsewhere `linearForward` always uses BLAS.
     public static var isFast: Bool { distill_sparse_fast_path() != 0 }
 
-    /// `y = act(x W^T + b)` by the sparse kernels when they apply (enabled, AVX-512, at least `minimumRows` rows,
+    /// The vector path the kernels take here: "AVX-512", "AVX2" or nil (none: the dense product is used).
+    public static var vectorPath: String? { pathName(Int(distill_sparse_fast_path())) }
+
+    static func pathName(_ level: Int) -> String? { level >= 2 ? "AVX-512" : level == 1 ? "AVX2" : nil }
+
+    /// The paths this CPU can run, narrowest first: 0 (portable), then 1 (AVX2) and 2 (AVX-512) where supported.
+    /// Every path computes the same bits; tests run each (`withPathLimit`).
+    public static var availablePaths: [Int] {
+        distill_sparse_limit_path(2)
+        return Array(0...Int(distill_sparse_fast_path()))
+    }
+
+    /// Runs `body` with the kernels capped at path `limit` (0 portable, 1 AVX2, 2 AVX-512), then lifts the cap.
+    /// For tests: no product may run on another thread meanwhile.
+    public static func withPathLimit<T>(_ limit: Int, _ body: () throws -> T) rethrows -> T {
+        distill_sparse_limit_path(Int32(limit))
+        defer { distill_sparse_limit_path(2) }
+        return try body()
+    }
+
+    /// `y = act(x W^T + b)` by the sparse kernels when they apply (enabled, a vector path, at least `minimumRows` rows,
     /// at most `densityLimit` of x nonzero); nil otherwise, for the caller to use the dense product.
     /// x: `[rows, in]`, weight: `[out, in]`, bias: `[out]`.
     /// `inputIsSparse`: `appliesTo(x)` when the caller has it already (`linear` asks once for the forward pass and
@@ -70,7 +90,7 @@ public enum SparseKernels {
         return Double(nonzeros) <= densityLimit * Double(rows * cols)
     }
 
-    /// The sparse product without the applicability checks (any CPU: the portable path where AVX-512 is missing).
+    /// The sparse product without the applicability checks (any CPU: the portable path where no vector path runs).
     /// Rows are compressed with the rows split over `threads`, then multiplied with the units split over them.
     public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool, threads: Int) -> Tensor {
         precondition(x.rank == 2 && weight.rank == 2 && x.shape[1] == weight.shape[1],
@@ -155,7 +175,7 @@ public enum SparseKernels {
     }
 
     /// `dW = G^T x` (or `dW += G^T x`) of a linear layer whose input x is mostly zeros, by the sparse kernels, with
-    /// no applicability check (callers ask `appliesTo(x)`; any CPU: the portable path where AVX-512 is missing).
+    /// no applicability check (callers ask `appliesTo(x)`; any CPU: the portable path where no vector path runs).
     ///
     /// x (`[rows, in]`) is compressed by columns (16 at a time, split over `threads`), then each part computes the
     /// weight rows of its units (whole blocks of 16): per output one fma chain from +0 over the rows where x is

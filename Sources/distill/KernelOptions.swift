@@ -12,7 +12,7 @@ struct KernelOptions: ParsableArguments {
     var blas: BLASLibrary.Choice?
 
     @Flag(name: .customLong("dense-inputs"), help: ArgumentHelp(
-        "Multiply mostly-zero inputs (such as MNIST's images, about 19% nonzero) with BLAS too. By default, on CPUs with AVX-512, the forward pass of a layer whose input (32 rows or more) is at most 30% nonzero multiplies only the nonzeros (faster; results differ from the dense product in the last bits, and a run resumes only with the choice it started with)."))
+        "Multiply mostly-zero inputs (such as MNIST's images, about 19% nonzero) with BLAS too. By default, on CPUs with AVX-512 or AVX2, the forward pass and weight gradient of a layer whose input (32 rows or more) is at most 30% nonzero multiply only the nonzeros (faster; results differ from the dense product in the last bits, and a run resumes only with the choice it started with)."))
     var denseInputs = false
 
     /// The choice from the flag, else `DISTILL_BLAS`, else OpenBLAS.

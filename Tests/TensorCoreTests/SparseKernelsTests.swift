@@ -17,9 +17,12 @@ final class SparseKernelsTests: XCTestCase {
 
     /// Shapes with unit counts that are not multiples of 16 (masked tail blocks), input widths that are not multiples
     /// of 16, rows whose nonzero count leaves every remainder mod 4, an all-zero row, NaN, infinity and -0 in the
-    /// input: the kernel equals the reference bit for bit on 1 and 2 threads, with and without bias and ReLU.
+    /// input (units 8, 24, 32 + 9, widths 7 and 13: the AVX2 path's 8-unit sub-blocks and 32-unit blocks): every
+    /// vector path this CPU runs and the portable one equal the reference bit for bit on 1 and 2 threads, with and
+    /// without bias and ReLU.
     func testForwardMatchesReferenceBitForBit() {
-        for (rows, cols, units) in [(37, 70, 45), (40, 784, 33), (5, 16, 16), (3, 1, 7)] {
+        for (rows, cols, units) in [(37, 70, 45), (40, 784, 33), (5, 16, 16), (3, 1, 7), (9, 13, 8), (34, 7, 24),
+                                    (12, 100, 41)] {
             var x = sparseInput(rows: rows, cols: cols, density: 0.2, seed: UInt64(rows * cols))
             for j in 0..<cols { x[flat: j] = 0 }                     // row 0: no nonzero, the bias alone
             if cols > 3 && rows > 2 {
@@ -31,10 +34,15 @@ final class SparseKernelsTests: XCTestCase {
             let w = Tensor.normal([units, cols], generator: &rng), b = Tensor.normal([units], generator: &rng)
             for (bias, relu) in [(b as Tensor?, true), (nil, false), (b, false)] {
                 let expected = SparseKernels.naiveLinearForward(x, weight: w, bias: bias, relu: relu)
-                for threads in [1, 2] {
-                    let y = SparseKernels.forward(x, weight: w, bias: bias, relu: relu, threads: threads)
-                    XCTAssertEqual(y.shape, [rows, units])
-                    XCTAssertEqual(bits(y), bits(expected), "\(rows)x\(cols)->\(units) bias \(bias != nil) relu \(relu) threads \(threads)")
+                for path in SparseKernels.availablePaths {
+                    for threads in [1, 2] {
+                        let y = SparseKernels.withPathLimit(path) {
+                            SparseKernels.forward(x, weight: w, bias: bias, relu: relu, threads: threads)
+                        }
+                        XCTAssertEqual(y.shape, [rows, units])
+                        XCTAssertEqual(bits(y), bits(expected),
+                                       "\(rows)x\(cols)->\(units) bias \(bias != nil) relu \(relu) threads \(threads) path \(path)")
+                    }
                 }
             }
         }
@@ -91,9 +99,12 @@ final class SparseKernelsTests: XCTestCase {
     /// Unit counts that leave every number of 16-unit sub-blocks in the last 64-unit block (10, 33, 45, 64 + 6,
     /// 130), input widths that are not multiples of 16, rows that are not multiples of 16 (the column transposition's
     /// tail), an all-zero column, NaN, infinity and -0 in the input and infinity in G (times a zero input: skipped):
-    /// the kernel equals the reference bit for bit on 1 and 2 threads, stored and accumulated onto an existing dW.
+    /// (units 8, 24, 32 + 9 and columns 9, 13: the AVX2 path's 8-unit sub-blocks, 32-unit blocks, 8-column tiles):
+    /// every vector path this CPU runs and the portable one equal the reference bit for bit on 1 and 2 threads,
+    /// stored and accumulated onto an existing dW.
     func testWeightGradientMatchesReferenceBitForBit() {
-        for (rows, cols, units) in [(37, 70, 45), (40, 784, 33), (128, 50, 130), (33, 17, 10), (16, 16, 70), (3, 1, 7)] {
+        for (rows, cols, units) in [(37, 70, 45), (40, 784, 33), (128, 50, 130), (33, 17, 10), (16, 16, 70), (3, 1, 7),
+                                    (9, 13, 8), (21, 9, 24), (12, 100, 41)] {
             var x = sparseInput(rows: rows, cols: cols, density: 0.2, seed: UInt64(rows + cols))
             for r in 0..<rows { x[flat: r * cols] = 0 }               // column 0: no nonzero, dW's column stays 0
             var rng = RandomGenerator(seed: 17)
@@ -107,11 +118,15 @@ final class SparseKernelsTests: XCTestCase {
             let base = Tensor.normal([units, cols], generator: &rng)
             for accumulated in [nil, base] {
                 let expected = SparseKernels.naiveWeightGradient(g, x: x, accumulatingInto: accumulated)
-                for threads in [1, 2] {
-                    let dw = SparseKernels.weightGradient(g, x: x, accumulatingInto: accumulated, threads: threads)
-                    XCTAssertEqual(dw.shape, [units, cols])
-                    XCTAssertEqual(bits(dw), bits(expected),
-                                   "\(rows)x\(cols), \(units) units, accumulate \(accumulated != nil), threads \(threads)")
+                for path in SparseKernels.availablePaths {
+                    for threads in [1, 2] {
+                        let dw = SparseKernels.withPathLimit(path) {
+                            SparseKernels.weightGradient(g, x: x, accumulatingInto: accumulated, threads: threads)
+                        }
+                        XCTAssertEqual(dw.shape, [units, cols])
+                        XCTAssertEqual(bits(dw), bits(expected), "\(rows)x\(cols), \(units) units, accumulate "
+                                       + "\(accumulated != nil), threads \(threads) path \(path)")
+                    }
                 }
             }
         }

@@ -11,9 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/// 1 when the AVX-512 path runs on this CPU. The portable path gives the same bits but is slower than BLAS, so
-/// callers use the sparse kernels only where this is 1.
+/// The vector path the kernels take on this CPU: 2 AVX-512, 1 AVX2 + FMA, 0 none (the portable path: the same bits
+/// but slower than BLAS, so callers use the sparse kernels only where this is not 0).
 int distill_sparse_fast_path(void);
+
+/// Caps the path (tests: 1 runs the AVX2 path on an AVX-512 CPU, 0 the portable one; 2, the default, lifts the cap).
+/// Set it while no kernel runs.
+void distill_sparse_limit_path(int limit);
 
 /// Number of elements of rows [r0, r1) of x (row stride ldx, cols columns) that are not zero (NaN counts).
 long distill_sparse_count_nonzero(const float *x, long r0, long r1, long cols, long ldx);

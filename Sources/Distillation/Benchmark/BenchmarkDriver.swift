@@ -134,6 +134,7 @@ public struct BenchmarkDriver {
         report["blas"] = BLASLibrary.active.rawValue
         report["blas_summary"] = BLASLibrary.summary
         report["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
+        if SparseKernels.active, let path = SparseKernels.vectorPath { report["sparse_kernel_path"] = path }
         report["teacher_overlap"] = options.overlapTeacher
         report["torch_malloc"] = tunedTorchMalloc ? BenchmarkDriver.tunedMallocDescription : "glibc defaults"
         var python: String? = nil, script: String? = nil
@@ -204,8 +205,8 @@ public struct BenchmarkDriver {
                       (report["threads"] as? Int) ?? 0,
                       (report["blas_summary"] as? String) ?? "OpenBLAS (\((report["blas_core"] as? String) ?? "?") kernels)", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
         switch report["input_kernels"] as? String {
-        case "sparse": out += "inputs at most 30% nonzero (the images): forward multiplies only the nonzeros (AVX-512 sparse kernel; --dense-inputs for BLAS)\n"
-        case "dense": out += "inputs (the images) multiplied densely by BLAS (--dense-inputs, or no AVX-512)\n"
+        case "sparse": out += "inputs at most 30% nonzero (the images): forward and weight gradient multiply only the nonzeros (\(SparseKernels.vectorPath ?? "portable") sparse kernels; --dense-inputs for BLAS)\n"
+        case "dense": out += "inputs (the images) multiplied densely by BLAS (--dense-inputs, or neither AVX-512 nor AVX2)\n"
         default: break
         }
         if report["quick"] as? Bool == true {

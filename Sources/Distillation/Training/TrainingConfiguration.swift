@@ -47,7 +47,7 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     /// `blas` for the library selected in this process.
     public static var activeBLAS: String? { BLASLibrary.active == .mkl ? BLASLibrary.Active.mkl.rawValue : nil }
     /// How the forward pass multiplies mostly-zero inputs (the images): nil for the dense BLAS product (`--dense-inputs`,
-    /// a CPU without AVX-512, and what state files from before this setting mean), "sparse" for `SparseKernels`. Part
+    /// a CPU without AVX-512 or AVX2, and what state files from before this setting mean), "sparse" for `SparseKernels`. Part
     /// of the configuration for the same reasons as `blas`.
     public var inputKernels: String? = nil
     /// `inputKernels` for this process's setting (`SparseKernels.active`).
