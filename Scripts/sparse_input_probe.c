@@ -1,7 +1,8 @@
 // Probe: can a layer whose input is mostly zeros (MNIST pixels, ~19 % nonzero) beat dense sgemm by multiplying
 // only the nonzeros? Times, on one core, the two products of the student's first layer that see the images (batch
 // 128, 784 inputs, one thread's half of the 800 units): the forward pass y = x W^T and the weight gradient
-// dW = G^T x, dense (OpenBLAS sgemm) against sparse kernels (AVX-512):
+// dW = G^T x, dense (OpenBLAS sgemm) against sparse kernels (the widest path the CPU runs: AVX-512 or AVX2), then the same
+// on 1200 hidden-layer inputs of density 0.1-0.4:
 //   forward: per block of 64 units, W's rows transposed into a 64 x 784 scratch (200 KB), then for each image four
 //            fmas per nonzero pixel (four accumulator chains per 16 units);
 //   gradient: the batch compressed by columns (16 columns transposed at a time, then compressed like rows), then per
@@ -12,9 +13,10 @@
 // sums each output in one fma chain in row order, zeros adding nothing, on this CPU), the forward pass to 1e-4.
 // Benchmarks.md (sessions 7 and 8) has the figures.
 //
-//   clang -O2 -ISources/CSparseKernels/include -o /tmp/sparse_input_probe Scripts/sparse_input_probe.c \
+//   clang -O2 -ISources/CSparseKernels/include -ISources/CSparseKernels -o /tmp/sparse_input_probe Scripts/sparse_input_probe.c \
 //       -lopenblas -lz -lm -lpthread   (the Swift toolchain's clang)
-//   OPENBLAS_CORETYPE=SkylakeX /tmp/sparse_input_probe Data/mnist/train-images-idx3-ubyte.gz
+//   OPENBLAS_CORETYPE=SkylakeX /tmp/sparse_input_probe Data/mnist/train-images-idx3-ubyte.gz   (AVX-512 CPUs)
+//   /tmp/sparse_input_probe Data/mnist/train-images-idx3-ubyte.gz                             (AVX2: Zen)
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -28,6 +30,7 @@ extern void openblas_set_num_threads(int);
 
 // The library's kernels: distill_sparse_compress_rows, distill_sparse_linear_forward, transpose16.
 #include "../Sources/CSparseKernels/sparse_kernels.c"
+#include "../Sources/CSparseKernels/avx2.c"
 
 static double now(void) {
     struct timespec t;
@@ -94,5 +97,35 @@ int main(int argc, char **argv) {
     printf("  forward  y = x W^T : sparse %.1f  dense %.1f  (%.2fx)\n", best[2] * 1e6, best[3] * 1e6, best[2] / best[3]);
     printf("  gradient dW = G^T x: sparse %.1f  dense %.1f  (%.2fx)\n", best[4] * 1e6, best[5] * 1e6, best[4] / best[5]);
     printf("  gradient rows whose bits differ from sgemm's: %ld of %ld\n", gradientBitsDiffer, 40 * u1);
+
+    // Hidden-layer inputs (the teacher's 1200 units under dropout): uniform random masks of a given density, one
+    // thread's 576 of 1200 units; the sparse times include the compression each product pays for.
+    const long HC = 1200, HU = 1200, hu1 = 576;
+    float *hx = malloc(4 * R * HC), *hw = malloc(4 * HU * HC), *hy = malloc(4 * R * HU), *hg = aligned_alloc(64, 4 * R * HU);
+    float *hdw = malloc(4 * HU * HC), *hscratch = aligned_alloc(64, 4 * 64 * HC), *hstrip = aligned_alloc(64, 4 * 16 * R);
+    int32_t *hix = malloc(4 * R * HC), *hcnt = malloc(4 * R), *hci = malloc(4 * R * HC), *hcc = malloc(4 * HC);
+    float *hvx = malloc(4 * R * HC), *hcv = malloc(4 * R * HC);
+    for (long i = 0; i < HU * HC; i++) hw[i] = (rand() / (float)RAND_MAX - 0.5f) * 0.1f;
+    for (long i = 0; i < R * HU; i++) hg[i] = rand() / (float)RAND_MAX - 0.5f;
+    printf("1200 inputs of the given density, 128 rows, 576 of 1200 units, best of 20, one core (sparse/dense):\n");
+    const double densities[] = {0.1, 0.2, 0.3, 0.4};
+    for (int d = 0; d < 4; d++) {
+        for (long i = 0; i < R * HC; i++) hx[i] = rand() / (double)RAND_MAX < densities[d] ? rand() / (float)RAND_MAX + 0.01f : 0.0f;
+        double hb[4] = {1e9, 1e9, 1e9, 1e9}, t;
+        for (int rep = 0; rep < 20; rep++) {
+            t = now(); distill_sparse_compress_rows(hx, 0, R, HC, HC, hix, hvx, hcnt);
+            distill_sparse_linear_forward(R, HC, hix, hvx, hcnt, hw, HC, 0, hu1, NULL, 0, hy, HU, hscratch);
+            t = now() - t; if (t < hb[0]) hb[0] = t;
+            t = now(); cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, hu1, HC, 1, hx, HC, hw, HC, 0, hy, HU);
+            t = now() - t; if (t < hb[1]) hb[1] = t;
+            t = now(); distill_sparse_compress_columns(hx, R, HC, 0, HC, hstrip, hci, hcv, hcc);
+            distill_sparse_weight_gradient(R, hci, hcv, hcc, 0, HC, hg, HU, 0, hu1, 0, hdw, HC);
+            t = now() - t; if (t < hb[2]) hb[2] = t;
+            t = now(); cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hu1, HC, R, 1, hg, HU, hx, HC, 0, hdw, HC);
+            t = now() - t; if (t < hb[3]) hb[3] = t;
+        }
+        printf("  density %.1f: forward %.0f / %.0f us (%.2fx), gradient %.0f / %.0f us (%.2fx)\n", densities[d],
+               hb[0] * 1e6, hb[1] * 1e6, hb[0] / hb[1], hb[2] * 1e6, hb[3] * 1e6, hb[2] / hb[3]);
+    }
     return 0;
 }

@@ -19,21 +19,21 @@
 
 // MARK: compression
 
-// lut[m] lists the set bits of m (lanes of a nonzero mask) in increasing order, then zeros: a permutation that packs
+// avx2_lut[m] lists the set bits of m (lanes of a nonzero mask) in increasing order, then zeros: a permutation that packs
 // the selected lanes to the front (AVX2 has no compressing store).
-static int32_t lut[256][8];
-static pthread_once_t lut_once = PTHREAD_ONCE_INIT;
+static int32_t avx2_lut[256][8];
+static pthread_once_t avx2_lut_once = PTHREAD_ONCE_INIT;
 
-static void lut_build(void) {
+static void avx2_lut_build(void) {
     for (int m = 0; m < 256; m++) {
         int n = 0;
         for (int lane = 0; lane < 8; lane++)
-            if (m & (1 << lane)) lut[m][n++] = lane;
-        for (; n < 8; n++) lut[m][n] = 0;
+            if (m & (1 << lane)) avx2_lut[m][n++] = lane;
+        for (; n < 8; n++) avx2_lut[m][n] = 0;
     }
 }
 
-void distill_avx2_prepare(void) { pthread_once(&lut_once, lut_build); }
+void distill_avx2_prepare(void) { pthread_once(&avx2_lut_once, avx2_lut_build); }
 
 AVX2_TARGET long distill_avx2_count(const float *x, long r0, long r1, long cols, long ldx) {
     long n = 0;
@@ -63,7 +63,7 @@ AVX2_TARGET void distill_avx2_compress(const float *x, long r0, long r1, long co
             // Not equal, unordered: NaN counts as nonzero, as in the portable path.
             unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
             if (m) {
-                __m256i perm = _mm256_loadu_si256((const __m256i *)lut[m]);
+                __m256i perm = _mm256_loadu_si256((const __m256i *)avx2_lut[m]);
                 _mm256_storeu_ps(vx + n, _mm256_permutevar8x32_ps(v, perm));
                 _mm256_storeu_si256((__m256i *)(ix + n), _mm256_add_epi32(perm, _mm256_set1_epi32((int)j)));
                 n += __builtin_popcount(m);
@@ -101,7 +101,7 @@ AVX2_TARGET static inline __m256i lanes_below(long n) {
 }
 
 // strip[c * rows + r] = x[r * ldx + c] for c < n (<= 8), r < rows: 8 columns of x as rows.
-AVX2_TARGET static void transpose_strip(const float *x, long rows, long ldx, long n, float *strip) {
+AVX2_TARGET static void avx2_transpose_strip(const float *x, long rows, long ldx, long n, float *strip) {
     const __m256i mask = lanes_below(n);
     long r0 = 0;
     for (; r0 + 8 <= rows; r0 += 8) {
@@ -119,7 +119,7 @@ AVX2_TARGET void distill_avx2_compress_columns(const float *x, long rows, long l
                                                int32_t *index, float *value, int32_t *count) {
     for (long jb = j0; jb < j1; jb += 8) {
         long n = j1 - jb < 8 ? j1 - jb : 8;
-        transpose_strip(x + jb, rows, ldx, n, strip);
+        avx2_transpose_strip(x + jb, rows, ldx, n, strip);
         distill_avx2_compress(strip, 0, n, rows, rows, index + jb * rows, value + jb * rows, count + jb);
     }
 }
@@ -128,7 +128,7 @@ AVX2_TARGET void distill_avx2_compress_columns(const float *x, long rows, long l
 
 // scratch[j * 32 + i] = w[i * ldw + j] for i < units (<= 32), j < cols; lanes up to the next multiple of 8 past
 // `units` are zero.
-AVX2_TARGET static void transpose_in(const float *w, long ldw, long units, long cols, float *scratch) {
+AVX2_TARGET static void avx2_transpose_in(const float *w, long ldw, long units, long cols, float *scratch) {
     for (long i0 = 0; i0 < units; i0 += 8) {
         const long n = units - i0 < 8 ? units - i0 : 8;
         const float *wb = w + i0 * ldw;
@@ -153,7 +153,7 @@ AVX2_TARGET static void transpose_in(const float *w, long ldw, long units, long 
 
 // Rows' outputs for one block of up to 32 units (`subs` sub-blocks of 8, a constant at each call).
 AVX2_TARGET __attribute__((always_inline))
-static inline void forward_block(long rows, long cols, const int32_t *index, const float *value, const int32_t *count,
+static inline void avx2_forward_block(long rows, long cols, const int32_t *index, const float *value, const int32_t *count,
                                  const float *scratch, long units, const int subs, const float *bias, int relu,
                                  float *y, long ldy) {
     __m256i mask[4];
@@ -202,12 +202,12 @@ AVX2_TARGET void distill_avx2_forward(long rows, long cols, const int32_t *index
     for (long lo = u0; lo < u1; lo += 32) {
         const long n = u1 - lo < 32 ? u1 - lo : 32;
         const float *bb = bias ? bias + lo : 0;
-        transpose_in(w + lo * ldw, ldw, n, cols, scratch);
+        avx2_transpose_in(w + lo * ldw, ldw, n, cols, scratch);
         switch ((n + 7) / 8) {
-        case 1: forward_block(rows, cols, index, value, count, scratch, n, 1, bb, relu, y + lo, ldy); break;
-        case 2: forward_block(rows, cols, index, value, count, scratch, n, 2, bb, relu, y + lo, ldy); break;
-        case 3: forward_block(rows, cols, index, value, count, scratch, n, 3, bb, relu, y + lo, ldy); break;
-        default: forward_block(rows, cols, index, value, count, scratch, n, 4, bb, relu, y + lo, ldy); break;
+        case 1: avx2_forward_block(rows, cols, index, value, count, scratch, n, 1, bb, relu, y + lo, ldy); break;
+        case 2: avx2_forward_block(rows, cols, index, value, count, scratch, n, 2, bb, relu, y + lo, ldy); break;
+        case 3: avx2_forward_block(rows, cols, index, value, count, scratch, n, 3, bb, relu, y + lo, ldy); break;
+        default: avx2_forward_block(rows, cols, index, value, count, scratch, n, 4, bb, relu, y + lo, ldy); break;
         }
     }
 }
@@ -230,7 +230,7 @@ AVX2_TARGET void distill_avx2_forward(long rows, long cols, const int32_t *index
 // at a time: 2 * subs independent chains) into an 8 x 8 tile per 8 units, transposed in registers onto dw's rows.
 // g's block (rows x 32 units: 16 KB for a batch of 128) stays in the L1 cache.
 AVX2_TARGET __attribute__((always_inline))
-static inline void gradient_block(long rows, const int32_t *index, const float *value, const int32_t *count, long j0,
+static inline void avx2_gradient_block(long rows, const int32_t *index, const float *value, const int32_t *count, long j0,
                                   long j1, const float *g, long ldg, long lo, long un, const int subs,
                                   const int partial, int accumulate, float *dw, long lddw, float tile[4][8][8]) {
     const __m256i last = lanes_below(un - 8 * (subs - 1));
@@ -291,7 +291,7 @@ AVX2_TARGET void distill_avx2_weight_gradient(long rows, const int32_t *index, c
         const long un = u1 - lo < 32 ? u1 - lo : 32;
         const int subs = (int)((un + 7) / 8);
         const float *gb = g + lo;
-#define GRAD_CALL(S, P) gradient_block(rows, index, value, count, j0, j1, gb, ldg, lo, un, S, P, accumulate, dw, lddw, tile)
+#define GRAD_CALL(S, P) avx2_gradient_block(rows, index, value, count, j0, j1, gb, ldg, lo, un, S, P, accumulate, dw, lddw, tile)
         if (un % 8 == 0) {
             switch (subs) {
             case 1: GRAD_CALL(1, 0); break;
