@@ -29,7 +29,8 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(report["torch_note"] as? String, "--no-torch")
         let sparse = SparseKernels.isFast
         XCTAssertEqual(report["input_kernels"] as? String, sparse ? "sparse" : "dense")
-        XCTAssertTrue(result.stdout.contains(sparse ? "multiplies only the nonzeros" : "multiplied densely"), result.stdout)
+        XCTAssertTrue(result.stdout.contains(sparse ? "multiply only the nonzeros" : "multiplied densely"), result.stdout)
+        XCTAssertEqual(report["sparse_kernel_path"] as? String, sparse ? SparseKernels.vectorPath : nil)
     }
 
     /// `--alternate K` with a training phase: the kernel is off for 10 full steps, on for the next 10, and so on; the
