@@ -55,7 +55,7 @@ void *distill_sparse_thread_scratch(size_t bytes) {
 // The widest vector path this CPU runs (2 AVX-512, 1 AVX2 + FMA, 0 none), capped by distill_sparse_limit_path.
 static int path_limit = 2;
 
-static int cpu_path(void) {
+int distill_sparse_cpu_path(void) {
 #if DISTILL_X86
     static int cached = -1;
     if (cached < 0) {
@@ -72,7 +72,7 @@ static int cpu_path(void) {
 }
 
 int distill_sparse_fast_path(void) {
-    int p = cpu_path();
+    int p = distill_sparse_cpu_path();
     return p < path_limit ? p : path_limit;
 }
 

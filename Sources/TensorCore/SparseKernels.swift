@@ -53,10 +53,7 @@ public enum SparseKernels {
 
     /// The paths this CPU can run, narrowest first: 0 (portable), then 1 (AVX2) and 2 (AVX-512) where supported.
     /// Every path computes the same bits; tests run each (`withPathLimit`).
-    public static var availablePaths: [Int] {
-        distill_sparse_limit_path(2)
-        return Array(0...Int(distill_sparse_fast_path()))
-    }
+    public static var availablePaths: [Int] { Array(0...Int(distill_sparse_cpu_path())) }
 
     /// Runs `body` with the kernels capped at path `limit` (0 portable, 1 AVX2, 2 AVX-512), then lifts the cap.
     /// For tests: no product may run on another thread meanwhile.

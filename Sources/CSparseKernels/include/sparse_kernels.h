@@ -15,6 +15,9 @@
 /// but slower than BLAS, so callers use the sparse kernels only where this is not 0).
 int distill_sparse_fast_path(void);
 
+/// The widest path this CPU supports, whatever the cap.
+int distill_sparse_cpu_path(void);
+
 /// Caps the path (tests: 1 runs the AVX2 path on an AVX-512 CPU, 0 the portable one; 2, the default, lifts the cap).
 /// Set it while no kernel runs.
 void distill_sparse_limit_path(int limit);
