@@ -49,22 +49,80 @@ public final class SGD: Optimizer {
                         let chunks = n >= 1 << 18 ? 4 * ComputeThreads.count : 1
                         ComputeThreads.parallelFor(chunks: chunks) { c in
                             let lo = c * n / chunks, hi = (c + 1) * n / chunks
-                            // Branch-free loops per case so the compiler vectorises them.
-                            switch (first, nesterov) {
-                            case (true, false):
-                                for i in lo..<hi { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * d }
-                            case (true, true):
-                                for i in lo..<hi { let d = g[i] + wd * p[i]; b[i] = d; p[i] -= lr * (d + mu * d) }
-                            case (false, false):
-                                for i in lo..<hi { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * v }
-                            case (false, true):
-                                for i in lo..<hi { let d = g[i] + wd * p[i]; let v = mu * b[i] + damp * d; b[i] = v; p[i] -= lr * (d + mu * v) }
-                            }
+                            SGD.momentumUpdate(p + lo, b + lo, g + lo, count: hi - lo, lr: lr, mu: mu, damp: damp,
+                                               wd: wd, first: first, nesterov: nesterov)
                         }
                     }
                 }
             }
             buffers[index] = buffer
+        }
+    }
+
+    /// The momentum update of `count` elements (the formula above; b is the momentum buffer, `first` on the step
+    /// that creates it), eight elements at a time in SIMD registers, then one at a time. The same operations in the
+    /// same order as `momentumReference`, so the same bits: a separate multiply and add each (no fused multiply-add).
+    /// The pointers may not overlap; the scalar loops this replaces did not vectorise because the compiler could not
+    /// rule that out (6 % of a student epoch, profile of session 10).
+    @inline(__always)
+    public static func momentumUpdate(_ p: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>,
+                               _ g: UnsafePointer<Float>, count: Int, lr: Float, mu: Float, damp: Float, wd: Float,
+                               first: Bool, nesterov: Bool) {
+        typealias V = SIMD8<Float>
+        let lrv = V(repeating: lr), muv = V(repeating: mu), dampv = V(repeating: damp), wdv = V(repeating: wd)
+        let pr = UnsafeMutableRawPointer(p), br = UnsafeMutableRawPointer(b), gr = UnsafeRawPointer(g)
+        let vectors = count / 8
+        // One loop per case, branch-free inside.
+        switch (first, nesterov) {
+        case (true, false):
+            for k in 0..<vectors {
+                let o = 32 * k
+                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
+                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
+                br.storeBytes(of: d, toByteOffset: o, as: V.self)
+                pr.storeBytes(of: pv - lrv * d, toByteOffset: o, as: V.self)
+            }
+        case (true, true):
+            for k in 0..<vectors {
+                let o = 32 * k
+                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
+                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
+                br.storeBytes(of: d, toByteOffset: o, as: V.self)
+                pr.storeBytes(of: pv - lrv * (d + muv * d), toByteOffset: o, as: V.self)
+            }
+        case (false, false):
+            for k in 0..<vectors {
+                let o = 32 * k
+                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
+                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
+                let v = muv * br.loadUnaligned(fromByteOffset: o, as: V.self) + dampv * d
+                br.storeBytes(of: v, toByteOffset: o, as: V.self)
+                pr.storeBytes(of: pv - lrv * v, toByteOffset: o, as: V.self)
+            }
+        case (false, true):
+            for k in 0..<vectors {
+                let o = 32 * k
+                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
+                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
+                let v = muv * br.loadUnaligned(fromByteOffset: o, as: V.self) + dampv * d
+                br.storeBytes(of: v, toByteOffset: o, as: V.self)
+                pr.storeBytes(of: pv - lrv * (d + muv * v), toByteOffset: o, as: V.self)
+            }
+        }
+        let done = 8 * vectors
+        momentumReference(p + done, b + done, g + done, count: count - done, lr: lr, mu: mu, damp: damp, wd: wd,
+                          first: first, nesterov: nesterov)
+    }
+
+    /// Reference for `momentumUpdate`: the formula above, one element at a time.
+    public static func momentumReference(_ p: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>,
+                                  _ g: UnsafePointer<Float>, count: Int, lr: Float, mu: Float, damp: Float, wd: Float,
+                                  first: Bool, nesterov: Bool) {
+        for i in 0..<count {
+            let d = g[i] + wd * p[i]
+            let v = first ? d : mu * b[i] + damp * d
+            b[i] = v
+            p[i] -= lr * (nesterov ? d + mu * v : v)
         }
     }
 
