@@ -3,8 +3,8 @@
 // Forward: per block of 64 units, the block's weight rows are transposed into a scratch of 64 * cols floats (200 KB
 // for 784 inputs, in the L2 cache); then for each row, four fmas of 16 units per nonzero input (its index and value
 // loaded once), spread over four accumulator chains per 16 units. Gradient: see gradient_block. No compiler flags are
-// needed: the AVX-512 functions carry target attributes and are chosen at run time; the portable paths compute the
-// same chains one unit at a time.
+// needed: the AVX-512 functions here and the AVX2 ones in avx2.c carry target attributes and are chosen at run time
+// (distill_sparse_fast_path); the portable paths compute the same chains one unit at a time.
 #include "sparse_kernels.h"
 #include "avx2.h"
 

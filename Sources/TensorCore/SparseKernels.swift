@@ -2,8 +2,9 @@ import CSparseKernels
 
 /// The forward pass of a linear layer whose input is mostly zeros, multiplying only the nonzero inputs
 /// (`CSparseKernels`, AVX-512 or AVX2). MNIST's pixels are about 19 % nonzero, so the first layer of a network on images
-/// does about a fifth of the multiply-adds of the dense product, but its loads bound it: measured per product it takes
-/// 0.70-0.79x the time of OpenBLAS's sgemm and 0.87-0.94x of MKL's (Benchmarks.md, sessions 7 and 8).
+/// does about a fifth of the multiply-adds of the dense product, but its loads bound it: measured per product (one
+/// core) the forward pass takes 0.46x the time of OpenBLAS's sgemm on a Xeon with AVX-512 and 0.40x on a Zen 3 EPYC
+/// with AVX2, the weight gradient 0.50x and 0.44x (Benchmarks.md, sessions 9 and 10).
 ///
 /// Each output is four fma chains from 0 over the row's nonzero inputs (chain c takes the k-th nonzero for
 /// k = c mod 4, in increasing column order), summed as (c0 + c1) + (c2 + c3), plus the bias, then ReLU: the same bits
@@ -177,9 +178,9 @@ public enum SparseKernels {
     /// x (`[rows, in]`) is compressed by columns (16 at a time, split over `threads`), then each part computes the
     /// weight rows of its units (whole blocks of 16): per output one fma chain from +0 over the rows where x is
     /// nonzero, in row order, then added to dW (accumulate) or stored. `before(units)` runs on each part first, for
-    /// the units it is about to compute (the ReLU mask of G's columns). On this CPU OpenBLAS's sgemm sums in the same
-    /// order, so the bits match its dense product (`Scripts/sparse_input_probe.c` counts them); MKL's order is not
-    /// checked (its 10-epoch yardstick gave the same 163 errors before and after).
+    /// the units it is about to compute (the ReLU mask of G's columns). OpenBLAS's SkylakeX sgemm (AVX-512 CPUs) sums in
+    /// the same order, so the bits match its dense product there (`Scripts/sparse_input_probe.c` counts them); its Zen
+    /// kernel sums in another (every row differs in the last bits); MKL's order is not checked (its 10-epoch yardstick gave the same 163 errors before and after).
     /// - g: `[rows, units]` with row stride `ldg`; dw: `[units, in]`, row stride `in`.
     public static func weightGradient(g: UnsafePointer<Float>, ldg: Int, x: Tensor, units: Int,
                                       into dw: UnsafeMutablePointer<Float>, accumulate: Bool, threads: Int,
