@@ -56,20 +56,23 @@ public final class Adam: Optimizer {
             let bc1 = 1 - Foundation.pow(Double(b1), Double(t))
             let bc2Sqrt = Float((1 - Foundation.pow(Double(b2), Double(t))).squareRoot())
             let stepSize = Float(Double(lr) / bc1)
-            let decoupled = decoupledWeightDecay, ams = amsgrad
-            grad.withUnsafeBufferPointer { g in
-                parameter.value.withUnsafeMutableBufferPointer { p in
-                    m.withUnsafeMutableBufferPointer { mb in
-                        v.withUnsafeMutableBufferPointer { vb in
-                            vmax.withUnsafeMutableBufferPointer { xb in
-                                for i in 0..<n {
-                                    var gi = g[i]
-                                    if decoupled { p[i] *= 1 - lr * wd } else { gi += wd * p[i] }
-                                    mb[i] = b1 * mb[i] + (1 - b1) * gi
-                                    vb[i] = b2 * vb[i] + (1 - b2) * gi * gi
-                                    var second = vb[i]
-                                    if ams { xb[i] = Swift.max(xb[i], vb[i]); second = xb[i] }
-                                    p[i] -= stepSize * mb[i] / (second.squareRoot() / bc2Sqrt + eps)
+            let constants = UpdateConstants(learningRate: lr, weightDecay: wd, beta1: b1, beta2: b2, epsilon: eps,
+                                            stepSize: stepSize, bc2Sqrt: bc2Sqrt,
+                                            decoupledWeightDecay: decoupledWeightDecay, amsgrad: amsgrad)
+            grad.withUnsafeBufferPointer { gBuffer in
+                parameter.value.withUnsafeMutableBufferPointer { pBuffer in
+                    m.withUnsafeMutableBufferPointer { mBuffer in
+                        v.withUnsafeMutableBufferPointer { vBuffer in
+                            vmax.withUnsafeMutableBufferPointer { xBuffer in
+                                guard let g = gBuffer.baseAddress, let p = pBuffer.baseAddress,
+                                      let mp = mBuffer.baseAddress, let vp = vBuffer.baseAddress else { return }
+                                let xp = amsgrad ? xBuffer.baseAddress : nil
+                                // Large tensors are split over the threads (elementwise: the same bits).
+                                let chunks = n >= 1 << 18 ? 4 * ComputeThreads.count : 1
+                                ComputeThreads.parallelFor(chunks: chunks) { c in
+                                    let lo = c * n / chunks, hi = (c + 1) * n / chunks
+                                    Adam.update(p + lo, m: mp + lo, v: vp + lo, vmax: xp.map { $0 + lo }, g: g + lo,
+                                                count: hi - lo, constants)
                                 }
                             }
                         }
@@ -79,6 +82,86 @@ public final class Adam: Optimizer {
             firstMoments[index] = m
             secondMoments[index] = v
             if amsgrad { maxSecondMoments[index] = vmax }
+        }
+    }
+
+    /// One step's constants of the update (the formula above): `stepSize` = lr / (1 - b1^t), `bc2Sqrt` =
+    /// sqrt(1 - b2^t).
+    public struct UpdateConstants {
+        public var learningRate, weightDecay, beta1, beta2, epsilon, stepSize, bc2Sqrt: Float
+        public var decoupledWeightDecay, amsgrad: Bool
+        public init(learningRate: Float, weightDecay: Float, beta1: Float, beta2: Float, epsilon: Float,
+                    stepSize: Float, bc2Sqrt: Float, decoupledWeightDecay: Bool, amsgrad: Bool) {
+            self.learningRate = learningRate; self.weightDecay = weightDecay; self.beta1 = beta1; self.beta2 = beta2
+            self.epsilon = epsilon; self.stepSize = stepSize; self.bc2Sqrt = bc2Sqrt
+            self.decoupledWeightDecay = decoupledWeightDecay; self.amsgrad = amsgrad
+        }
+    }
+
+    /// The update of `count` elements: parameters p, moments m and v, and with AMSGrad the running maximum `vmax`
+    /// (nil without), eight elements at a time in SIMD registers, then one at a time. The same operations in the same
+    /// order as `updateReference` (separate multiplies and adds, a correctly rounded square root and division), so
+    /// the same bits. The one-element loop it replaces did not vectorise (overlapping pointers could not be ruled
+    /// out) and ran on one thread: Adam took a student epoch from 2.4-2.7 s to 5.2-5.6 s (session 10).
+    @inline(__always)
+    public static func update(_ p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                              v: UnsafeMutablePointer<Float>, vmax: UnsafeMutablePointer<Float>?,
+                              g: UnsafePointer<Float>, count: Int, _ c: UpdateConstants) {
+        typealias V = SIMD8<Float>
+        let decay = V(repeating: 1 - c.learningRate * c.weightDecay), wd = V(repeating: c.weightDecay)
+        let b1 = V(repeating: c.beta1), b2 = V(repeating: c.beta2)
+        let b1c = V(repeating: 1 - c.beta1), b2c = V(repeating: 1 - c.beta2)
+        let step = V(repeating: c.stepSize), bc2 = V(repeating: c.bc2Sqrt), eps = V(repeating: c.epsilon)
+        let pr = UnsafeMutableRawPointer(p), mr = UnsafeMutableRawPointer(m), vr = UnsafeMutableRawPointer(v)
+        let gr = UnsafeRawPointer(g), xr = vmax.map { UnsafeMutableRawPointer($0) }
+        let vectors = count / 8
+        @inline(__always) func run(decoupled: Bool, ams: Bool) {
+            for k in 0..<vectors {
+                let o = 32 * k
+                var pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
+                var gv = gr.loadUnaligned(fromByteOffset: o, as: V.self)
+                if decoupled { pv = pv * decay } else { gv = gv + wd * pv }
+                let mv = b1 * mr.loadUnaligned(fromByteOffset: o, as: V.self) + b1c * gv
+                let vv = b2 * vr.loadUnaligned(fromByteOffset: o, as: V.self) + b2c * gv * gv
+                mr.storeBytes(of: mv, toByteOffset: o, as: V.self)
+                vr.storeBytes(of: vv, toByteOffset: o, as: V.self)
+                var second = vv
+                if ams, let xr {
+                    // Swift.max(x, v): v where v >= x, else x (NaN and signed zeros as the scalar path).
+                    var x = xr.loadUnaligned(fromByteOffset: o, as: V.self)
+                    x.replace(with: vv, where: vv .>= x)
+                    xr.storeBytes(of: x, toByteOffset: o, as: V.self)
+                    second = x
+                }
+                pv = pv - step * mv / (second.squareRoot() / bc2 + eps)
+                pr.storeBytes(of: pv, toByteOffset: o, as: V.self)
+            }
+        }
+        // One loop per case, branch-free inside.
+        switch (c.decoupledWeightDecay, c.amsgrad && vmax != nil) {
+        case (false, false): run(decoupled: false, ams: false)
+        case (false, true): run(decoupled: false, ams: true)
+        case (true, false): run(decoupled: true, ams: false)
+        case (true, true): run(decoupled: true, ams: true)
+        }
+        let done = 8 * vectors
+        updateReference(p + done, m: m + done, v: v + done, vmax: vmax.map { $0 + done }, g: g + done,
+                        count: count - done, c)
+    }
+
+    /// Reference for `update`: the formula above, one element at a time.
+    public static func updateReference(_ p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
+                                       v: UnsafeMutablePointer<Float>, vmax: UnsafeMutablePointer<Float>?,
+                                       g: UnsafePointer<Float>, count: Int, _ c: UpdateConstants) {
+        let lr = c.learningRate, wd = c.weightDecay, b1 = c.beta1, b2 = c.beta2
+        for i in 0..<count {
+            var gi = g[i]
+            if c.decoupledWeightDecay { p[i] *= 1 - lr * wd } else { gi += wd * p[i] }
+            m[i] = b1 * m[i] + (1 - b1) * gi
+            v[i] = b2 * v[i] + (1 - b2) * gi * gi
+            var second = v[i]
+            if c.amsgrad, let vmax { vmax[i] = Swift.max(vmax[i], v[i]); second = vmax[i] }
+            p[i] -= c.stepSize * m[i] / (second.squareRoot() / c.bc2Sqrt + c.epsilon)
         }
     }
 
