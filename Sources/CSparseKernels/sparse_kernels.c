@@ -55,20 +55,23 @@ void *distill_sparse_thread_scratch(size_t bytes) {
 // The widest vector path this CPU runs (2 AVX-512, 1 AVX2 + FMA, 0 none), capped by distill_sparse_limit_path.
 static int path_limit = 2;
 
-int distill_sparse_cpu_path(void) {
+static int detected_path = 0;
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+
+static void detect_path(void) {
 #if DISTILL_X86
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        int p = __builtin_cpu_supports("avx512f") ? 2
-              : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-        if (p == 1) distill_avx2_prepare();
-        cached = p;
-    }
-    return cached;
-#else
-    return 0;
+    __builtin_cpu_init();
+    int p = __builtin_cpu_supports("avx512f") ? 2
+          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    if (p == 1) distill_avx2_prepare();
+    detected_path = p;
 #endif
+}
+
+// Detected once, whichever threads ask first (pthread_once: no data race on the cached value).
+int distill_sparse_cpu_path(void) {
+    pthread_once(&detect_once, detect_path);
+    return detected_path;
 }
 
 int distill_sparse_fast_path(void) {
