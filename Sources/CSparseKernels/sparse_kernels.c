@@ -459,17 +459,15 @@ void distill_sparse_compress_columns(const float *x, long rows, long ldx, long j
         return;
     }
 #if DISTILL_X86
-    if (distill_sparse_fast_path() == 1) {
-        distill_avx2_compress_columns(x, rows, ldx, j0, j1, strip, index, value, count);
-        return;
-    }
-    if (distill_sparse_fast_path() == 2) {
+    switch (distill_sparse_fast_path()) {
+    case 2:
         for (long jb = j0; jb < j1; jb += 16) {
             long n = j1 - jb < 16 ? j1 - jb : 16;
             transpose_strip(x + jb, rows, ldx, n, strip);
             compress_avx512(strip, 0, n, rows, rows, index + jb * rows, value + jb * rows, count + jb);
         }
         return;
+    case 1: distill_avx2_compress_columns(x, rows, ldx, j0, j1, strip, index, value, count); return;
     }
 #endif
     (void)strip;

@@ -72,42 +72,22 @@ public final class SGD: Optimizer {
         let lrv = V(repeating: lr), muv = V(repeating: mu), dampv = V(repeating: damp), wdv = V(repeating: wd)
         let pr = UnsafeMutableRawPointer(p), br = UnsafeMutableRawPointer(b), gr = UnsafeRawPointer(g)
         let vectors = count / 8
-        // One loop per case, branch-free inside.
+        // One loop per case (constant flags after inlining), branch-free inside.
+        @inline(__always) func run(first: Bool, nesterov: Bool) {
+            for k in 0..<vectors {
+                let o = 32 * k
+                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
+                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
+                let v = first ? d : muv * br.loadUnaligned(fromByteOffset: o, as: V.self) + dampv * d
+                br.storeBytes(of: v, toByteOffset: o, as: V.self)
+                pr.storeBytes(of: pv - lrv * (nesterov ? d + muv * v : v), toByteOffset: o, as: V.self)
+            }
+        }
         switch (first, nesterov) {
-        case (true, false):
-            for k in 0..<vectors {
-                let o = 32 * k
-                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
-                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
-                br.storeBytes(of: d, toByteOffset: o, as: V.self)
-                pr.storeBytes(of: pv - lrv * d, toByteOffset: o, as: V.self)
-            }
-        case (true, true):
-            for k in 0..<vectors {
-                let o = 32 * k
-                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
-                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
-                br.storeBytes(of: d, toByteOffset: o, as: V.self)
-                pr.storeBytes(of: pv - lrv * (d + muv * d), toByteOffset: o, as: V.self)
-            }
-        case (false, false):
-            for k in 0..<vectors {
-                let o = 32 * k
-                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
-                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
-                let v = muv * br.loadUnaligned(fromByteOffset: o, as: V.self) + dampv * d
-                br.storeBytes(of: v, toByteOffset: o, as: V.self)
-                pr.storeBytes(of: pv - lrv * v, toByteOffset: o, as: V.self)
-            }
-        case (false, true):
-            for k in 0..<vectors {
-                let o = 32 * k
-                let pv = pr.loadUnaligned(fromByteOffset: o, as: V.self)
-                let d = gr.loadUnaligned(fromByteOffset: o, as: V.self) + wdv * pv
-                let v = muv * br.loadUnaligned(fromByteOffset: o, as: V.self) + dampv * d
-                br.storeBytes(of: v, toByteOffset: o, as: V.self)
-                pr.storeBytes(of: pv - lrv * (d + muv * v), toByteOffset: o, as: V.self)
-            }
+        case (true, false): run(first: true, nesterov: false)
+        case (true, true): run(first: true, nesterov: true)
+        case (false, false): run(first: false, nesterov: false)
+        case (false, true): run(first: false, nesterov: true)
         }
         let done = 8 * vectors
         momentumReference(p + done, b + done, g + done, count: count - done, lr: lr, mu: mu, damp: damp, wd: wd,

@@ -21,6 +21,11 @@ final class SparseKernelsTests: XCTestCase {
     /// vector path this CPU runs and the portable one equal the reference bit for bit on 1 and 2 threads, with and
     /// without bias and ReLU.
     func testForwardMatchesReferenceBitForBit() {
+        // The cap takes effect: each path reports itself while capped, so the loops below run different code.
+        for path in SparseKernels.availablePaths {
+            let expected: String? = path == 2 ? "AVX-512" : path == 1 ? "AVX2" : nil
+            XCTAssertEqual(SparseKernels.withPathLimit(path) { SparseKernels.vectorPath }, expected, "path \(path)")
+        }
         for (rows, cols, units) in [(37, 70, 45), (40, 784, 33), (5, 16, 16), (3, 1, 7), (9, 13, 8), (34, 7, 24),
                                     (12, 100, 41)] {
             var x = sparseInput(rows: rows, cols: cols, density: 0.2, seed: UInt64(rows * cols))
