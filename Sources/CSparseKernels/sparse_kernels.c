@@ -55,23 +55,29 @@ void *distill_sparse_thread_scratch(size_t bytes) {
 // The widest vector path this CPU runs (2 AVX-512, 1 AVX2 + FMA, 0 none), capped by distill_sparse_limit_path.
 static int path_limit = 2;
 
-static int detected_path = 0;
-static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+static int detected_path = -1;   // -1 until detected; read and written atomically
 
-static void detect_path(void) {
+static int detect_path(void) {
 #if DISTILL_X86
     __builtin_cpu_init();
     int p = __builtin_cpu_supports("avx512f") ? 2
           : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     if (p == 1) distill_avx2_prepare();
-    detected_path = p;
+    return p;
+#else
+    return 0;
 #endif
 }
 
-// Detected once, whichever threads ask first (pthread_once: no data race on the cached value).
+// Every kernel call asks, so the detected value is one atomic load (acquire: the AVX2 table built before the store
+// is visible); threads that race on the first call detect the same value (distill_avx2_prepare is once-only).
 int distill_sparse_cpu_path(void) {
-    pthread_once(&detect_once, detect_path);
-    return detected_path;
+    int p = __atomic_load_n(&detected_path, __ATOMIC_ACQUIRE);
+    if (p < 0) {
+        p = detect_path();
+        __atomic_store_n(&detected_path, p, __ATOMIC_RELEASE);
+    }
+    return p;
 }
 
 int distill_sparse_fast_path(void) {
