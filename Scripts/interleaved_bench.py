@@ -60,8 +60,13 @@ def main():
     p.add_argument("--tuned-torch", action="store_true",
                    help="also time PyTorch with glibc's allocator tuned (TUNED_MALLOC) in every pair")
     p.add_argument("--json-output", help="also write every measurement here")
+    p.add_argument("--random-teacher", action="store_true",
+                   help="the distillation phases use a randomly initialised teacher on both sides (default: the "
+                        "shipped trained one, Data/teachers/bench-teacher.safetensors)")
     args = p.parse_args()
     common = ["--phase", None, "--json", "--threads", str(args.threads), "--epochs", str(args.epochs)]
+    if args.random_teacher:
+        common.append("--random-teacher")
     results = {}
     for phase in args.phases.split(","):
         common[1] = phase
@@ -97,7 +102,7 @@ def main():
               flush=True)
     if args.json_output:
         Path(args.json_output).write_text(json.dumps({"threads": args.threads, "epochs": args.epochs, "blas": libraries,
-                                                      "pairs": args.pairs, "tuned_torch_malloc": TUNED_MALLOC if args.tuned_torch else None,
+                                                      "pairs": args.pairs, "random_teacher": args.random_teacher, "tuned_torch_malloc": TUNED_MALLOC if args.tuned_torch else None,
                                                       "phases": results}, indent=1))
 
 

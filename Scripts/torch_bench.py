@@ -20,6 +20,10 @@ Flags
                      distill_cached, distill_store, inference, latency, scaling)
   --json             print a single JSON object instead of tables
   --scaling          also run the scaling tables (student training step vs batch size / width)
+  --teacher FILE     the distillation phases' trained teacher (safetensors, F32 or F16, tensors
+                     1.weight ... 7.bias as nn.Sequential names them); default
+                     <repo>/Data/teachers/bench-teacher.safetensors
+  --random-teacher   a randomly initialised teacher instead (the benchmark before session 11)
 
 What is measured (all training: batch 128, SGD lr 0.05 momentum 0.9, cross-entropy; the
 60000x784 float32 training set in [0,1] is one tensor in memory, shuffled each epoch with
@@ -28,7 +32,7 @@ torch.randperm and batches taken by indexing -- no DataLoader; the last partial 
   teacher         Dropout(0.2)-784-1200-ReLU-Dropout(0.5)-1200-ReLU-Dropout(0.5)-10, random
                   +-2 pixel shift per image (zero fill, vectorised pad+gather), max-norm 3.5 on
                   every Linear weight row after each step (torch.renorm in no_grad)
-  distill_online  student + teacher (1200-1200 net, randomly initialised, eval mode, no_grad)
+  distill_online  student + teacher (the 1200-1200 net trained, loaded from --teacher; eval mode, no_grad)
                   run on each batch; loss = 0.5*CE + 0.5*400*KL(softmax(t/20) || softmax(s/20))
                   (F.kl_div batchmean)
   distill_store   same loss, teacher logits precomputed for all 60000 examples (not timed)
@@ -109,6 +113,50 @@ def make_student(width=800):
 def make_teacher():
     return nn.Sequential(nn.Dropout(0.2), nn.Linear(784, 1200), nn.ReLU(), nn.Dropout(0.5),
                          nn.Linear(1200, 1200), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1200, 10))
+
+
+def default_teacher_file():
+    return os.path.join(REPO_ROOT, "Data", "teachers", "bench-teacher.safetensors")
+
+
+def read_safetensors(path):
+    """{name: float32 tensor} from a safetensors file (F32 or F16), without the safetensors package."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 8:
+        raise SystemExit(f"{path}: too short for a safetensors file")
+    n = int.from_bytes(raw[:8], "little")
+    if 8 + n > len(raw):
+        raise SystemExit(f"{path}: header length {n} runs past the end of the file ({len(raw)} bytes)")
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = {"F32": np.float32, "F16": np.float16}.get(info["dtype"])
+        if dtype is None:
+            raise SystemExit(f"{path}: tensor {name} has dtype {info['dtype']}, expected F32 or F16")
+        lo, hi = info["data_offsets"]
+        values = np.frombuffer(data[lo:hi], dtype=dtype).astype(np.float32).reshape(info["shape"])
+        out[name] = torch.from_numpy(values.copy())
+    return out
+
+
+def load_teacher(args):
+    """The distillation phases' teacher, in eval mode: the trained one from --teacher (the same file as ours), or
+    with --random-teacher a randomly initialised one (drawn after the student either way)."""
+    teacher = make_teacher()
+    if not args.random_teacher:
+        path = args.teacher or default_teacher_file()
+        if not os.path.exists(path):
+            raise SystemExit(f"no benchmark teacher at {path}: pass --teacher FILE or --random-teacher")
+        state = read_safetensors(path)
+        try:
+            teacher.load_state_dict(state)
+        except RuntimeError as e:
+            raise SystemExit(f"{path}: not a 784-1200-1200-10 teacher: {e}")
+    return teacher.eval()
 
 
 def train_flops_per_example(dims):
@@ -202,7 +250,7 @@ def train_phase(name, args, x, y):
                 loss.backward()
                 opt.step()
         elif name == "distill_online":
-            teacher = make_teacher().eval()
+            teacher = load_teacher(args)
             flops += forward_flops_per_example(TEACHER_DIMS)
 
             def step(idx):
@@ -214,7 +262,7 @@ def train_phase(name, args, x, y):
                 loss.backward()
                 opt.step()
         elif name in ("distill_store", "distill_cached"):
-            teacher = make_teacher().eval()
+            teacher = load_teacher(args)
             t0 = time.perf_counter()
             with torch.inference_mode():  # precompute once, not in the epochs (timed as setup_seconds)
                 t_all = torch.cat([teacher(x[i:i + 1000]) for i in range(0, n, 1000)])
@@ -350,6 +398,10 @@ def child_args(args, phase):
         a += ["--max-batches", str(args.max_batches)]
     if args.quick:
         a.append("--quick")
+    if args.random_teacher:
+        a.append("--random-teacher")
+    elif args.teacher:
+        a += ["--teacher", args.teacher]
     return a
 
 
@@ -425,7 +477,11 @@ def main():
     ap.add_argument("--phase", choices=ALL_PHASES + ["scaling"], help="run one phase only (in this process)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--scaling", action="store_true", help="also run the batch-size / width scaling tables")
+    ap.add_argument("--teacher", default=None, help="the distillation phases' trained teacher (default: %s)" % default_teacher_file())
+    ap.add_argument("--random-teacher", action="store_true", help="a randomly initialised teacher instead")
     args = ap.parse_args()
+    if args.teacher and args.random_teacher:
+        ap.error("--teacher and --random-teacher: pass one of them")
     if args.epochs is None:
         args.epochs = 1 if args.quick else 3
     if args.max_batches is None and args.quick:
@@ -443,6 +499,7 @@ def main():
     report = {"torch_version": torch.__version__, "threads": args.threads, "epochs": args.epochs,
               "max_batches": args.max_batches, "quick": args.quick, "batch": BATCH,
               "data_dir": args.data_dir, "cpu_count": os.cpu_count(),
+              "distill_teacher": "random" if args.random_teacher else (args.teacher or default_teacher_file()),
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
               "loadavg_start": list(os.getloadavg()), "phases": {}}
     warn_if_loaded()

@@ -20,6 +20,10 @@ struct Bench: ParsableCommand {
     @Option(help: "Also write the JSON report to this file.") var jsonOutput: String?
     @Flag(help: "distill_online: teacher and student take turns, each on every thread (default: the teacher runs one batch ahead on its own thread, as in distill distill).")
     var noTeacherOverlap = false
+    @Option(help: ArgumentHelp("The distillation phases' trained teacher, a 784-1200-1200-10 model file (default: the shipped Data/teachers/\(BenchmarkModels.defaultTeacherName)).", valueName: "file"))
+    var teacher: String?
+    @Flag(help: "The distillation phases use a randomly initialised teacher instead of a trained one (the benchmark before session 11; a random network's hidden units are ~50% nonzero, a trained teacher's ~12%).")
+    var randomTeacher = false
     @Option(help: .hidden) var phase: String?
     @Option(help: ArgumentHelp("With --phase (a training phase): switch this kernel off and on every \(Alternation.stepsPerSwitch) steps and report the median step time of each (\(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "kernel"))
     var alternate: String?
@@ -35,6 +39,9 @@ struct Bench: ParsableCommand {
         options.overlapTeacher = !noTeacherOverlap
         options.blas = try kernelOptions.apply(announce: phase == nil).rawValue
         options.denseInputs = kernelOptions.denseInputs
+        if randomTeacher && teacher != nil { throw ValidationError("--teacher and --random-teacher: pass one of them") }
+        options.randomTeacher = randomTeacher
+        options.teacherFile = teacher
         if let alternate {
             guard let kernel = Alternation.Kernel(rawValue: alternate) else {
                 throw ValidationError("--alternate: expected one of \(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", ")), got '\(alternate)'")

@@ -31,6 +31,37 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertEqual(report["input_kernels"] as? String, sparse ? "sparse" : "dense")
         XCTAssertTrue(result.stdout.contains(sparse ? "multiply only the nonzeros" : "multiplied densely"), result.stdout)
         XCTAssertEqual(report["sparse_kernel_path"] as? String, sparse ? SparseKernels.vectorPath : nil)
+        // The distillation phases' teacher: the shipped trained one, named in the report and the table.
+        let teacher = try XCTUnwrap(report["distill_teacher"] as? String)
+        XCTAssertTrue(teacher.hasSuffix("Data/teachers/\(BenchmarkModels.defaultTeacherName)"), teacher)
+        XCTAssertTrue(result.stdout.contains("distillation phases: the trained teacher \(teacher)"), result.stdout)
+    }
+
+    /// `--teacher FILE` must hold a 784-1200-1200-10 model and `--random-teacher` excludes it: bad choices fail
+    /// before any phase runs, naming the file or the flags and what was expected.
+    func testBadTeacherChoicesFailBeforeAnyPhase() throws {
+        let (directory, data) = try makeBenchDirectory()
+        let small = directory.appendingPathComponent("small.safetensors").path
+        assertSucceeded(try runDistill(["train", "--hidden", "8", "--epochs", "1", "--data-dir", data.path,
+                                        "--output", small], in: directory), "train a small model")
+        let missing = directory.appendingPathComponent("missing.safetensors").path
+        let cases: [([String], [String])] = [
+            (["--teacher", small], [small, "784-1200-1200-10", "784-8-10"]),
+            (["--teacher", missing], [missing]),
+            (["--teacher", small, "--random-teacher"], ["--teacher and --random-teacher"]),
+        ]
+        for (flags, expected) in cases {
+            let result = try runDistill(["bench", "--quick", "--no-torch", "--max-batches", "2", "--data-dir", data.path] + flags,
+                                        in: directory)
+            XCTAssertNotEqual(result.status, 0, "\(flags)")
+            for text in expected { XCTAssertTrue(result.stderr.contains(text), "\(flags): \(result.stderr)") }
+            XCTAssertFalse(result.stderr.contains("phase student"), "\(flags): no phase may run: \(result.stderr)")
+        }
+        // A child given a bad teacher fails the same way.
+        let child = try runDistill(["bench", "--phase", "distill_online", "--json", "--teacher", small, "--data-dir", data.path],
+                                   in: directory)
+        XCTAssertNotEqual(child.status, 0)
+        XCTAssertTrue(child.stderr.contains(small) && child.stderr.contains("784-1200-1200-10"), child.stderr)
     }
 
     /// `--alternate K` with a training phase: the kernel is off for 10 full steps, on for the next 10, and so on; the
@@ -79,6 +110,17 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertTrue(arguments.contains("--no-teacher-overlap"), "\(arguments)")
         XCTAssertEqual(arguments.firstIndex(of: "--blas").map { arguments[$0 + 1] }, "mkl")
         XCTAssertEqual(Array(arguments.prefix(3)), ["bench", "--phase", "distill_online"])
+        // The teacher choice reaches our children and PyTorch's script alike.
+        XCTAssertFalse(arguments.contains("--teacher") || arguments.contains("--random-teacher"), "\(arguments)")
+        options.teacherFile = "/some/teacher.safetensors"
+        driver = BenchmarkDriver(options: options, executable: "/bin/false")
+        XCTAssertEqual(Array(driver.childArguments("distill_store").suffix(2)), ["--teacher", "/some/teacher.safetensors"])
+        XCTAssertEqual(Array(driver.torchArguments("distill_store", script: "s.py").suffix(2)), ["--teacher", "/some/teacher.safetensors"])
+        options.teacherFile = nil
+        options.randomTeacher = true
+        driver = BenchmarkDriver(options: options, executable: "/bin/false")
+        XCTAssertEqual(driver.childArguments("distill_cached").last, "--random-teacher")
+        XCTAssertEqual(driver.torchArguments("distill_cached", script: "s.py").last, "--random-teacher")
     }
 
     /// With a Python that imports torch (here a stand-in that answers like `Scripts/torch_bench.py` and echoes its
@@ -90,14 +132,14 @@ final class BenchCommandTests: XCTestCase {
         let script = """
             #!/bin/sh
             if [ "$1" = "-c" ]; then exit 0; fi
-            echo '{"seconds_per_epoch": 2.0, "seconds_per_pass": 0.5, "latency_ms": 0.25, "torch_version": "stand-in", "torch_blas": "none", "trim": "'"$MALLOC_TRIM_THRESHOLD_"'"}'
+            echo '{"seconds_per_epoch": 2.0, "seconds_per_pass": 0.5, "latency_ms": 0.25, "torch_version": "stand-in", "torch_blas": "none", "trim": "'"$MALLOC_TRIM_THRESHOLD_"'", "arguments": "'"$*"'"}'
             """
         try writeExecutable(script, to: python)
         let inherited = ProcessInfo.processInfo.environment["MALLOC_TRIM_THRESHOLD_"] ?? ""
         for tuned in [false, true] {
             let reportFile = directory.appendingPathComponent("report-\(tuned).json").path
             let result = try runDistill(["bench", "--quick", "--threads", "1", "--max-batches", "2", "--data-dir", data.path,
-                                         "--json-output", reportFile] + (tuned ? ["--tuned-torch"] : []), in: directory,
+                                         "--json-output", reportFile] + (tuned ? ["--tuned-torch", "--random-teacher"] : []), in: directory,
                                         environment: ["DISTILL_PYTHON": python.path])
             assertSucceeded(result, "bench with a stand-in PyTorch")
             guard result.status == 0 else { return }
@@ -109,8 +151,13 @@ final class BenchCommandTests: XCTestCase {
             for phase in BenchmarkPhases.all {
                 let torch = try XCTUnwrap((phases[phase] as? [String: Any])?["torch"] as? [String: Any], phase)
                 XCTAssertEqual(torch["trim"] as? String, tuned ? "2147483648" : inherited, phase)
+                // Both sides get the same teacher: the shipped file's path, or --random-teacher.
+                let arguments = torch["arguments"] as? String ?? ""
+                XCTAssertTrue(arguments.hasSuffix(tuned ? "--random-teacher" : "Data/teachers/\(BenchmarkModels.defaultTeacherName)"),
+                              "\(phase): \(arguments)")
             }
             XCTAssertTrue(result.stdout.contains("PyTorch stand-in"), result.stdout)
+            XCTAssertEqual(report["distill_teacher"] as? String == "random", tuned)
             XCTAssertTrue(result.stdout.contains(tuned ? "malloc: MALLOC_MMAP_THRESHOLD_" : "malloc: glibc defaults"), result.stdout)
         }
     }

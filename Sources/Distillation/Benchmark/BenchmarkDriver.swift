@@ -29,15 +29,21 @@ public struct BenchmarkDriver {
         if !options.overlapTeacher { a.append("--no-teacher-overlap") }
         a += ["--blas", options.blas]
         if options.denseInputs { a.append("--dense-inputs") }
-        return a
+        return a + teacherArguments
     }
 
-    func torchArguments(_ phase: String, script: String) -> [String] {
+    /// The distillation teacher's flag, the same for our children and PyTorch's script.
+    var teacherArguments: [String] {
+        if options.randomTeacher { return ["--random-teacher"] }
+        return options.teacherFile.map { ["--teacher", $0] } ?? []
+    }
+
+    public func torchArguments(_ phase: String, script: String) -> [String] {
         var a = [script, "--phase", phase, "--json", "--threads", String(options.threads), "--epochs", String(options.epochs)]
         if options.quick { a.append("--quick") }
         if let m = options.maxBatches { a += ["--max-batches", String(m)] }
         if let d = options.dataDirectory { a += ["--data-dir", d] }
-        return a
+        return a + teacherArguments
     }
 
     /// glibc malloc settings for PyTorch under `--tuned-torch`: never trim the heap, keep 64 MiB of slack at its top,
@@ -123,6 +129,24 @@ public struct BenchmarkDriver {
 
     /// Runs everything; returns the report as a JSON-compatible dictionary.
     public func run() throws -> [String: Any] {
+        // The distillation teacher, resolved and checked before any phase runs; both sides get its path.
+        var options = self.options
+        var driver = self
+        if !options.randomTeacher {
+            guard let url = options.teacherFile.map({ URL(fileURLWithPath: $0) }) ?? BenchmarkModels.defaultTeacherFile() else {
+                throw TrainingError("no benchmark teacher: Data/teachers/\(BenchmarkModels.defaultTeacherName) is not beside the embedded MNIST copy; pass --teacher FILE or --random-teacher")
+            }
+            var check = options
+            check.teacherFile = url.path
+            var generator = RandomGenerator(seed: 0)
+            _ = try BenchmarkModels.distillationTeacher(check, generator: &generator)
+            options.teacherFile = url.path
+            driver.options = options
+        }
+        return try driver.runResolved()
+    }
+
+    func runResolved() throws -> [String: Any] {
         var report: [String: Any] = ["threads": options.threads, "epochs": options.epochs, "quick": options.quick,
                                      "max_batches": options.maxBatches as Any? ?? NSNull(), "batch": BenchmarkModels.batch,
                                      "loadavg_start": BenchmarkDriver.loadAverages()]
@@ -136,6 +160,7 @@ public struct BenchmarkDriver {
         report["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
         if SparseKernels.active, let path = SparseKernels.vectorPath { report["sparse_kernel_path"] = path }
         report["teacher_overlap"] = options.overlapTeacher
+        report["distill_teacher"] = options.randomTeacher ? "random" : (options.teacherFile ?? "?")
         report["torch_malloc"] = tunedTorchMalloc ? BenchmarkDriver.tunedMallocDescription : "glibc defaults"
         var python: String? = nil, script: String? = nil
         if runTorch {
@@ -211,6 +236,11 @@ public struct BenchmarkDriver {
         }
         if report["quick"] as? Bool == true {
             out += "--quick: each training epoch is the first \(report["max_batches"] as? Int ?? 20) batches, timed and scaled to 60,000 examples\n"
+        }
+        switch report["distill_teacher"] as? String {
+        case "random"?: out += "distillation phases: a randomly initialised teacher (--random-teacher)\n"
+        case let file?: out += "distillation phases: the trained teacher \(file)\n"
+        default: break
         }
         if let note = report["torch_note"] as? String { out += note + "\n" }
         let torchRuns = ((report["phases"] as? [String: Any]) ?? [:]).values.compactMap { ($0 as? [String: Any])?["torch"] as? [String: Any] }

@@ -22,6 +22,12 @@ public struct BenchmarkOptions: Codable, Sendable {
     /// A kernel the training phases switch on and off every `Alternation.stepsPerSwitch` steps (one phase in this
     /// process: `distill bench --phase P --alternate K`), timing the steps of each setting apart.
     public var alternate: Alternation.Kernel? = nil
+    /// The distillation phases' teacher: a trained 784-1200-1200-10 checkpoint (`--teacher FILE`; nil: the shipped
+    /// `BenchmarkModels.defaultTeacherFile`), or a randomly initialised one (`--random-teacher`, the benchmark of
+    /// sessions 1-10). A distillation teacher is trained, and its hidden units are far sparser than a random
+    /// network's (~12 % nonzero after the first layer against ~50 %), which the sparse kernels use.
+    public var teacherFile: String? = nil
+    public var randomTeacher = false
     public init() {}
 }
 
@@ -122,6 +128,43 @@ public enum BenchmarkModels {
         Sequential(specifications: [.linear(inputCount: 784, outputCount: width), .relu,
                                     .linear(inputCount: width, outputCount: width), .relu,
                                     .linear(inputCount: width, outputCount: 10)], generator: &generator)
+    }
+
+    /// The trained teacher the distillation phases use by default, found beside the embedded MNIST copy:
+    /// `Data/teachers/bench-teacher.safetensors`, the teacher recipe of `distill reproduce` (dropout 0.2 / 0.5, +-2 px
+    /// jitter, max-norm 3.5, SGD lr 0.1 momentum 0.9, cosine over 60 epochs) on all 60,000 training images, seed 0,
+    /// stored as f16 (Benchmarks.md, session 11, has the command). nil when it is not there.
+    public static func defaultTeacherFile() -> URL? {
+        let fileManager = FileManager.default
+        var roots: [URL] = []
+        if let mnist = MNIST.defaultDirectory() { roots.append(mnist.deletingLastPathComponent()) }
+        roots.append(URL(fileURLWithPath: fileManager.currentDirectoryPath).appendingPathComponent("Data"))
+        for root in roots {
+            let url = root.appendingPathComponent("teachers/\(defaultTeacherName)")
+            if fileManager.fileExists(atPath: url.path) { return url }
+        }
+        return nil
+    }
+    public static let defaultTeacherName = "bench-teacher.safetensors"
+
+    /// The distillation phases' teacher (see `BenchmarkOptions.teacherFile`). The random teacher is drawn from
+    /// `generator` either way, so the student that follows starts from the same weights whichever teacher is used.
+    static func distillationTeacher(_ options: BenchmarkOptions, generator: inout RandomGenerator) throws -> Sequential {
+        let random = teacher(generator: &generator)
+        if options.randomTeacher { return random }
+        guard let url = options.teacherFile.map({ URL(fileURLWithPath: $0) }) ?? defaultTeacherFile() else {
+            throw TrainingError("no benchmark teacher: Data/teachers/\(defaultTeacherName) is not beside the embedded MNIST copy; pass --teacher FILE or --random-teacher")
+        }
+        let model = try ModelCheckpoint.read(url: url).model
+        let dims = model.linearLayers.map { ($0.inputCount, $0.outputCount) }
+        guard dims.elementsEqual(teacherDims, by: ==) else {
+            throw TrainingError("\(url.path): the benchmark teacher must be \(describe(teacherDims)), the file holds \(describe(dims))")
+        }
+        return model
+    }
+
+    static func describe(_ dims: [(Int, Int)]) -> String {
+        dims.isEmpty ? "no Linear layer" : ([dims[0].0] + dims.map(\.1)).map(String.init).joined(separator: "-")
     }
 
     static func teacher(generator: inout RandomGenerator) -> Sequential {
@@ -240,21 +283,21 @@ public enum BenchmarkPhases {
             stepper = Stepper(model: BenchmarkModels.teacher(generator: &generator), objective: LabelObjective(), jitter: 2, maxNorm: 3.5)
             flops = BenchmarkModels.trainFlopsPerExample(BenchmarkModels.teacherDims)
         case "distill_online":
-            let teacher = BenchmarkModels.teacher(generator: &generator)
+            let teacher = try BenchmarkModels.distillationTeacher(options, generator: &generator)
             let student = BenchmarkModels.student(generator: &generator)
             stepper = Stepper(model: student, objective: try BenchmarkModels.distillation(ModelTeacher(model: teacher)))
             flops += BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.teacherDims)
         case "distill_cached":
             // What `distill distill` does without jitter: the teacher's logits for all training examples computed
             // once in memory (timed separately as setup), then looked up and content-checked per batch.
-            let teacher = BenchmarkModels.teacher(generator: &generator)
+            let teacher = try BenchmarkModels.distillationTeacher(options, generator: &generator)
             let student = BenchmarkModels.student(generator: &generator)
             let start = DispatchTime.now().uptimeNanoseconds
             let cached = try CachedTeacher(base: ModelTeacher(model: teacher), dataset: train)
             setup = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             stepper = Stepper(model: student, objective: try BenchmarkModels.distillation(cached))
         case "distill_store":
-            let teacher = BenchmarkModels.teacher(generator: &generator)
+            let teacher = try BenchmarkModels.distillationTeacher(options, generator: &generator)
             let student = BenchmarkModels.student(generator: &generator)
             // Precomputed once, untimed: the teacher's logits for every training example, written and read back.
             let url = FileManager.default.temporaryDirectory.appendingPathComponent("distill-bench-\(getpid()).logits.safetensors")
