@@ -57,6 +57,22 @@ final class BenchCommandTests: XCTestCase {
             for text in expected { XCTAssertTrue(result.stderr.contains(text), "\(flags): \(result.stderr)") }
             XCTAssertFalse(result.stderr.contains("phase student"), "\(flags): no phase may run: \(result.stderr)")
         }
+        // A copy of the shipped teacher whose SHA256SUMS does not match it is refused, naming the file.
+        let shipped = try XCTUnwrap(BenchmarkModels.defaultTeacherFile())
+        let copies = directory.appendingPathComponent("teachers")
+        try FileManager.default.createDirectory(at: copies, withIntermediateDirectories: true)
+        let copy = copies.appendingPathComponent("t.safetensors")
+        try FileManager.default.copyItem(at: shipped, to: copy)
+        try "\(String(repeating: "0", count: 64))  t.safetensors\n".write(to: copies.appendingPathComponent("SHA256SUMS"),
+                                                                          atomically: true, encoding: .utf8)
+        let damaged = try runDistill(["bench", "--quick", "--no-torch", "--data-dir", data.path, "--teacher", copy.path],
+                                     in: directory)
+        XCTAssertNotEqual(damaged.status, 0)
+        XCTAssertTrue(damaged.stderr.contains(copy.path) && damaged.stderr.contains("expected SHA-256 0000"), damaged.stderr)
+        XCTAssertFalse(damaged.stderr.contains("phase student"), damaged.stderr)
+        // The shipped file matches its own SHA256SUMS (the default runs check it).
+        let sums = try String(contentsOf: shipped.deletingLastPathComponent().appendingPathComponent("SHA256SUMS"), encoding: .utf8)
+        XCTAssertTrue(sums.contains(BenchmarkModels.defaultTeacherName), sums)
         // A child given a bad teacher fails the same way.
         let child = try runDistill(["bench", "--phase", "distill_online", "--json", "--teacher", small, "--data-dir", data.path],
                                    in: directory)

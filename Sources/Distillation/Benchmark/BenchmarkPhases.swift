@@ -156,11 +156,30 @@ public enum BenchmarkModels {
             throw TrainingError("no benchmark teacher: Data/teachers/\(defaultTeacherName) is not beside the embedded MNIST copy; pass --teacher FILE or --random-teacher")
         }
         let model = try ModelCheckpoint.read(url: url).model
+        try verifyChecksum(url)
         let dims = model.linearLayers.map { ($0.inputCount, $0.outputCount) }
         guard dims.elementsEqual(teacherDims, by: ==) else {
             throw TrainingError("\(url.path): the benchmark teacher must be \(describe(teacherDims)), the file holds \(describe(dims))")
         }
         return model
+    }
+
+    /// A teacher file listed in a SHA256SUMS beside it (the shipped one is) must match its digest: a damaged copy
+    /// would still load and time, only not the teacher the figures were measured with.
+    static func verifyChecksum(_ url: URL) throws {
+        let sumsURL = url.deletingLastPathComponent().appendingPathComponent("SHA256SUMS")
+        guard FileManager.default.fileExists(atPath: sumsURL.path) else { return }
+        do {
+            let sums = try SHA256Sums.read(sumsURL)
+            guard sums.digests[url.lastPathComponent] != nil else { return }
+            let bytes: [UInt8]
+            do { bytes = [UInt8](try Data(contentsOf: url)) } catch {
+                throw TrainingError("\(url.path): cannot read it to check its SHA256: \(error.localizedDescription)")
+            }
+            try sums.verify(bytes, name: url.lastPathComponent, path: url.path)
+        } catch let error as DataError {
+            throw TrainingError("\(error)")
+        }
     }
 
     static func describe(_ dims: [(Int, Int)]) -> String {
