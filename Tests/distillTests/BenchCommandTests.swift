@@ -30,6 +30,7 @@ final class BenchCommandTests: XCTestCase {
         let sparse = SparseKernels.isFast
         XCTAssertEqual(report["input_kernels"] as? String, sparse ? "sparse" : "dense")
         XCTAssertTrue(result.stdout.contains(sparse ? "multiply only the nonzeros" : "multiplied densely"), result.stdout)
+        XCTAssertEqual(result.stdout.contains("can pass 100% of the sgemm peak"), sparse, result.stdout)
         XCTAssertEqual(report["sparse_kernel_path"] as? String, sparse ? SparseKernels.vectorPath : nil)
         // The distillation phases' teacher: the shipped trained one, named in the report and the table.
         let teacher = try XCTUnwrap(report["distill_teacher"] as? String)

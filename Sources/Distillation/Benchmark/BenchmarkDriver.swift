@@ -264,6 +264,10 @@ public struct BenchmarkDriver {
             out += "| \(name)\(unit) | \(f(o, "%.3f")) | \(f(t, "%.3f")) | \(f(ratio, "%.2f")) | \(f(g, "%.1f")) | "
             out += "\(f(g.map { 100 * $0 / peak }, "%.0f%%")) | \(mb(d(ours["peak_resident_bytes"]))) | \(mb(d(torch?["peak_rss_bytes"]))) |\n"
         }
+        if report["input_kernels"] as? String == "sparse" {
+            out += "\nGFLOP/s count every product as dense (2mnk, as PyTorch does the work); the sparse kernels skip the zero inputs' "
+            out += "multiply-adds, so a phase that uses them more (a trained teacher's sparse hidden units) can pass 100% of the sgemm peak.\n"
+        }
         // A phase's figure `key`, ours or PyTorch's.
         func value(_ phase: String, _ side: String, _ key: String) -> Double? {
             d(((phases[phase] as? [String: Any])?[side] as? [String: Any])?[key])
