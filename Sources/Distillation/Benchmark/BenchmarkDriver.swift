@@ -130,18 +130,11 @@ public struct BenchmarkDriver {
     /// Runs everything; returns the report as a JSON-compatible dictionary.
     public func run() throws -> [String: Any] {
         // The distillation teacher, resolved and checked before any phase runs; both sides get its path.
-        var options = self.options
         var driver = self
         if !options.randomTeacher {
-            guard let url = options.teacherFile.map({ URL(fileURLWithPath: $0) }) ?? BenchmarkModels.defaultTeacherFile() else {
-                throw TrainingError("no benchmark teacher: Data/teachers/\(BenchmarkModels.defaultTeacherName) is not beside the embedded MNIST copy; pass --teacher FILE or --random-teacher")
-            }
-            var check = options
-            check.teacherFile = url.path
+            driver.options.teacherFile = try BenchmarkModels.teacherFile(options).path
             var generator = RandomGenerator(seed: 0)
-            _ = try BenchmarkModels.distillationTeacher(check, generator: &generator)
-            options.teacherFile = url.path
-            driver.options = options
+            _ = try BenchmarkModels.distillationTeacher(driver.options, generator: &generator)
         }
         return try driver.runResolved()
     }
