@@ -128,18 +128,23 @@ def read_safetensors(path):
     n = int.from_bytes(raw[:8], "little")
     if 8 + n > len(raw):
         raise SystemExit(f"{path}: header length {n} runs past the end of the file ({len(raw)} bytes)")
-    header = json.loads(raw[8:8 + n])
     data = raw[8 + n:]
     out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = {"F32": np.float32, "F16": np.float16}.get(info["dtype"])
-        if dtype is None:
-            raise SystemExit(f"{path}: tensor {name} has dtype {info['dtype']}, expected F32 or F16")
-        lo, hi = info["data_offsets"]
-        values = np.frombuffer(data[lo:hi], dtype=dtype).astype(np.float32).reshape(info["shape"])
-        out[name] = torch.from_numpy(values.copy())
+    try:
+        header = json.loads(raw[8:8 + n])
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = {"F32": np.float32, "F16": np.float16}.get(info["dtype"])
+            if dtype is None:
+                raise SystemExit(f"{path}: tensor {name} has dtype {info['dtype']}, expected F32 or F16")
+            lo, hi = info["data_offsets"]
+            if not 0 <= lo <= hi <= len(data):
+                raise SystemExit(f"{path}: tensor {name}'s data offsets {lo}-{hi} lie outside the {len(data)} data bytes")
+            values = np.frombuffer(data[lo:hi], dtype=dtype).astype(np.float32).reshape(info["shape"])
+            out[name] = torch.from_numpy(values.copy())
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SystemExit(f"{path}: not a valid safetensors file ({type(e).__name__}: {e})")
     return out
 
 
