@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "distillTests", dependencies: ["Distillation"]),
+        .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets"]),
     ],
     swiftLanguageModes: [.v5]
 )

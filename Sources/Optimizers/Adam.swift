@@ -67,12 +67,10 @@ public final class Adam: Optimizer {
                                 guard let g = gBuffer.baseAddress, let p = pBuffer.baseAddress,
                                       let mp = mBuffer.baseAddress, let vp = vBuffer.baseAddress else { return }
                                 let xp = amsgrad ? xBuffer.baseAddress : nil
-                                // Large tensors are split over the threads (elementwise: the same bits).
-                                let chunks = n >= 1 << 18 ? 4 * ComputeThreads.count : 1
-                                ComputeThreads.parallelFor(chunks: chunks) { c in
-                                    let lo = c * n / chunks, hi = (c + 1) * n / chunks
+                                ComputeThreads.parallelRanges(count: n) { r in
+                                    let lo = r.lowerBound
                                     Adam.update(p + lo, m: mp + lo, v: vp + lo, vmax: xp.map { $0 + lo }, g: g + lo,
-                                                count: hi - lo, constants)
+                                                count: r.count, constants)
                                 }
                             }
                         }

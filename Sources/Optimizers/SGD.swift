@@ -45,12 +45,9 @@ public final class SGD: Optimizer {
                 parameter.value.withUnsafeMutableBufferPointer { pBuffer in
                     buffer.withUnsafeMutableBufferPointer { bBuffer in
                         let g = gBuffer.baseAddress!, p = pBuffer.baseAddress!, b = bBuffer.baseAddress!
-                        // Large tensors are split over the threads (elementwise, so the result is the same).
-                        let chunks = n >= 1 << 18 ? 4 * ComputeThreads.count : 1
-                        ComputeThreads.parallelFor(chunks: chunks) { c in
-                            let lo = c * n / chunks, hi = (c + 1) * n / chunks
-                            SGD.momentumUpdate(p + lo, b + lo, g + lo, count: hi - lo, lr: lr, mu: mu, damp: damp,
-                                               wd: wd, first: first, nesterov: nesterov)
+                        ComputeThreads.parallelRanges(count: n) { r in
+                            SGD.momentumUpdate(p + r.lowerBound, b + r.lowerBound, g + r.lowerBound, count: r.count,
+                                               lr: lr, mu: mu, damp: damp, wd: wd, first: first, nesterov: nesterov)
                         }
                     }
                 }

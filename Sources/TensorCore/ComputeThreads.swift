@@ -119,6 +119,17 @@ public enum ComputeThreads {
         distill_workers_set_spin(Int32(clamping: microseconds))
     }
 
+    /// Elementwise work on `count` elements (an optimizer's update): from `elementwiseSplitMinimum` elements on, in
+    /// 4 contiguous ranges per thread (`parallelFor`), else one range on the calling thread. Each element is done once
+    /// by the same code whatever the split, so the bits do not depend on the thread count.
+    public static func parallelRanges(count n: Int, _ body: (Range<Int>) -> Void) {
+        let chunks = n >= elementwiseSplitMinimum ? 4 * count : 1
+        parallelFor(chunks: chunks) { c in body((c * n / chunks)..<((c + 1) * n / chunks)) }
+    }
+
+    /// See `parallelRanges`.
+    public static let elementwiseSplitMinimum = 1 << 18
+
     /// Runs `body(chunk)` for `chunks` pieces, spread over the threads when there is enough work (over the
     /// `onWorkers` helpers where products run on them, else on GCD's pool): part p takes the p-th contiguous run of chunks, so
     /// the thread that runs a product's first part also updates the first part of its operands, e.g. in SGD; with

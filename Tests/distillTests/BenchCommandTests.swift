@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 import Distillation
+import Datasets
 import TensorCore
 
 /// `distill bench` end to end on a tiny synthetic MNIST: every phase runs in its subprocess and reports positive
@@ -71,9 +72,10 @@ final class BenchCommandTests: XCTestCase {
         XCTAssertNotEqual(damaged.status, 0)
         XCTAssertTrue(damaged.stderr.contains(copy.path) && damaged.stderr.contains("expected SHA-256 0000"), damaged.stderr)
         XCTAssertFalse(damaged.stderr.contains("phase student"), damaged.stderr)
-        // The shipped file matches its own SHA256SUMS (the default runs check it).
-        let sums = try String(contentsOf: shipped.deletingLastPathComponent().appendingPathComponent("SHA256SUMS"), encoding: .utf8)
-        XCTAssertTrue(sums.contains(BenchmarkModels.defaultTeacherName), sums)
+        // The shipped file is listed in its SHA256SUMS and matches it (the default runs check it).
+        let sums = try SHA256Sums.read(shipped.deletingLastPathComponent().appendingPathComponent("SHA256SUMS"))
+        XCTAssertNotNil(sums.digests[BenchmarkModels.defaultTeacherName])
+        XCTAssertNoThrow(try sums.verify([UInt8](Data(contentsOf: shipped)), name: BenchmarkModels.defaultTeacherName))
         // A child given a bad teacher fails the same way.
         let child = try runDistill(["bench", "--phase", "distill_online", "--json", "--teacher", small, "--data-dir", data.path],
                                    in: directory)

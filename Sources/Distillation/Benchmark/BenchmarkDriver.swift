@@ -132,9 +132,9 @@ public struct BenchmarkDriver {
         // The distillation teacher, resolved and checked before any phase runs; both sides get its path.
         var driver = self
         if !options.randomTeacher {
-            driver.options.teacherFile = try BenchmarkModels.teacherFile(options).path
-            var generator = RandomGenerator(seed: 0)
-            _ = try BenchmarkModels.distillationTeacher(driver.options, generator: &generator)
+            let url = try BenchmarkModels.teacherFile(options)
+            _ = try BenchmarkModels.trainedTeacher(at: url)
+            driver.options.teacherFile = url.path
         }
         return try driver.runResolved()
     }

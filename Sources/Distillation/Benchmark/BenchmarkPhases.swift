@@ -151,8 +151,11 @@ public enum BenchmarkModels {
     /// `generator` either way, so the student that follows starts from the same weights whichever teacher is used.
     static func distillationTeacher(_ options: BenchmarkOptions, generator: inout RandomGenerator) throws -> Sequential {
         let random = teacher(generator: &generator)
-        if options.randomTeacher { return random }
-        let url = try teacherFile(options)
+        return options.randomTeacher ? random : try trainedTeacher(at: teacherFile(options))
+    }
+
+    /// The trained teacher in `url`: a 784-1200-1200-10 model, matching its SHA256SUMS entry when there is one.
+    static func trainedTeacher(at url: URL) throws -> Sequential {
         let model = try ModelCheckpoint.read(url: url).model
         try verifyChecksum(url)
         let dims = model.linearLayers.map { ($0.inputCount, $0.outputCount) }
