@@ -10,7 +10,8 @@ import NeuralNet
 ///     p = p - lr * g
 public final class SGD: Optimizer {
     public var learningRate: Float
-    public let momentum: Float
+    /// The momentum used by the next `step` (a momentum ramp sets it per epoch).
+    public var momentum: Float
     public let dampening: Float
     public let nesterov: Bool
     public let weightDecay: Float

@@ -41,11 +41,12 @@ func printJSON(_ object: [String: Any]) throws {
 func mean(_ values: [Int]) -> Double { values.isEmpty ? .nan : Double(values.reduce(0, +)) / Double(values.count) }
 
 extension HintonMNIST.Preset: ExpressibleByArgument {}
+extension EnsembleDistillation.Preset: ExpressibleByArgument {}
 
 struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-run the experiments of Hinton, Vinyals & Dean (2015) and print them beside the paper's figures.",
-        subcommands: [HintonMNISTCommand.self, OmittedClassCommand.self, TemperatureSweepCommand.self, SmallDataCommand.self])
+        subcommands: [HintonMNISTCommand.self, EnsembleCommand.self, OmittedClassCommand.self, TemperatureSweepCommand.self, SmallDataCommand.self])
 
     struct HintonMNISTCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -78,6 +79,49 @@ struct Reproduce: ParsableCommand {
                 ])
             } else {
                 print(HintonMNIST.table(results, preset: preset))
+                print(String(format: "wall time %.0f s", wall))
+            }
+        }
+    }
+
+    struct EnsembleCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ensemble",
+            abstract: "N label-trained 2x800 models, their ensemble (mean of probabilities) and one model distilled from it (the paper's section 4).")
+
+        @Option(help: "quick (10,000 training images) or full (the whole training set).")
+        var preset: EnsembleDistillation.Preset = .quick
+        @Option(parsing: .unconditional, help: "Models in the ensemble.") var members: Int = EnsembleDistillation.defaultMembers
+        @OptionGroup var experiment: ExperimentOptions
+
+        func validate() throws {
+            guard members >= 2 && members <= 100 else { throw ValidationError("--members must be in 2...100, got \(members)") }
+        }
+
+        func run() throws {
+            let start = Date()
+            let context = try experiment.context()
+            let results = try EnsembleDistillation.run(preset: preset, members: members, seeds: experiment.seeds,
+                                                       context: context, epochScale: experiment.epochScale)
+            let wall = Date().timeIntervalSince(start)
+            if experiment.json {
+                let single = results.map(\.singleErrors).reduce(0, +) / Double(results.count)
+                let ensemble = mean(results.map(\.ensembleErrors)), distilled = mean(results.map(\.distilledErrors))
+                let kept = EnsembleDistillation.gainKept(single: single, ensemble: ensemble, distilled: distilled)
+                try printJSON([
+                    "experiment": "ensemble", "preset": preset.rawValue, "members": members, "seeds": experiment.seeds.map { Int($0) },
+                    "single_errors": single, "ensemble_errors": ensemble, "distilled_errors": distilled,
+                    "gain_kept": kept.isFinite ? kept : NSNull(),
+                    "per_seed": try JSONSerialization.jsonObject(with: JSONEncoder().encode(results)), "wall_seconds": wall,
+                    "paper": ["baseline_frame_accuracy": EnsembleDistillation.paper.baseline,
+                              "ensemble_frame_accuracy": EnsembleDistillation.paper.ensemble,
+                              "distilled_frame_accuracy": EnsembleDistillation.paper.distilled,
+                              "gain_kept": EnsembleDistillation.paper.gainKept],
+                    "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(EnsembleDistillation.plan(preset))),
+                    "split": "errors on the MNIST test set (10,000 images) of the last epoch's weights; no validation split",
+                ])
+            } else {
+                print(EnsembleDistillation.table(results, preset: preset, members: members))
                 print(String(format: "wall time %.0f s", wall))
             }
         }

@@ -19,6 +19,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Base learning rate.") var learningRate: Float = 0.05
     @Option(parsing: .unconditional, help: "SGD momentum.") var momentum: Float = 0.9
     @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
+    @Option(help: ArgumentHelp("Raise SGD's momentum linearly from START (default 0.5) to --momentum over the first EPOCHS epochs.", valueName: "EPOCHS[:START]"))
+    var momentumRamp: String?
     @Option(parsing: .unconditional, help: "Weight decay (L2 for SGD/Adam, decoupled for AdamW).") var weightDecay: Float = 0
     @Option(help: "Learning-rate schedule, stepped per epoch: cosine (annealed to 0 over --epochs, the default), constant, step:EPOCHS:GAMMA, warmup:EPOCHS[:cosine].")
     var schedule: String = "cosine"
@@ -43,6 +45,7 @@ struct TrainingOptions: ParsableArguments {
         c.learningRate = learningRate
         c.momentum = momentum
         c.nesterov = nesterov
+        c.momentumRamp = try momentumRamp.map(parseMomentumRamp)
         c.weightDecay = weightDecay
         c.schedule = try parseSchedule(schedule, epochs: epochs)
         c.gradientClip = clipGradNorm
@@ -68,6 +71,15 @@ func parseSizes(_ text: String) throws -> [Int] {
         }
         return value
     }
+}
+
+func parseMomentumRamp(_ text: String) throws -> MomentumRamp {
+    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+    if parts.count >= 1, parts.count <= 2, let epochs = Int(parts[0]) {
+        if parts.count == 1 { return MomentumRamp(epochs: epochs) }
+        if let start = Float(parts[1]) { return MomentumRamp(epochs: epochs, start: start) }
+    }
+    throw TrainingError("--momentum-ramp: expected EPOCHS or EPOCHS:START (e.g. 100:0.5), got '\(text)'")
 }
 
 func parseSchedule(_ text: String, epochs: Int) throws -> LearningRateSchedule {

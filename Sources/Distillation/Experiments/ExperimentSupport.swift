@@ -12,6 +12,8 @@ public struct TrainedModel {
     public var lastEpochTestErrors: Int
     public var seconds: Double
     public var cached: Bool
+    /// Dead units and weight norms on (up to 10,000 of) the training examples.
+    public var health: TrainingHealth
 }
 
 /// Shared machinery of the `reproduce` experiments: a work directory caching every finished model (so an interrupted
@@ -60,7 +62,8 @@ public struct ExperimentContext {
            let last = checkpoint.metadata["last_epoch_test_errors"].flatMap(Int.init) {
             log("\(key): reusing \(url.lastPathComponent) (\(errors) test errors)")
             return TrainedModel(model: checkpoint.model, testErrors: errors, lastEpochTestErrors: last,
-                                seconds: Double(checkpoint.metadata["seconds"] ?? "0") ?? 0, cached: true)
+                                seconds: Double(checkpoint.metadata["seconds"] ?? "0") ?? 0, cached: true,
+                                health: TrainingHealth.measure(model: checkpoint.model, dataset: train))
         }
         let start = Date()
         let result = try TrainingJob.train(configuration: configuration, data: (train, test), label: key,
@@ -72,8 +75,9 @@ public struct ExperimentContext {
         checkpoint.metadata["objective"] = objectiveIdentity
         try checkpoint.write(to: url, overwrite: true)
         log(String(format: "%@: %d test errors (last epoch %d), %.0f s", key, result.testErrors, result.lastEpochTestErrors, seconds))
+        if !result.health.healthy { log("\(key): \(result.health.summary)") }
         return TrainedModel(model: result.model, testErrors: result.testErrors, lastEpochTestErrors: result.lastEpochTestErrors,
-                            seconds: seconds, cached: false)
+                            seconds: seconds, cached: false, health: result.health)
     }
 
     /// Writes (or reuses) the teacher-logit store of `teacher` over the full training set.

@@ -116,6 +116,7 @@ public final class Trainer {
             let epochStart = Date()
             let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.learningRate)
             optimizer.learningRate = rate
+            if let sgd = optimizer as? SGD { sgd.momentum = configuration.momentum(epoch: epoch) }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
             var pending: (batch: Batch, images: Tensor)? = nil
             var pendingPrepared: Tensor? = nil

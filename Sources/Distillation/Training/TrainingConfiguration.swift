@@ -8,6 +8,22 @@ public enum OptimizerKind: String, Codable, CaseIterable, Sendable {
     case sgd, adam, adamw
 }
 
+/// A linear rise of SGD's momentum from `start` to the configured momentum over `epochs` epochs, stepped per epoch:
+/// epoch e (0-based) uses start + (final - start) * min(e, epochs) / epochs. With PyTorch's momentum (no dampening) the
+/// step's long-run size lr / (1 - momentum) grows with it, so the ramp is also a warm-up.
+public struct MomentumRamp: Codable, Equatable, Sendable {
+    public var epochs: Int
+    public var start: Float
+    public init(epochs: Int, start: Float = 0.5) {
+        self.epochs = epochs
+        self.start = start
+    }
+    public func momentum(epoch: Int, final: Float) -> Float {
+        let t = Double(Swift.min(Swift.max(epoch, 0), epochs)) / Double(Swift.max(epochs, 1))
+        return Float(Double(start) + (Double(final) - Double(start)) * t)
+    }
+}
+
 /// Everything that defines a training run of a multilayer perceptron, checked once by `validate()`.
 ///
 /// The network is `784 -> hidden[0] -> ... -> classes` with ReLU after every hidden layer, dropout with
@@ -29,6 +45,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     public var nesterov: Bool = false
     public var weightDecay: Float = 0
     public var schedule: LearningRateSchedule = .constant
+    /// SGD's momentum rising linearly over the first epochs (Hinton et al. 2012, appendix A); nil = `momentum` throughout.
+    public var momentumRamp: MomentumRamp? = nil
     /// Global gradient-norm clipping; nil = off.
     public var gradientClip: Float? = nil
     public var seed: UInt64 = 0
@@ -104,6 +122,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         try check(threads >= 1 && threads <= 256, "--threads must be in 1...256, got \(threads)")
         try check(validationCount >= 0, "--validation must be >= 0, got \(validationCount)")
         if let problem = schedule.validationError() { throw TrainingError("--schedule: \(problem)") }
+        if let ramp = momentumRamp {
+            try check(optimizer == .sgd, "--momentum-ramp needs --optimizer sgd")
+            try check(ramp.epochs >= 1, "--momentum-ramp: epochs must be >= 1, got \(ramp.epochs)")
+            try check(ramp.start.isFinite && ramp.start >= 0 && ramp.start <= momentum,
+                      "--momentum-ramp: the starting momentum must be in [0, --momentum], got \(ramp.start)")
+        }
     }
 
     /// The layer list (PyTorch nn.Sequential order) for `inputCount` features and `classCount` classes.
@@ -119,6 +143,11 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         }
         layers.append(.linear(inputCount: previous, outputCount: classCount))
         return layers
+    }
+
+    /// SGD's momentum during epoch `epoch` (0-based).
+    public func momentum(epoch: Int) -> Float {
+        momentumRamp?.momentum(epoch: epoch, final: momentum) ?? momentum
     }
 
     /// A new optimizer of the configured kind.

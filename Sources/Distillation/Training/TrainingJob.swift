@@ -13,6 +13,8 @@ public struct TrainingResult {
     /// Test errors of the last epoch's weights (equal to `testErrors` without a validation split).
     public var lastEpochTestErrors: Int
     public var extraMetadata: [String: String] = [:]
+    /// Dead units and weight norms of the returned model on (up to 10,000 of) its training examples.
+    public var health: TrainingHealth
 
     public var testAccuracy: Double { testCount == 0 ? 0 : 1 - Double(testErrors) / Double(testCount) }
 
@@ -37,6 +39,7 @@ public struct TrainingResult {
             "test_errors": testErrors, "test_count": testCount, "test_accuracy": testAccuracy,
             "seconds_per_epoch": report.medianSecondsPerEpoch, "peak_rss_bytes": ResourceUsage.peakResidentBytes,
             "selected_epoch": report.selectedEpoch, "last_epoch_test_errors": lastEpochTestErrors, "epochs": history, "configuration": config,
+            "health": health.jsonObject(),
             "split": "MNIST test set (10,000 images); model selection on \(report.validationCount) held-out training images",
         ]
         for (k, v) in extra { object[k] = v }
@@ -54,6 +57,7 @@ public struct TrainingResult {
                            Double(ResourceUsage.peakResidentBytes) / 1_048_576)
             if let output { text += ", saved to \(output)" }
             print(text)
+            print("health: \(health.summary)")
         }
     }
 }
@@ -150,7 +154,8 @@ public enum TrainingJob {
             for (p, w) in zip(trainer.model.parameters, selected) { p.value = w }
         }
         return .finished(TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
-                                        testCount: data.test.count, lastEpochTestErrors: lastErrors))
+                                        testCount: data.test.count, lastEpochTestErrors: lastErrors,
+                                        health: TrainingHealth.measure(model: trainer.model, dataset: train)))
     }
 
     /// The seeded train/validation split of `configuration.validationCount` examples: one permutation of the
