@@ -95,7 +95,7 @@ public enum OmittedClass {
         let teacher = try HintonMNIST.trainTeacher(plan: plan, tag: tag, seed: seed, context: world)
         let store = try world.store(for: ModelTeacher(model: teacher.model), key: "hinton-teacher-\(tag)")
         // Validation images for choosing the shift: held out of the transfer sets.
-        let validationCount = plan.student.validationCount
+        let validationCount = plan.trainingSubset == nil ? 5000 : 1000
         var generator = RandomGenerator(seed: 0x0B1A5 ^ seed)
         let permutation = generator.permutation(world.data.train.count)
         let validationPositions = Set(permutation[..<validationCount])
