@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import Datasets
 
-/// `distill reproduce ...` on a tiny synthetic MNIST (1,500 training images: the quick preset holds 1,000 out for
+/// `distill reproduce ...` on a tiny synthetic MNIST (1,500 training images; omitted-class holds 1,000 out for
 /// validation), with --epoch-scale 0.1 so every schedule shrinks to one epoch. hinton-mnist always runs; the other
 /// experiments run when DISTILL_SLOW_TESTS=1 (or always when they are fast enough; see `slowTestsEnabled`).
 final class ExperimentCommandTests: XCTestCase {
@@ -67,14 +67,48 @@ final class ExperimentCommandTests: XCTestCase {
         }
     }
 
-    func testHintonMNISTOnTooSmallDataFailsCleanly() throws {
-        // 600 training images cannot hold out the quick preset's 1,000 for validation.
-        let small = directory.appendingPathComponent("small-mnist")
-        try FileManager.default.createDirectory(at: small, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: small, trainCount: 600, testCount: 50)
-        let result = try reproduce("hinton-mnist", [], dataDir: small)
-        assertFailedCleanly(result, naming: "--validation", "too small a training set")
-        XCTAssertTrue(result.stderr.contains("600"), result.stderr)
+    /// The per-seed JSON carries each model's health and the share of the teacher's lead kept.
+    func testHintonMNISTReportsHealth() throws {
+        let result = try reproduce("hinton-mnist", ["--seeds", "3"])
+        assertSucceeded(result, "hinton-mnist")
+        guard result.status == 0 else { return }
+        let report = try lastLineJSON(result.stdout)
+        XCTAssertNotNil(report["healthy"] as? Bool)
+        let seed = try XCTUnwrap((report["per_seed"] as? [[String: Any]])?.first)
+        for key in ["teacher_health", "student_health", "distilled_health"] {
+            let health = try XCTUnwrap(seed[key] as? [String: Any], key)
+            XCTAssertNotNil(health["dead_fraction"] as? Double, key)
+            XCTAssertNotNil(health["healthy"] as? Bool, key)
+            let layers = try XCTUnwrap(health["layers"] as? [[String: Any]], key)
+            XCTAssertEqual(layers.count, 3, "three Linear layers in \(key)")
+            XCTAssertTrue(layers.allSatisfy { ($0["weight_norm"] as? Double ?? -1) > 0 }, "\(layers)")
+        }
+        XCTAssertNotNil(seed["teacher_seconds"] as? Double)
+    }
+
+    /// `reproduce ensemble`: the four keys of the issue, members from distinct seeds, and a reused rerun.
+    func testEnsembleRunsAndReusesCachedModels() throws {
+        let first = try reproduce("ensemble", ["--members", "3"])
+        assertSucceeded(first, "ensemble")
+        guard first.status == 0 else { return }
+        let report = try lastLineJSON(first.stdout)
+        for key in ["single_errors", "ensemble_errors", "distilled_errors"] {
+            let value = try XCTUnwrap(report[key] as? Double, "\(key) in \(first.stdout)")
+            XCTAssertTrue((0...100).contains(value), "\(key) \(value) of 100 test images")
+        }
+        XCTAssertTrue(report["gain_kept"] is Double || report["gain_kept"] is NSNull, "\(report)")
+        XCTAssertEqual(report["members"] as? Int, 3)
+        let seed = try XCTUnwrap((report["per_seed"] as? [[String: Any]])?.first)
+        let memberSeeds = try XCTUnwrap(seed["member_seeds"] as? [Int])
+        XCTAssertEqual(Set(memberSeeds).count, 3)
+        XCTAssertEqual((seed["member_errors"] as? [Int])?.count, 3)
+        let second = try reproduce("ensemble", ["--members", "3"])
+        assertSucceeded(second, "ensemble again")
+        XCTAssertEqual(second.stderrLines.filter { $0.contains(": reusing ") }.count, 4, second.stderr)
+        let again = try lastLineJSON(second.stdout)
+        for key in ["single_errors", "ensemble_errors", "distilled_errors"] {
+            XCTAssertEqual(again[key] as? Double, report[key] as? Double, key)
+        }
     }
 
     func testBadExperimentFlagsFailCleanly() throws {
@@ -94,6 +128,8 @@ final class ExperimentCommandTests: XCTestCase {
             ("small-data", ["--fraction", "-0.5"], "--fraction must be in (0, 1]"),
             ("small-data", ["--temperature", "-1"], "--temperature must be > 0"),
             ("small-data", ["--epochs", "-2"], "--epochs must be >= 1"),
+            ("ensemble", ["--members", "1"], "--members must be in 2...100"),
+            ("hinton-mnist", ["--preset", "huge"], "--preset"),
         ]
         for (experiment, flags, needle) in cases {
             let result = try reproduce(experiment, flags)

@@ -105,7 +105,7 @@ public enum EnsembleDistillation {
             try c.encode(distilledErrors, forKey: .distilledErrors)
             try c.encode(distilledHealth, forKey: .distilledHealth)
             try c.encode(singleErrors, forKey: .singleErrors)
-            try c.encode(gainKept, forKey: .gainKept)
+            if gainKept.isFinite { try c.encode(gainKept, forKey: .gainKept) }
         }
     }
 
