@@ -12,13 +12,13 @@ public final class ProgressReporter {
     }
 
     /// Reports a batch: epoch, batch, running loss, throughput and ETA (redrawn at most 10 times a second).
-    public func batch(label: String, epoch: Int, epochs: Int, batch: Int, batches: Int, loss: Double,
+    public func batch(label: String, epoch: Int, epochs: Int, batch: Int, batches: Int, loss: String,
                       examplesPerSecond: Double, secondsLeft: Double) {
         guard enabled, isTerminal else { return }
         let now = Date()
         guard now.timeIntervalSince(lastDraw) >= 0.1 || batch == batches else { return }
         lastDraw = now
-        let line = String(format: "%@ epoch %d/%d  batch %d/%d  loss %.4f  %.0f ex/s  ETA %@",
+        let line = String(format: "%@ epoch %d/%d  batch %d/%d  %@  %.0f ex/s  ETA %@",
                           label, epoch, epochs, batch, batches, loss, examplesPerSecond, ProgressReporter.clock(secondsLeft))
         FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
     }
@@ -28,6 +28,16 @@ public final class ProgressReporter {
         guard enabled else { return }
         let prefix = isTerminal ? "\r\u{1B}[K" : ""
         FileHandle.standardError.write(Data((prefix + text + "\n").utf8))
+    }
+
+    /// The loss as a person reads it: for distillation the label cross-entropy and the soft term as
+    /// KL(teacher || student) at T, which falls towards 0 (the soft cross-entropy the loss optimises sits at the
+    /// teacher's entropy instead, e.g. 455 at T = 20 after T^2 scaling); otherwise the loss.
+    public static func describeLoss(total: Double, parts: [String: Double]) -> String {
+        if let kl = parts["soft_kl"], let hard = parts["hard"] {
+            return String(format: "hard CE %.4f  soft KL %.5f", hard, kl)
+        }
+        return String(format: "loss %.4f", total)
     }
 
     static func clock(_ seconds: Double) -> String {

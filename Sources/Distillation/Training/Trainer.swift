@@ -162,7 +162,9 @@ public final class Trainer {
                 let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
                 let remaining = Double(batchesPerEpoch - done + (configuration.epochs - epoch - 1) * batchesPerEpoch) * Double(configuration.batchSize) / Swift.max(rateNow, 1e-9)
                 progress.batch(label: label, epoch: epoch + 1, epochs: configuration.epochs, batch: done, batches: batchesPerEpoch,
-                               loss: epochLossSum / Double(epochBatches), examplesPerSecond: rateNow, secondsLeft: remaining)
+                               loss: ProgressReporter.describeLoss(total: epochLossSum / Double(epochBatches),
+                                                                   parts: epochPartSums.mapValues { $0 / Double(epochBatches) }),
+                               examplesPerSecond: rateNow, secondsLeft: remaining)
                 if let stateURL, let every = checkpointEvery, every > 0, iterator.cursor % every == 0 {
                     try saveState(to: stateURL)
                 }
@@ -229,7 +231,8 @@ public final class Trainer {
                                  trainLoss: epochLossSum / Double(Swift.max(epochBatches, 1)),
                                  lossParts: epochPartSums.mapValues { $0 / Double(Swift.max(epochBatches, 1)) },
                                  validationErrors: nil)
-        var message = String(format: "%@ epoch %d/%d  loss %.4f  %.2f s", label, epoch + 1, configuration.epochs, record.trainLoss, seconds)
+        var message = String(format: "%@ epoch %d/%d  %@  %.2f s", label, epoch + 1, configuration.epochs,
+                             ProgressReporter.describeLoss(total: record.trainLoss, parts: record.lossParts), seconds)
         if let validation, validation.count > 0 {
             let errors = Trainer.errors(model: model, dataset: validation)
             record.validationErrors = errors
