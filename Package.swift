@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layering (dependencies point downward only):
 //   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS, CFloatControl, CWorkers, CSparseKernels (C)
+//                                 -> Checkpoints (model files) -> NeuralNet, TensorIO
 //                                 -> Datasets -> TensorIO (safetensors) -> TensorCore; Datasets -> CZlib
 let package = Package(
     name: "SwiftDistill",
@@ -31,7 +32,8 @@ let package = Package(
         .target(name: "NeuralNet", dependencies: ["TensorCore"]),
         .target(name: "Optimizers", dependencies: ["TensorCore", "NeuralNet"]),
         .target(name: "Datasets", dependencies: ["TensorCore", "TensorIO", "CZlib"]),
-        .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets"]),
+        .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
+        .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
         .executableTarget(
             name: "distill",
             dependencies: ["Distillation", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -40,8 +42,8 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
-        .testTarget(name: "DistillationTests", dependencies: ["Distillation"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets"]),
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints"]),
     ],
     swiftLanguageModes: [.v5]
 )

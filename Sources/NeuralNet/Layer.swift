@@ -16,6 +16,11 @@ public struct ForwardContext {
 
 /// A differentiable layer (MLX/swift-apis style): `callAsFunction` on variables builds the autograd graph,
 /// `infer` on tensors evaluates without one.
+///
+/// Shapes are per batch: `[batch, ...]` in and out. What a layer can do beyond that it declares by conforming to a
+/// capability protocol: ``FusesActivation`` (absorbs a following ``ActivationLayer`` in one pass), ``RowWise`` (rows
+/// independent, units splittable over threads for a few rows), ``UnitWeights`` (a weight matrix whose rows are the
+/// units' incoming weights, for the max-norm constraint).
 public protocol Layer: AnyObject {
     /// The training-time forward pass on `[batch, ...]` input.
     func forward(_ input: Variable, context: inout ForwardContext) -> Variable
@@ -23,8 +28,10 @@ public protocol Layer: AnyObject {
     func infer(_ input: Tensor) -> Tensor
     /// Parameters with their local names (`weight`, `bias`), in PyTorch's order.
     var namedParameters: [(name: String, parameter: Variable)] { get }
-    /// A serialisable description of the layer (its architecture, not its weights).
-    var specification: LayerSpecification { get }
+    /// The layer as a description (its kind and settings, not its weights): what checkpoints store.
+    var layerDescription: LayerDescription { get }
+    /// The per-example input shape the layer requires, when it fixes one (a Linear layer: `[inputCount]`).
+    var requiredInputShape: [Int]? { get }
 }
 
 extension Layer {
@@ -32,13 +39,56 @@ extension Layer {
         forward(input, context: &context)
     }
     public var namedParameters: [(name: String, parameter: Variable)] { [] }
+    /// The parameters in order.
+    public var parameters: [Variable] { namedParameters.map(\.parameter) }
+    public var requiredInputShape: [Int]? { nil }
 }
 
-/// The architecture of one layer, as stored in checkpoint metadata.
+/// A pointwise activation that a preceding ``FusesActivation`` layer may apply in its own pass.
+public protocol ActivationLayer: Layer {
+    var activation: Activation { get }
+}
+
+/// A layer that can apply a following activation in the same pass (a Linear layer and ReLU: bias, activation and
+/// mask in one sweep over the output).
+public protocol FusesActivation: Layer {
+    func forward(_ input: Variable, fusedActivation: Activation) -> Variable
+    func infer(_ input: Tensor, fusedActivation: Activation, splittingUnits parts: Int) -> Tensor
+}
+
+/// A layer whose rows (examples) are independent, and whose output units can be computed in `parts` groups on as
+/// many threads (``Sequential/infer(_:)`` does this for one image). Layers without parameters ignore `parts`.
+public protocol RowWise: Layer {
+    func infer(_ input: Tensor, splittingUnits parts: Int) -> Tensor
+}
+
+extension RowWise {
+    public func infer(_ input: Tensor, splittingUnits parts: Int) -> Tensor { infer(input) }
+}
+
+/// A layer with a weight matrix `[units, fan-in]` whose rows are the units' incoming weights: what the max-norm
+/// constraint of dropout nets bounds.
+public protocol UnitWeights: Layer {
+    var unitWeights: Variable { get }
+}
+
+/// The architecture of an MLP layer in the first checkpoint format (`distill-model/1`'s `architecture` list), and a
+/// short way to write MLPs in code. ``description`` gives the general ``LayerDescription``.
 public indirect enum LayerSpecification: Codable, Equatable, Sendable {
     case linear(inputCount: Int, outputCount: Int)
     case relu
     case dropout(probability: Float)
     case flatten
     case sequential([LayerSpecification])
+
+    /// The same layer as a general description.
+    public var description: LayerDescription {
+        switch self {
+        case let .linear(i, o): return Linear.description(inputCount: i, outputCount: o)
+        case .relu: return LayerDescription(kind: ReLU.kind)
+        case let .dropout(p): return Dropout.description(probability: p)
+        case .flatten: return LayerDescription(kind: Flatten.kind)
+        case let .sequential(inner): return Sequential.description(layers: inner.map(\.description))
+        }
+    }
 }

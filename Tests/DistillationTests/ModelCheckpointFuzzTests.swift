@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import NeuralNet
 import TensorCore
@@ -6,7 +7,7 @@ import XCTest
 import Distillation
 
 /// Seeded mutation fuzzing of `ModelCheckpoint.read(url:)`: every mutated model file must load (and the loaded
-/// model must then run on an input of its width) or throw a `TrainingError` naming the file; never trap.
+/// model must then run on an input of its width) or throw a `CheckpointError` naming the file; never trap.
 /// Longer: `DISTILL_FUZZ_ITERATIONS=100000 DISTILL_FUZZ_SEED=3 swift test --filter ModelCheckpointFuzzTests`.
 final class ModelCheckpointFuzzTests: XCTestCase {
     static func seeds(in dir: URL) throws -> [[UInt8]] {
@@ -35,9 +36,10 @@ final class ModelCheckpointFuzzTests: XCTestCase {
 
     static let tokens = ["inputCount", "outputCount", "probability", "linear", "relu", "dropout", "flatten", "sequential",
                          "architecture", "input_count", "class_count", "0.weight", "0.bias", "3.weight", "1.weight",
-                         "F32", "F16", "I64", "shape", "data_offsets", "0.2", "0.3", "[5,6]", "[3]", "{}"]
+                         "F32", "F16", "I64", "shape", "data_offsets", "0.2", "0.3", "[5,6]", "[3]", "{}",
+                         "model", "kind", "inputShape", "layers", "identity", "distill-model/1", "distill-model/2"]
 
-    /// Loads `bytes` from `url`; true when it loaded. Fails the test on any error other than a `TrainingError`
+    /// Loads `bytes` from `url`; true when it loaded. Fails the test on any error other than a `CheckpointError`
     /// naming the file.
     static func check(_ bytes: [UInt8], at url: URL) -> Bool {
         do {
@@ -50,7 +52,7 @@ final class ModelCheckpointFuzzTests: XCTestCase {
             XCTAssertEqual(output.shape, [2, checkpoint.classCount])
             _ = checkpoint.training
             return true
-        } catch let error as TrainingError {
+        } catch let error as CheckpointError {
             XCTAssertTrue(error.description.contains(url.lastPathComponent), error.description)
             return false
         } catch {
@@ -74,6 +76,7 @@ final class ModelCheckpointFuzzTests: XCTestCase {
         var tensors: [SafeTensorsEntry] = []
         /// A layer list (JSON) plus tensors named as `Sequential` names them; sizes are sometimes adversarial and
         /// tensors are sometimes missing or of the wrong shape.
+        var v2 = false  // this iteration writes format 2 ("model": {"inputShape", "layers"}) instead of format 1
         func layers(depth: Int, prefix: String) -> String {
             (0..<(1 + rng.next(below: 4))).map { position -> String in
                 let name = "\(prefix)\(position)."
@@ -90,11 +93,18 @@ final class ModelCheckpointFuzzTests: XCTestCase {
                     }
                     if rng.next(below: 12) != 0 { tensors.append(.tensor(name + "bias", Tensor(shape: [o], repeating: 0.1))) }
                     width = o
-                    return #"{"linear":{"inputCount":\#(iText),"outputCount":\#(oText)}}"#
-                case 4: return #"{"relu":{}}"#
-                case 5: return #"{"dropout":{"probability":\#(rng.next(below: 2) == 0 ? pick(probabilities) : "0.25")}}"#
-                case 6: return rng.next(below: 4) != 0 ? #"{"flatten":{}}"# : #"{"bogus":{}}"#
-                default: return #"{"sequential":{"_0":[\#(layers(depth: depth + 1, prefix: name))]}}"#
+                    return v2 ? #"{"kind":"linear","inputCount":\#(iText),"outputCount":\#(oText)}"#
+                              : #"{"linear":{"inputCount":\#(iText),"outputCount":\#(oText)}}"#
+                case 4: return v2 ? #"{"kind":"relu"}"# : #"{"relu":{}}"#
+                case 5:
+                    let p = rng.next(below: 2) == 0 ? pick(probabilities) : "0.25"
+                    return v2 ? #"{"kind":"dropout","probability":\#(p)}"# : #"{"dropout":{"probability":\#(p)}}"#
+                case 6:
+                    if v2 { return [#"{"kind":"flatten"}"#, #"{"kind":"identity"}"#, #"{"kind":"bogus"}"#, #"{"kind":"relu","extra":1}"#][rng.next(below: 4)] }
+                    return rng.next(below: 4) != 0 ? #"{"flatten":{}}"# : #"{"bogus":{}}"#
+                default:
+                    return v2 ? #"{"kind":"sequential","layers":[\#(layers(depth: depth + 1, prefix: name))]}"#
+                              : #"{"sequential":{"_0":[\#(layers(depth: depth + 1, prefix: name))]}}"#
                 }
             }.joined(separator: ",")
         }
@@ -102,11 +112,19 @@ final class ModelCheckpointFuzzTests: XCTestCase {
         let start = Date()
         for _ in 0..<iterations {
             width = 1 + rng.next(below: 3)
+            let inputWidth = rng.next(below: 8) == 0 ? pick(sizes) : String(width)
             tensors = []
+            v2 = rng.next(below: 2) == 0
             let architecture = "[\(layers(depth: 0, prefix: ""))]"
             if rng.next(below: 10) == 0 { tensors.append(.tensor("extra", Tensor([1]))) }
-            var metadata = ["format": ModelCheckpoint.format, "architecture": architecture]
-            if rng.next(below: 10) == 0 { metadata["architecture"] = pick(["", "[]", "{}", "[null]", "[[]]", "7", "null"]) }
+            var metadata: [String: String]
+            if v2 {
+                metadata = ["format": ModelCheckpoint.format, "model": #"{"inputShape":[\#(inputWidth)],"layers":\#(architecture)}"#]
+                if rng.next(below: 10) == 0 { metadata["model"] = pick(["", "[]", "{}", #"{"layers":[]}"#, #"{"inputShape":[],"layers":[]}"#, "7", "null"]) }
+            } else {
+                metadata = ["format": ModelCheckpoint.formatVersion1, "architecture": architecture]
+                if rng.next(below: 10) == 0 { metadata["architecture"] = pick(["", "[]", "{}", "[null]", "[[]]", "7", "null"]) }
+            }
             let bytes = Array(try SafeTensors.serialize(tensors, metadata: metadata))
             if Self.check(bytes, at: url) { loaded += 1 } else { rejected += 1 }
         }

@@ -75,7 +75,8 @@ final class ReproductionPiecesTests: XCTestCase {
         var g = RandomGenerator(seed: 3)
         let model = Sequential(specifications: [.linear(inputCount: 2, outputCount: 3), .relu, .linear(inputCount: 3, outputCount: 2)],
                                generator: &g)
-        let first = model.linearLayers[0], last = model.linearLayers[1]
+        let linears = model.flattenedLayers.compactMap { $0 as? Linear }
+        let first = linears[0], last = linears[1]
         // Unit 0 follows x0, unit 1 is dead (negative weights and bias on non-negative inputs), unit 2 follows x1.
         first.weight.value = Tensor(shape: [3, 2], scalars: [1, 0, -1, -1, 0, 2])
         first.bias.value = Tensor([0, -1, 0])

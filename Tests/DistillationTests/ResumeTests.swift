@@ -1,3 +1,4 @@
+import Checkpoints
 import XCTest
 import Foundation
 import TensorCore

@@ -1,3 +1,4 @@
+import Checkpoints
 import XCTest
 import Foundation
 import TensorCore
@@ -37,7 +38,7 @@ final class RoundTripTorchTests: XCTestCase {
         let raw = try SafeTensors.read(url: url)
         XCTAssertNil(raw.metadata["architecture"], "the PyTorch fixture must be a plain state dict")
         let checkpoint = try ModelCheckpoint.read(url: url)
-        XCTAssertEqual(checkpoint.model.specifications, layers)
+        XCTAssertEqual(checkpoint.description.layers, layers.map(\.description))
         XCTAssertEqual(checkpoint.inputCount, 784)
         XCTAssertEqual(checkpoint.classCount, 10)
         let batch = try SafeTensors.read(url: Self.fixture("torch_teacher_batch"))

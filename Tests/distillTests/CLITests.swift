@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import XCTest
 import TensorCore
@@ -57,7 +58,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: out))
         let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: out))
         XCTAssertEqual(checkpoint.inputCount, 784)
-        XCTAssertEqual(checkpoint.model.linearLayers.map(\.outputCount), [32, 10])
+        XCTAssertEqual(checkpoint.model.flattenedLayers.compactMap { $0 as? Linear }.map(\.outputCount), [32, 10])
         XCTAssertEqual(checkpoint.training?.hidden, [32])
 
         let evaluated = try runDistill(["evaluate", out, "--data-dir", dataDirectory.path, "--json"], in: directory)

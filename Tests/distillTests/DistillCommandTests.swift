@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import XCTest
 import TensorCore
@@ -83,7 +84,7 @@ final class DistillCommandTests: XCTestCase {
         let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: out))
         let teacherCheckpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: teacher))
         XCTAssertEqual(checkpoint.metadata["teacher_identity"], modelIdentity(teacherCheckpoint.model))
-        XCTAssertEqual(checkpoint.model.linearLayers.map(\.outputCount), [16, 10])
+        XCTAssertEqual(checkpoint.model.flattenedLayers.compactMap { $0 as? Linear }.map(\.outputCount), [16, 10])
         // Better than chance (one epoch of 7 batches from a one-epoch teacher is all it gets).
         XCTAssertLessThan(report["test_errors"] as? Int ?? 100, 90)
     }

@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import XCTest
 import TensorCore
@@ -68,11 +69,13 @@ final class EndToEndTests: XCTestCase {
         try ModelCheckpoint(model: model, metadata: ["role": "test"]).write(to: url, overwrite: false)
         let loaded = try ModelCheckpoint.read(url: url)
         XCTAssertEqual(loaded.metadata["format"], ModelCheckpoint.format)
-        XCTAssertNotNil(loaded.metadata["architecture"])
+        XCTAssertNotNil(loaded.metadata["model"])
+        XCTAssertNil(loaded.metadata["architecture"], "format 2 files carry the model description only")
         XCTAssertEqual(loaded.metadata["role"], "test")
         XCTAssertEqual(loaded.metadata["input_count"], "784")
         XCTAssertEqual(loaded.metadata["class_count"], "10")
-        XCTAssertEqual(loaded.model.specifications, model.specifications)
+        XCTAssertEqual(loaded.description, model.modelDescription)
+        XCTAssertEqual(loaded.description.inputShape, [784])
         XCTAssertEqual(loaded.inputCount, 784)
         XCTAssertEqual(loaded.classCount, 10)
         let x = Tensor.uniform([16, 784], low: 0, high: 1, generator: &rng)
@@ -94,8 +97,9 @@ final class EndToEndTests: XCTestCase {
                               to: url, overwrite: false)
         let loaded = try ModelCheckpoint.read(url: url)
         XCTAssertNil(loaded.metadata["architecture"])
-        XCTAssertEqual(loaded.model.specifications,
-                       [.linear(inputCount: 784, outputCount: 16), .relu, .linear(inputCount: 16, outputCount: 10)])
+        XCTAssertEqual(loaded.description,
+                       ModelDescription(inputShape: [784], specifications: [.linear(inputCount: 784, outputCount: 16), .relu,
+                                                                            .linear(inputCount: 16, outputCount: 10)]))
         let reference = Sequential([Linear(weight: w0, bias: b0), ReLU(), Linear(weight: w2, bias: b2)])
         let x = Tensor.uniform([8, 784], low: 0, high: 1, generator: &rng)
         XCTAssertEqual(loaded.model.infer(x), reference.infer(x))

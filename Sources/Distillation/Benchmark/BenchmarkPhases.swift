@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import TensorCore
 import NeuralNet
@@ -158,7 +159,7 @@ public enum BenchmarkModels {
     static func trainedTeacher(at url: URL) throws -> Sequential {
         let model = try ModelCheckpoint.read(url: url).model
         try verifyChecksum(url)
-        let dims = model.linearLayers.map { ($0.inputCount, $0.outputCount) }
+        let dims = model.flattenedLayers.compactMap { $0 as? Linear }.map { ($0.inputCount, $0.outputCount) }
         guard dims.elementsEqual(teacherDims, by: ==) else {
             throw TrainingError("\(url.path): the benchmark teacher must be \(describe(teacherDims)), the file holds \(describe(dims))")
         }
@@ -265,7 +266,7 @@ public enum BenchmarkPhases {
         let objective: TrainingObjective
         let optimizer = SGD(learningRate: BenchmarkModels.learningRate, momentum: BenchmarkModels.momentum)
         let parameters: [Variable]
-        let constrained: [Linear]
+        let constrained: [UnitWeights]
         let jitter: Int
         let maxNorm: Float?
         var context: ForwardContext
@@ -275,7 +276,7 @@ public enum BenchmarkPhases {
             self.model = model
             self.objective = objective
             self.parameters = model.parameters
-            self.constrained = Array(model.linearLayers.dropLast())
+            self.constrained = Array(model.unitWeightLayers.dropLast())
             self.jitter = jitter
             self.maxNorm = maxNorm
             self.context = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
@@ -297,7 +298,7 @@ public enum BenchmarkPhases {
             let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
             loss.backward()
             optimizer.step(parameters)
-            if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) } }
+            if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.unitWeights, maximumNorm: maxNorm) } }
         }
     }
 

@@ -94,7 +94,10 @@ public enum HintonMNIST {
             distilled.learningRate = 0.05
             distilled.schedule = .warmup(epochs: 1, startFactor: 0.1, then: .cosine(totalEpochs: distilled.epochs - 1, minimum: 0))
         case .paper:
-            teacher.epochs = 600
+            // Results/hinton-mnist-recipe.md: a step size lr / (1 - momentum) of 0.2 learns far faster than the 1.0
+            // of the full preset; 500 epochs reach about 60 validation errors of 10,000.
+            teacher.learningRate = 0.02
+            teacher.epochs = 500
             teacher.schedule = .cosine(totalEpochs: teacher.epochs, minimum: 0)
             student.epochs = 30
             distilled = student

@@ -20,10 +20,10 @@ extension ExperimentContext {
 
 /// Adds `shift` to the output bias of `classes` in the model's last layer while `body` runs.
 func withBiasShift<T>(_ model: Sequential, classes: [Int], shift: Float, _ body: () throws -> T) rethrows -> T {
-    guard let last = model.linearLayers.last else { return try body() }
-    let original = last.bias.value
-    for c in classes { last.bias.value[flat: c] += shift }
-    defer { last.bias.value = original }
+    guard let bias = model.outputBias else { return try body() }
+    let original = bias.value
+    for c in classes { bias.value[flat: c] += shift }
+    defer { bias.value = original }
     return try body()
 }
 

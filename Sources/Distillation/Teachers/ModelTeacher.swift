@@ -12,11 +12,11 @@ public final class ModelTeacher: Teacher {
 
     /// - Parameters:
     ///   - identity: defaults to ``modelIdentity(_:)`` of the weights.
-    ///   - classCount: defaults to the output count of the model's last top-level `Linear` layer.
+    ///   - classCount: defaults to the model's output size (``Sequential/outputShape``).
     public init(model: Sequential, identity: String? = nil, classCount: Int? = nil) {
         self.model = model
         self.identity = identity ?? modelIdentity(model)
-        self.classCount = classCount ?? model.linearLayers.last?.outputCount ?? 0
+        self.classCount = classCount ?? model.outputShape?.reduce(1, *) ?? 0
     }
 
     /// T = 1 logits `[b, C]` (raw scores).
@@ -37,10 +37,10 @@ public final class ModelTeacher: Teacher {
     }
 }
 
-/// Throws unless `images` `[b, F]` fits the first `Linear` layer of `model` (so `infer` cannot trap on user data).
-func checkModelInput(_ model: Sequential, _ images: Tensor, what: String) throws {
-    guard images.rank == 2 else { throw DistillationError("\(what): expected images of shape [batch, features], got \(images.shape)") }
-    if let first = model.linearLayers.first, first.inputCount != images.shape[1] {
-        throw DistillationError("\(what): model expects \(first.inputCount) input features, found \(images.shape[1])")
+/// Throws unless `inputs` `[b, F]` fit the model's input shape (so `infer` cannot trap on user data).
+func checkModelInput(_ model: Sequential, _ inputs: Tensor, what: String) throws {
+    guard inputs.rank == 2 else { throw DistillationError("\(what): expected inputs of shape [batch, features], got \(inputs.shape)") }
+    if let shape = model.inputShape, shape.reduce(1, *) != inputs.shape[1] {
+        throw DistillationError("\(what): model expects \(shape.reduce(1, *)) input features, found \(inputs.shape[1])")
     }
 }

@@ -61,19 +61,29 @@ public final class Trainer {
 
     /// A trainer for a new model initialised from the configuration's seed (or for `model` when given).
     public init(configuration: TrainingConfiguration, train: LabeledDataset, validation: LabeledDataset?,
-                objective: TrainingObjective, model: Sequential? = nil, label: String = "train",
+                objective: TrainingObjective, model givenModel: Sequential? = nil, label: String = "train",
                 progress: ProgressReporter = ProgressReporter()) throws {
         try configuration.validate()
         guard train.count > 0 else { throw TrainingError("the training set is empty") }
         var streams = Streams(seed: configuration.seed)
-        let model = model ?? Sequential(
-            specifications: configuration.architecture(inputCount: train.featureCount, classCount: train.classCount),
-            generator: &streams.initialisation)
-        guard model.linearLayers.first?.inputCount == train.featureCount else {
-            throw TrainingError("the model expects \(model.linearLayers.first?.inputCount ?? 0) input features, the data has \(train.featureCount)")
+        let model: Sequential
+        if let given = givenModel {
+            model = given
+        } else {
+            do {
+                model = try configuration.modelDescription(inputShape: [train.featureCount], classCount: train.classCount)
+                    .build(generator: &streams.initialisation)
+            } catch let error as ModelDescriptionError {
+                throw TrainingError("the model cannot be built: \(error.description)")
+            }
         }
-        guard model.linearLayers.last?.outputCount == train.classCount else {
-            throw TrainingError("the model has \(model.linearLayers.last?.outputCount ?? 0) outputs, the data has \(train.classCount) classes")
+        let inputCount = model.inputShape?.reduce(1, *)
+        guard inputCount == train.featureCount else {
+            throw TrainingError("the model expects \(inputCount.map(String.init) ?? "an unknown number of") input features, the data has \(train.featureCount)")
+        }
+        let outputCount = model.outputShape?.reduce(1, *)
+        guard outputCount == train.classCount else {
+            throw TrainingError("the model has \(outputCount.map(String.init) ?? "an unknown number of") outputs, the data has \(train.classCount) classes")
         }
         if configuration.jitter > 0 && train.imageShape == nil {
             throw TrainingError("--jitter needs image data (height and width), this dataset has plain feature vectors")
@@ -100,7 +110,8 @@ public final class Trainer {
         ComputeThreads.set(configuration.threads)
         report.validationCount = validation?.count ?? 0
         let parameters = model.parameters
-        let linears = model.linearLayers
+        // Max-norm bounds the hidden units' incoming weights: every layer with unit weights but the output layer.
+        let constrained = Array(model.unitWeightLayers.dropLast())
         let batchesPerEpoch = iterator.batchesPerEpoch
         // With two threads and an online teacher (one that runs a model per batch), the teacher's forward pass for
         // batch i + 1 runs on the second core (`BackgroundWork`, one thread) while the student trains on batch i:
@@ -143,7 +154,7 @@ public final class Trainer {
                 let outcome: (loss: Float, parts: [String: Double])
                 do {
                     outcome = try step(batch: batch, images: images, prepared: prepared, context: &context,
-                                       parameters: parameters, linears: linears, position: stateIterator.cursor)
+                                       parameters: parameters, constrained: constrained, position: stateIterator.cursor)
                 } catch {
                     background.cancel()
                     iterator = stateIterator
@@ -194,7 +205,7 @@ public final class Trainer {
     /// One optimisation step on `batch` (forward, loss, backward, clipping, update, max-norm); returns the loss and
     /// its parts. `position` (batches taken) is for messages.
     func step(batch: Batch, images: Tensor, prepared: Tensor?, context: inout ForwardContext,
-              parameters: [Variable], linears: [Linear], position: Int) throws -> (loss: Float, parts: [String: Double]) {
+              parameters: [Variable], constrained: [UnitWeights], position: Int) throws -> (loss: Float, parts: [String: Double]) {
         model.zeroGradients()
         let logits = model(Variable(images), context: &context)
         let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
@@ -206,7 +217,7 @@ public final class Trainer {
         if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
         optimizer.step(parameters)
         if let maxNorm = configuration.maxNorm {
-            for layer in linears.dropLast() { Constraints.applyMaxNorm(layer.weight, maximumNorm: maxNorm) }
+            for layer in constrained { Constraints.applyMaxNorm(layer.unitWeights, maximumNorm: maxNorm) }
         }
         return (value, parts)
     }

@@ -150,6 +150,12 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
         momentumRamp?.momentum(epoch: epoch, final: momentum) ?? momentum
     }
 
+    /// The network for inputs of shape `inputShape` and `classCount` classes.
+    public func modelDescription(inputShape: [Int], classCount: Int) -> ModelDescription {
+        ModelDescription(inputShape: inputShape,
+                         specifications: architecture(inputCount: inputShape.reduce(1, *), classCount: classCount))
+    }
+
     /// A new optimizer of the configured kind.
     public func makeOptimizer() -> Optimizer {
         switch optimizer {

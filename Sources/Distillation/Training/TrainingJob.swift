@@ -1,3 +1,4 @@
+import Checkpoints
 import Foundation
 import TensorCore
 import NeuralNet
@@ -27,7 +28,7 @@ public struct TrainingResult {
         metadata["training"] = String(decoding: try encoder.encode(configuration), as: UTF8.self)
         metadata["test_errors"] = String(testErrors)
         metadata["selected_epoch"] = String(report.selectedEpoch)
-        return ModelCheckpoint(model: model, metadata: metadata)
+        return try ModelCheckpoint(model: model, metadata: metadata)
     }
 
     /// The `--json` object: `test_errors` (of `test_count`), `test_accuracy`, `seconds_per_epoch` (median),
