@@ -3,6 +3,7 @@ import PackageDescription
 
 // Layering (dependencies point downward only):
 //   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS, CFloatControl, CWorkers, CSparseKernels (C)
+//   distill (CLI) -> Experiments (the paper's experiments), Benchmarking (`distill bench`) -> Distillation
 //                                 -> Checkpoints (model files) -> NeuralNet, TensorIO
 //                                 -> Datasets -> TensorIO (safetensors) -> TensorCore; Datasets -> CZlib
 let package = Package(
@@ -34,16 +35,18 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["TensorCore", "TensorIO", "CZlib"]),
         .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
         .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
+        .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Datasets", "Checkpoints", "Distillation"]),
+        .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",
-            dependencies: ["Distillation", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Distillation", "Experiments", "Benchmarking", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
-        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints"]),
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints", "Experiments", "Benchmarking"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,3 +1,4 @@
+import Benchmarking
 import ArgumentParser
 import Foundation
 import Distillation

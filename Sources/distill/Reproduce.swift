@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Distillation
+import Experiments
 
 /// Flags shared by the experiments.
 struct ExperimentOptions: ParsableArguments {

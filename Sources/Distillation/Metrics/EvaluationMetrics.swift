@@ -133,3 +133,19 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
                                  klTeacherStudent: kl, expectedCalibrationError: ece, loss: n == 0 ? 0 : lossSum / Double(n))
     }
 }
+
+/// Errors overall and on `classes`, on `dataset`.
+public func errors(_ model: Sequential, on dataset: LabeledDataset, classes: Set<Int>) -> (all: Int, onClasses: Int, classCount: Int) {
+    var all = 0, on = 0
+    var start = 0
+    while start < dataset.count {
+        let end = Swift.min(start + 1000, dataset.count)
+        let predictions = model.infer(dataset.images(rows: start..<end)).argmax(axis: 1)
+        for (i, p) in predictions.enumerated() {
+            let y = dataset.labels[start + i]
+            if p != y { all += 1; if classes.contains(y) { on += 1 } }
+        }
+        start = end
+    }
+    return (all, on, dataset.labels.filter { classes.contains($0) }.count)
+}

@@ -16,6 +16,8 @@ public final class Trainer {
     public let validation: LabeledDataset?
     public let objective: TrainingObjective
     public let optimizer: Optimizer
+    /// The step repeated for every batch.
+    let trainingStep: TrainingStep
     public var progress: ProgressReporter
     public var label: String
     /// Polled between steps; when it returns true the run stops after the current step (Ctrl-C handling).
@@ -94,6 +96,8 @@ public final class Trainer {
         self.validation = validation
         self.objective = objective
         self.optimizer = configuration.makeOptimizer()
+        self.trainingStep = TrainingStep(model: model, objective: objective, optimizer: optimizer,
+                                         maxNorm: configuration.maxNorm, gradientClip: configuration.gradientClip)
         self.progress = progress
         self.label = label
         self.iterator = BatchIterator(dataset: train, batchSize: configuration.batchSize, shuffle: true, dropLast: false,
@@ -110,8 +114,6 @@ public final class Trainer {
         ComputeThreads.set(configuration.threads)
         report.validationCount = validation?.count ?? 0
         let parameters = model.parameters
-        // Max-norm bounds the hidden units' incoming weights: every layer with unit weights but the output layer.
-        let constrained = Array(model.unitWeightLayers.dropLast())
         let batchesPerEpoch = iterator.batchesPerEpoch
         // With two threads and an online teacher (one that runs a model per batch), the teacher's forward pass for
         // batch i + 1 runs on the second core (`BackgroundWork`, one thread) while the student trains on batch i:
@@ -154,7 +156,7 @@ public final class Trainer {
                 let outcome: (loss: Float, parts: [String: Double])
                 do {
                     outcome = try step(batch: batch, images: images, prepared: prepared, context: &context,
-                                       parameters: parameters, constrained: constrained, position: stateIterator.cursor)
+                                       position: stateIterator.cursor)
                 } catch {
                     background.cancel()
                     iterator = stateIterator
@@ -202,24 +204,15 @@ public final class Trainer {
         return report
     }
 
-    /// One optimisation step on `batch` (forward, loss, backward, clipping, update, max-norm); returns the loss and
-    /// its parts. `position` (batches taken) is for messages.
+    /// One optimisation step on `batch` (``TrainingStep``); a non-finite loss becomes an error naming the epoch and
+    /// the batch (`position`, batches taken).
     func step(batch: Batch, images: Tensor, prepared: Tensor?, context: inout ForwardContext,
-              parameters: [Variable], constrained: [UnitWeights], position: Int) throws -> (loss: Float, parts: [String: Double]) {
-        model.zeroGradients()
-        let logits = model(Variable(images), context: &context)
-        let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
-        let value = loss.value.scalar
-        guard value.isFinite else {
-            throw TrainingError("the loss became \(value) at epoch \(epoch + 1), batch \(position); lower --learning-rate or enable --clip-grad-norm")
+              position: Int) throws -> (loss: Float, parts: [String: Double]) {
+        do {
+            return try trainingStep(batch: batch, inputs: images, prepared: prepared, context: &context)
+        } catch let error as TrainingStep.NonFiniteLoss {
+            throw TrainingError("the loss became \(error.value) at epoch \(epoch + 1), batch \(position); lower --learning-rate or enable --clip-grad-norm")
         }
-        loss.backward()
-        if let clip = configuration.gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: clip) }
-        optimizer.step(parameters)
-        if let maxNorm = configuration.maxNorm {
-            for layer in constrained { Constraints.applyMaxNorm(layer.unitWeights, maximumNorm: maxNorm) }
-        }
-        return (value, parts)
     }
 
     /// The next batch of the epoch and its (jittered) images; nil at the end of the epoch. Advances the iterator and

@@ -1,3 +1,5 @@
+import Distillation
+import Checkpoints
 import Checkpoints
 import Foundation
 import TensorCore

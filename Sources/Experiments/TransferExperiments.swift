@@ -1,3 +1,5 @@
+import Distillation
+import Checkpoints
 import Foundation
 import TensorCore
 import NeuralNet
@@ -25,22 +27,6 @@ func withBiasShift<T>(_ model: Sequential, classes: [Int], shift: Float, _ body:
     for c in classes { bias.value[flat: c] += shift }
     defer { bias.value = original }
     return try body()
-}
-
-/// Errors overall and on `classes`, on `dataset`.
-func errors(_ model: Sequential, on dataset: LabeledDataset, classes: Set<Int>) -> (all: Int, onClasses: Int, classCount: Int) {
-    var all = 0, on = 0
-    var start = 0
-    while start < dataset.count {
-        let end = Swift.min(start + 1000, dataset.count)
-        let predictions = model.infer(dataset.images(rows: start..<end)).argmax(axis: 1)
-        for (i, p) in predictions.enumerated() {
-            let y = dataset.labels[start + i]
-            if p != y { all += 1; if classes.contains(y) { on += 1 } }
-        }
-        start = end
-    }
-    return (all, on, dataset.labels.filter { classes.contains($0) }.count)
 }
 
 /// The paper's "omitted class" experiments (section 3): a student distilled on a transfer set that lacks a class

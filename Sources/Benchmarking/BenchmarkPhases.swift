@@ -1,3 +1,5 @@
+import Distillation
+import Checkpoints
 import Checkpoints
 import Foundation
 import TensorCore
@@ -260,25 +262,19 @@ public enum BenchmarkPhases {
         }
     }
 
-    /// One SGD training step, exactly as `Trainer.run` does it (jitter, forward, loss, backward, step, max-norm).
+    /// The trainer's own SGD step (``TrainingStep``: forward, loss, backward, update, max-norm) on jittered batches.
     final class Stepper {
-        let model: Sequential
-        let objective: TrainingObjective
-        let optimizer = SGD(learningRate: BenchmarkModels.learningRate, momentum: BenchmarkModels.momentum)
-        let parameters: [Variable]
-        let constrained: [UnitWeights]
+        let step: TrainingStep
         let jitter: Int
-        let maxNorm: Float?
         var context: ForwardContext
         var jitterGenerator = RandomGenerator(seed: 2)
+        var objective: TrainingObjective { step.objective }
 
         init(model: Sequential, objective: TrainingObjective, jitter: Int = 0, maxNorm: Float? = nil) {
-            self.model = model
-            self.objective = objective
-            self.parameters = model.parameters
-            self.constrained = Array(model.unitWeightLayers.dropLast())
+            step = TrainingStep(model: model, objective: objective,
+                                optimizer: SGD(learningRate: BenchmarkModels.learningRate, momentum: BenchmarkModels.momentum),
+                                maxNorm: maxNorm)
             self.jitter = jitter
-            self.maxNorm = maxNorm
             self.context = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
         }
 
@@ -293,12 +289,7 @@ public enum BenchmarkPhases {
 
         /// One step on `images` with the objective's `prepared` part (nil: computed inside).
         func step(_ batch: Batch, images: Tensor, prepared: Tensor?) throws {
-            model.zeroGradients()
-            let logits = model(Variable(images), context: &context)
-            let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: images, prepared: prepared)
-            loss.backward()
-            optimizer.step(parameters)
-            if let maxNorm { for layer in constrained { Constraints.applyMaxNorm(layer.unitWeights, maximumNorm: maxNorm) } }
+            try step(batch: batch, inputs: images, prepared: prepared, context: &context)
         }
     }
 
