@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["TensorCore", "TensorIO", "CZlib"]),
         .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
         .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
-        .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Datasets", "Checkpoints", "Distillation"]),
+        .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",

@@ -114,8 +114,9 @@ public struct BenchmarkDriver {
 
     /// Scripts/torch_bench.py in the working directory or beside this source file.
     static func torchScript() -> String? {
+        // This file is Sources/Benchmarking/BenchmarkDriver.swift: three levels below the package root.
         let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
         for base in [FileManager.default.currentDirectoryPath, here.path] {
             let path = base + "/Scripts/torch_bench.py"
             if FileManager.default.fileExists(atPath: path) { return path }

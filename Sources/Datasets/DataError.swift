@@ -30,7 +30,7 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .checksumMismatch(file, expected, actual):
             return "\(file): expected SHA-256 \(expected), found \(actual) (file corrupt or replaced)"
         case let .download(file, url, reason):
-            return "could not download \(file) from \(url): \(reason); offline? use the embedded copy in Data/mnist or --data-dir"
+            return "could not download \(file) from \(url): \(reason); offline? use the embedded copy in Data/mnist or another local MNIST directory"
         case let .invalidArgument(context, expected, found):
             return "\(context): expected \(expected), found \(found)"
         }

@@ -1,3 +1,4 @@
+import Optimizers
 import Distillation
 import Checkpoints
 import Foundation
@@ -32,10 +33,7 @@ public enum EnsembleDistillation {
     public static let defaultMembers = 10
 
     public static func plan(_ preset: Preset) -> Plan {
-        var member = TrainingConfiguration()
-        member.hidden = [800, 800]
-        member.learningRate = 0.1
-        member.momentum = 0.9
+        var member = HintonMNIST.configuration(.mlp(hidden: [800, 800]), epochs: 30, learningRate: 0.1)
         var subset: Int? = nil
         switch preset {
         case .quick:
@@ -44,10 +42,9 @@ public enum EnsembleDistillation {
         case .full:
             member.epochs = 30
         }
-        member.schedule = .cosine(totalEpochs: member.epochs, minimum: 0)
         var distilled = member
         distilled.epochs = member.epochs * 2
-        distilled.schedule = .warmup(epochs: 2, startFactor: 0.1, then: .cosine(totalEpochs: distilled.epochs - 2, minimum: 0))
+        distilled.optimizer.schedule = HintonMNIST.warmupThenCosine(2, total: distilled.epochs)
         return Plan(trainingSubset: subset, member: member, distilled: distilled,
                     loss: DistillationLossConfiguration(temperature: 4, hardWeight: 0.5, softWeight: 0.5))
     }
@@ -182,13 +179,8 @@ public enum EnsembleDistillation {
     static func scaled(_ plan: Plan, by factor: Double) -> Plan {
         guard factor != 1 else { return plan }
         var plan = plan
-        plan.member.epochs = Swift.max(1, Int((Double(plan.member.epochs) * factor).rounded()))
-        plan.member.schedule = .cosine(totalEpochs: plan.member.epochs, minimum: 0)
-        plan.distilled.epochs = Swift.max(1, Int((Double(plan.distilled.epochs) * factor).rounded()))
-        let warm = Swift.min(2, plan.distilled.epochs - 1)
-        plan.distilled.schedule = warm > 0
-            ? .warmup(epochs: warm, startFactor: 0.1, then: .cosine(totalEpochs: plan.distilled.epochs - warm, minimum: 0))
-            : .cosine(totalEpochs: plan.distilled.epochs, minimum: 0)
+        HintonMNIST.scale(&plan.member, by: factor)
+        HintonMNIST.scale(&plan.distilled, by: factor)
         return plan
     }
 

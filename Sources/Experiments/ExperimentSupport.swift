@@ -1,3 +1,4 @@
+import Optimizers
 import Distillation
 import Checkpoints
 import Checkpoints
@@ -48,9 +49,10 @@ public struct ExperimentContext {
                             test: LabeledDataset? = nil, objectiveIdentity: String = "labels",
                             makeObjective: ([Int]?) throws -> TrainingObjective) throws -> TrainedModel {
         var configuration = configuration
-        configuration.threads = threads
-        configuration.blas = TrainingConfiguration.activeBLAS
-        configuration.inputKernels = TrainingConfiguration.activeInputKernels
+        var runtime = RuntimeConfiguration.active
+        runtime.threads = threads
+        runtime.overlapTeacher = configuration.runtime.overlapTeacher
+        configuration.runtime = runtime
         let test = test ?? data.test
         // Sorted keys: JSONEncoder's key order otherwise varies from process to process (hash seeding), which
         // changed the cache file name on every run and retrained every model.

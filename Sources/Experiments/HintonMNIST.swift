@@ -1,3 +1,4 @@
+import Optimizers
 import Distillation
 import Checkpoints
 import Foundation
@@ -41,72 +42,71 @@ public enum HintonMNIST {
         /// The distilled student on the jittered transfer set.
         public var augmentedDistilled: TrainingConfiguration {
             var c = distilled
-            c.jitter = augmentedTransfer
+            c.data.jitter = augmentedTransfer
             return c
         }
 
         /// The label-only student on jittered images, for as many epochs as the distilled students.
         public var augmentedStudent: TrainingConfiguration {
             var c = student
-            c.jitter = augmentedTransfer
+            c.data.jitter = augmentedTransfer
             c.epochs = distilled.epochs
-            c.schedule = .cosine(totalEpochs: c.epochs, minimum: 0)
+            c.optimizer.schedule = nil
             return c
         }
     }
 
+    /// SGD with momentum 0.9, cosine annealing over the run: the experiments' base configuration.
+    static func configuration(_ model: ModelConfiguration, epochs: Int, learningRate: Float) -> TrainingConfiguration {
+        var c = TrainingConfiguration()
+        c.model = model
+        c.epochs = epochs
+        c.optimizer.learningRate = learningRate
+        c.optimizer.momentum = 0.9
+        return c
+    }
+
+    /// Cosine annealing after `epochs` epochs of linear warm-up from a tenth of the rate, over `total` epochs.
+    static func warmupThenCosine(_ epochs: Int, total: Int) -> LearningRateSchedule {
+        .warmup(epochs: epochs, startFactor: 0.1, then: .cosine(totalEpochs: total - epochs, minimum: 0))
+    }
+
     public static func plan(_ preset: Preset) -> Plan {
-        var teacher = TrainingConfiguration()
-        teacher.hidden = [1200, 1200]
-        teacher.inputDropout = 0.2
-        teacher.hiddenDropout = 0.5
-        teacher.jitter = 2
-        teacher.maxNorm = 3.5
-        teacher.learningRate = 0.1
-        teacher.momentum = 0.9
-        teacher.schedule = .cosine(totalEpochs: 60, minimum: 0)
-        teacher.epochs = 60
-        var student = TrainingConfiguration()
-        student.hidden = [800, 800]
-        student.learningRate = 0.1
-        student.momentum = 0.9
-        student.epochs = 30
-        student.schedule = .cosine(totalEpochs: 30, minimum: 0)
+        var teacher = configuration(.mlp(hidden: [1200, 1200], inputDropout: 0.2, hiddenDropout: 0.5), epochs: 60, learningRate: 0.1)
+        teacher.data.jitter = 2
+        teacher.optimizer.maxNorm = 3.5
+        var student = configuration(.mlp(hidden: [800, 800]), epochs: 30, learningRate: 0.1)
         var subset: Int? = nil
         var distilled = student
-        var loss = DistillationLossConfiguration(temperature: 20, hardWeight: 0.5, softWeight: 0.5)
+        let loss = DistillationLossConfiguration(temperature: 20, hardWeight: 0.5, softWeight: 0.5)
         var augmented = 0
         switch preset {
         case .full:
-            teacher.validationCount = 5000
-            student.validationCount = 5000
+            teacher.data.validationCount = 5000
+            student.data.validationCount = 5000
             distilled = student
+            distilled.optimizer.learningRate = 0.05
+            distilled.optimizer.schedule = warmupThenCosine(3, total: distilled.epochs)
         case .quick:
             subset = 10_000
             // 30 epochs are too few for the paper's strong dropout: lighter dropout gives the better teacher here
             // (seeded 8,000/2,000 split of one subset: 53 validation errors against 62 with dropout 0.2/0.5).
-            teacher.inputDropout = 0
-            teacher.hiddenDropout = 0.2
+            teacher.model = .mlp(hidden: [1200, 1200], inputDropout: 0, hiddenDropout: 0.2)
             teacher.epochs = 30
-            teacher.schedule = .cosine(totalEpochs: teacher.epochs, minimum: 0)
             student.epochs = 12
-            student.schedule = .cosine(totalEpochs: student.epochs, minimum: 0)
             distilled = student
             distilled.epochs = 24
-            distilled.learningRate = 0.05
-            distilled.schedule = .warmup(epochs: 1, startFactor: 0.1, then: .cosine(totalEpochs: distilled.epochs - 1, minimum: 0))
+            distilled.optimizer.learningRate = 0.05
+            distilled.optimizer.schedule = warmupThenCosine(1, total: distilled.epochs)
         case .paper:
             // Results/hinton-mnist-recipe.md: a step size lr / (1 - momentum) of 0.2 learns far faster than the 1.0
             // of the full preset; 500 epochs reach about 60 validation errors of 10,000.
-            teacher.learningRate = 0.02
+            teacher.optimizer.learningRate = 0.02
             teacher.epochs = 500
-            teacher.schedule = .cosine(totalEpochs: teacher.epochs, minimum: 0)
-            student.epochs = 30
             distilled = student
             distilled.epochs = 60
-            distilled.learningRate = 0.05
-            distilled.schedule = .warmup(epochs: 3, startFactor: 0.1, then: .cosine(totalEpochs: distilled.epochs - 3, minimum: 0))
-            loss = DistillationLossConfiguration(temperature: 20, hardWeight: 0.5, softWeight: 0.5)
+            distilled.optimizer.learningRate = 0.05
+            distilled.optimizer.schedule = warmupThenCosine(3, total: distilled.epochs)
             augmented = 2
         }
         return Plan(trainingSubset: subset, teacher: teacher, student: student, distilled: distilled, loss: loss,
@@ -293,31 +293,29 @@ public enum HintonMNIST {
     static func scaled(_ plan: Plan, by factor: Double) -> Plan {
         guard factor != 1 else { return plan }
         var plan = plan
-        func scale(_ c: inout TrainingConfiguration) {
-            c.epochs = Swift.max(1, Int((Double(c.epochs) * factor).rounded()))
-            switch c.schedule {
-            case let .cosine(_, minimum):
-                c.schedule = .cosine(totalEpochs: c.epochs, minimum: minimum)
-            case let .warmup(warm, startFactor, .cosine(_, minimum)):
-                let w = Swift.min(warm, c.epochs - 1)
-                c.schedule = w > 0 ? .warmup(epochs: w, startFactor: startFactor, then: .cosine(totalEpochs: c.epochs - w, minimum: minimum))
-                                   : .cosine(totalEpochs: c.epochs, minimum: minimum)
-            default:
-                break
-            }
-        }
-        scale(&plan.teacher)
-        scale(&plan.student)
-        scale(&plan.distilled)
+        scale(&plan.teacher, by: factor)
+        scale(&plan.student, by: factor)
+        scale(&plan.distilled, by: factor)
         return plan
+    }
+
+    /// Scales a configuration's epochs; a cosine schedule (with or without warm-up) follows.
+    static func scale(_ c: inout TrainingConfiguration, by factor: Double) {
+        c.epochs = Swift.max(1, Int((Double(c.epochs) * factor).rounded()))
+        if case let .warmup(warm, _, .cosine)? = c.optimizer.schedule {
+            let w = Swift.min(warm, c.epochs - 1)
+            c.optimizer.schedule = w > 0 ? warmupThenCosine(w, total: c.epochs) : nil
+        }
     }
 
     /// "dropout 0.2/0.5, jitter ±2 px, max-norm 3.5" (the regularisers a configuration uses).
     static func describeRegularisation(_ c: TrainingConfiguration) -> String {
         var parts: [String] = []
-        if c.inputDropout > 0 || c.hiddenDropout > 0 { parts.append("dropout \(formatNumber(c.inputDropout))/\(formatNumber(c.hiddenDropout))") }
-        if c.jitter > 0 { parts.append("jitter ±\(c.jitter) px") }
-        if let m = c.maxNorm { parts.append("max-norm \(formatNumber(m))") }
+        if let m = c.model.mlp, m.inputDropout > 0 || m.hiddenDropout > 0 {
+            parts.append("dropout \(formatNumber(m.inputDropout))/\(formatNumber(m.hiddenDropout))")
+        }
+        if c.data.jitter > 0 { parts.append("jitter ±\(c.data.jitter) px") }
+        if let m = c.optimizer.maxNorm { parts.append("max-norm \(formatNumber(m))") }
         return parts.isEmpty ? "no regularisation" : parts.joined(separator: ", ")
     }
 
@@ -333,7 +331,7 @@ public enum HintonMNIST {
         }
         func minutes(_ f: (SeedResult) -> Double) -> String { String(format: "%.1f", (results.map(f).max() ?? 0) / 60) }
         let comparable = preset == .paper
-        let selection = p.teacher.validationCount > 0 ? "best validation epoch" : "last epoch"
+        let selection = p.teacher.data.validationCount > 0 ? "best validation epoch" : "last epoch"
         var rows = [
             ["teacher 784-1200-1200-10, \(describeRegularisation(p.teacher)), \(p.teacher.epochs) epochs", comparable ? "\(paper.teacher)" : "-",
              formatStatistic(column(\.teacherErrors)), health(\.teacherHealth), minutes(\.teacherSeconds)],
@@ -360,7 +358,7 @@ public enum HintonMNIST {
         }
         let train = p.trainingSubset.map { "a seeded subset of \($0) training images" } ?? "all 60,000 training images"
         var header = "MNIST test errors (of 10,000), preset \(preset.rawValue): \(train), "
-        header += p.teacher.validationCount > 0 ? "\(p.teacher.validationCount) of them held out for model selection (\(selection))" : "test errors of the final models"
+        header += p.teacher.data.validationCount > 0 ? "\(p.teacher.data.validationCount) of them held out for model selection (\(selection))" : "test errors of the final models"
         header += "; mean ± sd over \(results.count) seed(s) \(results.map(\.seed)); minutes: the slowest seed's training time."
         if !comparable {
             header += "\nThe paper's figures (67 / 146 / 74) are for the whole training set and long schedules: see --preset paper."

@@ -1,3 +1,4 @@
+import Optimizers
 import Distillation
 import Checkpoints
 import Foundation
@@ -33,14 +34,17 @@ public enum TemperatureSweep {
         var cells: [Cell] = []
         let all = Array(0..<world.data.train.count)
         for width in widths {
-            var configuration = plan.student
-            configuration.hidden = [width, width]
+            // The label-only baseline trains as the preset's student, the distilled ones as its distilled student.
+            var baselineConfiguration = plan.student, configuration = plan.distilled
+            baselineConfiguration.model = .mlp(hidden: [width, width])
+            configuration.model = .mlp(hidden: [width, width])
+            baselineConfiguration.seed = seed
             configuration.seed = seed
             if let epochs {
-                configuration.epochs = epochs
-                configuration.schedule = .cosine(totalEpochs: epochs, minimum: 0)
+                baselineConfiguration.epochs = epochs
+                HintonMNIST.scale(&configuration, by: Double(epochs) / Double(configuration.epochs))
             }
-            let baseline = try world.trainOrLoad(key: "sweep-w\(width)-labels-\(tag)", configuration: configuration,
+            let baseline = try world.trainOrLoad(key: "sweep-w\(width)-labels-\(tag)", configuration: baselineConfiguration,
                                                  train: world.data.train) { _ in LabelObjective() }
             cells.append(Cell(width: width, temperature: nil, errors: baseline.testErrors, lastEpochErrors: baseline.lastEpochTestErrors))
             for t in temperatures {
@@ -116,15 +120,19 @@ public enum SmallData {
         let count = Swift.max(20, Int((Double(n) * fraction).rounded()))
         var generator = RandomGenerator(seed: 0x3_0000 ^ seed)
         let positions = generator.permutation(n)[..<count].sorted()
-        var configuration = plan.student
+        // Hard labels train as the preset's student, soft targets as its distilled student, for `epochs` epochs each.
+        var configuration = plan.student, softConfiguration = plan.distilled
         configuration.seed = seed
-        configuration.epochs = Swift.max(1, Int((Double(epochs) * epochScale).rounded()))
-        configuration.schedule = .cosine(totalEpochs: configuration.epochs, minimum: 0)
-        configuration.validationCount = Swift.max(1, count / 10)
+        softConfiguration.seed = seed
+        let scaledEpochs = Swift.max(1, Int((Double(epochs) * epochScale).rounded()))
+        configuration.epochs = scaledEpochs
+        HintonMNIST.scale(&softConfiguration, by: Double(scaledEpochs) / Double(softConfiguration.epochs))
+        configuration.data.validationCount = Swift.max(1, count / 10)
+        softConfiguration.data.validationCount = configuration.data.validationCount
         let small = world.data.train.subset(indices: positions)
         let hard = try world.trainOrLoad(key: "small-hard-\(fraction)-\(tag)", configuration: configuration, train: small) { _ in LabelObjective() }
         let loss = DistillationLossConfiguration(temperature: temperature, hardWeight: 0, softWeight: 0.5)  // soft targets only, at the main experiment's soft weight (see OmittedClass.defaultLoss)
-        let soft = try world.distil(key: "small-soft-\(fraction)-T\(temperature)-\(tag)", configuration: configuration,
+        let soft = try world.distil(key: "small-soft-\(fraction)-T\(temperature)-\(tag)", configuration: softConfiguration,
                                     positions: positions, store: store, loss: loss)
         return Outcome(fraction: fraction, trainingExamples: count, hardErrors: hard.testErrors,
                        hardLastEpochErrors: hard.lastEpochTestErrors, softErrors: soft.testErrors,

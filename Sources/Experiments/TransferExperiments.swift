@@ -1,3 +1,4 @@
+import Optimizers
 import Distillation
 import Checkpoints
 import Foundation
@@ -86,9 +87,9 @@ public enum OmittedClass {
         let permutation = generator.permutation(world.data.train.count)
         let validationPositions = Set(permutation[..<validationCount])
         let validation = world.data.train.subset(indices: validationPositions.sorted())
-        var configuration = plan.student
+        var configuration = plan.distilled
         configuration.seed = seed
-        configuration.validationCount = 0  // the validation images are already held out above
+        configuration.data.validationCount = 0  // the validation images are already held out above
 
         var outcomes: [Outcome] = []
         let cases: [(String, Set<Int>, [Int], Float, ClosedRange<Float>)] = [

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TensorCore
+import Distillation
 
 @main
 struct Distill: ParsableCommand {
@@ -12,6 +13,14 @@ struct Distill: ParsableCommand {
     static func main() {
         // OpenBLAS 0.3.21 picks slow generic kernels on CPUs it does not know; see BLASKernel.
         BLASKernel.reexecWithTunedKernelsIfNeeded()
-        Self.main(nil)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as ConfigurationError {
+            // The library names a bad value by its field; the command line names the flag that set it.
+            exit(withError: TrainingError(Flags.message(error)))
+        } catch {
+            exit(withError: error)
+        }
     }
 }

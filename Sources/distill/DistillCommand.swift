@@ -16,7 +16,7 @@ struct LossOptions: ParsableArguments {
     }
 
     func validate() throws {
-        do { try configuration.validate() } catch let error as DistillationError { throw ValidationError(error.description) }
+        do { try configuration.validate() } catch let error as ConfigurationError { throw ValidationError(Flags.message(error)) }
     }
 }
 
@@ -72,19 +72,19 @@ struct DistillCommand: ParsableCommand {
         let job = ResumableRun(options: options, resumeOptions: resumeOptions, output: output, force: force, json: json,
                                label: "distill", role: "distilled student")
         var (configuration, stateURL, data) = try job.prepare()
-        if noTeacherOverlap { configuration.overlapTeacher = false }
+        if noTeacherOverlap { configuration.runtime.overlapTeacher = false }
         let teacherSource: Teacher
         var teacherCache = "store"
         if let path = teacherLogits {
             let store = try TeacherLogitStore.read(url: URL(fileURLWithPath: path))
-            try store.validate(against: data.train, jitter: configuration.jitter, expectedTeacher: nil)
+            try store.validate(against: data.train, jitter: configuration.data.jitter, expectedTeacher: nil)
             teacherSource = StoredLogitsTeacher(store: store)
         } else {
             // The cache holds count x classes floats per teacher; past a budget the teacher runs per batch instead.
             let cacheBytes = Double(data.train.count) * Double(data.train.classCount) * 4 * Double(teacher.count)
-            let cache = !noTeacherCache && configuration.jitter == 0 && cacheBytes <= DistillCommand.teacherCacheBudget
+            let cache = !noTeacherCache && configuration.data.jitter == 0 && cacheBytes <= DistillCommand.teacherCacheBudget
             teacherCache = cache ? "memory" : "off"
-            if !cache && !noTeacherCache && configuration.jitter == 0 {
+            if !cache && !noTeacherCache && configuration.data.jitter == 0 {
                 FileHandle.standardError.write(Data(("teacher: not caching its logits (\(Int(cacheBytes / 1048576)) MiB would exceed "
                     + "\(Int(DistillCommand.teacherCacheBudget / 1048576)) MiB); running it on every batch\n").utf8))
             }

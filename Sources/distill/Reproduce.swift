@@ -86,7 +86,7 @@ struct Reproduce: ParsableCommand {
                     "paper": ["teacher_errors": HintonMNIST.paper.teacher, "student_errors": HintonMNIST.paper.student,
                               "distilled_errors": HintonMNIST.paper.distilled],
                     "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(HintonMNIST.plan(preset))),
-                    "split": HintonMNIST.plan(preset).teacher.validationCount > 0
+                    "split": HintonMNIST.plan(preset).teacher.data.validationCount > 0
                         ? "errors on the MNIST test set (10,000 images); model selection on a validation split of the training images"
                         : "errors on the MNIST test set (10,000 images) of the final models; no model selection",
                 ])
@@ -153,7 +153,7 @@ struct Reproduce: ParsableCommand {
 
         func validate() throws {
             do { try DistillationLossConfiguration(temperature: temperature, hardWeight: hardWeight, softWeight: softWeight).validate() }
-            catch let error as DistillationError { throw ValidationError(error.description) }
+            catch let error as ConfigurationError { throw ValidationError(Flags.message(error)) }
         }
 
         func run() throws {
@@ -197,7 +197,7 @@ struct Reproduce: ParsableCommand {
         func validate() throws {
             if let epochs, epochs < 1 { throw ValidationError("--epochs must be >= 1, got \(epochs)") }
             do { try DistillationLossConfiguration(temperature: 1, hardWeight: hardWeight, softWeight: softWeight).validate() }
-            catch let error as DistillationError { throw ValidationError(error.description) }
+            catch let error as ConfigurationError { throw ValidationError(Flags.message(error)) }
         }
 
         func run() throws {

@@ -20,8 +20,9 @@ struct ResumableRun {
         var configuration = try options.configuration()
         try DataLocation.checkOutput(output, force: force)
         try options.kernelOptions.apply()
-        configuration.blas = TrainingConfiguration.activeBLAS
-        configuration.inputKernels = TrainingConfiguration.activeInputKernels
+        let active = RuntimeConfiguration.active
+        configuration.runtime.blas = active.blas
+        configuration.runtime.inputKernels = active.inputKernels
         let stateURL = try resumeOptions.checkStateFile(output: output)
         return (configuration, stateURL, try DataLocation.loadMNIST(options.dataDir))
     }

@@ -34,25 +34,23 @@ struct TrainingOptions: ParsableArguments {
 
     func configuration() throws -> TrainingConfiguration {
         var c = TrainingConfiguration()
-        c.hidden = hidden
-        c.inputDropout = inputDropout
-        c.hiddenDropout = hiddenDropout
-        c.jitter = jitter
-        c.maxNorm = maxNorm
+        c.model = .mlp(hidden: hidden, inputDropout: inputDropout, hiddenDropout: hiddenDropout)
+        c.data.jitter = jitter
+        c.data.batchSize = batchSize
+        c.data.validationCount = validation
+        c.optimizer.kind = optimizer
+        c.optimizer.learningRate = learningRate
+        c.optimizer.momentum = momentum
+        c.optimizer.nesterov = nesterov
+        c.optimizer.momentumRamp = try momentumRamp.map(parseMomentumRamp)
+        c.optimizer.weightDecay = weightDecay
+        c.optimizer.schedule = try parseSchedule(schedule, epochs: epochs)
+        c.optimizer.gradientClip = clipGradNorm
+        c.optimizer.maxNorm = maxNorm
         c.epochs = epochs
-        c.batchSize = batchSize
-        c.optimizer = optimizer
-        c.learningRate = learningRate
-        c.momentum = momentum
-        c.nesterov = nesterov
-        c.momentumRamp = try momentumRamp.map(parseMomentumRamp)
-        c.weightDecay = weightDecay
-        c.schedule = try parseSchedule(schedule, epochs: epochs)
-        c.gradientClip = clipGradNorm
         c.seed = seed
-        c.threads = threads
-        c.validationCount = validation
-        try c.validate()
+        c.runtime.threads = threads
+        do { try c.validate() } catch let error as ConfigurationError { throw TrainingError(Flags.message(error)) }
         return c
     }
 

@@ -28,7 +28,7 @@ final class DistillObjectiveIndexTests: XCTestCase {
 
     func split(_ data: LabeledDataset) throws -> (train: LabeledDataset, indices: [Int]) {
         var configuration = TrainingConfiguration()
-        configuration.validationCount = 7
+        configuration.data.validationCount = 7
         configuration.seed = 3
         let (train, _, indices) = try TrainingJob.split(data, configuration: configuration)
         return (train, try XCTUnwrap(indices))

@@ -116,21 +116,21 @@ final class DistillationLossTests: XCTestCase {
         XCTAssertFalse(loss.requiresGrad)
     }
 
-    func testValidateNamesTheFlag() throws {
+    func testValidateNamesTheField() throws {
         func message(_ t: Float, _ h: Float, _ s: Float) -> String? {
             thrownMessage { try DistillationLossConfiguration(temperature: t, hardWeight: h, softWeight: s).validate() }
         }
         XCTAssertNil(message(4, 0.5, 0.5))
         XCTAssertNil(message(1, 1, 0))
-        XCTAssertEqual(message(-1, 0.5, 0.5), "--temperature must be > 0, got -1")
-        XCTAssertEqual(message(0, 0.5, 0.5), "--temperature must be > 0, got 0")
-        XCTAssertEqual(message(2, -0.5, 0.5), "--hard-weight must be >= 0, got -0.5")
-        XCTAssertEqual(message(2, 0.5, -2), "--soft-weight must be >= 0, got -2")
-        XCTAssertEqual(message(2, 0, 0), "--hard-weight and --soft-weight cannot both be 0")
-        XCTAssertTrue(message(.nan, 0.5, 0.5)?.hasPrefix("--temperature must be finite") ?? false)
-        XCTAssertTrue(message(.infinity, 0.5, 0.5)?.hasPrefix("--temperature must be finite") ?? false)
-        XCTAssertTrue(message(2, .nan, 0.5)?.hasPrefix("--hard-weight must be finite") ?? false)
-        XCTAssertTrue(message(2, 0.5, .infinity)?.hasPrefix("--soft-weight must be finite") ?? false)
+        XCTAssertEqual(message(-1, 0.5, 0.5), "loss.temperature must be > 0, got -1")
+        XCTAssertEqual(message(0, 0.5, 0.5), "loss.temperature must be > 0, got 0")
+        XCTAssertEqual(message(2, -0.5, 0.5), "loss.hardWeight must be >= 0, got -0.5")
+        XCTAssertEqual(message(2, 0.5, -2), "loss.softWeight must be >= 0, got -2")
+        XCTAssertEqual(message(2, 0, 0), "loss.softWeight and the hard weight cannot both be 0")
+        XCTAssertTrue(message(.nan, 0.5, 0.5)?.hasPrefix("loss.temperature must be finite") ?? false)
+        XCTAssertTrue(message(.infinity, 0.5, 0.5)?.hasPrefix("loss.temperature must be finite") ?? false)
+        XCTAssertTrue(message(2, .nan, 0.5)?.hasPrefix("loss.hardWeight must be finite") ?? false)
+        XCTAssertTrue(message(2, 0.5, .infinity)?.hasPrefix("loss.softWeight must be finite") ?? false)
     }
 
     func testConfigurationCodableRoundTrip() throws {

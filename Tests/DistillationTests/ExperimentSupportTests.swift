@@ -53,7 +53,7 @@ final class ExperimentSupportTests: XCTestCase {
     func testSplitIsDisjointCoveringAndSeeded() throws {
         let data = try dataset(50)
         var configuration = TrainingConfiguration()
-        configuration.validationCount = 12
+        configuration.data.validationCount = 12
         configuration.seed = 7
         let (train, validation, trainIndices) = try TrainingJob.split(data, configuration: configuration)
         let indices = try XCTUnwrap(trainIndices)
@@ -77,16 +77,16 @@ final class ExperimentSupportTests: XCTestCase {
         configuration.seed = 8
         XCTAssertNotEqual(try TrainingJob.split(data, configuration: configuration).trainIndices, indices)
         // No validation: the dataset itself and no map.
-        configuration.validationCount = 0
+        configuration.data.validationCount = 0
         let whole = try TrainingJob.split(data, configuration: configuration)
         XCTAssertNil(whole.validation)
         XCTAssertNil(whole.trainIndices)
         XCTAssertEqual(whole.train.count, 50)
-        // Too large a validation set is an error naming the flag, not a trap.
+        // Too large a validation set is an error naming the field, not a trap.
         for v in [50, 51] {
-            configuration.validationCount = v
+            configuration.data.validationCount = v
             let message = thrownMessage { _ = try TrainingJob.split(data, configuration: configuration) }
-            XCTAssertTrue(message?.contains("--validation \(v)") ?? false, message ?? "did not throw")
+            XCTAssertEqual(message, "data.validationCount must be smaller than the training set (50), got \(v)")
         }
     }
 }

@@ -48,9 +48,9 @@ final class FuzzRegressionTests: XCTestCase {
     private func state(optimizer: OptimizerKind, in dir: URL) throws -> (URL, TrainingConfiguration, LabeledDataset) {
         let data = try ResumeData.dataset(count: 20, features: 5, classes: 3)
         var c = ResumeData.configuration(optimizer: optimizer)
-        c.hidden = [4]
+        c.model = .mlp(hidden: [4])
         c.epochs = 2
-        c.batchSize = 5
+        c.data.batchSize = 5
         let t = try Trainer(configuration: c, train: data, validation: nil, objective: LabelObjective(), progress: ProgressReporter(enabled: false))
         var steps = 0
         t.shouldStop = { steps += 1; return steps >= 2 }

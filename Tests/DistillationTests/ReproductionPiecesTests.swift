@@ -16,9 +16,9 @@ final class ReproductionPiecesTests: XCTestCase {
         let expected: [Float] = [0.5, 0.6, 0.7, 0.8, 0.9, 0.9, 0.9]
         for (v, e) in zip(values, expected) { XCTAssertEqual(v, e, accuracy: 1e-6) }
         var c = TrainingConfiguration()
-        c.momentum = 0.99
+        c.optimizer.momentum = 0.99
         XCTAssertEqual(c.momentum(epoch: 3), 0.99)
-        c.momentumRamp = MomentumRamp(epochs: 10, start: 0.5)
+        c.optimizer.momentumRamp = MomentumRamp(epochs: 10, start: 0.5)
         XCTAssertEqual(c.momentum(epoch: 0), 0.5)
         XCTAssertEqual(c.momentum(epoch: 5), 0.745, accuracy: 1e-6)
         XCTAssertEqual(c.momentum(epoch: 50), 0.99, accuracy: 1e-6)
@@ -26,17 +26,17 @@ final class ReproductionPiecesTests: XCTestCase {
 
     func testMomentumRampValidation() {
         var c = TrainingConfiguration()
-        c.momentum = 0.9
-        c.momentumRamp = MomentumRamp(epochs: 0, start: 0.5)
+        c.optimizer.momentum = 0.9
+        c.optimizer.momentumRamp = MomentumRamp(epochs: 0, start: 0.5)
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("epochs must be >= 1"), "\($0)") }
-        c.momentumRamp = MomentumRamp(epochs: 5, start: 0.95)
+        c.optimizer.momentumRamp = MomentumRamp(epochs: 5, start: 0.95)
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("starting momentum"), "\($0)") }
-        c.momentumRamp = MomentumRamp(epochs: 5, start: .nan)
+        c.optimizer.momentumRamp = MomentumRamp(epochs: 5, start: .nan)
         XCTAssertThrowsError(try c.validate())
-        c.momentumRamp = MomentumRamp(epochs: 5, start: 0.5)
-        c.optimizer = .adam
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("sgd"), "\($0)") }
-        c.optimizer = .sgd
+        c.optimizer.momentumRamp = MomentumRamp(epochs: 5, start: 0.5)
+        c.optimizer.kind = .adam
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("optimizer.momentumRamp needs the SGD optimizer"), "\($0)") }
+        c.optimizer.kind = .sgd
         XCTAssertNoThrow(try c.validate())
     }
 
@@ -59,16 +59,16 @@ final class ReproductionPiecesTests: XCTestCase {
     func testTrainerAppliesTheRamp() throws {
         let data = try problem()
         var c = TrainingConfiguration()
-        c.hidden = [8]
+        c.model = .mlp(hidden: [8])
         c.epochs = 3
-        c.batchSize = 16
-        c.learningRate = 0.05
-        c.momentum = 0.9
-        c.threads = 1
+        c.data.batchSize = 16
+        c.optimizer.learningRate = 0.05
+        c.optimizer.momentum = 0.9
+        c.runtime.threads = 1
         let plain = try train(c, data)
-        c.momentumRamp = MomentumRamp(epochs: 2, start: 0.9)
+        c.optimizer.momentumRamp = MomentumRamp(epochs: 2, start: 0.9)
         XCTAssertEqual(try train(c, data), plain)
-        c.momentumRamp = MomentumRamp(epochs: 2, start: 0.5)
+        c.optimizer.momentumRamp = MomentumRamp(epochs: 2, start: 0.5)
         XCTAssertNotEqual(try train(c, data), plain)
     }
 
@@ -122,15 +122,15 @@ final class ReproductionPiecesTests: XCTestCase {
     func testPresetPlans() throws {
         let paper = HintonMNIST.plan(.paper)
         XCTAssertNil(paper.trainingSubset)
-        XCTAssertEqual(paper.teacher.validationCount, 0)
-        XCTAssertEqual(paper.distilled.validationCount, 0)
-        XCTAssertEqual(paper.teacher.hidden, [1200, 1200])
-        XCTAssertEqual(paper.student.hidden, [800, 800])
-        XCTAssertEqual(paper.distilled.hidden, [800, 800])
-        XCTAssertEqual(paper.student.jitter, 0, "the label-only student is unregularised, as in the paper")
-        XCTAssertEqual(paper.distilled.jitter, 0, "the distilled student's transfer set is the plain training images")
+        XCTAssertEqual(paper.teacher.data.validationCount, 0)
+        XCTAssertEqual(paper.distilled.data.validationCount, 0)
+        XCTAssertEqual(paper.teacher.model.mlp?.hidden, [1200, 1200])
+        XCTAssertEqual(paper.student.model.mlp?.hidden, [800, 800])
+        XCTAssertEqual(paper.distilled.model.mlp?.hidden, [800, 800])
+        XCTAssertEqual(paper.student.data.jitter, 0, "the label-only student is unregularised, as in the paper")
+        XCTAssertEqual(paper.distilled.data.jitter, 0, "the distilled student's transfer set is the plain training images")
         XCTAssertEqual(paper.loss.temperature, 20)
-        XCTAssertEqual(paper.augmentedDistilled.jitter, paper.augmentedTransfer)
+        XCTAssertEqual(paper.augmentedDistilled.data.jitter, paper.augmentedTransfer)
         XCTAssertEqual(paper.augmentedStudent.epochs, paper.distilled.epochs)
         let quick = HintonMNIST.plan(.quick)
         XCTAssertEqual(quick.trainingSubset, 10_000)
@@ -143,7 +143,7 @@ final class ReproductionPiecesTests: XCTestCase {
             let plan = EnsembleDistillation.plan(preset)
             XCTAssertNoThrow(try plan.member.validate())
             XCTAssertNoThrow(try plan.distilled.validate())
-            XCTAssertEqual(plan.member.hidden, plan.distilled.hidden, "the distilled model has the members' size")
+            XCTAssertEqual(plan.member.model.mlp?.hidden, plan.distilled.model.mlp?.hidden, "the distilled model has the members' size")
         }
     }
 }

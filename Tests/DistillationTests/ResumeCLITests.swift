@@ -208,7 +208,7 @@ final class ResumeCLITests: XCTestCase {
         if SparseKernels.isFast {
             let dense = try run(args + ["--resume", "--dense-inputs"])
             XCTAssertNotEqual(dense.status, 0)
-            XCTAssertTrue(dense.stderr.contains("inputKernels: saved \"sparse\", now unset"), dense.stderr)
+            XCTAssertTrue(dense.stderr.contains("runtime.inputKernels: saved \"sparse\", now \"dense\""), dense.stderr)
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("m.safetensors.state").path))
         }
         let resumed = try run(args + ["--resume"])

@@ -25,21 +25,21 @@ enum ResumeData {
 
     static func configuration(optimizer: OptimizerKind = .sgd) -> TrainingConfiguration {
         var c = TrainingConfiguration()
-        c.hidden = [12, 10]
-        c.inputDropout = 0.2
-        c.hiddenDropout = 0.3
+        c.model = .mlp(hidden: [12, 10])
+        c.model.mlp?.inputDropout = 0.2
+        c.model.mlp?.hiddenDropout = 0.3
         c.epochs = 3
-        c.batchSize = 7
-        c.optimizer = optimizer
-        c.learningRate = optimizer == .sgd ? 0.1 : 0.01
-        c.momentum = 0.9
-        c.nesterov = optimizer == .sgd
-        c.weightDecay = 1e-4
-        c.gradientClip = 5
-        c.maxNorm = 3
-        c.schedule = .step(stepSize: 1, gamma: 0.5)
+        c.data.batchSize = 7
+        c.optimizer.kind = optimizer
+        c.optimizer.learningRate = optimizer == .sgd ? 0.1 : 0.01
+        c.optimizer.momentum = 0.9
+        c.optimizer.nesterov = optimizer == .sgd
+        c.optimizer.weightDecay = 1e-4
+        c.optimizer.gradientClip = 5
+        c.optimizer.maxNorm = 3
+        c.optimizer.schedule = .step(stepSize: 1, gamma: 0.5)
         c.seed = 42
-        c.threads = 1
+        c.runtime.threads = 1
         return c
     }
 
@@ -105,14 +105,14 @@ final class ResumeTests: XCTestCase {
 
     func testResumeWithValidationBestWeightsAndAdam() throws {
         var c = ResumeData.configuration(optimizer: .adam)
-        c.validationCount = 11
+        c.data.validationCount = 11
         try checkResume(configuration: c, validation: true, stopPoints: [13, 1])
     }
 
     func testResumeWithJitter() throws {
         var c = ResumeData.configuration(optimizer: .adamw)
-        c.jitter = 1
-        c.inputDropout = 0
+        c.data.jitter = 1
+        c.model.mlp?.inputDropout = 0
         try checkResume(configuration: c, jitterImages: true, validation: false, stopPoints: [3, 5])
     }
 
@@ -161,12 +161,12 @@ final class ResumeTests: XCTestCase {
             }
         }
         var other = c
-        other.learningRate = 0.2
+        other.optimizer.learningRate = 0.2
         let m1 = message { try Trainer.resume(from: url, configuration: other, train: data, validation: nil, objective: LabelObjective(), progress: quiet) }
         XCTAssertTrue(m1.contains(url.path) && m1.contains("configuration differs"), m1)
-        XCTAssertTrue(m1.contains("learningRate: saved 0.1, now 0.2") && !m1.contains("batchSize"), m1)
+        XCTAssertTrue(m1.contains("optimizer.learningRate: saved 0.1, now 0.2") && !m1.contains("batchSize"), m1)
         var dense = c
-        dense.inputKernels = c.inputKernels == nil ? "sparse" : nil
+        dense.runtime.inputKernels = c.runtime.inputKernels == .dense ? .sparse : .dense
         let mKernels = message { try Trainer.resume(from: url, configuration: dense, train: data, validation: nil, objective: LabelObjective(), progress: quiet) }
         XCTAssertTrue(mKernels.contains("configuration differs") && mKernels.contains("inputKernels: saved "), mKernels)
 
@@ -218,10 +218,10 @@ final class ResumeTests: XCTestCase {
     func testDivergenceStopsWithEpochAndBatchAndKeepsLastGoodState() throws {
         let data = try ResumeData.dataset(count: 60)
         var c = ResumeData.configuration()
-        c.learningRate = 1e6
-        c.gradientClip = nil
-        c.maxNorm = nil
-        c.schedule = .constant
+        c.optimizer.learningRate = 1e6
+        c.optimizer.gradientClip = nil
+        c.optimizer.maxNorm = nil
+        c.optimizer.schedule = .constant
         let t = try Trainer(configuration: c, train: data, validation: nil, objective: LabelObjective(),
                             progress: ProgressReporter(enabled: false))
         let dir = try ResumeData.temporaryDirectory()

@@ -87,14 +87,14 @@ final class RoundTripTorchTests: XCTestCase {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
         let data = try ResumeData.dataset(count: 256, features: 784, classes: 10, seed: 11)
         var c = TrainingConfiguration()
-        c.hidden = [32]
-        c.inputDropout = 0.2
-        c.hiddenDropout = 0.5
+        c.model = .mlp(hidden: [32])
+        c.model.mlp?.inputDropout = 0.2
+        c.model.mlp?.hiddenDropout = 0.5
         c.epochs = 2
-        c.batchSize = 16
-        c.learningRate = 0.05
+        c.data.batchSize = 16
+        c.optimizer.learningRate = 0.05
         c.seed = 5
-        c.threads = 1
+        c.runtime.threads = 1
         let trainer = try Trainer(configuration: c, train: data, validation: nil, objective: LabelObjective(),
                                   progress: ProgressReporter(enabled: false))
         try trainer.run()

@@ -6,7 +6,7 @@ import XCTest
 import Distillation
 
 /// Seeded mutation fuzzing of `TeacherLogitStore.read(url:)`: every mutated store must load (and then `logits` and
-/// `softTargets` must work for every example) or throw a `DistillationError` naming the file; never trap.
+/// `softTargets` must work for every example) or throw a `TrainingError` naming the file; never trap.
 /// Longer: `DISTILL_FUZZ_ITERATIONS=100000 DISTILL_FUZZ_SEED=3 swift test --filter TeacherLogitStoreFuzzTests`.
 final class TeacherLogitStoreFuzzTests: XCTestCase {
     static func seeds(in dir: URL) throws -> [[UInt8]] {
@@ -36,8 +36,8 @@ final class TeacherLogitStoreFuzzTests: XCTestCase {
             XCTAssertEqual(p.shape, [indices.count, store.classCount])
             XCTAssertTrue(p.isFinite)
             return true
-        } catch let error as DistillationError {
-            XCTAssertTrue(error.message.contains(url.lastPathComponent), error.message)
+        } catch let error as TrainingError {
+            XCTAssertTrue(error.description.contains(url.lastPathComponent), error.description)
             return false
         } catch {
             XCTFail("unexpected error type \(type(of: error)): \(error)")

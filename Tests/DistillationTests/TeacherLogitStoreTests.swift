@@ -66,7 +66,7 @@ final class TeacherLogitStoreTests: XCTestCase {
         XCTAssertTrue(m2?.contains("fingerprint") == true && m2!.contains(otherData.fingerprint) && m2!.contains(url.path), m2 ?? "accepted")
 
         let m3 = thrownMessage { try store.validate(against: dataset, jitter: 2, expectedTeacher: nil) }
-        XCTAssertTrue(m3?.contains("--jitter is 2") == true && m3!.contains(url.path), m3 ?? "accepted")
+        XCTAssertTrue(m3?.contains("jitters its images by up to 2 px") == true && m3!.contains(url.path), m3 ?? "accepted")
 
         let fewer = dataset.subset(indices: Array(0..<10))
         let m4 = thrownMessage { try store.validate(against: fewer, jitter: 0, expectedTeacher: nil) }
@@ -111,7 +111,7 @@ final class TeacherLogitStoreTests: XCTestCase {
         }
         for k in [0, classes + 1] {
             let m = thrownMessage { try TeacherLogitStore.write(teacher: teacher, dataset: dataset, to: url, topK: k, overwrite: true) }
-            XCTAssertTrue(m?.contains("--top-k must be in 1...\(classes), got \(k)") ?? false, m ?? "accepted")
+            XCTAssertTrue(m?.contains("store.topK must be in 1...\(classes) (the classes), got \(k)") ?? false, m ?? "accepted")
         }
     }
 

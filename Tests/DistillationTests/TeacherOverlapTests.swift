@@ -27,7 +27,7 @@ final class ProbeTeacher: Teacher {
         calls.append((Thread.isMainThread ? "main" : "other", indices.count))
         let n = calls.count
         lock.unlock()
-        if let failOnCall, n == failOnCall { throw DistillationError("probe teacher: planned failure on call \(n)") }
+        if let failOnCall, n == failOnCall { throw TrainingError("probe teacher: planned failure on call \(n)") }
         return try base.softTargets(batch: images, indices: indices, temperature: temperature)
     }
 
@@ -74,10 +74,10 @@ final class TeacherOverlapTests: XCTestCase {
 
     func configuration(overlap: Bool) -> TrainingConfiguration {
         var c = ResumeData.configuration()
-        c.inputDropout = 0
-        c.jitter = 1
-        c.threads = 2
-        c.overlapTeacher = overlap
+        c.model.mlp?.inputDropout = 0
+        c.data.jitter = 1
+        c.runtime.threads = 2
+        c.runtime.overlapTeacher = overlap
         return c
     }
 
@@ -127,8 +127,8 @@ final class TeacherOverlapTests: XCTestCase {
         let teacherModel = Sequential(specifications: [.linear(inputCount: 144, outputCount: 160), .relu,
                                                        .linear(inputCount: 160, outputCount: 10)], generator: &g)
         var c = configuration(overlap: true)
-        c.hidden = [100, 96]
-        c.batchSize = 160
+        c.model = .mlp(hidden: [100, 96])
+        c.data.batchSize = 160
         c.epochs = 2
         var runs: [[[UInt32]]] = []
         for delays: [UInt32] in [[], [3000], [0, 1500, 200, 4000, 50]] {
@@ -204,7 +204,7 @@ final class TeacherOverlapTests: XCTestCase {
         XCTAssertTrue(work.isRunning)
         XCTAssertEqual(try work.wait()?.scalars, [1, 2])
         XCTAssertFalse(work.isRunning)
-        work.start { throw DistillationError("boom") }
+        work.start { throw TrainingError("boom") }
         XCTAssertEqual(thrownMessage { _ = try work.wait() }.map { $0.contains("boom") }, true)
         work.start { Tensor.zeros([1]) }
         work.cancel()

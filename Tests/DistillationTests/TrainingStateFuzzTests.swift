@@ -19,14 +19,14 @@ final class TrainingStateFuzzTests: XCTestCase {
     static func runs() throws -> [Run] {
         let data = try ResumeData.dataset(count: 24, features: 5, classes: 3)
         var sgd = ResumeData.configuration()
-        sgd.hidden = [4]
+        sgd.model = .mlp(hidden: [4])
         sgd.epochs = 2
-        sgd.batchSize = 5
+        sgd.data.batchSize = 5
         var adam = ResumeData.configuration(optimizer: .adam)
-        adam.hidden = [3]
+        adam.model = .mlp(hidden: [3])
         adam.epochs = 2
-        adam.batchSize = 4
-        adam.validationCount = 6
+        adam.data.batchSize = 4
+        adam.data.validationCount = 6
         var g = RandomGenerator(seed: 1)
         let split = try data.validationSplit(count: 6, generator: &g)
         return [Run(configuration: sgd, train: data, validation: nil),

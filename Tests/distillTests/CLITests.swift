@@ -59,7 +59,7 @@ final class CLITests: XCTestCase {
         let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: out))
         XCTAssertEqual(checkpoint.inputCount, 784)
         XCTAssertEqual(checkpoint.model.flattenedLayers.compactMap { $0 as? Linear }.map(\.outputCount), [32, 10])
-        XCTAssertEqual(checkpoint.training?.hidden, [32])
+        XCTAssertEqual(checkpoint.training?.model.mlp?.hidden, [32])
 
         let evaluated = try runDistill(["evaluate", out, "--data-dir", dataDirectory.path, "--json"], in: directory)
         XCTAssertEqual(evaluated.reason, .exit)
@@ -271,7 +271,7 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(try json(result.stdout)["input_kernels"] as? String, expected, name)
             let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: out))
             XCTAssertEqual(checkpoint.metadata["input_kernels"], expected, name)
-            XCTAssertEqual(checkpoint.training?.inputKernels, expected == "sparse" ? "sparse" : nil, name)
+            XCTAssertEqual(checkpoint.training?.runtime.inputKernels.rawValue, expected, name)
             files[name] = try Data(contentsOf: URL(fileURLWithPath: out))
         }
         XCTAssertEqual(files["sparse-a"], files["sparse-b"], "default kernels: same seed, different weights")

@@ -16,16 +16,16 @@ final class EndToEndTests: XCTestCase {
 
     func configuration(seed: UInt64) -> TrainingConfiguration {
         var c = TrainingConfiguration()
-        c.hidden = [64]
+        c.model = .mlp(hidden: [64])
         c.epochs = 3
-        c.batchSize = 16
-        c.learningRate = 0.05
-        c.momentum = 0.9
+        c.data.batchSize = 16
+        c.optimizer.learningRate = 0.05
+        c.optimizer.momentum = 0.9
         c.seed = seed
-        c.threads = 2
+        c.runtime.threads = 2
         // Annealing makes the final weights less dependent on the last few noisy SGD steps (with a constant rate the
         // test error of this tiny run swings between ~12% and ~16% across seeds; with it, ~11-14%).
-        c.schedule = .cosine(totalEpochs: 3, minimum: 0.005)
+        c.optimizer.schedule = .cosine(totalEpochs: 3, minimum: 0.005)
         return c
     }
 

@@ -49,21 +49,21 @@ public struct TeacherLogitStore {
 
     /// Computes the teacher's T = 1 logits for every example of `dataset` (in order, `batchSize` at a time, no
     /// augmentation) and writes them atomically (see `AtomicFile`).
-    /// - Throws: ``DistillationError`` when the teacher's class count differs from the dataset's, top-k is outside
+    /// - Throws: ``TrainingError`` when the teacher's class count differs from the dataset's, top-k is outside
     ///   `1...classCount`, a logit is not finite or too large for float16, the teacher fails, or the write fails
-    ///   (an existing file without `overwrite`: "<path> exists; pass --force to overwrite").
+    ///   (an existing file without `overwrite`).
     public static func write(teacher: Teacher, dataset: LabeledDataset, to url: URL, dtype: StorageType = .float32,
                              topK: Int? = nil, batchSize: Int = 1000, overwrite: Bool) throws {
         let path = url.path, n = dataset.count, c = dataset.classCount
         guard teacher.classCount == c else {
-            throw DistillationError("\(path): teacher has \(teacher.classCount) classes but the dataset has \(c)")
+            throw TrainingError("\(path): teacher has \(teacher.classCount) classes but the dataset has \(c)")
         }
         if let k = topK, !(1...c).contains(k) {
-            throw DistillationError("\(path): --top-k must be in 1...\(c), got \(k)")
+            throw ConfigurationError(field: "store.topK", "must be in 1...\(c) (the classes), got \(k)")
         }
         let all = try computeLogits(teacher: teacher, dataset: dataset, batchSize: batchSize, context: path)
         if let bad = all.scalars.firstIndex(where: { !$0.isFinite || (dtype == .float16 && abs($0) > 65504) }) {
-            throw DistillationError("\(path): teacher logit \(all[flat: bad]) for example \(bad / c) cannot be stored as \(dtype.rawValue)")
+            throw TrainingError("\(path): teacher logit \(all[flat: bad]) for example \(bad / c) cannot be stored as \(dtype.rawValue)")
         }
         var metadata = [
             "format": format, "teacher_identity": teacher.identity, "dataset_fingerprint": dataset.fingerprint,
@@ -90,13 +90,13 @@ public struct TeacherLogitStore {
         do {
             try SafeTensors.write(entries, metadata: metadata, to: url, overwrite: overwrite)
         } catch let error as TensorIOError {
-            throw DistillationError(error.message)
+            throw TrainingError(error.message)
         }
     }
 
     /// The teacher's T = 1 logits for every example of `dataset`, `[count, teacher.classCount]`: the rows in order,
     /// `batchSize` at a time, un-augmented. Shared by `write` and ``CachedTeacher`` so both see the same numbers.
-    /// - Throws: ``DistillationError`` (prefixed with `context`) when the teacher fails or returns another shape.
+    /// - Throws: ``TrainingError`` (prefixed with `context`) when the teacher fails or returns another shape.
     static func computeLogits(teacher: Teacher, dataset: LabeledDataset, batchSize: Int, context: String) throws -> Tensor {
         let n = dataset.count, c = teacher.classCount, step = Swift.max(1, batchSize)
         var all = Tensor(shape: [n, c], repeating: 0)
@@ -105,7 +105,7 @@ public struct TeacherLogitStore {
             let end = Swift.min(start + step, n)
             let logits = try teacher.logits(batch: dataset.images(rows: start..<end), indices: Array(start..<end))
             guard logits.shape == [end - start, c] else {
-                throw DistillationError("\(context): teacher returned logits of shape \(logits.shape), expected [\(end - start), \(c)]")
+                throw TrainingError("\(context): teacher returned logits of shape \(logits.shape), expected [\(end - start), \(c)]")
             }
             all.withUnsafeMutableBufferPointer { out in
                 logits.withUnsafeBufferPointer { (out.baseAddress! + start * c).update(from: $0.baseAddress!, count: $0.count) }
@@ -116,17 +116,17 @@ public struct TeacherLogitStore {
     }
 
     /// Reads and checks a store.
-    /// - Throws: ``DistillationError`` naming the file for an unreadable or malformed safetensors file, a wrong or
+    /// - Throws: ``TrainingError`` naming the file for an unreadable or malformed safetensors file, a wrong or
     ///   missing format stamp, bad metadata, missing tensors, wrong dtypes or shapes, non-finite logits, or top-k
     ///   classes out of range or repeated within a row.
     public static func read(url: URL) throws -> TeacherLogitStore {
         let path = url.path
-        func fail(_ what: String) -> DistillationError { DistillationError("\(path): not a valid teacher logit store: \(what)") }
+        func fail(_ what: String) -> TrainingError { TrainingError("\(path): not a valid teacher logit store: \(what)") }
         let file: SafeTensorsFile
         do {
             file = try SafeTensors.read(url: url)
         } catch let error as TensorIOError {
-            throw DistillationError("teacher logit store \(error.message)")
+            throw TrainingError("teacher logit store \(error.message)")
         }
         let meta = file.metadata
         guard meta["format"] == format else {
@@ -197,30 +197,30 @@ public struct TeacherLogitStore {
     /// Refuses to use this store for `dataset`: a different dataset fingerprint, example count or class count, any
     /// jitter (the store holds un-augmented logits; run the teacher online instead), or, when `expectedTeacher` is
     /// given, another teacher identity.
-    /// - Throws: ``DistillationError`` naming the store file and the expected versus found values.
+    /// - Throws: ``TrainingError`` naming the store file and the expected versus found values.
     public func validate(against dataset: LabeledDataset, jitter: Int, expectedTeacher: String?) throws {
         guard jitter <= 0 else {
-            throw DistillationError("\(source): stored teacher logits are un-augmented (augmentation none) but --jitter is \(jitter); run the teacher online when training with jitter")
+            throw TrainingError("\(source): stored teacher logits are un-augmented (augmentation none) but the run jitters its images by up to \(jitter) px; run the teacher online when training with jitter")
         }
         guard exampleCount == dataset.count else {
-            throw DistillationError("\(source): expected \(dataset.count) examples (the dataset), found \(exampleCount) in the store")
+            throw TrainingError("\(source): expected \(dataset.count) examples (the dataset), found \(exampleCount) in the store")
         }
         guard classCount == dataset.classCount else {
-            throw DistillationError("\(source): expected \(dataset.classCount) classes (the dataset), found \(classCount) in the store")
+            throw TrainingError("\(source): expected \(dataset.classCount) classes (the dataset), found \(classCount) in the store")
         }
         let fingerprint = dataset.fingerprint
         guard datasetFingerprint == fingerprint else {
-            throw DistillationError("\(source): expected dataset fingerprint \(fingerprint), found \(datasetFingerprint) (logits of other data)")
+            throw TrainingError("\(source): expected dataset fingerprint \(fingerprint), found \(datasetFingerprint) (logits of other data)")
         }
         if let expected = expectedTeacher, expected != teacherIdentity {
-            throw DistillationError("\(source): expected teacher identity \(expected), found \(teacherIdentity) (logits of another teacher)")
+            throw TrainingError("\(source): expected teacher identity \(expected), found \(teacherIdentity) (logits of another teacher)")
         }
     }
 
     /// Throws unless every index is in `0..<exampleCount`.
     func checkIndices(_ indices: [Int]) throws {
         if let bad = indices.first(where: { $0 < 0 || $0 >= exampleCount }) {
-            throw DistillationError("\(source): example index \(bad) out of range 0..<\(exampleCount)")
+            throw TrainingError("\(source): example index \(bad) out of range 0..<\(exampleCount)")
         }
     }
 

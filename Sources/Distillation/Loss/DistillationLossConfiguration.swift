@@ -26,21 +26,21 @@ public struct DistillationLossConfiguration: Codable, Equatable, Sendable {
     public var softScale: Float { scaleSoftBySquaredTemperature ? temperature * temperature : 1 }
 
     /// Checks user-supplied values.
-    /// - Throws: ``DistillationError`` naming the flag: `--temperature must be > 0, got -1`,
-    ///   `--hard-weight must be >= 0, got -0.5`, `--hard-weight and --soft-weight cannot both be 0`, or a
-    ///   non-finite value (`--soft-weight must be finite, got nan`).
+    /// - Throws: ``ConfigurationError`` naming the field: `loss.temperature must be > 0, got -1`,
+    ///   `loss.hardWeight must be >= 0, got -0.5`, `loss.softWeight ... cannot both be 0`, or a non-finite value
+    ///   (`loss.softWeight must be finite, got nan`).
     public func validate() throws {
-        guard temperature.isFinite else { throw DistillationError("--temperature must be finite, got \(temperature)") }
-        guard temperature > 0 else { throw DistillationError("--temperature must be > 0, got \(Self.format(temperature))") }
-        for (flag, value) in [("--hard-weight", hardWeight), ("--soft-weight", softWeight)] {
-            guard value.isFinite else { throw DistillationError("\(flag) must be finite, got \(value)") }
-            guard value >= 0 else { throw DistillationError("\(flag) must be >= 0, got \(Self.format(value))") }
+        guard temperature.isFinite else { throw ConfigurationError(field: "loss.temperature", "must be finite, got \(temperature)") }
+        guard temperature > 0 else { throw ConfigurationError(field: "loss.temperature", "must be > 0, got \(Self.format(temperature))") }
+        for (field, value) in [("loss.hardWeight", hardWeight), ("loss.softWeight", softWeight)] {
+            guard value.isFinite else { throw ConfigurationError(field: field, "must be finite, got \(value)") }
+            guard value >= 0 else { throw ConfigurationError(field: field, "must be >= 0, got \(Self.format(value))") }
         }
         if hardWeight == 0 && softWeight == 0 {
-            throw DistillationError("--hard-weight and --soft-weight cannot both be 0")
+            throw ConfigurationError(field: "loss.softWeight", "and the hard weight cannot both be 0")
         }
         if scaleSoftBySquaredTemperature && !(temperature * temperature).isFinite {
-            throw DistillationError("--temperature \(temperature) is too large: T^2 overflows")
+            throw ConfigurationError(field: "loss.temperature", "\(temperature) is too large: T^2 overflows")
         }
     }
 

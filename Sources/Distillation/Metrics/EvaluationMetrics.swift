@@ -37,7 +37,7 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
 
     /// Evaluates `model` (eval mode, `infer`, no graph) on every example of `dataset`, `batchSize` at a time, and
     /// compares with `teacher`'s T = 1 logits when given.
-    /// - Throws: ``DistillationError`` when the model's or teacher's outputs do not fit the dataset.
+    /// - Throws: ``TrainingError`` when the model's or teacher's outputs do not fit the dataset.
     public static func evaluate(model: Sequential, dataset: LabeledDataset, teacher: Teacher? = nil,
                                 batchSize: Int = 1000) throws -> EvaluationMetrics {
         let n = dataset.count, c = dataset.classCount
@@ -61,7 +61,7 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
     private static func copy(_ rows: Tensor, into all: inout Tensor, at start: Int, what: String) throws {
         let c = all.shape[1]
         guard rows.rank == 2, rows.shape[1] == c, start + rows.shape[0] <= all.shape[0] else {
-            throw DistillationError("evaluate: \(what) output shape \(rows.shape), expected [batch, \(c)]")
+            throw TrainingError("evaluate: \(what) output shape \(rows.shape), expected [batch, \(c)]")
         }
         all.withUnsafeMutableBufferPointer { out in
             rows.withUnsafeBufferPointer { (out.baseAddress! + start * c).update(from: $0.baseAddress!, count: $0.count) }
@@ -70,22 +70,22 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
 
     /// Metrics from student `logits` `[N, C]` (raw scores), `labels` (N classes in `0..<C`) and optional teacher
     /// logits `[N, C]` (raw T = 1 scores; -infinity allowed for classes a top-k teacher leaves out).
-    /// - Throws: ``DistillationError`` for mismatched shapes or labels out of range.
+    /// - Throws: ``TrainingError`` for mismatched shapes or labels out of range.
     public static func compute(logits: Tensor, labels: [Int], teacherLogits: Tensor?) throws -> EvaluationMetrics {
         guard logits.rank == 2, logits.shape[0] == labels.count, logits.shape[1] > 0 else {
-            throw DistillationError("metrics: logits of shape \(logits.shape) do not match \(labels.count) labels")
+            throw TrainingError("metrics: logits of shape \(logits.shape) do not match \(labels.count) labels")
         }
         let n = labels.count, c = logits.shape[1]
         if let bad = labels.first(where: { $0 < 0 || $0 >= c }) {
-            throw DistillationError("metrics: label \(bad) out of range 0..<\(c)")
+            throw TrainingError("metrics: label \(bad) out of range 0..<\(c)")
         }
-        guard logits.isFinite else { throw DistillationError("metrics: student logits hold NaN or infinite values") }
+        guard logits.isFinite else { throw TrainingError("metrics: student logits hold NaN or infinite values") }
         if let t = teacherLogits {
             guard t.shape == logits.shape else {
-                throw DistillationError("metrics: teacher logits \(t.shape) do not match student logits \(logits.shape)")
+                throw TrainingError("metrics: teacher logits \(t.shape) do not match student logits \(logits.shape)")
             }
             let ok = t.withUnsafeBufferPointer { b in !b.contains { $0.isNaN || $0 == .infinity } }
-            guard ok else { throw DistillationError("metrics: teacher logits hold NaN or +infinity") }
+            guard ok else { throw TrainingError("metrics: teacher logits hold NaN or +infinity") }
         }
         let logQ = Softmax.logSoftmax(logits)
         let predictions = logits.argmax(axis: 1)

@@ -25,7 +25,7 @@ public final class CachedTeacher: Teacher {
     public private(set) var hits = 0, misses = 0
 
     /// Runs `base` over `dataset` in order, `batchSize` examples at a time, and keeps the logits.
-    /// - Throws: ``DistillationError`` when the teacher fails or returns logits of the wrong shape.
+    /// - Throws: ``TrainingError`` when the teacher fails or returns logits of the wrong shape.
     public init(base: Teacher, dataset: LabeledDataset, batchSize: Int = 1000) throws {
         self.cachedLogits = try TeacherLogitStore.computeLogits(teacher: base, dataset: dataset, batchSize: batchSize,
                                                                 context: "teacher \(base.identity.prefix(12))")

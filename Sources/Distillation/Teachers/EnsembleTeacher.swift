@@ -25,11 +25,11 @@ public final class EnsembleTeacher: Teacher {
     /// True when any member runs a model per batch.
     public var computesPerBatch: Bool { members.contains { $0.computesPerBatch } }
 
-    /// - Throws: ``DistillationError`` when there are no members or two members disagree on the class count.
+    /// - Throws: ``TrainingError`` when there are no members or two members disagree on the class count.
     public init(members: [Teacher], combination: Combination) throws {
-        guard let first = members.first else { throw DistillationError("ensemble teacher: needs at least one member") }
+        guard let first = members.first else { throw TrainingError("ensemble teacher: needs at least one member") }
         for (k, member) in members.enumerated() where member.classCount != first.classCount {
-            throw DistillationError("ensemble teacher: member 0 (\(first.identity.prefix(12))) has \(first.classCount) classes but member \(k) (\(member.identity.prefix(12))) has \(member.classCount)")
+            throw TrainingError("ensemble teacher: member 0 (\(first.identity.prefix(12))) has \(first.classCount) classes but member \(k) (\(member.identity.prefix(12))) has \(member.classCount)")
         }
         self.members = members
         self.combination = combination
@@ -66,7 +66,7 @@ public final class EnsembleTeacher: Teacher {
         for member in members {
             let t = try output(member)
             guard t.rank == 2, t.shape[1] == classCount, sum == nil || sum!.shape == t.shape else {
-                throw DistillationError("ensemble teacher: member \(member.identity.prefix(12)) returned shape \(t.shape), expected [b, \(classCount)]")
+                throw TrainingError("ensemble teacher: member \(member.identity.prefix(12)) returned shape \(t.shape), expected [b, \(classCount)]")
             }
             if sum == nil { sum = t } else { sum! += t }
         }

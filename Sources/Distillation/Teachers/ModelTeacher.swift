@@ -25,7 +25,7 @@ public final class ModelTeacher: Teacher {
         try checkModelInput(model, images, what: "teacher \(identity.prefix(12))")
         let output = model.infer(images)
         guard output.rank == 2, output.shape[0] == indices.count, output.shape[1] == classCount else {
-            throw DistillationError("teacher \(identity.prefix(12)): output shape \(output.shape), expected [\(indices.count), \(classCount)]")
+            throw TrainingError("teacher \(identity.prefix(12)): output shape \(output.shape), expected [\(indices.count), \(classCount)]")
         }
         return output
     }
@@ -39,8 +39,8 @@ public final class ModelTeacher: Teacher {
 
 /// Throws unless `inputs` `[b, F]` fit the model's input shape (so `infer` cannot trap on user data).
 func checkModelInput(_ model: Sequential, _ inputs: Tensor, what: String) throws {
-    guard inputs.rank == 2 else { throw DistillationError("\(what): expected inputs of shape [batch, features], got \(inputs.shape)") }
+    guard inputs.rank == 2 else { throw TrainingError("\(what): expected inputs of shape [batch, features], got \(inputs.shape)") }
     if let shape = model.inputShape, shape.reduce(1, *) != inputs.shape[1] {
-        throw DistillationError("\(what): model expects \(shape.reduce(1, *)) input features, found \(inputs.shape[1])")
+        throw TrainingError("\(what): model expects \(shape.reduce(1, *)) input features, found \(inputs.shape[1])")
     }
 }

@@ -13,7 +13,7 @@ public protocol Teacher: AnyObject {
     var identity: String { get }
     /// Soft targets for a batch: `[b, C]` probabilities (rows sum to 1) at temperature T, for `images` `[b, F]` whose
     /// row r is example `indices[r]`.
-    /// - Throws: ``DistillationError`` when the batch does not fit the teacher (or an index is out of range).
+    /// - Throws: ``TrainingError`` when the batch does not fit the teacher (or an index is out of range).
     func softTargets(batch images: Tensor, indices: [Int], temperature: Float) throws -> Tensor
     /// Logits at T = 1, `[b, C]`, for metrics (agreement, KL). For a probability-averaged ensemble these are the log
     /// of the mean T = 1 probabilities (softmax of them gives the ensemble's prediction).
@@ -32,10 +32,10 @@ extension Teacher {
     /// Checks the shared batch preconditions: `images` `[b, ...]` with b == indices.count and a positive temperature.
     func checkBatch(_ images: Tensor, indices: [Int], temperature: Float = 1) throws {
         guard images.rank >= 1, images.shape[0] == indices.count else {
-            throw DistillationError("teacher: batch of images \(images.shape) does not match \(indices.count) example indices")
+            throw TrainingError("teacher: batch of images \(images.shape) does not match \(indices.count) example indices")
         }
         guard temperature > 0, temperature.isFinite else {
-            throw DistillationError("teacher: --temperature must be > 0, got \(temperature)")
+            throw TrainingError("teacher: the temperature must be > 0, got \(temperature)")
         }
     }
 }

@@ -50,7 +50,7 @@ public struct DistillationObjective: TrainingObjective {
         let targets: Tensor
         if let prepared {
             guard prepared.shape == [batch.count, teacher.classCount] else {
-                throw DistillationError("teacher soft targets of shape \(prepared.shape) for a batch of \(batch.count), expected [\(batch.count), \(teacher.classCount)]")
+                throw TrainingError("teacher soft targets of shape \(prepared.shape) for a batch of \(batch.count), expected [\(batch.count), \(teacher.classCount)]")
             }
             targets = prepared
         } else {
@@ -73,7 +73,7 @@ public enum TeacherLoader {
     /// Only worth it when training sees the un-augmented images of `dataset`, i.e. without jitter.
     public static func load(paths: [String], combination: EnsembleTeacher.Combination, dataset: LabeledDataset,
                             cacheLogits: Bool = false) throws -> Teacher {
-        guard !paths.isEmpty else { throw TrainingError("--teacher needs at least one model file") }
+        guard !paths.isEmpty else { throw TrainingError("a teacher needs at least one model file") }
         let members: [Teacher] = try paths.map { path in
             let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: path))
             try TrainingJob.checkCompatible(checkpoint, with: dataset, source: path)

@@ -18,7 +18,7 @@ extension Trainer {
     /// never replaces a good checkpoint.
     public func currentState() throws -> TrainingState {
         for (name, p) in model.namedParameters where !p.value.isFinite {
-            throw TrainingError("the weights became NaN or infinite (\(name)) at epoch \(epoch + 1), batch \(iterator.cursor); lower --learning-rate or enable --clip-grad-norm")
+            throw TrainingError("the weights became NaN or infinite (\(name)) at epoch \(epoch + 1), batch \(iterator.cursor); lower the learning rate or clip the gradient norm")
         }
         let names = model.namedParameters.map(\.name)
         return TrainingState(
@@ -57,7 +57,7 @@ extension Trainer {
     /// Loads `state` into this (freshly initialised) trainer after checking it belongs to the same run.
     public func restore(_ state: TrainingState, source: String) throws {
         func refuse(_ what: String) -> TrainingError {
-            TrainingError("\(source): cannot resume: \(what); run without --resume (and delete the state file) to start over")
+            TrainingError("\(source): cannot resume: \(what); to start over, delete the state file and run without resuming")
         }
         if state.configuration != configuration {
             throw refuse("the training configuration differs (\(TrainingConfiguration.differences(saved: state.configuration, now: configuration)))")
@@ -127,7 +127,7 @@ extension Trainer {
         for (name, p) in named { p.value = weights[name]! }
         bestWeights = best
         bestErrors = best == nil ? Int.max : (state.bestErrors ?? Int.max)
-        iterator = BatchIterator(dataset: train, batchSize: configuration.batchSize, shuffle: true, dropLast: false,
+        iterator = BatchIterator(dataset: train, batchSize: configuration.data.batchSize, shuffle: true, dropLast: false,
                                  generator: state.batchOrderGenerator, startBatch: state.batch)
         dropoutGenerator = state.dropoutGenerator
         jitterGenerator = state.jitterGenerator

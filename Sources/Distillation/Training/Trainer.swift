@@ -87,20 +87,20 @@ public final class Trainer {
         guard outputCount == train.classCount else {
             throw TrainingError("the model has \(outputCount.map(String.init) ?? "an unknown number of") outputs, the data has \(train.classCount) classes")
         }
-        if configuration.jitter > 0 && train.imageShape == nil {
-            throw TrainingError("--jitter needs image data (height and width), this dataset has plain feature vectors")
+        if configuration.data.jitter > 0 && train.imageShape == nil {
+            throw ConfigurationError(field: "data.jitter", "needs image data (height and width); this dataset has plain feature vectors")
         }
         self.configuration = configuration
         self.model = model
         self.train = train
         self.validation = validation
         self.objective = objective
-        self.optimizer = configuration.makeOptimizer()
+        self.optimizer = configuration.optimizer.makeOptimizer()
         self.trainingStep = TrainingStep(model: model, objective: objective, optimizer: optimizer,
-                                         maxNorm: configuration.maxNorm, gradientClip: configuration.gradientClip)
+                                         maxNorm: configuration.optimizer.maxNorm, gradientClip: configuration.optimizer.gradientClip)
         self.progress = progress
         self.label = label
-        self.iterator = BatchIterator(dataset: train, batchSize: configuration.batchSize, shuffle: true, dropLast: false,
+        self.iterator = BatchIterator(dataset: train, batchSize: configuration.data.batchSize, shuffle: true, dropLast: false,
                                       generator: streams.batchOrder)
         self.dropoutGenerator = streams.dropout
         self.jitterGenerator = streams.jitter
@@ -111,7 +111,7 @@ public final class Trainer {
     @discardableResult
     public func run() throws -> TrainingReport {
         stopped = false
-        ComputeThreads.set(configuration.threads)
+        ComputeThreads.set(configuration.runtime.threads)
         report.validationCount = validation?.count ?? 0
         let parameters = model.parameters
         let batchesPerEpoch = iterator.batchesPerEpoch
@@ -123,11 +123,11 @@ public final class Trainer {
         let background = BackgroundWork()
         defer {
             background.cancel()
-            ComputeThreads.set(configuration.threads)
+            ComputeThreads.set(configuration.runtime.threads)
         }
         while epoch < configuration.epochs {
             let epochStart = Date()
-            let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.learningRate)
+            let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.optimizer.learningRate)
             optimizer.learningRate = rate
             if let sgd = optimizer as? SGD { sgd.momentum = configuration.momentum(epoch: epoch) }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
@@ -172,8 +172,8 @@ public final class Trainer {
                 pendingPrepared = try background.wait()   // the next batch's teacher pass; its error ends the run here
                 let elapsed = Date().timeIntervalSince(epochStart)
                 let done = iterator.cursor
-                let rateNow = Double(done * configuration.batchSize) / Swift.max(elapsed, 1e-9)
-                let remaining = Double(batchesPerEpoch - done + (configuration.epochs - epoch - 1) * batchesPerEpoch) * Double(configuration.batchSize) / Swift.max(rateNow, 1e-9)
+                let rateNow = Double(done * configuration.data.batchSize) / Swift.max(elapsed, 1e-9)
+                let remaining = Double(batchesPerEpoch - done + (configuration.epochs - epoch - 1) * batchesPerEpoch) * Double(configuration.data.batchSize) / Swift.max(rateNow, 1e-9)
                 progress.batch(label: label, epoch: epoch + 1, epochs: configuration.epochs, batch: done, batches: batchesPerEpoch,
                                loss: ProgressReporter.describeLoss(total: epochLossSum / Double(epochBatches),
                                                                    parts: epochPartSums.mapValues { $0 / Double(epochBatches) }),
@@ -211,7 +211,7 @@ public final class Trainer {
         do {
             return try trainingStep(batch: batch, inputs: images, prepared: prepared, context: &context)
         } catch let error as TrainingStep.NonFiniteLoss {
-            throw TrainingError("the loss became \(error.value) at epoch \(epoch + 1), batch \(position); lower --learning-rate or enable --clip-grad-norm")
+            throw TrainingError("the loss became \(error.value) at epoch \(epoch + 1), batch \(position); lower the learning rate or clip the gradient norm")
         }
     }
 
@@ -220,16 +220,16 @@ public final class Trainer {
     func nextBatch() -> (batch: Batch, images: Tensor)? {
         guard let batch = iterator.next() else { return nil }
         var images = batch.images
-        if configuration.jitter > 0, let shape = train.imageShape {
+        if configuration.data.jitter > 0, let shape = train.imageShape {
             images = Jitter.shift(images: images, height: shape.height, width: shape.width,
-                                  maxShift: configuration.jitter, generator: &jitterGenerator)
+                                  maxShift: configuration.data.jitter, generator: &jitterGenerator)
         }
         return (batch, images)
     }
 
     func finishEpoch(seconds: Double, learningRate: Float) throws {
         for p in model.parameters where !p.value.isFinite {
-            throw TrainingError("the weights became NaN or infinite at epoch \(epoch + 1); lower --learning-rate or enable --clip-grad-norm")
+            throw TrainingError("the weights became NaN or infinite at epoch \(epoch + 1); lower the learning rate or clip the gradient norm")
         }
         var record = EpochRecord(epoch: epoch + 1, seconds: seconds, learningRate: learningRate,
                                  trainLoss: epochLossSum / Double(Swift.max(epochBatches, 1)),

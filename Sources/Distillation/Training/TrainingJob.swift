@@ -31,7 +31,7 @@ public struct TrainingResult {
         return try ModelCheckpoint(model: model, metadata: metadata)
     }
 
-    /// The `--json` object: `test_errors` (of `test_count`), `test_accuracy`, `seconds_per_epoch` (median),
+    /// The JSON report: `test_errors` (of `test_count`), `test_accuracy`, `seconds_per_epoch` (median),
     /// `peak_rss_bytes`, the epoch history and the configuration; `extra` adds fields.
     public func jsonObject(extra: [String: Any] = [:]) throws -> [String: Any] {
         let history = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report.epochs))
@@ -126,9 +126,9 @@ public enum TrainingJob {
         let objective = try makeObjective(trainIndices)
         let trainer: Trainer
         if state.resume {
-            guard let url = state.url else { throw TrainingError("--resume needs a state file") }
+            guard let url = state.url else { throw TrainingError("resuming needs a state file") }
             guard FileManager.default.fileExists(atPath: url.path) else {
-                throw TrainingError("\(url.path) does not exist; nothing to resume (run without --resume)")
+                throw TrainingError("\(url.path) does not exist; nothing to resume")
             }
             trainer = try Trainer.resume(from: url, configuration: configuration, train: train, validation: validation,
                                          objective: objective, label: label, progress: progress)
@@ -159,15 +159,15 @@ public enum TrainingJob {
                                         health: TrainingHealth.measure(model: trainer.model, dataset: train)))
     }
 
-    /// The seeded train/validation split of `configuration.validationCount` examples: one permutation of the
+    /// The seeded train/validation split of `configuration.data.validationCount` examples: one permutation of the
     /// training set, its first `validationCount` entries held out; both parts keep the original order.
     /// Returns, for each training example kept, its index in `dataset` (nil without a split).
     public static func split(_ dataset: LabeledDataset, configuration: TrainingConfiguration) throws
         -> (train: LabeledDataset, validation: LabeledDataset?, trainIndices: [Int]?) {
-        let v = configuration.validationCount
+        let v = configuration.data.validationCount
         guard v > 0 else { return (dataset, nil, nil) }
         guard v < dataset.count else {
-            throw TrainingError("--validation \(v) must be smaller than the training set (\(dataset.count))")
+            throw ConfigurationError(field: "data.validationCount", "must be smaller than the training set (\(dataset.count)), got \(v)")
         }
         var generator = RandomGenerator(seed: configuration.seed ^ 0x5EED_0F_5B11)
         let permutation = generator.permutation(dataset.count)
