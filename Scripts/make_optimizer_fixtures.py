@@ -2,6 +2,9 @@
 """Write Tests/OptimizersTests/Fixtures/optimizers.safetensors (pinned to torch 2.13.0+cpu).
 
 Run:  python3 Scripts/make_optimizer_fixtures.py      (deterministic; seed 1234)
+      python3 Scripts/make_optimizer_fixtures.py --only adam_amsgrad
+          regenerates only the named cases' tensors and keeps every other tensor of the committed file
+          (float64 results can differ in the last bit between CPUs, e.g. adam_wd.p0.steps on AVX-512)
 
 Inputs are float32; every expected value is computed in float64 (the float32 inputs are
 up-cast first) and stored as F64.
@@ -15,8 +18,11 @@ Optimizer trajectories, for each case name <c> in metadata "cases":
   <c>.g1        F32 [4]     fixed "data gradient" g1
   <c>.p0.steps  F64 [6,3,4] p0 after optimizer step 1..6 (row k = after step k+1)
   <c>.p1.steps  F64 [6,4]   p1 after optimizer step 1..6
-  At every step the loss is  sum(g0*p0) + sum(g1*p1) + 0.05*(sum(p0**2)+sum(p1**2)),
-  i.e. grad p = g + 0.1*p (computed by autograd in float64, then optimizer.step()).
+  At step k = 0..5 the loss is  d**k * (sum(g0*p0) + sum(g1*p1) + 0.05*(sum(p0**2)+sum(p1**2))),
+  i.e. grad p = d**k * (g + 0.1*p) (computed by autograd in float64, then optimizer.step()), where
+  d is the case's "grad_decay" (metadata "cases"; 1 except for adam_amsgrad). adam_amsgrad's
+  gradient falls (d = 0.2, beta2 0.99) so that its second moment v falls below its running
+  maximum vmax and the maximum changes the update (the script checks vmax > v at the end).
   Each case uses its own seeded init/gradients (seed + case index) so they are all stored.
 
 Learning-rate schedules (each [10] F64 = param_groups[0]['lr'] read BEFORE the optimizer
@@ -43,12 +49,14 @@ weights, rescaled to L2 norm <= c; c in metadata "maxnorm_c" = 1.5):
                                  (so they end up a hair BELOW c)
   maxnorm.w_out_exact F64 [5,7]  w * min(1, c/||row||) -- the exact mathematical projection
 """
+import argparse
 import json
 import math
 
 import torch
+from safetensors import safe_open
 
-from fixture_common import check_torch_version, f32, f64, save
+from fixture_common import check_torch_version, f32, f64, fixture_path, save
 
 SEED = 1234
 OUT = "Tests/OptimizersTests/Fixtures/optimizers.safetensors"
@@ -64,7 +72,11 @@ CASES = [
     dict(name="adam", optimizer="adam", lr=0.01, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, amsgrad=False),
     # Adam weight_decay = classic L2 (added to the gradient), not decoupled.
     dict(name="adam_wd", optimizer="adam", lr=0.01, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.01, amsgrad=False),
-    dict(name="adam_amsgrad", optimizer="adam", lr=0.01, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, amsgrad=True),
+    # A falling gradient (x0.2 per step): with a constant one v only grows and max(vmax, v) is always v. beta2 0.99 lets
+    # v fall up to 1% a step; at 0.999 the maximum moved the trajectory by only ~1.3e-5 (the test's tolerance is 1e-5),
+    # at 0.99 plain Adam's trajectory differs from this one by ~2e-4.
+    dict(name="adam_amsgrad", optimizer="adam", lr=0.01, betas=[0.9, 0.99], eps=1e-8, weight_decay=0.0, amsgrad=True,
+         grad_decay=0.2),
     # AdamW's default weight_decay is 0.01; 0.1 makes the decoupled decay clearly visible.
     dict(name="adamw", optimizer="adamw", lr=0.01, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.1, amsgrad=False),
     # AdamW(lr=0.001) with every other argument at its default (wd 0.01).
@@ -79,7 +91,7 @@ def full_case_meta(c):
         "momentum": c.get("momentum", 0.0), "dampening": c.get("dampening", 0.0),
         "nesterov": c.get("nesterov", False), "weight_decay": c.get("weight_decay", 0.0),
         "betas": c.get("betas", [0.9, 0.999]), "eps": c.get("eps", 1e-8),
-        "amsgrad": c.get("amsgrad", False),
+        "amsgrad": c.get("amsgrad", False), "grad_decay": c.get("grad_decay", 1.0),
     }
 
 
@@ -102,8 +114,10 @@ def make_optimizer(c, params):
     raise ValueError(c)
 
 
-def optimizer_cases(tensors):
+def optimizer_cases(tensors, only=None):
     for idx, c in enumerate(CASES):
+        if only is not None and c["name"] not in only:
+            continue
         gen = torch.Generator().manual_seed(SEED + idx)
         p0_init = torch.randn(3, 4, generator=gen, dtype=torch.float32)
         p1_init = torch.randn(4, generator=gen, dtype=torch.float32)
@@ -113,15 +127,23 @@ def optimizer_cases(tensors):
         p1 = torch.nn.Parameter(p1_init.double().clone())
         g0d, g1d = g0.double(), g1.double()
         opt = make_optimizer(c, [p0, p1])
+        decay = c.get("grad_decay", 1.0)
         s0, s1 = [], []
-        for _ in range(STEPS):
+        for k in range(STEPS):
             opt.zero_grad()
             loss = (g0d * p0).sum() + (g1d * p1).sum() + 0.05 * ((p0 ** 2).sum() + (p1 ** 2).sum())
+            if decay != 1.0:
+                loss = decay ** k * loss
             loss.backward()
             opt.step()
             s0.append(p0.detach().clone())
             s1.append(p1.detach().clone())
         n = c["name"]
+        if c.get("amsgrad"):
+            # The case must exercise the maximum: somewhere the running max is above the current second moment.
+            above = sum(int((opt.state[p]["max_exp_avg_sq"] > opt.state[p]["exp_avg_sq"]).sum()) for p in (p0, p1))
+            assert above > 0, f"{n}: max_exp_avg_sq == exp_avg_sq everywhere; AMSGrad's maximum never takes effect"
+            print(f"{n}: max_exp_avg_sq > exp_avg_sq in {above} of 16 elements after {STEPS} steps")
         tensors[f"{n}.p0.init"] = f32(p0_init)
         tensors[f"{n}.p1.init"] = f32(p1_init)
         tensors[f"{n}.g0"] = f32(g0)
@@ -210,17 +232,28 @@ def maxnorm(tensors, c=1.5):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", help="comma-separated case names: regenerate only these cases' tensors, keep the "
+                                       "rest of the committed file")
+    args = parser.parse_args()
+    only = None
+    if args.only:
+        only = set(args.only.split(","))
+        unknown = only - {c["name"] for c in CASES}
+        if unknown:
+            parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     check_torch_version()
     torch.manual_seed(SEED)
     tensors = {}
-    optimizer_cases(tensors)
+    optimizer_cases(tensors, only)
     sched_meta = schedules(tensors)
     clip_max = clipping(tensors)
     c, norms = maxnorm(tensors)
     meta = {
         "cases": [full_case_meta(x) for x in CASES],
         "steps": str(STEPS),
-        "loss": "sum(g0*p0) + sum(g1*p1) + 0.05*(sum(p0**2)+sum(p1**2))  (grad = g + 0.1*p)",
+        "loss": ("step k = 0..5: grad_decay**k * (sum(g0*p0) + sum(g1*p1) + 0.05*(sum(p0**2)+sum(p1**2)))  "
+                 "(grad = grad_decay**k * (g + 0.1*p); grad_decay per case)"),
         "schedules": sched_meta,
         "clip_max_norm": str(clip_max),
         "clip_norm_type": "2.0",
@@ -237,6 +270,12 @@ def main():
                       "AdamW: p *= 1 - lr*wd first (decoupled), then the Adam update without L2."),
         "dtype_note": "inputs F32; expected outputs computed in float64 from the F32 inputs, stored F64",
     }
+    if only is not None:
+        regenerated = {f"{n}.{t}" for n in only for t in ("p0.init", "p1.init", "g0", "g1", "p0.steps", "p1.steps")}
+        with safe_open(fixture_path(OUT), "pt") as committed:
+            for name in committed.keys():
+                if name not in regenerated:
+                    tensors[name] = committed.get_tensor(name)
     save(tensors, OUT, "Scripts/make_optimizer_fixtures.py", SEED, meta)
 
 

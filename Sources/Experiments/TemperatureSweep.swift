@@ -117,7 +117,7 @@ public enum SmallData {
         let teacher = try HintonMNIST.trainTeacher(plan: plan, tag: tag, seed: seed, context: world)
         let store = try world.store(for: ModelTeacher(model: teacher.model), key: "hinton-teacher-\(tag)")
         let n = world.data.train.count
-        let count = Swift.max(20, Int((Double(n) * fraction).rounded()))
+        let count = Swift.min(n, Swift.max(20, Int((Double(n) * fraction).rounded())))  // at least 20 (all, when fewer)
         var generator = RandomGenerator(seed: 0x3_0000 ^ seed)
         let positions = generator.permutation(n)[..<count].sorted()
         // Hard labels train as the preset's student, soft targets as its distilled student, for `epochs` epochs each.

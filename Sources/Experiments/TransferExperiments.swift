@@ -78,11 +78,14 @@ public enum OmittedClass {
                            loss: DistillationLossConfiguration = OmittedClass.defaultLoss) throws -> [Outcome] {
         let plan = HintonMNIST.scaled(HintonMNIST.plan(preset), by: epochScale)
         let world = HintonMNIST.world(plan: plan, seed: seed, context: context)
+        // Validation images for choosing the shift: held out of the transfer sets.
+        let validationCount = plan.trainingSubset == nil ? 5000 : 1000
+        guard world.data.train.count > validationCount else {
+            throw TrainingError("omitted-class holds out \(validationCount) validation images to choose the bias shift; the training set has \(world.data.train.count)")
+        }
         let tag = "\(preset.rawValue)-seed\(seed)"
         let teacher = try HintonMNIST.trainTeacher(plan: plan, tag: tag, seed: seed, context: world)
         let store = try world.store(for: ModelTeacher(model: teacher.model), key: "hinton-teacher-\(tag)")
-        // Validation images for choosing the shift: held out of the transfer sets.
-        let validationCount = plan.trainingSubset == nil ? 5000 : 1000
         var generator = RandomGenerator(seed: 0x0B1A5 ^ seed)
         let permutation = generator.permutation(world.data.train.count)
         let validationPositions = Set(permutation[..<validationCount])

@@ -30,7 +30,10 @@ final class DistillationLossTests: XCTestCase {
             let numeric = numericalGradient(z, h: 1e-2) { zz in
                 distillationLoss(studentLogits: Variable(zz), teacherLogits: zt, labels: y, configuration: config).parts.total
             }
-            let scale = analytic.map(abs).max()!
+            // Relative to the gradient's size (at T = 20 it is small everywhere): the floor is a fraction of the
+            // largest central difference, the trusted side, so a zero or scaled analytic gradient cannot widen it.
+            let scale = numeric.map(abs).max() ?? 0
+            XCTAssertGreaterThan(scale, 0, "setting \(k)")
             assertClose(analytic, numeric, absolute: 2e-4 * max(scale, 1e-3), relative: 1e-3, "setting \(k)")
         }
     }

@@ -1,5 +1,6 @@
 import XCTest
 import TensorCore
+import Distillation
 import Foundation
 
 /// End-to-end checks of `distill train` interruption and resume through the built binary
@@ -57,7 +58,8 @@ final class ResumeCLITests: XCTestCase {
 
     struct Run { var status: Int32; var reason: Process.TerminationReason; var stderr: String }
 
-    func start(_ args: [String], delayMs: Int = 0) throws -> (Process, Pipe) {
+    /// Starts `distill`; its standard output goes to `stdout` when given (e.g. the `--json` report), else nowhere.
+    func start(_ args: [String], delayMs: Int = 0, stdout: URL? = nil) throws -> (Process, Pipe) {
         let process = Process()
         process.executableURL = binary
         process.arguments = args
@@ -66,7 +68,12 @@ final class ResumeCLITests: XCTestCase {
         process.environment = env
         let err = Pipe()
         process.standardError = err
-        process.standardOutput = FileHandle.nullDevice
+        if let stdout {
+            _ = FileManager.default.createFile(atPath: stdout.path, contents: nil)
+            process.standardOutput = try FileHandle(forWritingTo: stdout)
+        } else {
+            process.standardOutput = FileHandle.nullDevice
+        }
         try process.run()
         return (process, err)
     }
@@ -77,7 +84,30 @@ final class ResumeCLITests: XCTestCase {
         return Run(status: p.0.terminationStatus, reason: p.0.terminationReason, stderr: String(decoding: data, as: UTF8.self))
     }
 
-    func run(_ args: [String]) throws -> Run { finish(try start(args)) }
+    func run(_ args: [String], stdout: URL? = nil) throws -> Run { finish(try start(args, stdout: stdout)) }
+
+    /// The `--json` report written to `url`.
+    func report(_ url: URL) throws -> [String: Any] {
+        try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any], "no JSON report in \(url.path)")
+    }
+
+    /// Checks that a run resumed from `saved` started where the state file says (`resumed_at`) and took only the
+    /// steps that were left (`steps_taken`), out of `totalSteps` over `epochs` epochs: a resume that silently started
+    /// over with the same seed would end with the same model but fail here. Returns the steps taken before the stop.
+    @discardableResult
+    func checkResumed(_ json: [String: Any], from saved: TrainingState, totalSteps: Int, epochs: Int = 3,
+                      file: StaticString = #filePath, line: UInt = #line) throws -> Int {
+        let batchesPerEpoch = totalSteps / epochs
+        let done = saved.epoch * batchesPerEpoch + saved.batch
+        XCTAssertGreaterThan(done, 0, "the state file is at the start of the run", file: file, line: line)
+        XCTAssertLessThan(done, totalSteps, "the state file is at the end of the run", file: file, line: line)
+        let at = try XCTUnwrap(json["resumed_at"] as? [String: Int], "no resumed_at in the report", file: file, line: line)
+        XCTAssertEqual(at["epoch"], saved.epoch + 1, "resumed epoch (1-based)", file: file, line: line)
+        XCTAssertEqual(at["batch"], saved.batch, "resumed batch", file: file, line: line)
+        XCTAssertEqual(json["steps_taken"] as? Int, totalSteps - done,
+                       "the resumed run should take only the \(totalSteps - done) steps left after \(done)", file: file, line: line)
+        return done
+    }
 
     func waitFor(_ path: String, process: Process, timeout: TimeInterval = 60) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
@@ -89,9 +119,17 @@ final class ResumeCLITests: XCTestCase {
         return false
     }
 
+    /// 240 training images less 40 held out, batches of 10, 3 epochs.
+    static let totalSteps = (240 - 40) / 10 * 3
+
+    /// The uninterrupted run's model file (its report must count every step and no resume).
     func reference() throws -> Data {
-        let r = try run(arguments(output: "reference.safetensors"))
+        let json = dir.appendingPathComponent("reference.json")
+        let r = try run(arguments(output: "reference.safetensors", extra: ["--json"]), stdout: json)
         XCTAssertEqual(r.status, 0, r.stderr)
+        let object = try report(json)
+        XCTAssertEqual(object["steps_taken"] as? Int, Self.totalSteps)
+        XCTAssertNil(object["resumed_at"])
         return try Data(contentsOf: dir.appendingPathComponent("reference.safetensors"))
     }
 
@@ -107,9 +145,13 @@ final class ResumeCLITests: XCTestCase {
         XCTAssertEqual(killed.reason, .uncaughtSignal, "the run finished before it could be killed")
         XCTAssertTrue(FileManager.default.fileExists(atPath: state))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("killed.safetensors").path))
+        let saved = try TrainingState.read(url: URL(fileURLWithPath: state))
 
-        let resumed = try run(args + ["--resume"])
+        let json = dir.appendingPathComponent("resumed.json")
+        let resumed = try run(args + ["--resume", "--json"], stdout: json)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        try checkResumed(try report(json), from: saved, totalSteps: Self.totalSteps)
+        XCTAssertTrue(resumed.stderr.contains("resuming \(state) at epoch \(saved.epoch + 1), batch \(saved.batch)"), resumed.stderr)
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("killed.safetensors")), expected,
                        "the resumed run's model differs from the uninterrupted run's")
         XCTAssertFalse(FileManager.default.fileExists(atPath: state), "the state file should be removed after success")
@@ -125,8 +167,10 @@ final class ResumeCLITests: XCTestCase {
             ["distill", "--teacher", teacher, "--temperature", "4", "--hard-weight", "0.5", "--soft-weight", "0.5"]
                 + arguments(output: output, extra: extra).dropFirst()
         }
-        let reference = try run(distillArguments(output: "student-reference.safetensors"))
+        let referenceJSON = dir.appendingPathComponent("student-reference.json")
+        let reference = try run(distillArguments(output: "student-reference.safetensors", extra: ["--json"]), stdout: referenceJSON)
         XCTAssertEqual(reference.status, 0, reference.stderr)
+        XCTAssertEqual(try report(referenceJSON)["steps_taken"] as? Int, Self.totalSteps)
         let expected = try Data(contentsOf: dir.appendingPathComponent("student-reference.safetensors"))
 
         let args = distillArguments(output: "student.safetensors", extra: ["--checkpoint-every", "2"])
@@ -137,8 +181,11 @@ final class ResumeCLITests: XCTestCase {
         kill(p.0.processIdentifier, SIGKILL)
         let killed = finish(p)
         XCTAssertEqual(killed.reason, .uncaughtSignal, "the run finished before it could be killed")
-        let resumed = try run(args + ["--resume"])
+        let saved = try TrainingState.read(url: URL(fileURLWithPath: state))
+        let json = dir.appendingPathComponent("student-resumed.json")
+        let resumed = try run(args + ["--resume", "--json"], stdout: json)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        try checkResumed(try report(json), from: saved, totalSteps: Self.totalSteps)
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("student.safetensors")), expected,
                        "the resumed distillation's student differs from the uninterrupted one's")
     }
@@ -165,8 +212,13 @@ final class ResumeCLITests: XCTestCase {
         XCTAssertNotEqual(refused.status, 0)
         XCTAssertTrue(refused.stderr.contains("--resume"), refused.stderr)
 
-        let resumed = try run(args + ["--resume"])
+        // The position the interruption message named is the one in the state file.
+        let saved = try TrainingState.read(url: URL(fileURLWithPath: state))
+        XCTAssertTrue(stopped.stderr.contains("interrupted at epoch \(saved.epoch + 1), batch \(saved.batch);"), stopped.stderr)
+        let json = dir.appendingPathComponent("resumed.json")
+        let resumed = try run(args + ["--resume", "--json"], stdout: json)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        try checkResumed(try report(json), from: saved, totalSteps: Self.totalSteps)
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("stopped.safetensors")), expected)
         XCTAssertFalse(FileManager.default.fileExists(atPath: state))
     }

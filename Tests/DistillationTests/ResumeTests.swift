@@ -53,8 +53,11 @@ enum ResumeData {
 }
 
 final class ResumeTests: XCTestCase {
-    /// Runs A uninterrupted; run B stops after `stopAfter` steps, saves its state, and a fresh trainer resumes it
-    /// (possibly several times). Weights, report and selected epoch must be identical.
+    /// Runs A uninterrupted; run B stops after `stopPoints[0]` steps, saves its state, and a fresh trainer resumes it
+    /// (and, for each further stop point, takes that many steps and stops again). Weights, report and selected epoch
+    /// must be identical; each resumed trainer must start where the state file says the last one stopped (epoch and
+    /// batch, read back from the file), and take only the steps that were left. A resume that silently started over
+    /// with the same seed would end with the same weights, but not at the same position or step count.
     func checkResume(configuration: TrainingConfiguration, jitterImages: Bool = false, validation: Bool,
                      stopPoints: [Int], file: StaticString = #filePath, line: UInt = #line) throws {
         let side = jitterImages ? 4 : nil
@@ -72,24 +75,42 @@ final class ResumeTests: XCTestCase {
                             objective: LabelObjective(), progress: quiet)
         let reportA = try a.run()
         XCTAssertFalse(a.stopped, file: file, line: line)
+        let batchesPerEpoch = a.iterator.batchesPerEpoch
+        let totalSteps = configuration.epochs * batchesPerEpoch
+        XCTAssertEqual(a.stepsTaken, totalSteps, file: file, line: line)
+        XCTAssertLessThan(stopPoints.reduce(0, +), totalSteps, "the stop points must leave steps to resume", file: file, line: line)
 
         let dir = try ResumeData.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let stateURL = dir.appendingPathComponent("model.safetensors.state")
         var trainer = try Trainer(configuration: configuration, train: trainSet, validation: validationSet,
                                   objective: LabelObjective(), progress: quiet)
+        var done = 0  // steps taken by the interrupted runs so far
         for stop in stopPoints {
-            var steps = 0
-            trainer.shouldStop = { steps += 1; return steps >= stop }
-            try trainer.run()
-            XCTAssertTrue(trainer.stopped, "expected a stop after \(stop) steps", file: file, line: line)
-            try trainer.saveState(to: stateURL)
+            let current = trainer
+            current.shouldStop = { [unowned current] in current.stepsTaken >= stop }
+            try current.run()
+            XCTAssertTrue(current.stopped, "expected a stop after \(stop) steps", file: file, line: line)
+            XCTAssertEqual(current.stepsTaken, stop, file: file, line: line)
+            done += stop
+            try current.saveState(to: stateURL)
+            // After `done` steps: `done - 1` whole batches before the last one, which ends its epoch's batch count.
+            let expected = (epoch: (done - 1) / batchesPerEpoch, batch: (done - 1) % batchesPerEpoch + 1)
+            let saved = try TrainingState.read(url: stateURL)
+            XCTAssertEqual(saved.epoch, expected.epoch, "state epoch after \(done) steps", file: file, line: line)
+            XCTAssertEqual(saved.batch, expected.batch, "state batch after \(done) steps", file: file, line: line)
             // Whatever else happens in this process, the resumed trainer only knows the file.
             trainer = try Trainer.resume(from: stateURL, configuration: configuration, train: trainSet,
                                          validation: validationSet, objective: LabelObjective(), progress: quiet)
+            XCTAssertEqual(trainer.epoch, expected.epoch, "resumed epoch after \(done) steps", file: file, line: line)
+            XCTAssertEqual(trainer.batchInEpoch, expected.batch, "resumed batch after \(done) steps", file: file, line: line)
+            XCTAssertEqual(trainer.report.epochs.count, expected.epoch, file: file, line: line)
+            XCTAssertEqual(trainer.stepsTaken, 0, file: file, line: line)
         }
         let reportB = try trainer.run()
         XCTAssertFalse(trainer.stopped, file: file, line: line)
+        XCTAssertEqual(trainer.stepsTaken, totalSteps - done,
+                       "the last resumed run should take only the \(totalSteps - done) steps that were left", file: file, line: line)
         let differing = zip(ResumeData.bits(a.model), ResumeData.bits(trainer.model)).filter { $0 != $1 }.count
         XCTAssertEqual(differing, 0, "\(differing) weight tensors differ after resume", file: file, line: line)
         XCTAssertEqual(reportA.selectedEpoch, reportB.selectedEpoch, file: file, line: line)
@@ -99,7 +120,8 @@ final class ResumeTests: XCTestCase {
     }
 
     func testResumeMidEpochMatchesUninterruptedRunSGD() throws {
-        // 61 examples / batch 7 = 9 batches per epoch; stop mid-epoch 1, then mid-epoch 2, then exactly at an epoch end.
+        // 61 examples / batch 7 = 9 batches per epoch; stop mid-epoch 1 (after 4 steps), then mid-epoch 2 (12), then
+        // exactly at the end of epoch 2 (18, before its end-of-epoch bookkeeping).
         try checkResume(configuration: ResumeData.configuration(), validation: false, stopPoints: [4, 8, 6])
     }
 

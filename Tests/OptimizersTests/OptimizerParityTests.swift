@@ -32,6 +32,8 @@ final class OptimizerParityTests: XCTestCase {
     struct Case {
         var name: String, optimizer: String, lr: Float, momentum: Float, dampening: Float, nesterov: Bool
         var weightDecay: Float, beta1: Float, beta2: Float, eps: Float, amsgrad: Bool
+        /// The gradient at step k (0-based) is gradDecay^k (g + 0.1 p).
+        var gradDecay: Float
     }
 
     func cases(_ file: SafeTensorsFile) throws -> [Case] {
@@ -43,7 +45,8 @@ final class OptimizerParityTests: XCTestCase {
             return Case(name: d["name"] as! String, optimizer: d["optimizer"] as! String, lr: f(d, "lr"),
                         momentum: f(d, "momentum"), dampening: f(d, "dampening"),
                         nesterov: (d["nesterov"] as? Bool) ?? false, weightDecay: f(d, "weight_decay"),
-                        beta1: betas[0], beta2: betas[1], eps: f(d, "eps"), amsgrad: (d["amsgrad"] as? Bool) ?? false)
+                        beta1: betas[0], beta2: betas[1], eps: f(d, "eps"), amsgrad: (d["amsgrad"] as? Bool) ?? false,
+                        gradDecay: Float((d["grad_decay"] as? NSNumber)?.doubleValue ?? 1))
         }
     }
 
@@ -64,10 +67,10 @@ final class OptimizerParityTests: XCTestCase {
         }
     }
 
-    /// Sets grad = g + 0.1 p (the fixture loss's gradient) on each parameter.
-    func setGradients(_ parameters: [Variable], _ data: [Tensor]) {
+    /// Sets grad = scale (g + 0.1 p) (the fixture loss's gradient) on each parameter.
+    func setGradients(_ parameters: [Variable], _ data: [Tensor], scale: Float = 1) {
         for (p, g) in zip(parameters, data) {
-            p.grad = Tensor(shape: g.shape, scalars: zip(g.scalars, p.value.scalars).map { $0 + 0.1 * $1 })
+            p.grad = Tensor(shape: g.shape, scalars: zip(g.scalars, p.value.scalars).map { scale * ($0 + 0.1 * $1) })
         }
     }
 
@@ -88,7 +91,7 @@ final class OptimizerParityTests: XCTestCase {
             var worst: Float = 0
             for k in 0..<steps {
                 optimizer.zeroGradients([p0, p1])
-                setGradients([p0, p1], g)
+                setGradients([p0, p1], g, scale: Float(Foundation.pow(Double(c.gradDecay), Double(k))))
                 optimizer.step([p0, p1])
                 let d0 = maxRelativeDifference(p0.value.scalars, Array(e0[(k * 12)..<((k + 1) * 12)]))
                 let d1 = maxRelativeDifference(p1.value.scalars, Array(e1[(k * 4)..<((k + 1) * 4)]))
@@ -96,7 +99,21 @@ final class OptimizerParityTests: XCTestCase {
                 XCTAssertLessThan(max(d0, d1), 1e-5, "\(c.name) step \(k + 1): max relative difference \(max(d0, d1))")
             }
             print("optimizer parity \(c.name): max relative difference over \(steps) steps = \(worst)")
+            if c.amsgrad {
+                // The case must exercise AMSGrad's maximum: somewhere the running max of v is above v itself (with a
+                // constant gradient v only grows, max(vmax, v) is always v and a missing max would go unnoticed).
+                let state = optimizer.stateTensors()
+                var above = 0
+                for index in 0..<2 {
+                    let v = try XCTUnwrap(state["exp_avg_sq.\(index)"]).scalars
+                    let vmax = try XCTUnwrap(state["max_exp_avg_sq.\(index)"]).scalars
+                    XCTAssertEqual(v.count, vmax.count)
+                    above += zip(vmax, v).filter { $0 > $1 }.count
+                }
+                XCTAssertGreaterThan(above, 0, "\(c.name): vmax == v everywhere after \(steps) steps; the case does not exercise AMSGrad")
+            }
         }
+        XCTAssertTrue(all.contains { $0.amsgrad && $0.gradDecay < 1 }, "no AMSGrad case with a falling gradient")
     }
 
     func testAdamWDefaultsArePyTorchs() {

@@ -43,6 +43,10 @@ public final class Trainer {
     public var checkpointEvery: Int?
     /// True when the last `run()` returned early because `shouldStop` said so.
     public internal(set) var stopped = false
+    /// Optimisation steps this trainer object has taken, over all its `run()` calls. Not part of the saved state: a
+    /// trainer made by `resume(from:)` starts at 0, so after a resume it counts only the steps taken since (the
+    /// resume tests check it, so a resume that silently starts over cannot pass).
+    public internal(set) var stepsTaken = 0
     /// Batches finished in the epoch in progress (the batch iterator's cursor).
     public var batchInEpoch: Int { iterator.cursor }
     /// True when every configured epoch has finished.
@@ -163,6 +167,7 @@ public final class Trainer {
                     jitterGenerator = stateJitter
                     throw error
                 }
+                stepsTaken += 1
                 epochLossSum += Double(outcome.loss)
                 for (k, v) in outcome.parts { epochPartSums[k, default: 0] += v }
                 epochBatches += 1

@@ -16,6 +16,10 @@ public struct TrainingResult {
     public var extraMetadata: [String: String] = [:]
     /// Dead units and weight norms of the returned model on (up to 10,000 of) its training examples.
     public var health: TrainingHealth
+    /// Optimisation steps taken by this job: all of the run's, or after a resume only those since.
+    public var stepsTaken = 0
+    /// Where a resumed job started: the 1-based epoch and the batches of it already taken; nil for a fresh run.
+    public var resumedAt: (epoch: Int, batch: Int)? = nil
 
     public var testAccuracy: Double { testCount == 0 ? 0 : 1 - Double(testErrors) / Double(testCount) }
 
@@ -32,7 +36,8 @@ public struct TrainingResult {
     }
 
     /// The JSON report: `test_errors` (of `test_count`), `test_accuracy`, `seconds_per_epoch` (median),
-    /// `peak_rss_bytes`, the epoch history and the configuration; `extra` adds fields.
+    /// `peak_rss_bytes`, the epoch history and the configuration, `steps_taken` (by this process) and, after a resume,
+    /// `resumed_at` (`epoch`, 1-based, and `batch`, the batches of it already taken); `extra` adds fields.
     public func jsonObject(extra: [String: Any] = [:]) throws -> [String: Any] {
         let history = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report.epochs))
         let config = try JSONSerialization.jsonObject(with: JSONEncoder().encode(configuration))
@@ -40,9 +45,10 @@ public struct TrainingResult {
             "test_errors": testErrors, "test_count": testCount, "test_accuracy": testAccuracy,
             "seconds_per_epoch": report.medianSecondsPerEpoch, "peak_rss_bytes": ResourceUsage.peakResidentBytes,
             "selected_epoch": report.selectedEpoch, "last_epoch_test_errors": lastEpochTestErrors, "epochs": history, "configuration": config,
-            "health": health.jsonObject(),
+            "health": health.jsonObject(), "steps_taken": stepsTaken,
             "split": "MNIST test set (10,000 images); model selection on \(report.validationCount) held-out training images",
         ]
+        if let resumedAt { object["resumed_at"] = ["epoch": resumedAt.epoch, "batch": resumedAt.batch] }
         for (k, v) in extra { object[k] = v }
         return object
     }
@@ -125,6 +131,7 @@ public enum TrainingJob {
         let (train, validation, trainIndices) = try split(data.train, configuration: configuration)
         let objective = try makeObjective(trainIndices)
         let trainer: Trainer
+        var resumedAt: (epoch: Int, batch: Int)? = nil
         if state.resume {
             guard let url = state.url else { throw TrainingError("resuming needs a state file") }
             guard FileManager.default.fileExists(atPath: url.path) else {
@@ -132,6 +139,8 @@ public enum TrainingJob {
             }
             trainer = try Trainer.resume(from: url, configuration: configuration, train: train, validation: validation,
                                          objective: objective, label: label, progress: progress)
+            resumedAt = (trainer.epoch + 1, trainer.batchInEpoch)
+            progress.line("\(label): resuming \(url.path) at epoch \(trainer.epoch + 1), batch \(trainer.batchInEpoch)")
         } else {
             trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
                                   label: label, progress: progress)
@@ -156,7 +165,8 @@ public enum TrainingJob {
         }
         return .finished(TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
                                         testCount: data.test.count, lastEpochTestErrors: lastErrors,
-                                        health: TrainingHealth.measure(model: trainer.model, dataset: train)))
+                                        health: TrainingHealth.measure(model: trainer.model, dataset: train),
+                                        stepsTaken: trainer.stepsTaken, resumedAt: resumedAt))
     }
 
     /// The seeded train/validation split of `configuration.data.validationCount` examples: one permutation of the
