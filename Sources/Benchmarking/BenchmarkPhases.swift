@@ -230,7 +230,7 @@ public enum BenchmarkPhases {
             let model = BenchmarkModels.student(generator: &generator)
             let reps = options.quick ? 3 : 7
             let test = data.test
-            let batches = stride(from: 0, to: test.count, by: 1000).map { test.images(rows: $0..<Swift.min($0 + 1000, test.count)) }
+            let batches = stride(from: 0, to: test.count, by: 1000).map { test.inputs(rows: $0..<Swift.min($0 + 1000, test.count)) }
             _ = model.infer(batches[0])
             var times: [Double] = []
             for _ in 0..<reps {
@@ -246,7 +246,7 @@ public enum BenchmarkPhases {
         case "latency":
             var generator = RandomGenerator(seed: 0)
             let model = BenchmarkModels.student(generator: &generator)
-            let one = data.test.images(rows: 0..<1)
+            let one = data.test.inputs(rows: 0..<1)
             let calls = options.quick ? 50 : 200
             for _ in 0..<10 { _ = model.infer(one) }
             var times: [Double] = []
@@ -280,7 +280,7 @@ public enum BenchmarkPhases {
 
         /// The batch's images after jitter (the jitter stream advances).
         func images(for batch: Batch) -> Tensor {
-            jitter > 0 ? Jitter.shift(images: batch.images, maxShift: jitter, generator: &jitterGenerator) : batch.images
+            jitter > 0 ? Jitter.shift(images: batch.inputs, maxShift: jitter, generator: &jitterGenerator) : batch.inputs
         }
 
         func step(_ batch: Batch) throws {
@@ -353,7 +353,7 @@ public enum BenchmarkPhases {
             var current = iterator.next().map { ($0, stepper.images(for: $0)) }
             var stepStart = start
             var prepared = try current.flatMap { first in
-                overlap ? try ComputeThreads.alone { try stepper.objective.prepare(batch: first.0, images: first.1) } : nil
+                overlap ? try ComputeThreads.alone { try stepper.objective.prepare(batch: first.0, inputs: first.1) } : nil
             }
             while let (batch, images) = current {
                 batches += 1
@@ -361,7 +361,7 @@ public enum BenchmarkPhases {
                 current = last ? nil : iterator.next().map { ($0, stepper.images(for: $0)) }
                 if overlap, let (nextBatch, nextImages) = current {
                     let objective = stepper.objective
-                    background.start { try objective.prepare(batch: nextBatch, images: nextImages) }
+                    background.start { try objective.prepare(batch: nextBatch, inputs: nextImages) }
                 }
                 // Off for the first `stepsPerSwitch` full steps, on for the next, and so on.
                 let on = options.alternate != nil && ((stepsOn.count + stepsOff.count) / Alternation.stepsPerSwitch) % 2 == 1

@@ -4,8 +4,8 @@ import TensorCore
 public struct Batch: Sendable {
     /// Position of each example in the dataset (use it to look up stored per-example data such as teacher logits).
     public let indices: [Int]
-    /// Inputs, shape `[indices.count, featureCount]`; row `r` is example `indices[r]`.
-    public let images: Tensor
+    /// Inputs, shape `[indices.count] + sampleShape`; row `r` is example `indices[r]`.
+    public let inputs: Tensor
     /// Labels of the examples, `labels[r] == dataset.labels[indices[r]]`.
     public let labels: [Int]
 

@@ -74,6 +74,6 @@ public struct BatchIterator: Sequence, IteratorProtocol, Sendable {
         cursor += 1
         let indices = Array(epochOrder[start..<end])
         let labels = indices.map { dataset.labels[$0] }
-        return Batch(indices: indices, images: dataset.images(at: indices), labels: labels)
+        return Batch(indices: indices, inputs: dataset.inputs(at: indices), labels: labels)
     }
 }

@@ -6,17 +6,19 @@ public enum Jitter {
     ///
     /// For each image, in row order, draws `dx = generator.next(below: 2*maxShift+1) - maxShift` and then `dy` the
     /// same way: two bounded draws per image (each of which may redraw internally on Lemire rejection). The content
-    /// moves right by `dx` and down by `dy`: `out[y][x] = in[y - dy][x - dx]`, or 0 when that is outside the image.
-    /// With `maxShift == 0` the input is returned unchanged and no draws are made.
+    /// moves right by `dx` and down by `dy`: `out[y][x] = in[y - dy][x - dx]`, or 0 when that is outside the image;
+    /// every channel of an image moves alike. With `maxShift == 0` the input is returned unchanged and no draws are
+    /// made.
     ///
     /// - Parameters:
-    ///   - images: shape `[N, height * width]`, pixels row-major (precondition).
+    ///   - images: `[N, ...]` with `channels * height * width` values per image, channel planes row-major
+    ///     (`[N, C, H, W]`, or `[N, H * W]` for one channel) (precondition).
     ///   - maxShift: the largest shift in either direction, `>= 0` (precondition).
     /// - Returns: a tensor of the same shape.
-    public static func shift(images: Tensor, height: Int = 28, width: Int = 28, maxShift: Int,
+    public static func shift(images: Tensor, channels: Int = 1, height: Int = 28, width: Int = 28, maxShift: Int,
                              generator: inout RandomGenerator) -> Tensor {
-        precondition(images.rank == 2 && images.shape[1] == height * width,
-                     "Jitter.shift needs images of shape [N, \(height * width)], got \(images.shape)")
+        precondition(images.rank >= 2 && channels >= 1 && images.count == images.shape[0] * channels * height * width,
+                     "Jitter.shift needs images of \(channels)x\(height)x\(width) values each, got shape \(images.shape)")
         precondition(maxShift >= 0, "Jitter.shift needs maxShift >= 0, got \(maxShift)")
         if maxShift == 0 { return images }
         let n = images.shape[0]
@@ -34,8 +36,11 @@ public enum Jitter {
                     ComputeThreads.parallelFor(chunks: chunks) { chunk in
                         let lower = chunk * n / chunks, upper = (chunk + 1) * n / chunks
                         for i in lower..<upper {
-                            shiftOne(from: srcBase + i * pixels, to: dstBase + i * pixels, height: height, width: width,
-                                     dx: offsets[2 * i], dy: offsets[2 * i + 1])
+                            for c in 0..<channels {
+                                let plane = (i * channels + c) * pixels
+                                shiftOne(from: srcBase + plane, to: dstBase + plane, height: height, width: width,
+                                         dx: offsets[2 * i], dy: offsets[2 * i + 1])
+                            }
                         }
                     }
                 }

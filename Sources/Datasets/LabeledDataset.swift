@@ -1,21 +1,23 @@
 import TensorCore
 
-/// A classification dataset held in memory: one input row per example and its class label.
+/// A classification dataset held in memory: one input per example, of shape `sampleShape` (`[784]` for a feature
+/// vector, `[1, 28, 28]` for a grey image, `[3, 32, 32]` for a colour one), and its class label.
 ///
 /// Example indices are positions `0..<count`; derived datasets (`subset`, `validationSplit`, `filter`) renumber
 /// their examples from 0 and keep the parent's relative order.
 ///
-/// Rows are stored either as Float32 values (`init(images:...)`, for general data) or as one byte per feature
-/// (`init(pixels:...)`, how MNIST is loaded), decoded to Float through a 256-entry table only when rows are read.
+/// Inputs are stored either as Float32 values (`init(inputs:...)`, for general data) or as one byte per value
+/// (`init(bytes:...)`, how MNIST is loaded), decoded to Float through a 256-entry table only when inputs are read.
 /// Byte storage holds MNIST's 60,000 training images in 47 MB instead of 188 MB. Both storages behave identically:
-/// the same values give the same rows, batches, subsets and `fingerprint`. Read rows with `images(rows:)` or
-/// `images(at:)`, which decode only the rows asked for; `images` materialises the whole matrix.
+/// the same values give the same batches, subsets and `fingerprint`. Read examples with `inputs(rows:)` or
+/// `inputs(at:)`, which decode only the examples asked for, as `[n] + sampleShape` tensors; `inputs` materialises
+/// them all.
 public struct LabeledDataset: Sendable {
-    /// The input rows, row-major, `count * featureCount` values.
+    /// The inputs, row-major, `count * featureCount` values.
     private enum Storage: Sendable {
-        /// Float rows, shape `[count, featureCount]`.
+        /// Float values, shape `[count, featureCount]`.
         case floats(Tensor)
-        /// One byte per feature; element `i` stands for `table[Int(bytes[i])]` (`table.count == 256`).
+        /// One byte per value; element `i` stands for `table[Int(bytes[i])]` (`table.count == 256`).
         case bytes([UInt8], table: [Float])
     }
 
@@ -24,69 +26,91 @@ public struct LabeledDataset: Sendable {
     public let labels: [Int]
     /// Number of classes (10 for MNIST), also when some classes have no examples (after `excluding(classes:)`).
     public let classCount: Int
-    /// Image height and width when rows are images, nil for plain feature vectors.
-    public let imageShape: (height: Int, width: Int)?
-    /// Length of one input row (for images, `height * width`, pixels row-major).
+    /// The shape of one example's input (no batch dimension).
+    public let sampleShape: [Int]
+    /// Values per example: the product of `sampleShape`.
     public let featureCount: Int
+
+    /// Channels, height and width when examples are images (`sampleShape` `[height, width]` or
+    /// `[channels, height, width]`); nil for feature vectors. Image augmentation (jitter) needs it.
+    public var imageShape: (channels: Int, height: Int, width: Int)? {
+        switch sampleShape.count {
+        case 2: return (1, sampleShape[0], sampleShape[1])
+        case 3: return (sampleShape[0], sampleShape[1], sampleShape[2])
+        default: return nil
+        }
+    }
 
     /// Number of examples.
     public var count: Int { labels.count }
 
-    /// The decoding table `byte / 255` (bytes 0...255 to [0, 1]) used by `init(pixels:)` by default and by MNIST.
+    /// The decoding table `byte / 255` (bytes 0...255 to [0, 1]) used by `init(bytes:)` by default and by MNIST.
     public static let unitIntervalTable: [Float] = (0..<256).map { Float($0) / 255 }
 
-    /// Validates and wraps Float rows.
-    /// - Throws: `DataError.invalidArgument` unless `images` is `[labels.count, F]`, every label is in
-    ///   `0..<classCount`, and `height * width == F` when `imageShape` is given.
-    public init(images: Tensor, labels: [Int], classCount: Int, imageShape: (height: Int, width: Int)? = nil) throws {
-        guard images.rank == 2, images.shape[0] == labels.count else {
-            throw DataError.invalidArgument(context: "LabeledDataset", expected: "images of shape [\(labels.count), features]",
-                                            found: "shape \(images.shape)")
+    /// Validates and wraps Float inputs.
+    /// - Parameters:
+    ///   - inputs: `[labels.count, ...]`; its trailing dimensions are the sample shape unless `sampleShape` is given,
+    ///     which must then have as many values per example.
+    /// - Throws: `DataError.invalidArgument` unless the shapes agree and every label is in `0..<classCount`.
+    public init(inputs: Tensor, labels: [Int], classCount: Int, sampleShape: [Int]? = nil) throws {
+        guard inputs.rank >= 2, inputs.shape[0] == labels.count else {
+            throw DataError.invalidArgument(context: "LabeledDataset", expected: "inputs of shape [\(labels.count), ...]",
+                                            found: "shape \(inputs.shape)")
         }
-        try Self.validate(labels: labels, classCount: classCount, imageShape: imageShape, featureCount: images.shape[1])
-        self.init(storage: .floats(images), featureCount: images.shape[1], labels: labels, classCount: classCount,
-                  imageShape: imageShape)
+        let shape = sampleShape ?? Array(inputs.shape.dropFirst())
+        let features = inputs.shape.dropFirst().reduce(1, *)
+        try Self.validate(labels: labels, classCount: classCount, sampleShape: shape, featureCount: features)
+        self.init(storage: .floats(inputs.rank == 2 ? inputs : inputs.reshaped([labels.count, features])),
+                  sampleShape: shape, labels: labels, classCount: classCount)
     }
 
-    /// Validates and wraps byte rows (the array is kept as is, not copied): example `i`'s features are
-    /// `pixels[i * featureCount ..< (i + 1) * featureCount]`, and a byte `b` stands for the value `table[Int(b)]`.
+    /// Validates and wraps byte inputs (the array is kept as is, not copied): example `i`'s values are
+    /// `bytes[i * featureCount ..< (i + 1) * featureCount]`, and a byte `b` stands for the value `table[Int(b)]`.
     /// - Parameter table: the Float value of each byte, 256 entries; by default `byte / 255`.
-    /// - Throws: `DataError.invalidArgument` unless `featureCount >= 0`, `pixels.count == labels.count * featureCount`,
-    ///   `table` has 256 entries, every label is in `0..<classCount`, and `height * width == featureCount` when
-    ///   `imageShape` is given.
-    public init(pixels: [UInt8], featureCount: Int, labels: [Int], classCount: Int, imageShape: (height: Int, width: Int)? = nil,
+    /// - Throws: `DataError.invalidArgument` unless `bytes.count == labels.count * featureCount`, `table` has 256
+    ///   entries, the sample shape is positive and every label is in `0..<classCount`.
+    public init(bytes: [UInt8], sampleShape: [Int], labels: [Int], classCount: Int,
                 table: [Float] = LabeledDataset.unitIntervalTable) throws {
+        guard !sampleShape.isEmpty, sampleShape.allSatisfy({ $0 > 0 }) else {
+            throw DataError.invalidArgument(context: "LabeledDataset", expected: "a sample shape of positive sizes", found: "\(sampleShape)")
+        }
+        var featureCount = 1
+        for d in sampleShape {
+            let (product, overflow) = featureCount.multipliedReportingOverflow(by: d)
+            guard !overflow else {
+                throw DataError.invalidArgument(context: "LabeledDataset", expected: "a sample shape that fits in memory", found: "\(sampleShape)")
+            }
+            featureCount = product
+        }
         let (total, overflow) = labels.count.multipliedReportingOverflow(by: featureCount)
-        guard featureCount >= 0, !overflow, pixels.count == total else {
-            throw DataError.invalidArgument(context: "LabeledDataset", expected: "\(labels.count) rows of \(featureCount) pixel bytes",
-                                            found: "\(pixels.count) bytes")
+        guard !overflow, bytes.count == total else {
+            throw DataError.invalidArgument(context: "LabeledDataset", expected: "\(labels.count) examples of \(featureCount) bytes",
+                                            found: "\(bytes.count) bytes")
         }
         guard table.count == 256 else {
             throw DataError.invalidArgument(context: "LabeledDataset", expected: "a decoding table of 256 values",
                                             found: "\(table.count) values")
         }
-        try Self.validate(labels: labels, classCount: classCount, imageShape: imageShape, featureCount: featureCount)
-        self.init(unchecked: pixels, featureCount: featureCount, labels: labels, classCount: classCount, imageShape: imageShape,
-                  table: table)
+        try Self.validate(labels: labels, classCount: classCount, sampleShape: sampleShape, featureCount: featureCount)
+        self.init(unchecked: bytes, sampleShape: sampleShape, labels: labels, classCount: classCount, table: table)
     }
 
-    /// Byte rows without validation (for loaders that have already checked their input).
-    init(unchecked pixels: [UInt8], featureCount: Int, labels: [Int], classCount: Int, imageShape: (height: Int, width: Int)?,
+    /// Byte inputs without validation (for loaders that have already checked their input).
+    init(unchecked bytes: [UInt8], sampleShape: [Int], labels: [Int], classCount: Int,
          table: [Float] = LabeledDataset.unitIntervalTable) {
-        self.init(storage: .bytes(pixels, table: table), featureCount: featureCount, labels: labels, classCount: classCount,
-                  imageShape: imageShape)
+        self.init(storage: .bytes(bytes, table: table), sampleShape: sampleShape, labels: labels, classCount: classCount)
     }
 
-    private init(storage: Storage, featureCount: Int, labels: [Int], classCount: Int, imageShape: (height: Int, width: Int)?) {
+    private init(storage: Storage, sampleShape: [Int], labels: [Int], classCount: Int) {
         self.storage = storage
-        self.featureCount = featureCount
+        self.sampleShape = sampleShape
+        self.featureCount = sampleShape.reduce(1, *)
         self.labels = labels
         self.classCount = classCount
-        self.imageShape = imageShape
     }
 
     /// The checks shared by both initialisers.
-    private static func validate(labels: [Int], classCount: Int, imageShape: (height: Int, width: Int)?, featureCount: Int) throws {
+    private static func validate(labels: [Int], classCount: Int, sampleShape: [Int], featureCount: Int) throws {
         guard classCount > 0 else {
             throw DataError.invalidArgument(context: "LabeledDataset", expected: "a positive class count", found: "\(classCount)")
         }
@@ -94,9 +118,9 @@ public struct LabeledDataset: Sendable {
             throw DataError.invalidArgument(context: "LabeledDataset", expected: "labels in 0..<\(classCount)",
                                             found: "label \(labels[bad]) at index \(bad)")
         }
-        if let s = imageShape, s.height <= 0 || s.width <= 0 || s.height.multipliedReportingOverflow(by: s.width) != (featureCount, false) {
-            throw DataError.invalidArgument(context: "LabeledDataset", expected: "height*width == \(featureCount)",
-                                            found: "\(s.height)x\(s.width)")
+        guard !sampleShape.isEmpty, sampleShape.allSatisfy({ $0 >= 0 }), sampleShape.reduce(1, *) == featureCount else {
+            throw DataError.invalidArgument(context: "LabeledDataset", expected: "a sample shape of \(featureCount) values",
+                                            found: "\(sampleShape)")
         }
     }
 
@@ -106,28 +130,29 @@ public struct LabeledDataset: Sendable {
         return false
     }
 
-    /// The rows `range`, shape `[range.count, featureCount]`, as Float values (decoded when stored as bytes).
+    /// The examples `range`, shape `[range.count] + sampleShape`, as Float values (decoded when stored as bytes).
     /// The tensor's storage comes from TensorCore's buffer pool. `range` must lie in `0..<count` (precondition).
-    public func images(rows range: Range<Int>) -> Tensor {
+    public func inputs(rows range: Range<Int>) -> Tensor {
         precondition(range.lowerBound >= 0 && range.upperBound <= count, "rows \(range) out of range 0..<\(count)")
         return gather(range)
     }
 
-    /// The rows at `indices`, in that order (repeats allowed), shape `[indices.count, featureCount]`, as Float
+    /// The examples at `indices`, in that order (repeats allowed), shape `[indices.count] + sampleShape`, as Float
     /// values. The tensor's storage comes from TensorCore's buffer pool. Indices must be in `0..<count`
     /// (precondition).
-    public func images(at indices: [Int]) -> Tensor {
+    public func inputs(at indices: [Int]) -> Tensor {
         precondition(indices.allSatisfy { $0 >= 0 && $0 < count }, "row index out of range 0..<\(count)")
         return gather(indices)
     }
 
-    /// Whether `images` (`[indices.count, featureCount]`) holds exactly, bit for bit, the rows at `indices` (as
-    /// `images(at:)` would return them). False for another shape or an index outside `0..<count`. Compares in place,
-    /// decoding byte rows on the fly: nothing is allocated.
-    public func rowsEqual(_ images: Tensor, at indices: [Int]) -> Bool {
+    /// Whether `inputs` (`[indices.count] + sampleShape`, or the same values as rows `[indices.count, featureCount]`)
+    /// holds exactly, bit for bit, the examples at `indices` (as `inputs(at:)` would return them). False for another
+    /// shape or an index outside `0..<count`. Compares in place, decoding byte inputs on the fly: nothing is allocated.
+    public func rowsEqual(_ inputs: Tensor, at indices: [Int]) -> Bool {
         let features = featureCount
-        guard images.shape == [indices.count, features], indices.allSatisfy({ $0 >= 0 && $0 < count }) else { return false }
-        return images.withUnsafeBufferPointer { given in
+        guard inputs.shape == [indices.count] + sampleShape || inputs.shape == [indices.count, features],
+              indices.allSatisfy({ $0 >= 0 && $0 < count }) else { return false }
+        return inputs.withUnsafeBufferPointer { given in
             guard features > 0, let given = given.baseAddress else { return true }
             // Parts of the batch on the compute threads (each part's verdict in its own slot), as in `gather`:
             // the check runs on every step of a cached-teacher distillation, where one thread cost ~10 % an epoch.
@@ -175,14 +200,14 @@ public struct LabeledDataset: Sendable {
         rows &* features >= 1 << 15 ? Swift.max(1, Swift.min(ComputeThreads.count, rows)) : 1
     }
 
-    /// Every row, shape `[count, featureCount]`.
+    /// Every example, shape `[count] + sampleShape`.
     ///
     /// For byte storage this decodes the whole dataset into a new tensor of `count * featureCount` floats (188 MB for
-    /// MNIST's training set, which then stays in the buffer pool); library code reads rows with `images(rows:)` or
-    /// `images(at:)` instead. For Float storage it is the stored tensor itself (no copy).
-    public var images: Tensor {
+    /// MNIST's training set, which then stays in the buffer pool); library code reads examples with `inputs(rows:)` or
+    /// `inputs(at:)` instead. For Float storage it is the stored tensor itself (no copy).
+    public var inputs: Tensor {
         switch storage {
-        case .floats(let tensor): return tensor
+        case .floats(let tensor): return tensor.reshaped([count] + sampleShape)
         case .bytes: return gather(0..<count)
         }
     }
@@ -192,7 +217,7 @@ public struct LabeledDataset: Sendable {
     /// the result does not depend on the split).
     private func gather<Rows: RandomAccessCollection>(_ rows: Rows) -> Tensor where Rows.Element == Int, Rows.Index == Int {
         let features = featureCount
-        return Tensor(shape: [rows.count, features]) { out in
+        return Tensor(shape: [rows.count] + sampleShape) { out in
             guard features > 0, let base = out.baseAddress else { return }
             let n = rows.count, parts = Self.parts(rows: n, features: features)
             ComputeThreads.parallelFor(chunks: parts) { p in
@@ -265,7 +290,7 @@ public struct LabeledDataset: Sendable {
         let rows: Storage
         switch storage {
         case .floats:
-            rows = .floats(gather(indices))
+            rows = .floats(gather(indices).reshaped([indices.count, featureCount]))
         case .bytes(let bytes, let table):
             let features = featureCount
             var gathered = [UInt8]()
@@ -273,8 +298,8 @@ public struct LabeledDataset: Sendable {
             for i in indices { gathered.append(contentsOf: bytes[(i * features)..<((i + 1) * features)]) }
             rows = .bytes(gathered, table: table)
         }
-        return LabeledDataset(storage: rows, featureCount: featureCount, labels: indices.map { labels[$0] },
-                              classCount: classCount, imageShape: imageShape)
+        return LabeledDataset(storage: rows, sampleShape: sampleShape, labels: indices.map { labels[$0] },
+                              classCount: classCount)
     }
 
     /// Splits off `count` random examples as a validation set.
@@ -324,9 +349,10 @@ public struct LabeledDataset: Sendable {
     }
 
     /// A content hash identifying exactly this data: SHA-256 (lowercase hex) over the tag `LabeledDataset/v1`, then
-    /// as little-endian Int64 the class count, image height and width (0 when nil), the rank (2) and shape
-    /// `[count, featureCount]` of the rows, every label, then every row value as its IEEE-754 bit pattern
-    /// (little-endian UInt32).
+    /// as little-endian Int64 the class count, image height and width (0 for feature vectors), the rank (2) and shape
+    /// `[count, featureCount]` of the values, every label, then every value as its IEEE-754 bit pattern
+    /// (little-endian UInt32). Images of several channels hash under the tag `LabeledDataset/v2` with the channel
+    /// count appended to the height and width.
     ///
     /// It depends only on the values, not on the storage: byte rows hash as the Float values they decode to, so a
     /// byte-backed dataset and a Float one holding the same values have the same fingerprint. Used to stamp stores
@@ -334,9 +360,12 @@ public struct LabeledDataset: Sendable {
     /// data (47 MB of bytes, or 188 MB of floats, for MNIST's training images), decoded a chunk at a time.
     public var fingerprint: String {
         var hasher = SHA256()
-        hasher.update(Array("LabeledDataset/v1".utf8))
-        var header: [Int64] = [Int64(classCount), Int64(imageShape?.height ?? 0), Int64(imageShape?.width ?? 0), 2,
-                               Int64(count), Int64(featureCount)]
+        let image = imageShape
+        let channels = image?.channels ?? 1
+        hasher.update(Array((channels == 1 ? "LabeledDataset/v1" : "LabeledDataset/v2").utf8))
+        var header: [Int64] = [Int64(classCount), Int64(image?.height ?? 0), Int64(image?.width ?? 0)]
+        if channels != 1 { header.append(Int64(channels)) }
+        header += [2, Int64(count), Int64(featureCount)]
         header += labels.map { Int64($0) }
         let littleEndian = header.map { $0.littleEndian }
         littleEndian.withUnsafeBytes { hasher.update($0) }

@@ -44,7 +44,7 @@ public enum MNIST {
     /// digest is an error naming the file and both digests). Then: image files must be IDX `0x00000803` of
     /// `[N, 28, 28]`, label files IDX `0x00000801` of `[N]` with labels in 0...9, and the counts must agree.
     /// - Returns: datasets of N rows of 784 pixels stored as bytes (`LabeledDataset.init(pixels:)`), read as
-    ///   `byte / 255` in [0, 1]; `imageShape` 28x28, `classCount` 10. Each compressed file is released once it is
+    ///   `byte / 255` in [0, 1]; `sampleShape` [1, 28, 28], `classCount` 10. Each compressed file is released once it is
     ///   decompressed, and the decompressed images become the dataset's storage without a copy.
     /// - Throws: `DataError` naming the offending file.
     public static func load(directory: URL) throws -> (train: LabeledDataset, test: LabeledDataset) {
@@ -83,8 +83,8 @@ public enum MNIST {
         }
         // The pixels stay bytes (the decompressed array itself, shared, not copied) and are decoded to `byte / 255`
         // a batch at a time.
-        return LabeledDataset(unchecked: images.bytes, featureCount: side * side, labels: labels.bytes.map { Int($0) },
-                              classCount: classCount, imageShape: (side, side))
+        return LabeledDataset(unchecked: images.bytes, sampleShape: [1, side, side], labels: labels.bytes.map { Int($0) },
+                              classCount: classCount)
     }
 
     /// Where the MNIST files are, or nil if not found.

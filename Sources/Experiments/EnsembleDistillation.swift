@@ -169,7 +169,7 @@ public enum EnsembleDistillation {
         var start = 0
         while start < dataset.count {
             let end = Swift.min(start + 1000, dataset.count)
-            let logits = try teacher.logits(batch: dataset.images(rows: start..<end), indices: Array(start..<end))
+            let logits = try teacher.logits(batch: dataset.inputs(rows: start..<end), indices: Array(start..<end))
             for (i, p) in logits.argmax(axis: 1).enumerated() where p != dataset.labels[start + i] { wrong += 1 }
             start = end
         }

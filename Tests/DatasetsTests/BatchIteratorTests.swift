@@ -21,9 +21,11 @@ final class BatchIteratorTests: XCTestCase {
         for _ in 0..<2 {
             var seen: [Int] = []
             while let batch = it.next() {
-                XCTAssertEqual(batch.images.shape, [batch.count, 4])
+                // Batches are shaped [B] + sampleShape (here 2x2 images).
+                XCTAssertEqual(batch.inputs.shape, [batch.count] + data.sampleShape)
+                XCTAssertEqual(data.sampleShape, [2, 2])
                 for (r, i) in batch.indices.enumerated() {
-                    XCTAssertEqual(batch.images[r, 3], Float(i))
+                    XCTAssertEqual(batch.inputs[flat: r * 4 + 3], Float(i))
                     XCTAssertEqual(batch.labels[r], data.labels[i])
                 }
                 seen += batch.indices

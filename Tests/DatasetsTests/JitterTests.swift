@@ -53,4 +53,29 @@ final class JitterTests: XCTestCase {
         let shifted = Jitter.shift(images: Tensor.ones([50, 4]), height: 2, width: 2, maxShift: 3, generator: &g)
         for i in 0..<50 { XCTAssertLessThanOrEqual(shifted.rows(i..<(i + 1)).sum(), 4) }
     }
+
+    /// Colour images `[N, 3, H, W]`: every channel of an image moves by the same offset, drawn once per image, so
+    /// the result is each channel shifted as a one-channel image with the same draws.
+    func testChannelsOfAnImageMoveTogether() {
+        var g = RandomGenerator(seed: 4)
+        let n = 3, c = 3, h = 5, w = 4
+        let images = Tensor.uniform([n, c, h, w], low: 0, high: 1, generator: &g)
+        var a = RandomGenerator(seed: 9)
+        let shifted = Jitter.shift(images: images, channels: c, height: h, width: w, maxShift: 2, generator: &a)
+        XCTAssertEqual(shifted.shape, [n, c, h, w])
+        for channel in 0..<c {
+            // The same channel of every image, as a batch of one-channel images, with the same generator.
+            let plane = Tensor(shape: [n, h * w]) { out in
+                for i in 0..<n { for p in 0..<(h * w) { out[i * h * w + p] = images[flat: (i * c + channel) * h * w + p] } }
+            }
+            var b = RandomGenerator(seed: 9)
+            let expected = Jitter.shift(images: plane, height: h, width: w, maxShift: 2, generator: &b)
+            for i in 0..<n {
+                for p in 0..<(h * w) {
+                    XCTAssertEqual(shifted[flat: (i * c + channel) * h * w + p], expected[flat: i * h * w + p], "image \(i) channel \(channel)")
+                }
+            }
+            XCTAssertEqual(a.stateWords, b.stateWords, "two draws per image, whatever the channels")
+        }
+    }
 }

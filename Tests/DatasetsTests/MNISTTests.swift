@@ -11,13 +11,15 @@ final class MNISTTests: XCTestCase {
         XCTAssertEqual(test.featureCount, 784)
         XCTAssertTrue(train.isByteStorage && test.isByteStorage, "pixels kept as bytes, decoded per batch")
         XCTAssertEqual(train.classCount, 10)
+        XCTAssertEqual(train.sampleShape, [1, 28, 28])
+        XCTAssertEqual(train.imageShape?.channels, 1)
         XCTAssertEqual(train.imageShape?.height, 28)
         XCTAssertEqual(train.imageShape?.width, 28)
         XCTAssertEqual(Array(train.labels.prefix(5)), [5, 0, 4, 1, 9])
         XCTAssertEqual(Array(test.labels.prefix(5)), [7, 2, 1, 0, 4])
         XCTAssertEqual(train.classCounts, [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
-        let testImages = test.images
-        XCTAssertEqual(testImages.shape, [10_000, 784])
+        let testImages = test.inputs
+        XCTAssertEqual(testImages.shape, [10_000, 1, 28, 28])
         testImages.withUnsafeBufferPointer { pixels in
             XCTAssertEqual(pixels.min(), 0)
             XCTAssertEqual(pixels.max(), 1)
@@ -45,8 +47,8 @@ final class MNISTTests: XCTestCase {
     func testTinyDirectoryLoadsWithoutSums() throws {
         let (train, test) = try MNIST.load(directory: tinyDirectory())
         XCTAssertEqual(train.labels, [1, 2, 3])
-        XCTAssertEqual(test.images.shape, [3, 784])
-        XCTAssertEqual(test.images[flat: 100], 1)
+        XCTAssertEqual(test.inputs.shape, [3, 1, 28, 28])
+        XCTAssertEqual(test.inputs[flat: 100], 1)
     }
 
     func testCountMismatchBetweenImagesAndLabels() throws {

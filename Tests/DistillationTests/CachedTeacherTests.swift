@@ -9,8 +9,8 @@ final class CachedTeacherTests: XCTestCase {
     func byteDataset(count: Int, classes: Int, seed: UInt64) throws -> LabeledDataset {
         var g = RandomGenerator(seed: seed)
         let pixels = (0..<(count * 6)).map { _ in UInt8(truncatingIfNeeded: g.nextUInt64()) }
-        return try LabeledDataset(pixels: pixels, featureCount: 6, labels: (0..<count).map { $0 % classes },
-                                  classCount: classes, imageShape: (2, 3))
+        return try LabeledDataset(bytes: pixels, sampleShape: [2, 3], labels: (0..<count).map { $0 % classes },
+                                  classCount: classes)
     }
 
     func testCachedAnswersMatchTheTeacherAndCountHits() throws {
@@ -21,7 +21,7 @@ final class CachedTeacherTests: XCTestCase {
         XCTAssertEqual(cached.classCount, 4)
         XCTAssertEqual(cached.cachedLogits.shape, [37, 4])
         let indices = [36, 0, 17, 17, 9, 10]
-        let images = data.images(at: indices)
+        let images = data.inputs(at: indices)
         for t: Float in [1, 4, 20] {
             let fromCache = try cached.softTargets(batch: images, indices: indices, temperature: t)
             let direct = try base.softTargets(batch: images, indices: indices, temperature: t)
@@ -40,19 +40,19 @@ final class CachedTeacherTests: XCTestCase {
         let data = try byteDataset(count: 20, classes: 3, seed: 3)
         let base = ModelTeacher(model: oneLayerModel(inputs: 6, classes: 3, seed: 4))
         let cached = try CachedTeacher(base: base, dataset: data)
-        var images = data.images(at: [2, 5])
-        images[1, 4] += 1e-3                                    // one pixel of example 5 changed
+        var images = data.inputs(at: [2, 5])
+        images[flat: 1 * 6 + 4] += 1e-3                                   // one pixel of example 5 changed
         let answer = try cached.softTargets(batch: images, indices: [2, 5], temperature: 2)
         XCTAssertEqual(answer, try base.softTargets(batch: images, indices: [2, 5], temperature: 2))
         XCTAssertEqual(cached.misses, 1)
         // Right images, wrong indices (rows swapped), out-of-range index, other feature count: all misses.
-        _ = try cached.logits(batch: data.images(at: [2, 5]), indices: [5, 2])
-        _ = try cached.logits(batch: data.images(at: [2, 5]), indices: [2, 20])
+        _ = try cached.logits(batch: data.inputs(at: [2, 5]), indices: [5, 2])
+        _ = try cached.logits(batch: data.inputs(at: [2, 5]), indices: [2, 20])
         XCTAssertEqual(cached.misses, 3)
         XCTAssertEqual(cached.hits, 0)
         XCTAssertNotNil(thrownMessage { _ = try cached.logits(batch: Tensor.zeros([2, 7]), indices: [0, 1]) })
-        XCTAssertNotNil(thrownMessage { _ = try cached.softTargets(batch: data.images(at: [1]), indices: [1], temperature: 0) })
-        XCTAssertNotNil(thrownMessage { _ = try cached.softTargets(batch: data.images(at: [1]), indices: [1, 2], temperature: 1) })
+        XCTAssertNotNil(thrownMessage { _ = try cached.softTargets(batch: data.inputs(at: [1]), indices: [1], temperature: 0) })
+        XCTAssertNotNil(thrownMessage { _ = try cached.softTargets(batch: data.inputs(at: [1]), indices: [1, 2], temperature: 1) })
     }
 
     /// An ensemble of cached members combines at temperature T exactly as the uncached ensemble does.
@@ -66,7 +66,7 @@ final class CachedTeacherTests: XCTestCase {
                                                        try CachedTeacher(base: m2, dataset: data)], combination: combination)
             XCTAssertEqual(plain.identity, cached.identity)
             let indices = [3, 24, 0, 11]
-            let images = data.images(at: indices)
+            let images = data.inputs(at: indices)
             assertClose(try cached.softTargets(batch: images, indices: indices, temperature: 3).scalars.map(Double.init),
                         try plain.softTargets(batch: images, indices: indices, temperature: 3).scalars.map(Double.init),
                         absolute: 1e-6, "\(combination)")
@@ -84,8 +84,8 @@ final class CachedTeacherTests: XCTestCase {
         var context = ForwardContext(training: true, generator: RandomGenerator(seed: 11))
         let student = oneLayerModel(inputs: 6, classes: 4, seed: 12)
         while let batch = iterator.next() {
-            let logits = student.forward(Variable(batch.images), context: &context)
-            let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, images: batch.images)
+            let logits = student.forward(Variable(batch.inputs), context: &context)
+            let (loss, _) = try objective.loss(studentLogits: logits, batch: batch, inputs: batch.inputs)
             XCTAssertTrue(loss.value.isFinite)
         }
         XCTAssertEqual(cached.hits, 4)

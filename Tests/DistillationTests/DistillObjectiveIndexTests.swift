@@ -44,7 +44,7 @@ final class DistillObjectiveIndexTests: XCTestCase {
         var seen: [Int] = []
         while let batch = iterator.next() {
             let student = Variable(randomLogits(batch.count, 4, seed: UInt64(seen.count)), requiresGrad: true)
-            _ = try objective.loss(studentLogits: student, batch: batch, images: batch.images)
+            _ = try objective.loss(studentLogits: student, batch: batch, inputs: batch.inputs)
             let asked = try XCTUnwrap(teacher.requests.last)
             XCTAssertEqual(asked, batch.indices.map { map[$0] })
             XCTAssertEqual(asked.map { data.labels[$0] }, batch.labels, "the mapped rows are the batch's examples")
@@ -56,7 +56,7 @@ final class DistillObjectiveIndexTests: XCTestCase {
         let plain = try DistillationObjective(teacher: teacher, loss: loss)
         var firstBatches = BatchIterator(dataset: train, batchSize: 6, shuffle: false, dropLast: false, generator: RandomGenerator(seed: 0))
         let batch = try XCTUnwrap(firstBatches.next())
-        _ = try plain.loss(studentLogits: Variable(randomLogits(6, 4, seed: 5)), batch: batch, images: batch.images)
+        _ = try plain.loss(studentLogits: Variable(randomLogits(6, 4, seed: 5)), batch: batch, inputs: batch.inputs)
         XCTAssertEqual(teacher.requests.last, Array(0..<6))
     }
 
@@ -77,11 +77,11 @@ final class DistillObjectiveIndexTests: XCTestCase {
         var differs = false
         while let batch = iterator.next() {
             let logits = randomLogits(batch.count, 4, seed: 6)
-            let expected = try online.loss(studentLogits: Variable(logits), batch: batch, images: batch.images)
-            let got = try mapped.loss(studentLogits: Variable(logits), batch: batch, images: batch.images)
+            let expected = try online.loss(studentLogits: Variable(logits), batch: batch, inputs: batch.inputs)
+            let got = try mapped.loss(studentLogits: Variable(logits), batch: batch, inputs: batch.inputs)
             XCTAssertEqual(got.loss.value.scalars[0], expected.loss.value.scalars[0], accuracy: 1e-5)
             for key in expected.parts.keys { XCTAssertEqual(got.parts[key]!, expected.parts[key]!, accuracy: 1e-5, key) }
-            let wrong = try unmapped.loss(studentLogits: Variable(logits), batch: batch, images: batch.images)
+            let wrong = try unmapped.loss(studentLogits: Variable(logits), batch: batch, inputs: batch.inputs)
             if abs(wrong.loss.value.scalars[0] - expected.loss.value.scalars[0]) > 1e-3 { differs = true }
         }
         XCTAssertTrue(differs, "without the map the store's rows are the wrong examples")
@@ -89,7 +89,7 @@ final class DistillObjectiveIndexTests: XCTestCase {
         let bad = try DistillationObjective(teacher: stored, loss: loss, exampleIndices: map.map { $0 + 100 })
         var firstBatches = BatchIterator(dataset: train, batchSize: 4, shuffle: false, dropLast: false, generator: RandomGenerator(seed: 0))
         let batch = try XCTUnwrap(firstBatches.next())
-        let message = thrownMessage { _ = try bad.loss(studentLogits: Variable(randomLogits(4, 4, seed: 1)), batch: batch, images: batch.images) }
+        let message = thrownMessage { _ = try bad.loss(studentLogits: Variable(randomLogits(4, 4, seed: 1)), batch: batch, inputs: batch.inputs) }
         XCTAssertTrue(message?.contains("store.safetensors") ?? false, message ?? "did not throw")
     }
 }

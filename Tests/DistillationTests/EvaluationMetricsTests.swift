@@ -56,8 +56,8 @@ final class EvaluationMetricsTests: XCTestCase {
         let model = oneLayerModel(inputs: 23, classes: 4, seed: 6)
         let teacher = ModelTeacher(model: oneLayerModel(inputs: 23, classes: 4, seed: 7))
         let batched = try EvaluationMetrics.evaluate(model: model, dataset: dataset, teacher: teacher, batchSize: 5)
-        let direct = try EvaluationMetrics.compute(logits: model.infer(dataset.images), labels: dataset.labels,
-                                                   teacherLogits: teacher.logits(batch: dataset.images, indices: Array(0..<23)))
+        let direct = try EvaluationMetrics.compute(logits: model.infer(dataset.inputs), labels: dataset.labels,
+                                                   teacherLogits: teacher.logits(batch: dataset.inputs, indices: Array(0..<23)))
         XCTAssertEqual(batched, direct)
         XCTAssertEqual(batched.confusionMatrix.flatMap { $0 }.reduce(0, +), 23)
     }

@@ -31,8 +31,8 @@ final class ExperimentRunTests: XCTestCase {
             let top = (k / 5) * 5, left = (k % 5) * 2
             for r in top..<(top + 3) { for c in left..<(left + 2) { values[i * n + r * side + c] = 1 } }
         }
-        return try LabeledDataset(images: Tensor(shape: [count, n], scalars: values), labels: labels, classCount: 10,
-                                  imageShape: (side, side))
+        return try LabeledDataset(inputs: Tensor(shape: [count, n], scalars: values), labels: labels, classCount: 10,
+                                  sampleShape: [side, side])
     }
 
     var log: [String] = []

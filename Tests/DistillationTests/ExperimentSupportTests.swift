@@ -47,7 +47,7 @@ final class ExperimentSupportTests: XCTestCase {
 
     func dataset(_ n: Int) throws -> LabeledDataset {
         let images = Tensor(shape: [n, 3]) { out in for i in 0..<out.count { out[i] = Float(i / 3) } }
-        return try LabeledDataset(images: images, labels: (0..<n).map { $0 % 4 }, classCount: 4)
+        return try LabeledDataset(inputs: images, labels: (0..<n).map { $0 % 4 }, classCount: 4)
     }
 
     func testSplitIsDisjointCoveringAndSeeded() throws {
@@ -63,14 +63,14 @@ final class ExperimentSupportTests: XCTestCase {
         XCTAssertEqual(indices, indices.sorted(), "the training part keeps the original order")
         XCTAssertEqual(Set(indices).count, 38)
         // Image row i holds the value i: recover the validation indices from the images.
-        let validationIndices = (0..<validationSet.count).map { Int(validationSet.images[flat: $0 * 3]) }
+        let validationIndices = (0..<validationSet.count).map { Int(validationSet.inputs[flat: $0 * 3]) }
         XCTAssertEqual(validationIndices, validationIndices.sorted())
         XCTAssertTrue(Set(indices).isDisjoint(with: validationIndices))
         XCTAssertEqual(Set(indices).union(validationIndices), Set(0..<50))
         // The subset rows are the mapped dataset rows.
         for (position, index) in indices.enumerated() {
             XCTAssertEqual(train.labels[position], data.labels[index])
-            XCTAssertEqual(train.images[flat: position * 3], Float(index))
+            XCTAssertEqual(train.inputs[flat: position * 3], Float(index))
         }
         // Seeded: the same seed gives the same split, another seed another one.
         XCTAssertEqual(try TrainingJob.split(data, configuration: configuration).trainIndices, indices)

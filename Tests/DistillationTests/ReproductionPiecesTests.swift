@@ -45,7 +45,7 @@ final class ReproductionPiecesTests: XCTestCase {
         var g = RandomGenerator(seed: 11)
         let x = Tensor.normal([n, 4], standardDeviation: 1, generator: &g)
         let labels = (0..<n).map { i in x[i, 0] > 0.3 ? 0 : (x[i, 1] > 0 ? 1 : 2) }
-        return try LabeledDataset(images: x, labels: labels, classCount: 3)
+        return try LabeledDataset(inputs: x, labels: labels, classCount: 3)
     }
 
     func train(_ c: TrainingConfiguration, _ data: LabeledDataset) throws -> [Float] {

@@ -18,9 +18,9 @@ enum ResumeData {
             labels.append(label)
             for j in 0..<features { values.append(g.uniform() * 0.5 + (j % classes == label ? 0.5 : 0)) }
         }
-        let shape = imageSide.map { (height: $0, width: $0) }
-        return try LabeledDataset(images: Tensor(shape: [count, features], scalars: values), labels: labels,
-                                  classCount: classes, imageShape: shape)
+        let shape = imageSide.map { [$0, $0] } ?? [features]
+        return try LabeledDataset(inputs: Tensor(shape: [count, features], scalars: values), labels: labels,
+                                  classCount: classes, sampleShape: shape)
     }
 
     static func configuration(optimizer: OptimizerKind = .sgd) -> TrainingConfiguration {
@@ -195,8 +195,8 @@ final class ResumeTests: XCTestCase {
         struct OtherObjective: TrainingObjective {
             var name: String { "distillation" }
             var identity: String { "teacher:abc123" }
-            func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
-                try LabelObjective().loss(studentLogits: studentLogits, batch: batch, images: images)
+            func loss(studentLogits: Variable, batch: Batch, inputs: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
+                try LabelObjective().loss(studentLogits: studentLogits, batch: batch, inputs: inputs)
             }
         }
         let m2 = message { try Trainer.resume(from: url, configuration: c, train: data, validation: nil, objective: OtherObjective(), progress: quiet) }

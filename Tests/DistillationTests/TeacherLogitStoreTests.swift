@@ -32,10 +32,10 @@ final class TeacherLogitStoreTests: XCTestCase {
         var iterator = BatchIterator(dataset: dataset, batchSize: 8, shuffle: true, dropLast: false, generator: RandomGenerator(seed: 3))
         var seen = 0, shuffledAway = 0
         while let batch = iterator.next() {
-            let online = try teacher.logits(batch: batch.images, indices: batch.indices)
-            XCTAssertEqual(try stored.logits(batch: batch.images, indices: batch.indices), online)
-            let soft = try stored.softTargets(batch: batch.images, indices: batch.indices, temperature: 4)
-            let expected = try teacher.softTargets(batch: batch.images, indices: batch.indices, temperature: 4)
+            let online = try teacher.logits(batch: batch.inputs, indices: batch.indices)
+            XCTAssertEqual(try stored.logits(batch: batch.inputs, indices: batch.indices), online)
+            let soft = try stored.softTargets(batch: batch.inputs, indices: batch.indices, temperature: 4)
+            let expected = try teacher.softTargets(batch: batch.inputs, indices: batch.indices, temperature: 4)
             assertClose(soft.scalars.map(Double.init), expected.scalars.map(Double.init), absolute: 1e-6)
             let byPosition = store.logits(indices: Array(seen..<(seen + batch.count)))
             if byPosition != online { shuffledAway += 1 }
@@ -59,9 +59,9 @@ final class TeacherLogitStoreTests: XCTestCase {
         let m1 = thrownMessage { try store.validate(against: dataset, jitter: 0, expectedTeacher: otherTeacher.identity) }
         XCTAssertTrue(m1?.contains(url.path) == true && m1!.contains(otherTeacher.identity) && m1!.contains(teacher.identity), m1 ?? "accepted")
 
-        var pixels = dataset.images
+        var pixels = dataset.inputs
         pixels[flat: 0] = 0.5
-        let otherData = try LabeledDataset(images: pixels, labels: dataset.labels, classCount: classes)
+        let otherData = try LabeledDataset(inputs: pixels, labels: dataset.labels, classCount: classes)
         let m2 = thrownMessage { try store.validate(against: otherData, jitter: 0, expectedTeacher: nil) }
         XCTAssertTrue(m2?.contains("fingerprint") == true && m2!.contains(otherData.fingerprint) && m2!.contains(url.path), m2 ?? "accepted")
 
@@ -72,7 +72,7 @@ final class TeacherLogitStoreTests: XCTestCase {
         let m4 = thrownMessage { try store.validate(against: fewer, jitter: 0, expectedTeacher: nil) }
         XCTAssertTrue(m4?.contains("expected 10 examples") == true && m4!.contains("found \(n)"), m4 ?? "accepted")
 
-        let moreClasses = try LabeledDataset(images: dataset.images, labels: dataset.labels, classCount: classes + 1)
+        let moreClasses = try LabeledDataset(inputs: dataset.inputs, labels: dataset.labels, classCount: classes + 1)
         let m5 = thrownMessage { try store.validate(against: moreClasses, jitter: 0, expectedTeacher: nil) }
         XCTAssertTrue(m5?.contains("expected \(classes + 1) classes") == true, m5 ?? "accepted")
     }
@@ -86,7 +86,7 @@ final class TeacherLogitStoreTests: XCTestCase {
         let file = try SafeTensors.read(url: url)
         XCTAssertEqual(try file.info(named: "logits").dtype, .f16)
         let all = Array(0..<n)
-        let exact = try teacher.logits(batch: dataset.images, indices: all).scalars.map(Double.init)
+        let exact = try teacher.logits(batch: dataset.inputs, indices: all).scalars.map(Double.init)
         let half = store.logits(indices: all).scalars.map(Double.init)
         assertClose(half, exact, absolute: 1e-3, relative: 1e-3, "float16 store")
     }
@@ -98,7 +98,7 @@ final class TeacherLogitStoreTests: XCTestCase {
         let store = try TeacherLogitStore.read(url: url)
         XCTAssertEqual(store.topK, 2)
         let all = Array(0..<n)
-        let full = try teacher.logits(batch: dataset.images, indices: all)
+        let full = try teacher.logits(batch: dataset.inputs, indices: all)
         let soft = store.softTargets(indices: all, temperature: 2)
         for i in 0..<n {
             let row = (0..<classes).map { full[i, $0] }

@@ -76,7 +76,7 @@ func oneHotDataset(count n: Int, classes: Int, seed: UInt64) throws -> LabeledDa
         for i in 0..<out.count { out[i] = 0 }
         for i in 0..<n { out[i * n + i] = 1 }
     }
-    return try LabeledDataset(images: images, labels: randomLabels(n, classes: classes, seed: seed), classCount: classes)
+    return try LabeledDataset(inputs: images, labels: randomLabels(n, classes: classes, seed: seed), classCount: classes)
 }
 
 /// A one-layer model `[n] -> [classes]` with random weights.

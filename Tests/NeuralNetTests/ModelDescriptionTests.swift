@@ -100,4 +100,17 @@ final class ModelDescriptionTests: XCTestCase {
         XCTAssertEqual(try LayerKinds.kind(named: "linear").kind, "linear")
         XCTAssertThrowsError(try LayerKinds.kind(named: "nope"))
     }
+
+    /// A model on rows `[784]` takes image batches `[B, 1, 28, 28]` (the same values, reshaped), in training and in
+    /// evaluation, with the same results as on rows.
+    func testShapedBatchesReachARowModel() throws {
+        var g = RandomGenerator(seed: 2)
+        let model = try mlp().build(generator: &g)
+        let images = Tensor.uniform([3, 1, 28, 28], low: 0, high: 1, generator: &g)
+        let rows = images.reshaped([3, 784])
+        XCTAssertEqual(model.infer(images), model.infer(rows))
+        var c1 = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
+        var c2 = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
+        XCTAssertEqual(model(Variable(images), context: &c1).value, model(Variable(rows), context: &c2).value)
+    }
 }

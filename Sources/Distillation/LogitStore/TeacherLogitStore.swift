@@ -103,7 +103,7 @@ public struct TeacherLogitStore {
         var start = 0
         while start < n {
             let end = Swift.min(start + step, n)
-            let logits = try teacher.logits(batch: dataset.images(rows: start..<end), indices: Array(start..<end))
+            let logits = try teacher.logits(batch: dataset.inputs(rows: start..<end), indices: Array(start..<end))
             guard logits.shape == [end - start, c] else {
                 throw TrainingError("\(context): teacher returned logits of shape \(logits.shape), expected [\(end - start), \(c)]")
             }

@@ -47,7 +47,7 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
         var start = 0
         while start < n {
             let end = Swift.min(start + step, n)
-            let images = dataset.images(rows: start..<end)
+            let images = dataset.inputs(rows: start..<end)
             try checkModelInput(model, images, what: "evaluate")
             try copy(model.infer(images), into: &student, at: start, what: "model")
             if let teacher {
@@ -140,7 +140,7 @@ public func errors(_ model: Sequential, on dataset: LabeledDataset, classes: Set
     var start = 0
     while start < dataset.count {
         let end = Swift.min(start + 1000, dataset.count)
-        let predictions = model.infer(dataset.images(rows: start..<end)).argmax(axis: 1)
+        let predictions = model.infer(dataset.inputs(rows: start..<end)).argmax(axis: 1)
         for (i, p) in predictions.enumerated() {
             let y = dataset.labels[start + i]
             if p != y { all += 1; if classes.contains(y) { on += 1 } }

@@ -92,13 +92,13 @@ public struct TrainingHealth: Codable, Equatable, Sendable {
     /// Measures `model` on the first `sampleCount` examples of `dataset` (all of them when fewer).
     public static func measure(model: Sequential, dataset: LabeledDataset, sampleCount: Int = 10_000) -> TrainingHealth {
         let n = Swift.min(sampleCount, dataset.count)
-        return measure(model: model, inputs: dataset.images(rows: 0..<n))
+        return measure(model: model, inputs: dataset.inputs(rows: 0..<n))
     }
 
     /// Measures `model` on `inputs` `[n, features]`, layer by layer in evaluation mode.
     public static func measure(model: Sequential, inputs: Tensor) -> TrainingHealth {
         let flat = flatten(model.layers)
-        var x = inputs
+        var x = model.inputShape.map { inputs.reshaped([inputs.shape[0]] + $0) } ?? inputs
         var result: [LayerHealth] = []
         var i = 0
         while i < flat.count {

@@ -37,10 +37,12 @@ public final class ModelTeacher: Teacher {
     }
 }
 
-/// Throws unless `inputs` `[b, F]` fit the model's input shape (so `infer` cannot trap on user data).
+/// Throws unless `inputs` `[b, ...]` hold as many values per example as the model's input shape (so `infer` cannot
+/// trap on user data).
 func checkModelInput(_ model: Sequential, _ inputs: Tensor, what: String) throws {
-    guard inputs.rank == 2 else { throw TrainingError("\(what): expected inputs of shape [batch, features], got \(inputs.shape)") }
-    if let shape = model.inputShape, shape.reduce(1, *) != inputs.shape[1] {
-        throw TrainingError("\(what): model expects \(shape.reduce(1, *)) input features, found \(inputs.shape[1])")
+    guard inputs.rank >= 2 else { throw TrainingError("\(what): expected inputs of shape [batch, ...], got \(inputs.shape)") }
+    let found = inputs.shape.dropFirst().reduce(1, *)
+    if let shape = model.inputShape, shape.reduce(1, *) != found {
+        throw TrainingError("\(what): model expects \(shape.reduce(1, *)) input features, found \(found)")
     }
 }

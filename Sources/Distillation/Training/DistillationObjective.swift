@@ -7,7 +7,7 @@ import Datasets
 /// Distillation (Hinton et al. 2015): the student matches the teacher's soft targets at temperature T and, with
 /// `hardWeight > 0`, the true labels (see `distillationLoss`).
 ///
-/// The teacher sees exactly the images the student sees (after jitter), so an online teacher follows the
+/// The teacher sees exactly the inputs the student sees (after jitter), so an online teacher follows the
 /// augmentation. A stored-logits teacher is looked up by example index; when training on a subset of the
 /// dataset the store was written for, `exampleIndices[i]` maps position `i` of the subset to its row in the store.
 public struct DistillationObjective: TrainingObjective {
@@ -29,24 +29,24 @@ public struct DistillationObjective: TrainingObjective {
         "distillation teacher=\(teacher.identity) T=\(loss.temperature) hard=\(loss.hardWeight) soft=\(loss.softWeight) T2=\(loss.scaleSoftBySquaredTemperature)"
     }
 
-    public func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
-        try loss(studentLogits: studentLogits, batch: batch, images: images, prepared: nil)
+    public func loss(studentLogits: Variable, batch: Batch, inputs: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
+        try loss(studentLogits: studentLogits, batch: batch, inputs: inputs, prepared: nil)
     }
 
     /// True for a teacher that runs a model on every batch (not for stored or cached logits).
     public var preparesInBackground: Bool { teacher.computesPerBatch }
 
     /// The teacher's soft targets at temperature T for the batch, `[b, C]`.
-    public func prepare(batch: Batch, images: Tensor) throws -> Tensor? {
-        try softTargets(batch: batch, images: images)
+    public func prepare(batch: Batch, inputs: Tensor) throws -> Tensor? {
+        try softTargets(batch: batch, inputs: inputs)
     }
 
-    func softTargets(batch: Batch, images: Tensor) throws -> Tensor {
+    func softTargets(batch: Batch, inputs: Tensor) throws -> Tensor {
         let indices = exampleIndices.map { map in batch.indices.map { map[$0] } } ?? batch.indices
-        return try teacher.softTargets(batch: images, indices: indices, temperature: loss.temperature)
+        return try teacher.softTargets(batch: inputs, indices: indices, temperature: loss.temperature)
     }
 
-    public func loss(studentLogits: Variable, batch: Batch, images: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
+    public func loss(studentLogits: Variable, batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
         let targets: Tensor
         if let prepared {
             guard prepared.shape == [batch.count, teacher.classCount] else {
@@ -54,7 +54,7 @@ public struct DistillationObjective: TrainingObjective {
             }
             targets = prepared
         } else {
-            targets = try softTargets(batch: batch, images: images)
+            targets = try softTargets(batch: batch, inputs: inputs)
         }
         let (value, parts) = distillationLoss(studentLogits: studentLogits, teacherProbabilities: targets,
                                               labels: batch.labels, configuration: loss)
@@ -70,7 +70,7 @@ public enum TeacherLoader {
     ///
     /// With `cacheLogits`, each member's logits for every example of `dataset` are computed once and kept in memory
     /// (``CachedTeacher``; for an ensemble each member is cached, so the combination at temperature T is unchanged).
-    /// Only worth it when training sees the un-augmented images of `dataset`, i.e. without jitter.
+    /// Only worth it when training sees the un-augmented inputs of `dataset`, i.e. without jitter.
     public static func load(paths: [String], combination: EnsembleTeacher.Combination, dataset: LabeledDataset,
                             cacheLogits: Bool = false) throws -> Teacher {
         guard !paths.isEmpty else { throw TrainingError("a teacher needs at least one model file") }

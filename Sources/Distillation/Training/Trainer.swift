@@ -77,7 +77,7 @@ public final class Trainer {
             model = given
         } else {
             do {
-                model = try configuration.modelDescription(inputShape: [train.featureCount], classCount: train.classCount)
+                model = try configuration.modelDescription(inputShape: train.sampleShape, classCount: train.classCount)
                     .build(generator: &streams.initialisation)
             } catch let error as ModelDescriptionError {
                 throw TrainingError("the model cannot be built: \(error.description)")
@@ -135,18 +135,18 @@ public final class Trainer {
             optimizer.learningRate = rate
             if let sgd = optimizer as? SGD { sgd.momentum = configuration.momentum(epoch: epoch) }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
-            var pending: (batch: Batch, images: Tensor)? = nil
+            var pending: (batch: Batch, inputs: Tensor)? = nil
             var pendingPrepared: Tensor? = nil
             while true {
-                let batch: Batch, images: Tensor, prepared: Tensor?
+                let batch: Batch, inputs: Tensor, prepared: Tensor?
                 if let next = pending {
-                    (batch, images, prepared) = (next.batch, next.images, pendingPrepared)
+                    (batch, inputs, prepared) = (next.batch, next.inputs, pendingPrepared)
                     pending = nil
                 } else {
                     guard let next = nextBatch() else { break }
-                    (batch, images) = next
+                    (batch, inputs) = next
                     // As on the other thread (one thread, whole products), so every batch's targets round alike.
-                    prepared = overlap ? try ComputeThreads.alone { try objective.prepare(batch: batch, images: images) } : nil
+                    prepared = overlap ? try ComputeThreads.alone { try objective.prepare(batch: batch, inputs: inputs) } : nil
                 }
                 // The run's state after this batch is taken: what progress, checkpoints and a stop see. With the
                 // overlap the iterator and jitter stream run one batch ahead meanwhile.
@@ -154,12 +154,12 @@ public final class Trainer {
                 if overlap, let next = nextBatch() {
                     pending = next
                     let objective = self.objective
-                    background.start { try objective.prepare(batch: next.batch, images: next.images) }
+                    background.start { try objective.prepare(batch: next.batch, inputs: next.inputs) }
                 }
                 let aheadIterator = iterator, aheadJitter = jitterGenerator
                 let outcome: (loss: Float, parts: [String: Double])
                 do {
-                    outcome = try step(batch: batch, images: images, prepared: prepared, context: &context,
+                    outcome = try step(batch: batch, inputs: inputs, prepared: prepared, context: &context,
                                        position: stateIterator.cursor)
                 } catch {
                     background.cancel()
@@ -211,25 +211,25 @@ public final class Trainer {
 
     /// One optimisation step on `batch` (``TrainingStep``); a non-finite loss becomes an error naming the epoch and
     /// the batch (`position`, batches taken).
-    func step(batch: Batch, images: Tensor, prepared: Tensor?, context: inout ForwardContext,
+    func step(batch: Batch, inputs: Tensor, prepared: Tensor?, context: inout ForwardContext,
               position: Int) throws -> (loss: Float, parts: [String: Double]) {
         do {
-            return try trainingStep(batch: batch, inputs: images, prepared: prepared, context: &context)
+            return try trainingStep(batch: batch, inputs: inputs, prepared: prepared, context: &context)
         } catch let error as TrainingStep.NonFiniteLoss {
             throw TrainingError("the loss became \(error.value) at epoch \(epoch + 1), batch \(position); lower the learning rate or clip the gradient norm")
         }
     }
 
-    /// The next batch of the epoch and its (jittered) images; nil at the end of the epoch. Advances the iterator and
+    /// The next batch of the epoch and its (jittered) inputs; nil at the end of the epoch. Advances the iterator and
     /// the jitter stream.
-    func nextBatch() -> (batch: Batch, images: Tensor)? {
+    func nextBatch() -> (batch: Batch, inputs: Tensor)? {
         guard let batch = iterator.next() else { return nil }
-        var images = batch.images
+        var inputs = batch.inputs
         if configuration.data.jitter > 0, let shape = train.imageShape {
-            images = Jitter.shift(images: images, height: shape.height, width: shape.width,
+            inputs = Jitter.shift(images: inputs, channels: shape.channels, height: shape.height, width: shape.width,
                                   maxShift: configuration.data.jitter, generator: &jitterGenerator)
         }
-        return (batch, images)
+        return (batch, inputs)
     }
 
     func finishEpoch(seconds: Double, learningRate: Float) throws {

@@ -4,7 +4,7 @@ import Datasets
 
 /// What a training run minimises, given the student's logits for a batch.
 ///
-/// `images` are the inputs the student saw (after augmentation), so an online teacher can see exactly the same ones.
+/// `inputs` are the inputs the student saw (after augmentation), so an online teacher can see exactly the same ones.
 public protocol TrainingObjective {
     /// A short name for reports ("labels", "distillation").
     var name: String { get }
@@ -12,7 +12,7 @@ public protocol TrainingObjective {
     /// its teacher's content hash). Defaults to `name`.
     var identity: String { get }
     /// The scalar loss to back-propagate and its named parts (for reports).
-    func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double])
+    func loss(studentLogits: Variable, batch: Batch, inputs: Tensor) throws -> (loss: Variable, parts: [String: Double])
 
     /// Whether `prepare` is heavy (an online teacher's forward pass): then, with two threads, the trainer runs it
     /// for the next batch on the second one while the student trains on the current batch
@@ -21,18 +21,18 @@ public protocol TrainingObjective {
     /// The part of the loss that depends on the batch alone, never on the student (distillation: the teacher's soft
     /// targets), so it may run ahead, on another thread. Default nil (nothing to prepare). It must not touch state
     /// the student's step uses.
-    func prepare(batch: Batch, images: Tensor) throws -> Tensor?
+    func prepare(batch: Batch, inputs: Tensor) throws -> Tensor?
     /// `loss` given what `prepare` returned for this batch; nil means not prepared (compute it here).
-    /// The result is the same either way. Default: `loss(studentLogits:batch:images:)`.
-    func loss(studentLogits: Variable, batch: Batch, images: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double])
+    /// The result is the same either way. Default: `loss(studentLogits:batch:inputs:)`.
+    func loss(studentLogits: Variable, batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double])
 }
 
 extension TrainingObjective {
     public var identity: String { name }
     public var preparesInBackground: Bool { false }
-    public func prepare(batch: Batch, images: Tensor) throws -> Tensor? { nil }
-    public func loss(studentLogits: Variable, batch: Batch, images: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
-        try loss(studentLogits: studentLogits, batch: batch, images: images)
+    public func prepare(batch: Batch, inputs: Tensor) throws -> Tensor? { nil }
+    public func loss(studentLogits: Variable, batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
+        try loss(studentLogits: studentLogits, batch: batch, inputs: inputs)
     }
 }
 
@@ -40,7 +40,7 @@ extension TrainingObjective {
 public struct LabelObjective: TrainingObjective {
     public init() {}
     public var name: String { "labels" }
-    public func loss(studentLogits: Variable, batch: Batch, images: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
+    public func loss(studentLogits: Variable, batch: Batch, inputs: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
         let loss = crossEntropy(logits: studentLogits, labels: batch.labels)
         return (loss, ["hard": Double(loss.value.scalar)])
     }

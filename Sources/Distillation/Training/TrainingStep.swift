@@ -42,7 +42,7 @@ public final class TrainingStep {
         -> (loss: Float, parts: [String: Double]) {
         model.zeroGradients()
         let logits = model(Variable(inputs), context: &context)
-        let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, images: inputs, prepared: prepared)
+        let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, inputs: inputs, prepared: prepared)
         let value = loss.value.scalar
         guard value.isFinite else { throw NonFiniteLoss(value: value) }
         loss.backward()

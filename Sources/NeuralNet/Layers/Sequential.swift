@@ -44,8 +44,18 @@ public final class Sequential: LayerKind, RowWise {
 
     public var requiredInputShape: [Int]? { inputShape }
 
+    /// The shape a batch of `batch` examples takes for this model: `[batch] + inputShape`, when `shape` holds as many
+    /// values per example in another shape (an image batch `[B, 1, 28, 28]` for a model on rows `[784]`); nil when
+    /// no reshape is needed or possible.
+    func conformingShape(_ shape: [Int]) -> [Int]? {
+        guard let inputShape, shape.count >= 1, Array(shape.dropFirst()) != inputShape,
+              shape.dropFirst().reduce(1, *) == inputShape.reduce(1, *) else { return nil }
+        return [shape[0]] + inputShape
+    }
+
     public func forward(_ input: Variable, context: inout ForwardContext) -> Variable {
         var x = input
+        if let shape = conformingShape(input.shape) { x = reshape(input, shape) }
         var i = 0
         while i < layers.count {
             if let fusing = layers[i] as? FusesActivation, i + 1 < layers.count, let next = layers[i + 1] as? ActivationLayer {
@@ -63,6 +73,7 @@ public final class Sequential: LayerKind, RowWise {
     /// threads run with each layer's units split over the threads (``RowWise``): one image through 784-800-800-10
     /// takes about half the time of one thread (Benchmarks.md, latency). Larger batches use the threaded BLAS product.
     public func infer(_ input: Tensor) -> Tensor {
+        let input = conformingShape(input.shape).map { input.reshaped($0) } ?? input
         let threads = ComputeThreads.count
         if threads > 1, input.rank == 2, input.shape[0] <= Sequential.unitSplitMaxRows, isRowWise {
             return ComputeThreads.withOneThread { infer(input, splittingUnits: threads) }
@@ -82,7 +93,7 @@ public final class Sequential: LayerKind, RowWise {
     }
 
     public func infer(_ input: Tensor, splittingUnits parts: Int) -> Tensor {
-        var x = input
+        var x = conformingShape(input.shape).map { input.reshaped($0) } ?? input
         var i = 0
         while i < layers.count {
             if let fusing = layers[i] as? FusesActivation {
