@@ -1,4 +1,5 @@
 import Foundation
+import TensorIO
 
 /// Whole-file reads and atomic writes with `DataError` failures.
 enum DataFile {
@@ -23,13 +24,13 @@ enum DataFile {
         }
     }
 
-    /// Writes `bytes` to `url` through a temporary file in the same directory and a rename, so readers never see a
-    /// partial file.
+    /// Writes `bytes` to `url` atomically (``AtomicFile``: a temporary file in the same directory, fsync, rename),
+    /// so readers never see a partial file.
     static func writeAtomically(_ bytes: [UInt8], to url: URL) throws {
         do {
-            try Data(bytes).write(to: url, options: .atomic)
-        } catch {
-            throw DataError.io(file: url.path, reason: error.localizedDescription)
+            try AtomicFile.write(data: Data(bytes), to: url, overwrite: true)
+        } catch let error as TensorIOError {
+            throw DataError.io(file: url.path, reason: error.description)
         }
     }
 }

@@ -19,7 +19,7 @@ public enum AtomicFile {
     /// - Parameters:
     ///   - data: The complete file contents.
     ///   - url: A file URL; its directory must exist.
-    ///   - overwrite: When false and `url` exists, throws `"<path> exists; pass --force to overwrite"` without
+    ///   - overwrite: When false and `url` exists, throws `"<path> exists; not overwritten (overwriting was not allowed)"` without
     ///     touching the existing file.
     /// - Throws: ``TensorIOError`` naming the path and the failing system call.
     public static func write(data: Data, to url: URL, overwrite: Bool) throws {

@@ -20,7 +20,7 @@ public enum SafeTensors {
     /// Writes `entries` and `metadata` to `url` atomically (see ``AtomicFile``).
     ///
     /// - Throws: ``TensorIOError`` for duplicate or reserved names, unsupported dtypes, integers that do not fit,
-    ///   an existing target when `overwrite` is false (`"<path> exists; pass --force to overwrite"`), or I/O failure.
+    ///   an existing target when `overwrite` is false (`"<path> exists; not overwritten (overwriting was not allowed)"`), or I/O failure.
     public static func write(_ entries: [SafeTensorsEntry], metadata: [String: String] = [:], to url: URL, overwrite: Bool) throws {
         let data = try serialize(entries, metadata: metadata, source: url.path)
         try AtomicFile.write(data: data, to: url, overwrite: overwrite)

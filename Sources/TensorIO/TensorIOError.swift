@@ -24,7 +24,7 @@ public struct TensorIOError: Error, CustomStringConvertible, LocalizedError, Equ
 
     /// The error thrown when a write would replace an existing file without permission.
     public static func exists(_ path: String) -> TensorIOError {
-        TensorIOError(file: path, message: "\(path) exists; pass --force to overwrite")
+        TensorIOError(file: path, message: "\(path) exists; not overwritten (overwriting was not allowed)")
     }
 
     public var description: String { message }

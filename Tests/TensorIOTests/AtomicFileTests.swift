@@ -15,7 +15,7 @@ final class AtomicFileTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: url), Data("first".utf8))
 
         let error = captureError { try AtomicFile.write(data: Data("second".utf8), to: url, overwrite: false) }
-        XCTAssertEqual(error?.description, "\(url.path) exists; pass --force to overwrite")
+        XCTAssertEqual(error?.description, "\(url.path) exists; not overwritten (overwriting was not allowed)")
         XCTAssertEqual(try Data(contentsOf: url), Data("first".utf8))
         XCTAssertEqual(try entries(dir), ["out.json"])
 
@@ -32,7 +32,7 @@ final class AtomicFileTests: XCTestCase {
         try SafeTensors.write([.tensor("a", Tensor([1]))], to: url, overwrite: false)
         let original = try Data(contentsOf: url)
         let error = captureError { try SafeTensors.write([.tensor("a", Tensor([2]))], to: url, overwrite: false) }
-        XCTAssertEqual(error?.description, "\(url.path) exists; pass --force to overwrite")
+        XCTAssertEqual(error?.description, "\(url.path) exists; not overwritten (overwriting was not allowed)")
         XCTAssertEqual(try Data(contentsOf: url), original)
         // A failing serialization (duplicate names) never touches the target either.
         XCTAssertNotNil(captureError { try SafeTensors.write([.tensor("a", Tensor([2])), .tensor("a", Tensor([3]))], to: url, overwrite: true) })
