@@ -23,7 +23,7 @@ Flags
   --teacher FILE     the distillation phases' trained teacher (safetensors, F32 or F16, tensors
                      1.weight ... 7.bias as nn.Sequential names them); default
                      <repo>/Data/teachers/bench-teacher.safetensors
-  --random-teacher   a randomly initialised teacher instead (the benchmark before session 11)
+  --random-teacher   a randomly initialised teacher instead (the benchmark's former teacher)
 
 What is measured (all training: batch 128, SGD lr 0.05 momentum 0.9, cross-entropy; the
 60000x784 float32 training set in [0,1] is one tensor in memory, shuffled each epoch with

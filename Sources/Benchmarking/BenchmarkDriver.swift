@@ -51,7 +51,7 @@ public struct BenchmarkDriver {
     /// glibc malloc settings for PyTorch under `--tuned-torch`: never trim the heap, keep 64 MiB of slack at its top,
     /// serve blocks up to 32 MiB (every tensor here) from the heap. At glibc's defaults PyTorch's
     /// `zero_grad(set_to_none=True)` frees megabytes of gradients every step, glibc returns the top of the heap to the
-    /// kernel and the next step faults it back in: ~1 s of a ~3.8 s student epoch here (Benchmarks.md, session 6).
+    /// kernel and the next step faults it back in: ~1 s of a ~3.8 s student epoch here (Benchmarks.md, PyTorch's allocator).
     public static let tunedMallocEnvironment = ["MALLOC_TRIM_THRESHOLD_": String(1 << 31), "MALLOC_TOP_PAD_": String(64 << 20),
                                          "MALLOC_MMAP_THRESHOLD_": String(32 << 20)]
 

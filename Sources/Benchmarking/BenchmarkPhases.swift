@@ -136,7 +136,7 @@ public enum BenchmarkModels {
     /// The trained teacher the distillation phases use by default, found beside the embedded MNIST copy:
     /// `Data/teachers/bench-teacher.safetensors`, the teacher recipe of `distill reproduce` (dropout 0.2 / 0.5, +-2 px
     /// jitter, max-norm 3.5, SGD lr 0.1 momentum 0.9, cosine over 60 epochs) on all 60,000 training images, seed 0,
-    /// stored as f16 (Benchmarks.md, session 11, has the command). nil when it is not there.
+    /// stored as f16 (Benchmarks.md, the trained bench teacher, has the command). nil when it is not there.
     public static func defaultTeacherFile() -> URL? {
         let fileManager = FileManager.default
         var roots: [URL] = []

@@ -9,7 +9,7 @@
 // row takes two passes over its nonzeros: chains 0 and 1 (k = 0, 1 mod 4), summed, then chains 2 and 3 with that sum
 // held in 4 registers (13 live). Per nonzero: its index, its broadcast value and 4 loads of the transposed weight
 // block for 4 fmas; measured on Zen 3 at about one fma per cycle (of two), 0.40x OpenBLAS's sgemm time for MNIST's
-// first layer. One pass of four chains on 8, 16 or 24 units was slower (Benchmarks.md, session 10).
+// first layer. One pass of four chains on 8, 16 or 24 units was slower (Benchmarks.md, the AVX2 kernels).
 #include "avx2.h"
 
 #if defined(__x86_64__)

@@ -100,7 +100,7 @@ public final class Adam: Optimizer {
     /// (nil without), eight elements at a time in SIMD registers, then one at a time. The same operations in the same
     /// order as `updateReference` (separate multiplies and adds, a correctly rounded square root and division), so
     /// the same bits. The one-element loop it replaces did not vectorise (overlapping pointers could not be ruled
-    /// out) and ran on one thread: Adam took a student epoch from 2.4-2.7 s to 5.2-5.6 s (session 10).
+    /// out) and ran on one thread: Adam took a student epoch from 2.4-2.7 s to 5.2-5.6 s (Benchmarks.md, Adam's update).
     @inline(__always)
     public static func update(_ p: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
                               v: UnsafeMutablePointer<Float>, vmax: UnsafeMutablePointer<Float>?,

@@ -61,7 +61,7 @@ public final class SGD: Optimizer {
     /// that creates it), eight elements at a time in SIMD registers, then one at a time. The same operations in the
     /// same order as `momentumReference`, so the same bits: a separate multiply and add each (no fused multiply-add).
     /// The pointers may not overlap; the scalar loops this replaces did not vectorise because the compiler could not
-    /// rule that out (6 % of a student epoch, profile of session 10).
+    /// rule that out (6 % of a student epoch in a profile; Benchmarks.md).
     @inline(__always)
     public static func momentumUpdate(_ p: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>,
                                _ g: UnsafePointer<Float>, count: Int, lr: Float, mu: Float, damp: Float, wd: Float,

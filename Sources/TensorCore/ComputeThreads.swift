@@ -85,7 +85,7 @@ public enum ComputeThreads {
     /// BLAS at once (the teacher overlap), and elementwise work around a product runs on the thread that computes
     /// each part (`GEMM.sgemm`'s `before`/`after`). On OpenBLAS it replaced the library's own threads (student epoch
     /// 2.51-2.96 s against 2.95-3.22 s, three alternating pairs; inference 0.130-0.145 against 0.137-0.154 s; the
-    /// teacher undecided in seven noisy pairs; Benchmarks.md, session 5); the split changes the last bits of some
+    /// teacher undecided in seven noisy pairs; Benchmarks.md, split products); the split changes the last bits of some
     /// products against OpenBLAS's threaded ones.
     public static var productsRunOnHelpers: Bool {
         #if canImport(Accelerate)

@@ -28,12 +28,12 @@ public enum SparseKernels {
 
     /// The largest fraction of nonzero inputs for which the sparse path is taken. The sparse product's time grows
     /// with the nonzeros; on the teacher phase (hidden layers 10-30 % nonzero under dropout) limits of 0.2, 0.3 and
-    /// 0.4 were timed and 0.3 kept (Benchmarks.md, session 8).
+    /// 0.4 were timed and 0.3 kept (Benchmarks.md, sparse forward kernel).
     public static let densityLimit = 0.3
 
     /// The fewest units (weight rows) for which the weight gradient takes the sparse path: compressing the input by
     /// columns costs about 60 us a batch, which the sparse product repays at about 0.6 us per unit of 1,200 inputs
-    /// (a 10-unit output layer took 1.3-1.9x the dense product's time; Benchmarks.md, session 9).
+    /// (a 10-unit output layer took 1.3-1.9x the dense product's time; Benchmarks.md, sparse weight gradient).
     public static let minimumGradientUnits = 128
 
     /// The fewest rows for which the sparse path is taken: each block of 64 units is transposed once per call,

@@ -23,7 +23,7 @@ struct Bench: ParsableCommand {
     var noTeacherOverlap = false
     @Option(help: ArgumentHelp("The distillation phases' trained teacher, a 784-1200-1200-10 model file (default: the shipped Data/teachers/\(BenchmarkModels.defaultTeacherName)).", valueName: "file"))
     var teacher: String?
-    @Flag(help: "The distillation phases use a randomly initialised teacher instead of a trained one (the benchmark before session 11; a random network's hidden units are ~50% nonzero, the shipped trained teacher's 7.5% and 14%).")
+    @Flag(help: "The distillation phases use a randomly initialised teacher instead of a trained one (the benchmark's former teacher; a random network's hidden units are ~50% nonzero, the shipped trained teacher's 7.5% and 14%).")
     var randomTeacher = false
     @Option(help: .hidden) var phase: String?
     @Option(help: ArgumentHelp("With --phase (a training phase): switch this kernel off and on every \(Alternation.stepsPerSwitch) steps and report the median step time of each (\(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "kernel"))
