@@ -40,6 +40,8 @@ let package = Package(
         .executableTarget(
             name: "distill",
             dependencies: ["Distillation", "Experiments", "Benchmarking", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "distill-student-example", dependencies: ["Distillation", "Checkpoints"],
+                          path: "Examples/DistillStudent"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "TensorIO"], resources: [.copy("Fixtures")]),
