@@ -82,6 +82,9 @@ public enum HintonMNIST {
         var augmented = 0
         switch preset {
         case .full:
+            // The paper preset's teacher rate: 121 validation errors after 50 epochs against lr 0.1's 182
+            // (Results/hinton-mnist-recipe.md).
+            teacher.optimizer.learningRate = 0.02
             teacher.data.validationCount = 5000
             student.data.validationCount = 5000
             distilled = student
