@@ -17,6 +17,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
     case download(file: String, url: String, reason: String)
     /// An argument passed to a dataset API is out of range (`context` names the API).
     case invalidArgument(context: String, expected: String, found: String)
+    /// A line of a text file does not hold what it should (`expected` says what, and what was found).
+    case content(file: String, line: Int, expected: String)
 
     /// The one-line message: the file (or API), what was expected and what was found.
     public var description: String {
@@ -33,6 +35,8 @@ public enum DataError: Error, CustomStringConvertible, Equatable, Sendable {
             return "could not download \(file) from \(url): \(reason); offline? use the embedded copy in Data/mnist or another local MNIST directory"
         case let .invalidArgument(context, expected, found):
             return "\(context): expected \(expected), found \(found)"
+        case let .content(file, line, expected):
+            return "\(file), line \(line): expected \(expected)"
         }
     }
 }
