@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",
-            dependencies: ["Distillation", "Experiments", "Benchmarking", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "distill-student-example", dependencies: ["Distillation", "Checkpoints"],
                           path: "Examples/DistillStudent"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),

@@ -302,6 +302,13 @@ public struct LabeledDataset: Sendable {
                               classCount: classCount)
     }
 
+    /// The same inputs (same storage, nothing copied) with other labels, e.g. renumbered to another list of class
+    /// names. `labels` must have one entry per example in `0..<classCount` (precondition).
+    public func relabelled(_ labels: [Int], classCount: Int) -> LabeledDataset {
+        precondition(labels.count == count && labels.allSatisfy { $0 >= 0 && $0 < classCount }, "relabelled: labels out of range")
+        return LabeledDataset(storage: storage, sampleShape: sampleShape, labels: labels, classCount: classCount)
+    }
+
     /// Splits off `count` random examples as a validation set.
     ///
     /// Draws one `generator.permutation(self.count)`; its first `count` entries are the validation examples. Both

@@ -2,6 +2,9 @@ import ArgumentParser
 import Foundation
 import Distillation
 import Datasets
+import DataFormats
+import Checkpoints
+import TensorIO
 
 /// The loss flags of `distill distill` and the experiments.
 struct LossOptions: ParsableArguments {
@@ -71,7 +74,7 @@ struct DistillCommand: ParsableCommand {
     func run() throws {
         let job = ResumableRun(options: options, resumeOptions: resumeOptions, output: output, force: force, json: json,
                                label: "distill", role: "distilled student")
-        var (configuration, stateURL, data) = try job.prepare()
+        var (configuration, stateURL, data, specification) = try job.prepare()
         if noTeacherOverlap { configuration.runtime.overlapTeacher = false }
         let teacherSource: Teacher
         var teacherCache = "store"
@@ -88,6 +91,7 @@ struct DistillCommand: ParsableCommand {
                 FileHandle.standardError.write(Data(("teacher: not caching its logits (\(Int(cacheBytes / 1048576)) MiB would exceed "
                     + "\(Int(DistillCommand.teacherCacheBudget / 1048576)) MiB); running it on every batch\n").utf8))
             }
+            try checkTeachers(teacher, against: specification)
             teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train, cacheLogits: cache)
             if cache {
                 FileHandle.standardError.write(Data(("teacher: logits for the \(data.train.count) training images computed once, kept in memory "
@@ -100,13 +104,29 @@ struct DistillCommand: ParsableCommand {
             FileHandle.standardError.write(Data(("teacher: run on every batch, one batch ahead on its own thread while the student "
                 + "trains (--no-teacher-overlap takes turns instead)\n").utf8))
         }
-        try job.run(configuration: configuration, stateURL: stateURL, data: data,
+        try job.run(configuration: configuration, stateURL: stateURL, data: data, specification: specification,
                     metadata: ["teacher_identity": teacherSource.identity,
                                "distillation": String(decoding: try sortedEncoder.encode(lossConfiguration), as: UTF8.self)],
                     extra: ["distillation": try jsonObject(lossConfiguration), "teacher_cache": teacherCache,
                             "teacher_overlap": overlap],
                     metricsTeacher: teacherLogits == nil ? teacherSource : nil) { indices in
             try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
+        }
+    }
+}
+
+/// A teacher trained on data of its own reads inputs prepared its own way: its standardisation and class names
+/// must be the student's.
+func checkTeachers(_ paths: [String], against specification: DataSpecification) throws {
+    for path in paths {
+        let metadata: [String: String]
+        do { metadata = try SafeTensors.read(url: URL(fileURLWithPath: path)).metadata } catch { continue }  // the loader reports it
+        guard let teacher = try DataSpecification.from(metadata: metadata) else { continue }
+        if teacher.standardization != specification.standardization {
+            throw TrainingError("\(path): the teacher was trained on differently standardised inputs than this run's data (\(teacher.source ?? teacher.format)); use the same data and split, or --no-standardize for both")
+        }
+        if (teacher.classNames ?? []) != (specification.classNames ?? []) {
+            throw TrainingError("\(path): the teacher's classes \((teacher.classNames ?? []).prefix(6)) differ from the data's \((specification.classNames ?? []).prefix(6))")
         }
     }
 }
@@ -122,7 +142,8 @@ struct TeacherLogitsCommand: ParsableCommand {
     @Option(help: "Output store (safetensors).") var output: String
     @Option(help: "float32 or float16.") var dtype: String = "float32"
     @Option(parsing: .unconditional, help: "Keep only the K largest logits per example.") var topK: Int?
-    @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
+    @OptionGroup var dataOptions: DataOptions
+    @Option(parsing: .unconditional, help: "The seed of the run the store is for (its --seed: the test split of --data).") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @OptionGroup var kernelOptions: KernelOptions
     @Flag(help: "Overwrite an existing output file.") var force = false
@@ -138,7 +159,8 @@ struct TeacherLogitsCommand: ParsableCommand {
         try DataLocation.checkOutput(output, force: force)
         try kernelOptions.apply()
         ComputeThreads.set(threads)
-        let data = try DataLocation.loadMNIST(dataDir)
+        let data = try DataLoader.load(dataOptions.request(seed: seed))
+        try checkTeachers(teachers, against: data.specification)
         let teacher = try TeacherLoader.load(paths: teachers, combination: ensemble, dataset: data.train)
         try TeacherLogitStore.write(teacher: teacher, dataset: data.train, to: URL(fileURLWithPath: output),
                                     dtype: dtype == "float16" ? .float16 : .float32, topK: topK, overwrite: force)
@@ -150,9 +172,21 @@ func jsonObject<T: Encodable>(_ value: T) throws -> Any {
     try JSONSerialization.jsonObject(with: JSONEncoder().encode(value))
 }
 
-/// The metrics' fields (test_errors, per_class_errors, confusion_matrix, ...) for the top level of a JSON report.
-func metricsFields(_ metrics: EvaluationMetrics) throws -> [String: Any] {
-    (try jsonObject(metrics) as? [String: Any]) ?? [:]
+/// The metrics' fields (test_errors, per_class_errors, confusion_matrix, ...) for the top level of a JSON report;
+/// with class names, also `class_names` and `per_class` (errors, count and accuracy by name).
+func metricsFields(_ metrics: EvaluationMetrics, classNames: [String]? = nil) throws -> [String: Any] {
+    var fields = (try jsonObject(metrics) as? [String: Any]) ?? [:]
+    if let classNames, classNames.count == metrics.perClassErrors.count {
+        fields["class_names"] = classNames
+        var perClass: [String: Any] = [:]
+        for (i, name) in classNames.enumerated() {
+            let count = metrics.confusionMatrix.indices.contains(i) ? metrics.confusionMatrix[i].reduce(0, +) : 0
+            perClass[name] = ["errors": metrics.perClassErrors[i], "count": count,
+                              "accuracy": count == 0 ? 0 : 1 - Double(metrics.perClassErrors[i]) / Double(count)]
+        }
+        fields["per_class"] = perClass
+    }
+    return fields
 }
 
 import TensorCore

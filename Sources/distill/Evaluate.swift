@@ -3,6 +3,7 @@ import ArgumentParser
 import Foundation
 import Distillation
 import TensorCore
+import DataFormats
 
 struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a trained model on the MNIST test set (at T = 1).")
@@ -12,7 +13,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Teacher model file(s) for agreement and KL(teacher || student), comma-separated for an ensemble.",
             transform: { $0.split(separator: ",").map(String.init) })
     var teacher: [String] = []
-    @Option(help: "MNIST directory (default: the embedded copy).") var dataDir: String?
+    @OptionGroup var dataOptions: DataOptions
+    @Option(parsing: .unconditional, help: "The seed of a --test-split given here (a split recorded in the model file uses its own seed).") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @OptionGroup var kernelOptions: KernelOptions
     @Flag(help: "Print one JSON object on stdout.") var json = false
@@ -23,16 +25,19 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: model))
-        let data = try DataLocation.loadMNIST(dataDir)
+        let specification = try DataSpecification.from(metadata: checkpoint.metadata)
+        let test = try DataLoader.loadForEvaluation(dataOptions.request(seed: seed), specification: specification)
+        let data = (train: test, test: test)
         try TrainingJob.checkCompatible(checkpoint, with: data.test, source: model)
         try kernelOptions.apply()
         ComputeThreads.set(threads)
         let teacherModel = teacher.isEmpty ? nil : try TeacherLoader.load(paths: teacher, combination: .meanProbabilities, dataset: data.test)
         let metrics = try EvaluationMetrics.evaluate(model: checkpoint.model, dataset: data.test, teacher: teacherModel)
         if json {
-            var object = try metricsFields(metrics)
+            var object = try metricsFields(metrics, classNames: specification?.classNames)
             object["model"] = model
-            object["split"] = "MNIST test set (\(data.test.count) images)"
+            object["data"] = dataOptions.describe
+            object["split"] = dataOptions.data == nil ? "MNIST test set (\(data.test.count) images)" : "\(data.test.count) examples of \(dataOptions.describe)"
             object["peak_rss_bytes"] = ResourceUsage.peakResidentBytes
             let bytes = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
             print(String(decoding: bytes, as: UTF8.self))

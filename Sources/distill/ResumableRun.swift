@@ -3,6 +3,7 @@ import Foundation
 import Distillation
 import Datasets
 import TensorCore
+import DataFormats
 
 /// The shared body of `train` and `distill`: resumable training with Ctrl-C handling, then the atomic write of the
 /// model and the report.
@@ -15,8 +16,9 @@ struct ResumableRun {
     var label: String
     var role: String
 
-    /// Checks flags and files before any work; returns the configuration, the state file and the data.
-    func prepare() throws -> (TrainingConfiguration, URL, (train: LabeledDataset, test: LabeledDataset)) {
+    /// Checks flags and files before any work; returns the configuration, the state file, the data and what the
+    /// model file records about it.
+    func prepare() throws -> (TrainingConfiguration, URL, (train: LabeledDataset, test: LabeledDataset), DataSpecification) {
         var configuration = try options.configuration()
         try DataLocation.checkOutput(output, force: force)
         try options.kernelOptions.apply()
@@ -24,10 +26,12 @@ struct ResumableRun {
         configuration.runtime.blas = active.blas
         configuration.runtime.inputKernels = active.inputKernels
         let stateURL = try resumeOptions.checkStateFile(output: output)
-        return (configuration, stateURL, try DataLocation.loadMNIST(options.dataDir))
+        let (train, test, specification) = try DataLoader.load(options.data.request(seed: configuration.seed))
+        return (configuration, stateURL, (train, test), specification)
     }
 
     func run(configuration: TrainingConfiguration, stateURL: URL, data: (train: LabeledDataset, test: LabeledDataset),
+             specification: DataSpecification,
              metadata: [String: String] = [:], extra: [String: Any] = [:], metricsTeacher: Teacher? = nil,
              makeObjective: ([Int]?) throws -> TrainingObjective) throws {
         let interrupts = InterruptFlag()
@@ -51,12 +55,22 @@ struct ResumableRun {
             try resumeOptions.exitInterrupted(epoch: epoch, batch: batch, signal: interrupts.signal)
         case .finished(var result):
             for (k, v) in metadata { result.extraMetadata[k] = v }
+            result.extraMetadata[DataSpecification.metadataKey] = try specification.metadataValue()
             result.extraMetadata["blas"] = BLASLibrary.active.rawValue
             result.extraMetadata["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
             try result.checkpoint(role: role).write(to: URL(fileURLWithPath: output), overwrite: force)
             try? FileManager.default.removeItem(at: stateURL)
             let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test, teacher: metricsTeacher)
-            var fields = try metricsFields(metrics)
+            var fields = try metricsFields(metrics, classNames: specification.classNames)
+            fields["data"] = options.data.describe
+            if let path = options.data.data {
+                let heldOut = configuration.data.validationCount > 0 ? "; model selection on \(configuration.data.validationCount) held-out training examples" : ""
+                if let testPath = options.data.testData {
+                    fields["split"] = "\(data.test.count) test examples of \(testPath)\(heldOut)"
+                } else {
+                    fields["split"] = "a stratified \(specification.testSplit ?? 0.2) test split of \(path) (\(data.test.count) examples, seed \(configuration.seed))\(heldOut)"
+                }
+            }
             for (k, v) in extra { fields[k] = v }
             fields["blas"] = BLASLibrary.active.rawValue
             fields["input_kernels"] = SparseKernels.active ? "sparse" : "dense"

@@ -25,7 +25,7 @@ struct Train: ParsableCommand {
     func run() throws {
         let job = ResumableRun(options: options, resumeOptions: resumeOptions, output: output, force: force, json: json,
                                label: "train", role: "trained on labels")
-        let (configuration, stateURL, data) = try job.prepare()
-        try job.run(configuration: configuration, stateURL: stateURL, data: data) { _ in LabelObjective() }
+        let (configuration, stateURL, data, specification) = try job.prepare()
+        try job.run(configuration: configuration, stateURL: stateURL, data: data, specification: specification) { _ in LabelObjective() }
     }
 }

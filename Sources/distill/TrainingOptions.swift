@@ -29,7 +29,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
     @Option(parsing: .unconditional, help: "Training examples held out for model selection (0 = none; the test set is never used).")
     var validation: Int = 0
-    @Option(help: "MNIST directory (default: the embedded copy in Data/mnist).") var dataDir: String?
+    @OptionGroup var data: DataOptions
     @OptionGroup var kernelOptions: KernelOptions
 
     func configuration() throws -> TrainingConfiguration {
