@@ -36,11 +36,12 @@ let package = Package(
         .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
         .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets"]),
         .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
+        .target(name: "Runs", dependencies: ["Datasets", "TensorIO", "Distillation"]),
         .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",
-            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", "Runs", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "distill-student-example", dependencies: ["Distillation", "Checkpoints"],
                           path: "Examples/DistillStudent"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),

@@ -4,6 +4,7 @@ import Distillation
 import Datasets
 import TensorCore
 import DataFormats
+import Runs
 
 /// The shared body of `train` and `distill`: resumable training with Ctrl-C handling, then the atomic write of the
 /// model and the report.
@@ -15,6 +16,34 @@ struct ResumableRun {
     var json: Bool
     var label: String
     var role: String
+
+    /// The run directory: `--run-dir`, or the output's path with `.run` for `.safetensors`.
+    var runDirectory: URL {
+        if let dir = resumeOptions.runDir { return URL(fileURLWithPath: dir) }
+        let base = output.hasSuffix(".safetensors") ? String(output.dropLast(".safetensors".count)) : output
+        return URL(fileURLWithPath: base + ".run")
+    }
+
+    /// Opens the run directory with the resolved configuration: training, data, and the command's own settings.
+    func openRunDirectory(configuration: TrainingConfiguration, specification: DataSpecification, metadata: [String: String],
+                          examples: Int) throws -> RunDirectory {
+        let url = runDirectory
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent("result.json").path) && !force && !resumeOptions.resume {
+            throw TrainingError("\(url.path) holds a finished run; pass --force to replace it or --run-dir for another directory")
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var object: [String: Any] = [
+            "command": label,
+            "training": try JSONSerialization.jsonObject(with: encoder.encode(configuration)),
+            "data": try JSONSerialization.jsonObject(with: encoder.encode(specification)),
+        ]
+        for (k, v) in metadata {
+            object[k] = (try? JSONSerialization.jsonObject(with: Data(v.utf8), options: [.fragmentsAllowed])) ?? v
+        }
+        let json = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])
+        return try RunDirectory.open(at: url, configurationJSON: json, command: CommandLine.arguments, examplesPerEpoch: examples)
+    }
 
     /// Checks flags and files before any work; returns the configuration, the state file, the data and what the
     /// model file records about it.
@@ -37,12 +66,15 @@ struct ResumableRun {
         let interrupts = InterruptFlag()
         interrupts.install()
         let delay = testStepDelay
-        let policy = TrainingJob.StatePolicy(url: stateURL, resume: resumeOptions.resume,
+        let run = try openRunDirectory(configuration: configuration, specification: specification, metadata: metadata,
+                                       examples: data.train.count - configuration.data.validationCount)
+        var policy = TrainingJob.StatePolicy(url: stateURL, resume: resumeOptions.resume,
                                              checkpointEvery: resumeOptions.checkpointEvery,
                                              shouldStop: {
                                                  if delay > 0 { usleep(delay) }
                                                  return interrupts.isSet
                                              })
+        policy.onEpoch = { run.appendEpoch($0) }
         let outcome: TrainingJob.Outcome
         do {
             outcome = try TrainingJob.train(configuration: configuration, data: data, label: label,
@@ -74,6 +106,10 @@ struct ResumableRun {
             for (k, v) in extra { fields[k] = v }
             fields["blas"] = BLASLibrary.active.rawValue
             fields["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
+            fields["run_directory"] = run.url.path
+            try run.writeMetrics(result.report.epochs)
+            try run.writeResult(try result.jsonObject(extra: fields))
+            try run.addModel(from: URL(fileURLWithPath: output))
             try result.printSummary(json: json, output: output, extra: fields)
         }
     }

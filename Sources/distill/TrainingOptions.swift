@@ -101,6 +101,8 @@ import Foundation
 
 /// Flags for resumable runs (`train`, `distill`).
 struct ResumeOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The run directory: configuration and its hash, command line, per-epoch metrics (JSON lines), final report and the model (default: the output's path with .run instead of .safetensors).", valueName: "dir"))
+    var runDir: String?
     @Option(help: ArgumentHelp("Write the training state to <output>.state every N batches and at the end of every epoch, so a killed run can be resumed (the file is removed when the run finishes).", valueName: "N"))
     var checkpointEvery: Int?
     @Flag(help: "Continue the run saved in <output>.state (by Ctrl-C, SIGTERM or --checkpoint-every); every other flag must be the same as before.")

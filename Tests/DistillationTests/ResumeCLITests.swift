@@ -155,6 +155,18 @@ final class ResumeCLITests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("killed.safetensors")), expected,
                        "the resumed run's model differs from the uninterrupted run's")
         XCTAssertFalse(FileManager.default.fileExists(atPath: state), "the state file should be removed after success")
+        // The run directory: every epoch once in metrics.jsonl (the killed run's lines are rewritten from the
+        // run's history), the result, the command line and the model.
+        let run = dir.appendingPathComponent("killed.run")
+        let lines = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+            .split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(lines.compactMap { $0?["epoch"] as? Int }, Array(1...3))
+        XCTAssertTrue(lines.allSatisfy { ($0?["examples_per_second"] as? Double ?? 0) > 0 && $0?["loss_parts"] != nil })
+        XCTAssertEqual(try Data(contentsOf: run.appendingPathComponent("model.safetensors")), expected)
+        let result = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("result.json"))) as? [String: Any])
+        XCTAssertEqual(result["run_directory"] as? String, run.path)
+        XCTAssertTrue(try String(contentsOf: run.appendingPathComponent("command.txt"), encoding: .utf8).contains("--resume"))
+        XCTAssertEqual(try String(contentsOf: run.appendingPathComponent("configuration.sha256"), encoding: .utf8).count, 65)
     }
 
     /// `distill distill` shares the resumable runner with `train`: a distillation killed mid-epoch and resumed

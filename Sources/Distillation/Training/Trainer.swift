@@ -22,6 +22,8 @@ public final class Trainer {
     public var label: String
     /// Polled between steps; when it returns true the run stops after the current step (Ctrl-C handling).
     public var shouldStop: () -> Bool = { false }
+    /// Called with every finished epoch's record (run directories log them as they happen).
+    public var epochObserver: (EpochRecord) -> Void = { _ in }
 
     // Run state (everything a resume needs).
     public internal(set) var iterator: BatchIterator
@@ -256,6 +258,7 @@ public final class Trainer {
         }
         progress.line(message)
         report.epochs.append(record)
+        epochObserver(record)
         epoch += 1
         epochLossSum = 0
         epochPartSums = [:]

@@ -99,6 +99,8 @@ public enum TrainingJob {
         public var checkpointEvery: Int?
         /// Polled after every step; true stops the run after that step (the state is then written to `url`).
         public var shouldStop: () -> Bool
+        /// Called with every finished epoch's record.
+        public var onEpoch: (EpochRecord) -> Void = { _ in }
         public init(url: URL?, resume: Bool = false, checkpointEvery: Int? = nil, shouldStop: @escaping () -> Bool = { false }) {
             self.url = url
             self.resume = resume
@@ -150,6 +152,7 @@ public enum TrainingJob {
             trainer.checkpointEvery = state.checkpointEvery
         }
         trainer.shouldStop = state.shouldStop
+        trainer.epochObserver = state.onEpoch
         let report = try trainer.run()
         if trainer.stopped {
             if let url = state.url { try trainer.saveState(to: url) }
