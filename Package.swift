@@ -15,6 +15,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         .systemLibrary(
@@ -36,7 +37,8 @@ let package = Package(
         .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
         .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets"]),
         .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
-        .target(name: "Runs", dependencies: ["Datasets", "TensorIO", "Distillation"]),
+        .target(name: "Runs", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "TensorIO", "Checkpoints", "DataFormats", "Distillation",
+                                             .product(name: "Yams", package: "Yams")]),
         .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
@@ -49,6 +51,7 @@ let package = Package(
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
+        .testTarget(name: "RunsTests", dependencies: ["Runs", "Distillation"]),
         .testTarget(name: "DataFormatsTests", dependencies: ["DataFormats", "Datasets"]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments"], resources: [.copy("Fixtures")]),
         .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints", "Experiments", "Benchmarking"]),

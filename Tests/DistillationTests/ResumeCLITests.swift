@@ -278,4 +278,53 @@ final class ResumeCLITests: XCTestCase {
         let resumed = try run(args + ["--resume"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
     }
+
+    /// An experiment file that distils a CSV-trained teacher into a smaller student runs end to end; killed with
+    /// SIGKILL mid-way and run again, it resumes and ends with the models an uninterrupted run makes.
+    func testExperimentFileResumesAfterSIGKILL() throws {
+        var csv = "a,b,c,d,label\n"
+        var g: UInt64 = 77
+        func next() -> Double { g = g &* 6364136223846793005 &+ 1442695040888963407; return Double(g >> 11) / Double(1 << 53) }
+        for i in 0..<400 {
+            let c = i % 3
+            csv += (0..<4).map { j in String(format: "%.4f", Double(c == j % 3 ? 1 : 0) + next() * 0.8) }.joined(separator: ",") + ",\(c)\n"
+        }
+        try Data(csv.utf8).write(to: dir.appendingPathComponent("table.csv"))
+        let yaml = """
+            name: table
+            data: {file: \(dir.appendingPathComponent("table.csv").path)}
+            teacher:
+              train: {hidden: [32, 32], hidden_dropout: 0.2, epochs: 12, batch_size: 16, learning_rate: 0.05}
+            student: {hidden: [4], epochs: 12, batch_size: 16, learning_rate: 0.05, schedule: "warmup:1:cosine"}
+            loss: {temperature: 4}
+            seeds: [5]
+            compare: {label_only: true, temperatures: [4]}
+            threads: 1
+            """
+        let file = dir.appendingPathComponent("table.yaml")
+        try Data(yaml.utf8).write(to: file)
+        let reference = try run(["run", file.path, "--work-dir", dir.appendingPathComponent("reference").path])
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+        let work = dir.appendingPathComponent("killed")
+        let p = try start(["run", file.path, "--work-dir", work.path], delayMs: 2)
+        XCTAssertTrue(waitFor(work.appendingPathComponent("table/student-labels-seed5/state.safetensors").path, process: p.0),
+                      "the student's state never appeared")
+        kill(p.0.processIdentifier, SIGKILL)
+        XCTAssertEqual(finish(p).reason, .uncaughtSignal)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work.appendingPathComponent("table/summary.json").path))
+        let again = try run(["run", file.path, "--work-dir", work.path, "--json"], stdout: dir.appendingPathComponent("again.json"))
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("teacher-seed5: reusing"), again.stderr)
+        XCTAssertTrue(again.stderr.contains("student-labels-seed5: resuming"), again.stderr)
+        for model in ["teacher-seed5", "student-labels-seed5", "student-T4-seed5"] {
+            XCTAssertEqual(try Data(contentsOf: work.appendingPathComponent("table/\(model)/model.safetensors")),
+                           try Data(contentsOf: dir.appendingPathComponent("reference/table/\(model)/model.safetensors")), model)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: work.appendingPathComponent("table/\(model)/state.safetensors").path))
+        }
+        let summary = try String(contentsOf: work.appendingPathComponent("table/summary.txt"), encoding: .utf8)
+        XCTAssertEqual(summary, try String(contentsOf: dir.appendingPathComponent("reference/table/summary.txt"), encoding: .utf8))
+        XCTAssertTrue(summary.contains("student-T4"), summary)
+        let report = try self.report(dir.appendingPathComponent("again.json"))
+        XCTAssertEqual((report["outcomes"] as? [[String: Any]])?.count, 3)
+    }
 }

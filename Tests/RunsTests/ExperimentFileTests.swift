@@ -1,0 +1,69 @@
+import Distillation
+import Foundation
+import Runs
+import XCTest
+
+final class ExperimentFileTests: XCTestCase {
+    let good = """
+        name: tiny
+        data:
+          file: d.csv
+          label_column: last
+        teacher:
+          train: {hidden: [8], epochs: 2, learning_rate: 0.1}
+        student:
+          hidden: [4]
+          epochs: 3
+          schedule: "warmup:1:cosine"
+        loss:
+          temperature: 4
+          hard_weight: 0.25
+        seeds: [1, 2]
+        compare: {label_only: false, temperatures: [2, 8]}
+        """
+
+    func testParsesEverySection() throws {
+        let e = try ExperimentFile.parse(good, file: "e.yaml")
+        XCTAssertEqual(e.name, "tiny")
+        XCTAssertEqual(e.data.data, "d.csv")
+        XCTAssertEqual(e.teacherTraining?.model, .mlp(hidden: [8]))
+        XCTAssertEqual(e.teacherTraining?.epochs, 2)
+        XCTAssertEqual(e.student.model, .mlp(hidden: [4]))
+        XCTAssertEqual(e.student.optimizer.schedule, .warmup(epochs: 1, startFactor: 0.1, then: .cosine(totalEpochs: 2, minimum: 0)))
+        XCTAssertEqual(e.loss.temperature, 4)
+        XCTAssertEqual(e.loss.hardWeight, 0.25)
+        XCTAssertEqual(e.seeds, [1, 2])
+        XCTAssertFalse(e.labelOnly)
+        XCTAssertEqual(e.temperatures, [2, 8])
+        // JSON is YAML too.
+        let json = #"{"data": {"file": "d.csv"}, "teacher": {"file": "t.safetensors"}, "student": {"hidden": [4]}}"#
+        let j = try ExperimentFile.parse(json, file: "e.json")
+        XCTAssertEqual(j.teacherFile, "t.safetensors")
+        XCTAssertEqual(j.temperatures, [4], "the loss's temperature when compare lists none")
+    }
+
+    func message(_ text: String) -> String {
+        do { _ = try ExperimentFile.parse(text, file: "e.yaml"); return "accepted" } catch { return "\(error)" }
+    }
+
+    /// An unknown field, a wrong type or a value out of range: its path and line.
+    func testProblemsNameThePathAndLine() {
+        XCTAssertEqual(message(good.replacingOccurrences(of: "temperature: 4", with: "temperature: -1")),
+                       "e.yaml: loss.temperature: must be > 0, got -1, line 12")
+        XCTAssertEqual(message(good.replacingOccurrences(of: "hard_weight: 0.25", with: "hard_wieght: 0.25")),
+                       "e.yaml: loss.hard_wieght: unknown field (expected one of temperature, hard_weight, soft_weight, scale_soft_by_t2), line 13")
+        XCTAssertEqual(message(good.replacingOccurrences(of: "epochs: 3", with: "epochs: three")),
+                       "e.yaml: student.epochs: must be a whole number, got 'three', line 9")
+        XCTAssertEqual(message(good.replacingOccurrences(of: "hidden: [4]", with: "hidden: [4, 0]")),
+                       "e.yaml: student.hidden[1]: must be in 1...65536, got 0, line 8")
+        XCTAssertEqual(message(good.replacingOccurrences(of: "seeds: [1, 2]", with: "seeds: [-1]")),
+                       "e.yaml: seeds[0]: must be >= 0, got -1, line 14")
+        XCTAssertTrue(message(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}", with: "  file: t.safetensors\n  train: {hidden: [8]}"))
+            .hasPrefix("e.yaml: teacher: needs exactly one of train or file"))
+        XCTAssertTrue(message(good.replacingOccurrences(of: "\"warmup:1:cosine\"", with: "\"warmup:5:cosine\"")).contains("student.schedule: must be cosine"))
+        XCTAssertTrue(message("data: [1, 2\n").hasPrefix("e.yaml: is not valid YAML or JSON"))
+        XCTAssertEqual(message(""), "e.yaml: is empty; expected an experiment (data, teacher, student, ...)")
+        XCTAssertTrue(message("teacher: {file: t}\nstudent: {}\n").hasPrefix("e.yaml: data: is required"))
+        XCTAssertTrue(message(good.replacingOccurrences(of: "learning_rate: 0.1", with: "learning_rate: 0")).hasPrefix("e.yaml: teacher.train.learning_rate: must be > 0"))
+    }
+}
