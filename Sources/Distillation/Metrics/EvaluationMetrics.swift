@@ -24,12 +24,52 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
     public var expectedCalibrationError: Double
     /// Mean cross-entropy of the labels under softmax(logits), nats.
     public var loss: Double
+    /// The calibration bins behind the ECE (a reliability diagram): examples, accuracy and mean confidence per bin.
+    public var reliability: [CalibrationBin] = []
+
+    /// One confidence bin (lower, upper] of the reliability diagram.
+    public struct CalibrationBin: Codable, Equatable, Sendable {
+        public var lower: Double
+        public var upper: Double
+        public var count: Int
+        public var accuracy: Double
+        public var confidence: Double
+    }
 
     enum CodingKeys: String, CodingKey {
         case testErrors = "test_errors", testAccuracy = "test_accuracy", count = "test_count"
         case perClassErrors = "per_class_errors", confusionMatrix = "confusion_matrix"
         case teacherAgreement = "teacher_agreement", klTeacherStudent = "kl_teacher_student"
-        case expectedCalibrationError = "expected_calibration_error", loss = "test_loss"
+        case expectedCalibrationError = "expected_calibration_error", loss = "test_loss", reliability
+    }
+
+    public init(testErrors: Int, testAccuracy: Double, count: Int, perClassErrors: [Int], confusionMatrix: [[Int]],
+                teacherAgreement: Double?, klTeacherStudent: Double?, expectedCalibrationError: Double, loss: Double,
+                reliability: [CalibrationBin] = []) {
+        self.testErrors = testErrors
+        self.testAccuracy = testAccuracy
+        self.count = count
+        self.perClassErrors = perClassErrors
+        self.confusionMatrix = confusionMatrix
+        self.teacherAgreement = teacherAgreement
+        self.klTeacherStudent = klTeacherStudent
+        self.expectedCalibrationError = expectedCalibrationError
+        self.loss = loss
+        self.reliability = reliability
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        testErrors = try c.decode(Int.self, forKey: .testErrors)
+        testAccuracy = try c.decode(Double.self, forKey: .testAccuracy)
+        count = try c.decode(Int.self, forKey: .count)
+        perClassErrors = try c.decode([Int].self, forKey: .perClassErrors)
+        confusionMatrix = try c.decode([[Int]].self, forKey: .confusionMatrix)
+        teacherAgreement = try c.decodeIfPresent(Double.self, forKey: .teacherAgreement)
+        klTeacherStudent = try c.decodeIfPresent(Double.self, forKey: .klTeacherStudent)
+        expectedCalibrationError = try c.decode(Double.self, forKey: .expectedCalibrationError)
+        loss = try c.decode(Double.self, forKey: .loss)
+        reliability = try c.decodeIfPresent([CalibrationBin].self, forKey: .reliability) ?? []
     }
 
     /// Number of calibration bins.
@@ -128,9 +168,15 @@ public struct EvaluationMetrics: Codable, Equatable, Sendable {
             }
             kl = sum / Double(n)
         }
+        let bins = (0..<calibrationBins).map { b in
+            CalibrationBin(lower: Double(b) / Double(calibrationBins), upper: Double(b + 1) / Double(calibrationBins), count: binCount[b],
+                           accuracy: binCount[b] == 0 ? 0 : Double(binCorrect[b]) / Double(binCount[b]),
+                           confidence: binCount[b] == 0 ? 0 : binConfidence[b] / Double(binCount[b]))
+        }
         return EvaluationMetrics(testErrors: errors, testAccuracy: n == 0 ? 0 : 1 - Double(errors) / Double(n), count: n,
                                  perClassErrors: perClass, confusionMatrix: confusion, teacherAgreement: agreement,
-                                 klTeacherStudent: kl, expectedCalibrationError: ece, loss: n == 0 ? 0 : lossSum / Double(n))
+                                 klTeacherStudent: kl, expectedCalibrationError: ece, loss: n == 0 ? 0 : lossSum / Double(n),
+                                 reliability: bins)
     }
 }
 
