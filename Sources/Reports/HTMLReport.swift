@@ -130,9 +130,11 @@ public enum HTMLReport {
 
     static func learningCurves(_ runs: [RunRecord]) -> String {
         var html = "<h2>Learning curves</h2><div class=\"charts\">"
-        let loss = runs.map { SVGChart.Series(name: $0.name, points: $0.series("train_loss")) }
-        html += SVGChart.lineChart(title: "Training loss per epoch", xLabel: "epoch", yLabel: "mean training loss", series: loss,
-                                   kind: "line-chart learning-curve", logY: true)
+        // Distillation runs have a chart of their loss parts below: their total sits at the teacher's entropy.
+        let labelRuns = runs.filter { $0.series("loss_parts", part: "soft_kl").isEmpty }
+        let loss = (labelRuns.isEmpty ? runs : labelRuns).map { SVGChart.Series(name: $0.name, points: $0.series("train_loss")) }
+        html += SVGChart.lineChart(title: labelRuns.isEmpty ? "Training loss per epoch" : "Training loss per epoch (runs on labels)",
+                                   xLabel: "epoch", yLabel: "mean training loss", series: loss, kind: "line-chart learning-curve", logY: true)
         let validation = runs.map { SVGChart.Series(name: $0.name, points: $0.series("validation_errors")) }.filter { !$0.points.isEmpty }
         if !validation.isEmpty {
             html += SVGChart.lineChart(title: "Validation errors per epoch", xLabel: "epoch", yLabel: "validation errors", series: validation,

@@ -40,7 +40,7 @@ enum SVGChart {
                           logY: Bool = false, width: Double = 520, height: Double = 300) -> String {
         let left = 62.0, right = 14.0, top = 30.0, bottom = 44.0
         let all = series.flatMap(\.points).filter { $0.y.isFinite && (!logY || $0.y > 0) }
-        var svg = "<svg class=\"chart \(kind)\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + Double(series.count > 1 ? 18 * ((series.count + 2) / 3) : 0)))\" role=\"img\" aria-label=\"\(escape(title))\">"
+        var svg = "<svg class=\"chart \(kind)\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + Double(series.count > 1 ? 12 + 18 * ((series.count + 2) / 3) : 0)))\" role=\"img\" aria-label=\"\(escape(title))\">"
         svg += "<title>\(escape(title))</title>"
         svg += "<text class=\"chart-title\" x=\"\(width / 2)\" y=\"18\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"bold\">\(escape(title))</text>"
         guard let minX = all.map(\.x).min(), let maxX = all.map(\.x).max(), var minY = all.map(\.y).min(), var maxY = all.map(\.y).max() else {
@@ -73,9 +73,12 @@ enum SVGChart {
             } else if !points.isEmpty {
                 let path = points.map { String(format: "%.1f,%.1f", px($0.x), py($0.y)) }.joined(separator: " ")
                 svg += "<polyline class=\"series\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.6\" points=\"\(path)\"/>"
+                if points.count <= 12 {
+                    for p in points { svg += "<circle cx=\"\(px(p.x))\" cy=\"\(py(p.y))\" r=\"2.5\" fill=\"\(color)\"/>" }
+                }
             }
             if series.count > 1 {
-                let lx = left + Double(i % 3) * (pw / 3), ly = height + Double(i / 3) * 18
+                let lx = left + Double(i % 3) * (pw / 3), ly = height + 12 + Double(i / 3) * 18
                 svg += "<rect x=\"\(lx)\" y=\"\(ly - 9)\" width=\"10\" height=\"10\" fill=\"\(color)\"/>"
                 svg += "<text class=\"legend\" x=\"\(lx + 14)\" y=\"\(ly)\" font-size=\"10\">\(escape(s.name))</text>"
             }

@@ -74,11 +74,11 @@ public enum ExperimentRunner {
             }
             var student = experiment.student
             student.seed = seed
+            let teacher = ModelTeacher(model: teacherModel)
             if experiment.labelOnly {
                 outcomes.append(try context.train(name: "student-labels-seed\(seed)", configuration: student, objectiveIdentity: "labels",
-                                                  settings: [:]) { _ in LabelObjective() }.1)
+                                                  settings: [:], metricsTeacher: teacher) { _ in LabelObjective() }.1)
             }
-            let teacher = ModelTeacher(model: teacherModel)
             let source: Teacher = student.data.jitter > 0 ? teacher : try CachedTeacher(base: teacher, dataset: train)
             for t in experiment.temperatures {
                 var loss = experiment.loss
@@ -86,7 +86,7 @@ public enum ExperimentRunner {
                 let identity = "distillation teacher=\(teacher.identity) T=\(t) hard=\(loss.hardWeight) soft=\(loss.softWeight) T2=\(loss.scaleSoftBySquaredTemperature)"
                 let settings = ["teacher_identity": teacher.identity, "distillation": String(decoding: try sortedJSON(loss), as: UTF8.self)]
                 outcomes.append(try context.train(name: "student-T\(formatTemperature(t))-seed\(seed)", configuration: student,
-                                                  objectiveIdentity: identity, settings: settings) { indices in
+                                                  objectiveIdentity: identity, settings: settings, metricsTeacher: teacher) { indices in
                     try DistillationObjective(teacher: source, loss: loss, exampleIndices: indices)
                 }.1)
             }
@@ -115,6 +115,7 @@ public enum ExperimentRunner {
 
         /// Trains the model `name` (or reuses its finished result; or resumes it), in its run directory.
         func train(name: String, configuration: TrainingConfiguration, objectiveIdentity: String, settings: [String: String],
+                   metricsTeacher: Teacher? = nil,
                    makeObjective: ([Int]?) throws -> TrainingObjective) throws -> (Sequential, Outcome) {
             var configuration = configuration
             let active = RuntimeConfiguration.active
@@ -170,7 +171,7 @@ public enum ExperimentRunner {
             for (k, v) in settings { withData.extraMetadata[k] = v }
             try withData.checkpoint(role: name).write(to: modelURL, overwrite: true)
             try run.writeMetrics(result.report.epochs)
-            let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test, teacher: nil)
+            let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: data.test, teacher: metricsTeacher)
             var fields = (try JSONSerialization.jsonObject(with: JSONEncoder().encode(metrics)) as? [String: Any]) ?? [:]
             fields["run_directory"] = directory.path
             if let names = specification.classNames { fields["class_names"] = names }
