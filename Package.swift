@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "Reports"),
         .target(name: "Runs", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "TensorIO", "Checkpoints", "DataFormats", "Distillation",
                                              .product(name: "Yams", package: "Yams")]),
-        .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
+        .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Runs", "Datasets", "Checkpoints", "Distillation"]),
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",

@@ -6,6 +6,7 @@ import Foundation
 import TensorCore
 import NeuralNet
 import Datasets
+import Runs
 
 /// A trained model inside an experiment, with its test figures.
 public struct TrainedModel {
@@ -28,6 +29,14 @@ public struct ExperimentContext {
     public var threads: Int
     public var progress: ProgressReporter
     public var log: (String) -> Void
+    /// The run directory of every model trained or reused, in order (for the experiment's report).
+    public let runs = RunList()
+
+    /// Run directories, shared by the copies of a context.
+    public final class RunList: @unchecked Sendable {
+        public private(set) var directories: [URL] = []
+        func add(_ url: URL) { if !directories.contains(url) { directories.append(url) } }
+    }
 
     public init(data: (train: LabeledDataset, test: LabeledDataset), workDirectory: URL, threads: Int,
                 progress: ProgressReporter = ProgressReporter(), log: @escaping (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) throws {
@@ -39,7 +48,7 @@ public struct ExperimentContext {
         do {
             try FileManager.default.createDirectory(at: workDirectory, withIntermediateDirectories: true)
         } catch {
-            throw TrainingError("--work-dir \(workDirectory.path): cannot create the directory (\(error.localizedDescription))")
+            throw TrainingError("\(workDirectory.path): cannot create the work directory (\(error.localizedDescription))")
         }
     }
 
@@ -61,24 +70,44 @@ public struct ExperimentContext {
         let fingerprintSource = "\(key)|\(objectiveIdentity)|\(String(decoding: try encoder.encode(configuration), as: UTF8.self))|\(train.count)|\(train.classCounts)|\(test.count)"
         let hash = String(SHA256.hexHash(Array(fingerprintSource.utf8)).prefix(16))
         let url = workDirectory.appendingPathComponent("\(key)-\(hash).safetensors")
+        let runURL = workDirectory.appendingPathComponent("\(key)-\(hash).run")
         if FileManager.default.fileExists(atPath: url.path),
            let checkpoint = try? ModelCheckpoint.read(url: url),
            let errors = checkpoint.metadata["test_errors"].flatMap(Int.init),
            let last = checkpoint.metadata["last_epoch_test_errors"].flatMap(Int.init) {
             log("\(key): reusing \(url.lastPathComponent) (\(errors) test errors)")
+            if FileManager.default.fileExists(atPath: runURL.path) { runs.add(runURL) }
             return TrainedModel(model: checkpoint.model, testErrors: errors, lastEpochTestErrors: last,
                                 seconds: Double(checkpoint.metadata["seconds"] ?? "0") ?? 0, cached: true,
                                 health: TrainingHealth.measure(model: checkpoint.model, dataset: train))
         }
         let start = Date()
-        let result = try TrainingJob.train(configuration: configuration, data: (train, test), label: key,
-                                           progress: progress, makeObjective: makeObjective)
+        let encoder2 = JSONEncoder()
+        encoder2.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let runConfiguration: [String: Any] = ["model": key, "objective": objectiveIdentity,
+                                               "training": try JSONSerialization.jsonObject(with: encoder2.encode(configuration)),
+                                               "training_examples": train.count, "test_examples": test.count]
+        let run = try RunDirectory.open(at: runURL, configurationJSON: try JSONSerialization.data(withJSONObject: runConfiguration, options: [.sortedKeys, .prettyPrinted]),
+                                        command: CommandLine.arguments, examplesPerEpoch: train.count - configuration.data.validationCount)
+        var policy = TrainingJob.StatePolicy(url: nil)
+        policy.onEpoch = { run.appendEpoch($0) }
+        guard case let .finished(result) = try TrainingJob.train(configuration: configuration, data: (train, test), label: key,
+                                                                 progress: progress, state: policy, makeObjective: makeObjective) else {
+            throw TrainingError("\(key): the run stopped before its last epoch")
+        }
         let seconds = Date().timeIntervalSince(start)
         var checkpoint = try result.checkpoint(role: key)
         checkpoint.metadata["last_epoch_test_errors"] = String(result.lastEpochTestErrors)
         checkpoint.metadata["seconds"] = String(seconds)
         checkpoint.metadata["objective"] = objectiveIdentity
         try checkpoint.write(to: url, overwrite: true)
+        try run.writeMetrics(result.report.epochs)
+        let metrics = try EvaluationMetrics.evaluate(model: result.model, dataset: test)
+        var fields = (try JSONSerialization.jsonObject(with: JSONEncoder().encode(metrics)) as? [String: Any]) ?? [:]
+        fields["seconds"] = seconds
+        try run.writeResult(try result.jsonObject(extra: fields))
+        try run.addModel(from: url)
+        runs.add(runURL)
         log(String(format: "%@: %d test errors (last epoch %d), %.0f s", key, result.testErrors, result.lastEpochTestErrors, seconds))
         if !result.health.healthy { log("\(key): \(result.health.summary)") }
         return TrainedModel(model: result.model, testErrors: result.testErrors, lastEpochTestErrors: result.lastEpochTestErrors,

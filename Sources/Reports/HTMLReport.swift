@@ -81,7 +81,7 @@ public enum HTMLReport {
 
     /// The report. `tables` are preformatted text tables shown first (e.g. an experiment's results beside the paper's).
     public static func render(runs: [RunRecord], title: String, tables: [(title: String, text: String)] = [],
-                              generated: Date = Date()) -> String {
+                              sections: [(title: String, html: String)] = [], generated: Date = Date()) -> String {
         var html = """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8"><title>\(SVGChart.escape(title))</title>
@@ -100,6 +100,9 @@ public enum HTMLReport {
         for table in tables {
             html += "<h2>\(SVGChart.escape(table.title))</h2><pre>\(SVGChart.escape(table.text))</pre>\n"
         }
+        for section in sections {
+            html += "<h2>\(SVGChart.escape(section.title))</h2><div class=\"charts\">\(section.html)</div>\n"
+        }
         html += resultsTable(runs)
         html += learningCurves(runs)
         html += distillationParts(runs)
@@ -108,6 +111,13 @@ public enum HTMLReport {
         html += confusionMatrices(runs)
         html += reliability(runs)
         return html + "</body></html>\n"
+    }
+
+    /// A chart of test errors against temperature, one line per series (e.g. per student width), for reports whose
+    /// runs do not carry the temperature in their names.
+    public static func temperatureChart(title: String, series: [(name: String, points: [(x: Double, y: Double)])]) -> String {
+        SVGChart.lineChart(title: title, xLabel: "temperature T", yLabel: "test errors",
+                           series: series.map { SVGChart.Series(name: $0.name, points: $0.points) }, kind: "line-chart temperature-sweep")
     }
 
     static func resultsTable(_ runs: [RunRecord]) -> String {

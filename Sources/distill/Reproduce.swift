@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Distillation
 import Experiments
+import Reports
+import TensorIO
 
 /// Flags shared by the experiments.
 struct ExperimentOptions: ParsableArguments {
@@ -39,6 +41,16 @@ func printJSON(_ object: [String: Any]) throws {
     print(String(decoding: data, as: UTF8.self))
 }
 
+/// Writes `<work dir>/<name>-report.html`: the experiment's table, extra chart sections, and every model's run.
+func writeExperimentReport(_ context: ExperimentContext, name: String, title: String, table: String,
+                           sections: [(title: String, html: String)] = []) throws {
+    let url = context.workDirectory.appendingPathComponent("\(name)-report.html")
+    let records = context.runs.directories.compactMap { try? RunRecord.load($0) }
+    let html = HTMLReport.render(runs: records, title: title, tables: [(title, table)], sections: sections)
+    try AtomicFile.write(data: Data(html.utf8), to: url, overwrite: true)
+    context.log("report: \(url.path)")
+}
+
 func mean(_ values: [Int]) -> Double { values.isEmpty ? .nan : Double(values.reduce(0, +)) / Double(values.count) }
 
 extension HintonMNIST.Preset: ExpressibleByArgument {}
@@ -63,6 +75,8 @@ struct Reproduce: ParsableCommand {
             let context = try experiment.context()
             let results = try HintonMNIST.run(preset: preset, seeds: experiment.seeds, context: context, epochScale: experiment.epochScale)
             let wall = Date().timeIntervalSince(start)
+            try writeExperimentReport(context, name: "hinton-mnist-\(preset.rawValue)", title: "hinton-mnist, preset \(preset.rawValue)",
+                                      table: HintonMNIST.table(results, preset: preset))
             if experiment.json {
                 let perSeed = try JSONSerialization.jsonObject(with: JSONEncoder().encode(results))
                 try printJSON([
@@ -117,6 +131,8 @@ struct Reproduce: ParsableCommand {
             let results = try EnsembleDistillation.run(preset: preset, members: members, seeds: experiment.seeds,
                                                        context: context, epochScale: experiment.epochScale)
             let wall = Date().timeIntervalSince(start)
+            try writeExperimentReport(context, name: "ensemble-\(preset.rawValue)", title: "ensemble, preset \(preset.rawValue)",
+                                      table: EnsembleDistillation.table(results, preset: preset, members: members))
             if experiment.json {
                 let single = results.map(\.singleErrors).reduce(0, +) / Double(results.count)
                 let ensemble = mean(results.map(\.ensembleErrors)), distilled = mean(results.map(\.distilledErrors))
@@ -207,6 +223,17 @@ struct Reproduce: ParsableCommand {
                 let cells = try TemperatureSweep.run(preset: preset, seed: seed, widths: widths, temperatures: temperatures,
                                                      hardWeight: hardWeight, softWeight: softWeight, epochs: epochs,
                                                      context: context, epochScale: experiment.epochScale)
+                var series: [(name: String, points: [(x: Double, y: Double)])] = []
+                for width in widths {
+                    let points = cells.filter { $0.width == width }.compactMap { c in c.temperature.map { (x: Double($0), y: Double(c.errors)) } }
+                    series.append((name: "2x\(width) distilled", points: points))
+                    if let baseline = cells.first(where: { $0.width == width && $0.temperature == nil }), let lo = points.first?.x, let hi = points.last?.x {
+                        series.append((name: "2x\(width) labels only", points: [(lo, Double(baseline.errors)), (hi, Double(baseline.errors))]))
+                    }
+                }
+                try writeExperimentReport(context, name: "temperature-sweep-\(preset.rawValue)-seed\(seed)", title: "temperature sweep, preset \(preset.rawValue), seed \(seed)",
+                                          table: TemperatureSweep.table(cells, temperatures: temperatures),
+                                          sections: [("Test errors by temperature", HTMLReport.temperatureChart(title: "Test errors of distilled students by temperature, per width", series: series))])
                 if experiment.json {
                     perSeed.append(["seed": Int(seed), "cells": try JSONSerialization.jsonObject(with: JSONEncoder().encode(cells)),
                                     "verdict": TemperatureSweep.verdict(cells)])
