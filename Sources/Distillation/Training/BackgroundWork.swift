@@ -2,7 +2,7 @@ import Foundation
 import TensorCore
 
 /// One piece of work at a time on a thread beside the caller: the trainer hands it the online teacher's forward pass
-/// for the next batch (``TrainingObjective/prepare(batch:images:)``) and trains the student on the current batch
+/// for the next batch (``TrainingObjective/prepare(batch:inputs:)``) and trains the student on the current batch
 /// meanwhile; `wait()` then returns the teacher's result.
 ///
 /// The work runs `ComputeThreads.alone` (one thread, whole products) on a core lent for it (`ComputeThreads.lendCore`):
