@@ -89,14 +89,14 @@ public enum CSVReader {
         }
         // Pass 2: parse the data rows into their final places, blocks of rows split over the threads.
         let columns = layout.columnCount, featureCount = columns - 1
-        var values = [Float](repeating: 0, count: rows &* featureCount)
         var labels = LabelCollector(rows: rows)
         var parser = BlockParser(layout: layout, name: name)
-        try values.withUnsafeMutableBufferPointer { out in
+        // Parsed straight into the tensor's storage: the data exist once.
+        let values = try Tensor(shape: [rows, featureCount]) { out in
             try parser.parse(source: source, into: out.baseAddress!, labels: &labels)
         }
         let (classLabels, classNames) = try labels.classes(order: options.classOrder, name: name, labelColumn: layout.labelName)
-        return try TabularData(values: values, featureCount: featureCount, labels: classLabels, classNames: classNames,
+        return try TabularData(values: values, labels: classLabels, classNames: classNames,
                                featureNames: layout.featureNames, source: name)
     }
 }

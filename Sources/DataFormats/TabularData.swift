@@ -28,8 +28,7 @@ public struct TabularData: Sendable {
     }
 
     /// Float rows `[labels.count, featureCount]` (kept without a copy).
-    init(values: [Float], featureCount: Int, labels: [Int], classNames: [String]?, featureNames: [String]?, source: String) throws {
-        let tensor = Tensor(shape: [labels.count, featureCount], scalars: values)
+    init(values tensor: Tensor, labels: [Int], classNames: [String]?, featureNames: [String]?, source: String) throws {
         let classCount = classNames?.count ?? ((labels.max() ?? -1) + 1)
         guard classCount >= 2 else {
             throw DataError.format(file: source, expected: "at least two classes", found: "\(classCount)")
