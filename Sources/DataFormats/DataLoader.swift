@@ -113,7 +113,7 @@ public enum DataLoader {
         return data.dataset
     }
 
-    static func read(_ path: String, labels: String?, request: DataRequest) throws -> TabularData {
+    public static func read(_ path: String, labels: String?, request: DataRequest) throws -> TabularData {
         let url = URL(fileURLWithPath: path)
         if path.hasSuffix(".npy") {
             guard let labels else {
