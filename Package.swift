@@ -25,6 +25,10 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        .systemLibrary(
+            name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+        .target(name: "CImageDecoders", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "CFloatControl"),
         .target(name: "CWorkers"),
         .target(name: "CSparseKernels"),
@@ -36,7 +40,7 @@ let package = Package(
         .target(name: "Optimizers", dependencies: ["TensorCore", "NeuralNet"]),
         .target(name: "Datasets", dependencies: ["TensorCore", "TensorIO", "CZlib"]),
         .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
-        .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets"]),
+        .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets", "CPNG", "CImageDecoders"]),
         .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
         .target(name: "Reports"),
         .target(name: "Runs", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "TensorIO", "Checkpoints", "DataFormats", "Distillation",
@@ -55,7 +59,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "RunsTests", dependencies: ["Runs", "Distillation"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports"]),
-        .testTarget(name: "DataFormatsTests", dependencies: ["DataFormats", "Datasets"]),
+        .testTarget(name: "DataFormatsTests", dependencies: ["DataFormats", "Datasets"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments"], resources: [.copy("Fixtures")]),
         .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints", "Experiments", "Benchmarking"]),
     ],

@@ -54,6 +54,8 @@ public struct DataRequest: Sendable {
     public var standardize: Bool? = nil
     /// The MNIST directory when `data` is nil (nil: the embedded copy).
     public var mnistDirectory: String?
+    /// How a folder of images is read: grey or RGB, and a size to resize to.
+    public var images = ImageFolderReader.Options()
 
     public init() {}
 }
@@ -86,8 +88,10 @@ public enum DataLoader {
             train.dataset = try s.apply(to: train.dataset)
             test.dataset = try s.apply(to: test.dataset)
         }
+        var isDirectory: ObjCBool = false
+        let folder = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) && isDirectory.boolValue
         let specification = DataSpecification(
-            format: path.hasSuffix(".npy") ? "npy" : "csv", source: path, sampleShape: train.dataset.sampleShape,
+            format: folder ? "images" : path.hasSuffix(".npy") ? "npy" : "csv", source: path, sampleShape: train.dataset.sampleShape,
             classNames: train.classNames, featureNames: train.featureNames, standardization: standardization,
             testSplit: split, splitSeed: split == nil ? nil : request.splitSeed)
         return (train.dataset, test.dataset, specification)
@@ -115,6 +119,10 @@ public enum DataLoader {
 
     public static func read(_ path: String, labels: String?, request: DataRequest) throws -> TabularData {
         let url = URL(fileURLWithPath: path)
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try ImageFolderReader.read(directory: url, options: request.images)
+        }
         if path.hasSuffix(".npy") {
             guard let labels else {
                 throw DataError.invalidArgument(context: "\(path)", expected: "a labels file (NPY) beside the inputs", found: "none")

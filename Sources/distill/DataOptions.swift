@@ -9,7 +9,7 @@ extension TabularData.ClassOrder: ExpressibleByArgument {}
 /// Where the examples come from: the embedded MNIST (or `--data-dir`), or a CSV / NPY file of one's own.
 struct DataOptions: ParsableArguments {
     @Option(help: "MNIST directory (default: the embedded copy in Data/mnist).") var dataDir: String?
-    @Option(help: ArgumentHelp("Your own data: a CSV file (.csv, .csv.gz; numeric features and a label column) or an NPY array of inputs [N, ...] (with --labels).", valueName: "file"))
+    @Option(help: ArgumentHelp("Your own data: a CSV file (.csv, .csv.gz; numeric features and a label column), an NPY array of inputs [N, ...] (with --labels), or a folder of PNG/JPEG images with one subfolder per class.", valueName: "path"))
     var data: String?
     @Option(help: ArgumentHelp("The labels of an NPY --data file: an NPY array [N] of integers.", valueName: "file")) var labels: String?
     @Option(help: ArgumentHelp("Test examples in a file of their own (same format; NPY with --test-labels) instead of a split of --data.", valueName: "file"))
@@ -24,6 +24,10 @@ struct DataOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "CSV lines to skip before the header (a preamble).") var skipRows: Int = 0
     @Option(help: "How named classes are numbered: sorted or appearance (order of first appearance in the file).")
     var classOrder: TabularData.ClassOrder = .sorted
+    @Option(parsing: .unconditional, help: ArgumentHelp("A folder of images as --data: read them as grey (1) or RGB (3) (default: RGB when any image has colour).", valueName: "1|3"))
+    var imageChannels: Int?
+    @Option(help: ArgumentHelp("A folder of images as --data: resize every image to HEIGHTxWIDTH (default: all must have one size).", valueName: "HxW"))
+    var imageSize: String?
     @Flag(help: "Do not standardise the features of --data (by default each feature of float data is standardised with the training part's mean and deviation, stored in the model file and applied by evaluate).")
     var noStandardize = false
 
@@ -42,6 +46,8 @@ struct DataOptions: ParsableArguments {
         if let testSplit, !(testSplit > 0 && testSplit < 1) { throw ValidationError("--test-split must be in (0, 1), got \(testSplit)") }
         if let delimiter, delimiter.utf8.count != 1 { throw ValidationError("--delimiter must be one character, got '\(delimiter)'") }
         if skipRows < 0 { throw ValidationError("--skip-rows must be >= 0, got \(skipRows)") }
+        if let imageChannels, imageChannels != 1 && imageChannels != 3 { throw ValidationError("--image-channels must be 1 or 3, got \(imageChannels)") }
+        if let imageSize, parseImageSize(imageSize) == nil { throw ValidationError("--image-size expects HEIGHTxWIDTH (e.g. 28x28), got '\(imageSize)'") }
     }
 
     /// The request for a run seeded with `seed` (the split's seed).
@@ -59,12 +65,20 @@ struct DataOptions: ParsableArguments {
         r.csv.skipRows = skipRows
         r.csv.classOrder = classOrder
         r.csv.delimiter = delimiter.flatMap { $0.utf8.first }
+        r.images.channels = imageChannels
+        r.images.size = imageSize.flatMap(parseImageSize)
         switch labelColumn {
         case nil: r.csv.labelColumn = .automatic
         case "last"?: r.csv.labelColumn = .last
         case let text?: r.csv.labelColumn = Int(text).map { .index($0) } ?? .name(text)
         }
         return r
+    }
+
+    func parseImageSize(_ text: String) -> (height: Int, width: Int)? {
+        let parts = text.lowercased().split(separator: "x").compactMap { Int($0) }
+        guard parts.count == 2, parts.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else { return nil }
+        return (parts[0], parts[1])
     }
 
     /// A short description for reports: the file, or MNIST.
