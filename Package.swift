@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .systemLibrary(
@@ -43,13 +44,16 @@ let package = Package(
         .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets", "CPNG", "CImageDecoders"]),
         .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
         .target(name: "Reports"),
+        .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "Export", dependencies: ["TensorCore", "NeuralNet", "Checkpoints", "ONNXProto",
+                                               .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Runs", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "TensorIO", "Checkpoints", "DataFormats", "Distillation",
                                              .product(name: "Yams", package: "Yams")]),
         .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Runs", "Datasets", "Checkpoints", "Distillation"]),
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",
-            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", "Runs", "Reports", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "distill-student-example", dependencies: ["Distillation", "Checkpoints"],
                           path: "Examples/DistillStudent"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
