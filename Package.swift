@@ -63,6 +63,7 @@ let package = Package(
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),
         .testTarget(name: "RunsTests", dependencies: ["Runs", "Distillation"]),
         .testTarget(name: "ReportsTests", dependencies: ["Reports"]),
+        .testTarget(name: "ExportTests", dependencies: ["Export", "Checkpoints", "DataFormats", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataFormatsTests", dependencies: ["DataFormats", "Datasets"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments"], resources: [.copy("Fixtures")]),
         .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints", "Experiments", "Benchmarking"]),
