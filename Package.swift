@@ -12,6 +12,8 @@ let package = Package(
     products: [
         .executable(name: "distill", targets: ["distill"]),
         .library(name: "Distillation", targets: ["Distillation"]),
+        // Loads a model file and predicts: no training code, no command-line parser, no Python.
+        .library(name: "DistillInference", targets: ["Inference"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -44,6 +46,7 @@ let package = Package(
         .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets", "CPNG", "CImageDecoders"]),
         .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
         .target(name: "Reports"),
+        .target(name: "Inference", dependencies: ["TensorCore", "NeuralNet", "Checkpoints"]),
         .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Export", dependencies: ["TensorCore", "NeuralNet", "Checkpoints", "ONNXProto",
                                                .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -53,7 +56,8 @@ let package = Package(
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",
-            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", "Inference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "predict-example", dependencies: ["Inference"], path: "Examples/Predict"),
         .executableTarget(name: "distill-student-example", dependencies: ["Distillation", "Checkpoints"],
                           path: "Examples/DistillStudent"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),

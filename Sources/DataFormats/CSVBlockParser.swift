@@ -182,7 +182,7 @@ struct BlockParser {
     func parseRow(_ p: UnsafePointer<UInt8>, _ n: Int, row: Int, out: UnsafeMutablePointer<Float>,
                   integers: UnsafeMutablePointer<Int>, texts: inout [Int: String]) -> String? {
         let columns = layout.columnCount, delimiter = layout.delimiter
-        let features = columns - 1
+        let features = layout.featureCount
         let n = n > 0 && p[n - 1] == 13 ? n - 1 : n   // \r\n line ends
         let destination = out + row * features
         if layout.quoted {

@@ -34,6 +34,8 @@ public enum CSVReader {
         /// 0-based.
         case index(Int)
         case last
+        /// No label column: every column is a feature (data to predict); every label is 0.
+        case none
     }
 
     public struct Options: Sendable {
@@ -64,6 +66,18 @@ public enum CSVReader {
         return try read(source: source, name: path, options: options)
     }
 
+    /// The number of columns of a CSV file (from its first lines, as `read` detects them; nothing else is parsed).
+    public static func columnCount(url: URL, options: Options = Options()) throws -> Int {
+        let path = url.path
+        guard FileManager.default.fileExists(atPath: path) else { throw DataError.missingFile(path: path) }
+        let source: ByteSource = try FileSource.startsWithGzipMagic(path)
+            ? MemorySource(bytes: try Gzip.decompress(try DataFileAccess.readAll(path), file: path, maximumBytes: 1 << 36))
+            : try FileSource(path: path)
+        var probe = options
+        probe.labelColumn = .none
+        return try Layout.detect(source: source, name: path, options: probe).columnCount
+    }
+
     /// Parses CSV text held in memory (`name` is used in messages).
     public static func read(bytes: [UInt8], name: String, options: Options = Options()) throws -> TabularData {
         try read(source: MemorySource(bytes: bytes), name: name, options: options)
@@ -88,12 +102,16 @@ public enum CSVReader {
             throw DataError.format(file: name, expected: "at least one data row", found: lineNumber == 0 ? "an empty file" : "none after line \(lineNumber)")
         }
         // Pass 2: parse the data rows into their final places, blocks of rows split over the threads.
-        let columns = layout.columnCount, featureCount = columns - 1
+        let featureCount = layout.featureCount
         var labels = LabelCollector(rows: rows)
         var parser = BlockParser(layout: layout, name: name)
         // Parsed straight into the tensor's storage: the data exist once.
         let values = try Tensor(shape: [rows, featureCount]) { out in
             try parser.parse(source: source, into: out.baseAddress!, labels: &labels)
+        }
+        if options.labelColumn == .none {
+            let dataset = try LabeledDataset(inputs: values, labels: [Int](repeating: 0, count: rows), classCount: 1)
+            return TabularData(dataset: dataset, classNames: nil, featureNames: layout.featureNames, source: name)
         }
         let (classLabels, classNames) = try labels.classes(order: options.classOrder, name: name, labelColumn: layout.labelName)
         return try TabularData(values: values, labels: classLabels, classNames: classNames,
@@ -108,7 +126,9 @@ extension CSVReader {
     struct Layout {
         var delimiter: UInt8
         var columnCount: Int
+        /// The label column, or Int.max without one.
         var labelIndex: Int
+        var featureCount: Int { labelIndex == Int.max ? columnCount : columnCount - 1 }
         var labelName: String
         var featureNames: [String]?
         /// 1-based number of the first data line (after the preamble and the header).
@@ -133,7 +153,7 @@ extension CSVReader {
             let delimiter = options.delimiter ?? detectDelimiter(lines)
             let firstFields = splitFields(first, delimiter: delimiter).map { String(decoding: $0, as: UTF8.self) }
             let columns = firstFields.count
-            guard columns >= 2 else {
+            guard columns >= (options.labelColumn == .none ? 1 : 2) else {
                 throw DataError.format(file: name, expected: "at least two columns (features and a label) separated by '\(Character(UnicodeScalar(delimiter)))'",
                                        found: "\(columns) column in line \(options.skipRows + 1)")
             }
@@ -155,7 +175,7 @@ extension CSVReader {
             let labelIndex = try resolveLabel(options.labelColumn, header: header, columns: columns, name: name, allowNames: hasHeader)
             var featureNames: [String]? = nil
             if let header { featureNames = header.enumerated().filter { $0.offset != labelIndex }.map(\.element) }
-            let labelName = header?[labelIndex] ?? "column \(labelIndex)"
+            let labelName = labelIndex == Int.max ? "" : header?[labelIndex] ?? "column \(labelIndex)"
             return Layout(delimiter: delimiter, columnCount: columns, labelIndex: labelIndex, labelName: labelName,
                           featureNames: featureNames, firstDataLine: skipped + (hasHeader ? 1 : 0) + 1,
                           quoted: quoted)
@@ -165,6 +185,8 @@ extension CSVReader {
             switch choice {
             case .last:
                 return columns - 1
+            case .none:
+                return Int.max
             case .index(let i):
                 guard i >= 0 && i < columns else {
                     throw DataError.format(file: name, expected: "a label column index in 0..<\(columns)", found: "\(i)")

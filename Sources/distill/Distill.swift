@@ -7,7 +7,7 @@ struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
         abstract: "Knowledge distillation (Hinton, Vinyals & Dean 2015) for multilayer perceptrons, on the CPU.",
-        subcommands: [Train.self, DistillCommand.self, TeacherLogitsCommand.self, Evaluate.self, ExportCommand.self, RunCommand.self, ReportCommand.self, Reproduce.self,
+        subcommands: [Train.self, DistillCommand.self, TeacherLogitsCommand.self, Evaluate.self, PredictCommand.self, ExportCommand.self, RunCommand.self, ReportCommand.self, Reproduce.self,
                       Bench.self, DataCommand.self])
 
     static func main() {
