@@ -31,6 +31,7 @@ public struct BenchmarkDriver {
         if !options.overlapTeacher { a.append("--no-teacher-overlap") }
         a += ["--blas", options.blas]
         if options.denseInputs { a.append("--dense-inputs") }
+        if let m = options.inferenceModel { a += ["--model", m] }
         return a + teacherArguments
     }
 

@@ -31,6 +31,8 @@ public struct BenchmarkOptions: Codable, Sendable {
     /// network's (the shipped one's: 7.5 % and 14 % nonzero, against ~50 %), which the sparse kernels use.
     public var teacherFile: String? = nil
     public var randomTeacher = false
+    /// The inference and latency phases' model (a model file); nil: the random 784-800-800-10 student.
+    public var inferenceModel: String? = nil
     public init() {}
 }
 
@@ -227,7 +229,8 @@ public enum BenchmarkPhases {
             return try trainingPhase(phase, train: data.train, options: options)
         case "inference":
             var generator = RandomGenerator(seed: 0)
-            let model = BenchmarkModels.student(generator: &generator)
+            let model = try options.inferenceModel.map { try ModelCheckpoint.read(url: URL(fileURLWithPath: $0)).model }
+                ?? BenchmarkModels.student(generator: &generator)
             let reps = options.quick ? 3 : 7
             let test = data.test
             let batches = stride(from: 0, to: test.count, by: 1000).map { test.inputs(rows: $0..<Swift.min($0 + 1000, test.count)) }
@@ -245,7 +248,8 @@ public enum BenchmarkPhases {
                                loadAverage: loadAverage)
         case "latency":
             var generator = RandomGenerator(seed: 0)
-            let model = BenchmarkModels.student(generator: &generator)
+            let model = try options.inferenceModel.map { try ModelCheckpoint.read(url: URL(fileURLWithPath: $0)).model }
+                ?? BenchmarkModels.student(generator: &generator)
             let one = data.test.inputs(rows: 0..<1)
             let calls = options.quick ? 50 : 200
             for _ in 0..<10 { _ = model.infer(one) }

@@ -26,6 +26,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "The distillation phases use a randomly initialised teacher instead of a trained one (the benchmark's former teacher; a random network's hidden units are ~50% nonzero, the shipped trained teacher's 7.5% and 14%).")
     var randomTeacher = false
     @Option(help: .hidden) var phase: String?
+    @Option(help: ArgumentHelp("The inference and latency phases' model: a model file (default: a random 784-800-800-10 student). Scripts/ort_bench.py uses it to time the same weights as ONNX Runtime.", valueName: "file"))
+    var model: String?
     @Option(help: ArgumentHelp("With --phase (a training phase): switch this kernel off and on every \(Alternation.stepsPerSwitch) steps and report the median step time of each (\(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "kernel"))
     var alternate: String?
     @OptionGroup var kernelOptions: KernelOptions
@@ -40,6 +42,7 @@ struct Bench: ParsableCommand {
         options.overlapTeacher = !noTeacherOverlap
         options.blas = try kernelOptions.apply(announce: phase == nil).rawValue
         options.denseInputs = kernelOptions.denseInputs
+        options.inferenceModel = model
         if randomTeacher && teacher != nil { throw ValidationError("--teacher and --random-teacher: pass one of them") }
         options.randomTeacher = randomTeacher
         options.teacherFile = teacher
