@@ -33,6 +33,7 @@ let package = Package(
             providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
         .target(name: "CImageDecoders", linkerSettings: [.linkedLibrary("jpeg")]),
         .target(name: "CFloatControl"),
+        .target(name: "CLossKernels"),
         .target(name: "CWorkers"),
         .target(name: "CSparseKernels"),
         .target(
@@ -44,7 +45,7 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["TensorCore", "TensorIO", "CZlib"]),
         .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
         .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets", "CPNG", "CImageDecoders"]),
-        .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints"]),
+        .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "CLossKernels"]),
         .target(name: "Reports"),
         .target(name: "Inference", dependencies: ["TensorCore", "NeuralNet", "Checkpoints"]),
         .target(name: "ONNXProto", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
@@ -69,7 +70,7 @@ let package = Package(
         .testTarget(name: "ReportsTests", dependencies: ["Reports"]),
         .testTarget(name: "ExportTests", dependencies: ["Export", "Checkpoints", "DataFormats", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DataFormatsTests", dependencies: ["DataFormats", "Datasets"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments", "CLossKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints", "Experiments", "Benchmarking"]),
     ],
     swiftLanguageModes: [.v5]

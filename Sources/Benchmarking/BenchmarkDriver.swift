@@ -63,7 +63,7 @@ public struct BenchmarkDriver {
 
     /// Runs `executable arguments` (with `environment` added to this process's), returns the last stdout line parsed
     /// as a JSON object.
-    static func runJSON(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> [String: Any] {
+    public static func runJSON(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -89,7 +89,7 @@ public struct BenchmarkDriver {
     /// The Python that can import torch, or nil (with the reason): `$DISTILL_PYTHON` when set (e.g. a virtual
     /// environment's interpreter; nothing else is tried then), else the first `python3` on `PATH`, else
     /// /usr/bin/python3.
-    static func findTorch(environment: [String: String] = ProcessInfo.processInfo.environment) -> (python: String?, note: String) {
+    public static func findTorch(environment: [String: String] = ProcessInfo.processInfo.environment) -> (python: String?, note: String) {
         if let chosen = environment["DISTILL_PYTHON"], !chosen.isEmpty {
             if FileManager.default.isExecutableFile(atPath: chosen), importsTorch(chosen) { return (chosen, "") }
             return (nil, "PyTorch comparison skipped: `\(chosen) -c \"import torch\"` failed (DISTILL_PYTHON)")

@@ -53,7 +53,7 @@ public struct RunDirectory {
     public func appendEpoch(_ record: EpochRecord) {
         guard let data = try? JSONSerialization.data(withJSONObject: line(record), options: [.sortedKeys]) else { return }
         let file = url.appendingPathComponent("metrics.jsonl")
-        if !FileManager.default.fileExists(atPath: file.path) { FileManager.default.createFile(atPath: file.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: file.path) { _ = FileManager.default.createFile(atPath: file.path, contents: nil) }
         guard let handle = try? FileHandle(forWritingTo: file) else { return }
         defer { try? handle.close() }
         _ = try? handle.seekToEnd()

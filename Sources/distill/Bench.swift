@@ -26,6 +26,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "The distillation phases use a randomly initialised teacher instead of a trained one (the benchmark's former teacher; a random network's hidden units are ~50% nonzero, the shipped trained teacher's 7.5% and 14%).")
     var randomTeacher = false
     @Option(help: .hidden) var phase: String?
+    @Flag(help: "Time the distillation loss alone (forward and backward, 512 rows, 1,000 / 32,000 / 128,000 classes) against PyTorch's kl_div + cross_entropy (Scripts/loss_bench.py), alternated, and print the table.")
+    var loss = false
     @Option(help: ArgumentHelp("The inference and latency phases' model: a model file (default: a random 784-800-800-10 student). Scripts/ort_bench.py uses it to time the same weights as ONNX Runtime.", valueName: "file"))
     var model: String?
     @Option(help: ArgumentHelp("With --phase (a training phase): switch this kernel off and on every \(Alternation.stepsPerSwitch) steps and report the median step time of each (\(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "kernel"))
@@ -43,6 +45,7 @@ struct Bench: ParsableCommand {
         options.blas = try kernelOptions.apply(announce: phase == nil).rawValue
         options.denseInputs = kernelOptions.denseInputs
         options.inferenceModel = model
+        if loss { try runLossBenchmark(); return }
         if randomTeacher && teacher != nil { throw ValidationError("--teacher and --random-teacher: pass one of them") }
         options.randomTeacher = randomTeacher
         options.teacherFile = teacher
@@ -74,5 +77,32 @@ struct Bench: ParsableCommand {
         let report = try driver.run()
         if let jsonOutput { try Data(BenchmarkDriver.serialise(report).utf8).write(to: URL(fileURLWithPath: jsonOutput)) }
         print(json ? BenchmarkDriver.serialise(report) : BenchmarkDriver.tables(report))
+    }
+
+    /// `--loss`: ours in this process, PyTorch's script in a fresh one, alternated three times per class count.
+    func runLossBenchmark() throws {
+        let python = BenchmarkDriver.findTorch().python
+        let script = ["Scripts/loss_bench.py"].first { FileManager.default.fileExists(atPath: $0) }
+        var rows: [[String: Any]] = []
+        print("distillation loss, forward + backward, \(LossBenchmark.rows) rows, T = \(LossBenchmark.temperature), \(threads) threads (medians of 3 alternated rounds)")
+        print("| classes | ours | PyTorch | ours / PyTorch |\n|---|---|---|---|")
+        for classes in LossBenchmark.classCounts {
+            var ours: [Double] = [], torch: [Double] = []
+            for _ in 0..<3 {
+                ours.append(LossBenchmark.ours(classes: classes, threads: threads))
+                if let python, let script {
+                    let r = try BenchmarkDriver.runJSON(python, [script, "--classes", String(classes), "--rows", String(LossBenchmark.rows),
+                                                                 "--temperature", String(LossBenchmark.temperature), "--threads", String(threads)])
+                    if let s = r["seconds"] as? Double { torch.append(s) }
+                }
+            }
+            let o = BenchmarkPhases.median(ours), t = torch.isEmpty ? nil : BenchmarkPhases.median(torch)
+            print("| \(classes) | \(String(format: "%.4f s", o)) | \(t.map { String(format: "%.4f s", $0) } ?? "-") | \(t.map { String(format: "%.2f", o / $0) } ?? "-") |")
+            rows.append(["classes": classes, "ours_seconds": o, "torch_seconds": t as Any? ?? NSNull(), "ours_rounds": ours, "torch_rounds": torch])
+        }
+        if json || jsonOutput != nil {
+            let data = try JSONSerialization.data(withJSONObject: ["loss": rows, "threads": threads], options: [.sortedKeys])
+            if let jsonOutput { try data.write(to: URL(fileURLWithPath: jsonOutput)) }
+        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import NeuralNet
 import TensorCore
+import CLossKernels
 
 /// The Hinton et al. (2015) distillation loss, fused with its backward: one pass over each row computes both student
 /// softmaxes, the value and the gradient.
@@ -36,8 +37,64 @@ public func distillationLoss(studentLogits: Variable, teacherProbabilities: Tens
     precondition(z.rank == 2, "distillationLoss: student logits must be [batch, classes], got \(z.shape)")
     precondition(teacherProbabilities.shape == z.shape,
                  "distillationLoss: teacher probabilities \(teacherProbabilities.shape) must match student logits \(z.shape)")
+    if z.shape[1] >= distillationLossVectorMinimumClasses {
+        return vectorDistillationLoss(studentLogits: studentLogits, teacher: teacherProbabilities, teacherIsLogits: false,
+                                      labels: labels, configuration: configuration)
+    }
     return fusedDistillationLoss(studentLogits: studentLogits, teacher: teacherProbabilities.scalars.map { Double($0) },
                                  labels: labels, configuration: configuration)
+}
+
+/// From this many classes on, the loss runs in float with vector exp and log (`CLossKernels`, rows split over the
+/// compute threads); below it, in the Double loop of `fusedDistillationLoss`, whose cost is negligible there (and
+/// whose bits the MNIST results were made with). The Double loop is the reference the vector path is tested against.
+public let distillationLossVectorMinimumClasses = 256
+
+/// The loss through `distill_loss_rows`: the same value and gradient as `fusedDistillationLoss`, in float; sums per
+/// row in double.
+func vectorDistillationLoss(studentLogits: Variable, teacher: Tensor, teacherIsLogits: Bool, labels: [Int],
+                            configuration: DistillationLossConfiguration) -> (loss: Variable, parts: DistillationLossParts) {
+    let z = studentLogits.value
+    let rows = z.shape[0], cols = z.shape[1]
+    precondition(rows > 0 && cols > 0, "distillationLoss: empty batch or no classes, shape \(z.shape)")
+    precondition(labels.count == rows, "distillationLoss: expected \(rows) labels, got \(labels.count)")
+    for y in labels { precondition(y >= 0 && y < cols, "distillationLoss: label \(y) out of range 0..<\(cols)") }
+    let temperature = Double(configuration.temperature)
+    precondition(temperature > 0 && temperature.isFinite, "distillationLoss: temperature must be > 0, got \(temperature)")
+    let hardWeight = Double(configuration.hardWeight), softWeight = Double(configuration.softWeight)
+    let softScale = configuration.scaleSoftBySquaredTemperature ? temperature * temperature : 1
+    let invB = 1 / Double(rows)
+    let hardCoefficient = Float(hardWeight * invB), softCoefficient = Float(softWeight * softScale / temperature * invB)
+    let labels32 = labels.map { Int32($0) }
+    let chunks = Swift.min(rows, 4 * ComputeThreads.count)
+    var partial = [distill_loss_sums](repeating: distill_loss_sums(hard: 0, cross_entropy: 0, entropy: 0), count: chunks)
+    let gradient = Tensor(shape: z.shape) { grad in
+        z.withUnsafeBufferPointer { zb in
+            teacher.withUnsafeBufferPointer { tb in
+                labels32.withUnsafeBufferPointer { lb in
+                    partial.withUnsafeMutableBufferPointer { sums in
+                        ComputeThreads.parallelFor(chunks: chunks) { c in
+                            let r0 = c * rows / chunks, r1 = (c + 1) * rows / chunks
+                            sums[c] = distill_loss_rows(zb.baseAddress, tb.baseAddress, teacherIsLogits ? 1 : 0, lb.baseAddress,
+                                                        r0, r1, cols, Float(1 / temperature), hardCoefficient, softCoefficient,
+                                                        grad.baseAddress)
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let hard = partial.reduce(0) { $0 + $1.hard } * invB
+    let softCrossEntropy = partial.reduce(0) { $0 + $1.cross_entropy } * invB
+    let softKL = softCrossEntropy - partial.reduce(0) { $0 + $1.entropy } * invB
+    let softScaled = softScale * softCrossEntropy
+    let total = hardWeight * hard + softWeight * softScaled
+    let parts = DistillationLossParts(hard: hard, softCrossEntropy: softCrossEntropy, softKL: softKL,
+                                      softScaled: softScaled, total: total)
+    let loss = customOperation(value: Tensor(scalar: Float(total)), inputs: [studentLogits]) { upstream in
+        [gradient * upstream.scalar]
+    }
+    return (loss, parts)
 }
 
 /// The shared kernel; `teacher` holds p_t row-major in Double (so the logits overload keeps full precision).
@@ -119,6 +176,10 @@ public func distillationLoss(studentLogits: Variable, teacherLogits: Tensor, lab
     let temperature = Double(configuration.temperature)
     precondition(temperature > 0 && temperature.isFinite, "distillationLoss: temperature must be > 0, got \(temperature)")
     let cols = teacherLogits.shape[1]
+    if cols >= distillationLossVectorMinimumClasses {
+        return vectorDistillationLoss(studentLogits: studentLogits, teacher: teacherLogits, teacherIsLogits: true,
+                                      labels: labels, configuration: configuration)
+    }
     var probabilities = teacherLogits.scalars.map { Double($0) }
     for r in 0..<teacherLogits.shape[0] {
         let row = (r * cols)..<((r + 1) * cols)

@@ -1,0 +1,37 @@
+import Foundation
+import TensorCore
+import NeuralNet
+import Distillation
+
+/// The distillation loss at many classes, forward and backward, against PyTorch (`Scripts/loss_bench.py`):
+/// `kl_div(log_softmax(zs / T), softmax(zt / T)) * T^2 + cross_entropy(zs, y)` on the same shapes and threads.
+public enum LossBenchmark {
+    public static let classCounts = [1000, 32_000, 128_000]
+    public static let rows = 512
+    public static let temperature: Float = 4
+
+    /// Median seconds of `repeats` calls of our loss from teacher logits (value, parts and gradient), after two
+    /// untimed calls; inputs seeded like the PyTorch script's (other numbers, same distribution).
+    public static func ours(classes: Int, rows: Int = rows, threads: Int, repeats: Int = 5) -> Double {
+        ComputeThreads.set(threads)
+        var g = RandomGenerator(seed: 0)
+        let zs = Tensor.normal([rows, classes], standardDeviation: 3, generator: &g)
+        let zt = Tensor.normal([rows, classes], standardDeviation: 4, generator: &g)
+        let labels = (0..<rows).map { _ in g.next(below: classes) }
+        let configuration = DistillationLossConfiguration(temperature: temperature, hardWeight: 1, softWeight: 1)
+        func step() {
+            let v = Variable(zs, requiresGrad: true)
+            let (loss, _) = distillationLoss(studentLogits: v, teacherLogits: zt, labels: labels, configuration: configuration)
+            loss.backward()
+            _ = v.grad
+        }
+        step(); step()
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            step()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return BenchmarkPhases.median(times)
+    }
+}
