@@ -34,4 +34,42 @@ public enum LossBenchmark {
         }
         return BenchmarkPhases.median(times)
     }
+
+    /// The top-k case: k kept teacher logits per row (the k largest of the same teacher rows), as a top-k store
+    /// gives them. Timed: building the sparse soft targets from the kept logits (``MissingMass/renormalize``, the
+    /// mode PyTorch's side computes, DistillKit's `zero`) and the loss with its gradient; no `[B, C]` teacher.
+    public static func oursSparse(classes: Int, keep k: Int, rows: Int = rows, threads: Int, repeats: Int = 5) -> Double {
+        ComputeThreads.set(threads)
+        var g = RandomGenerator(seed: 0)
+        let zs = Tensor.normal([rows, classes], standardDeviation: 3, generator: &g)
+        let zt = Tensor.normal([rows, classes], standardDeviation: 4, generator: &g)
+        let labels = (0..<rows).map { _ in g.next(below: classes) }
+        var kept = [Float](), ids = [Int32]()
+        zt.withUnsafeBufferPointer { t in
+            for r in 0..<rows {
+                let top = (0..<classes).sorted { t[r * classes + $0] > t[r * classes + $1] }.prefix(k)
+                for j in top { kept.append(t[r * classes + j]); ids.append(Int32(j)) }
+            }
+        }
+        let configuration = DistillationLossConfiguration(temperature: temperature, hardWeight: 1, softWeight: 1)
+        func step() {
+            let targets = SparseSoftTargets(logits: kept, classes: ids, logSumExp: nil, rowCount: rows, classCount: classes,
+                                            temperature: temperature, missingMass: .renormalize)
+            let v = Variable(zs, requiresGrad: true)
+            let (loss, _) = distillationLoss(studentLogits: v, sparseTargets: targets, labels: labels, configuration: configuration)
+            loss.backward()
+            _ = v.grad
+        }
+        step(); step()
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            step()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        return BenchmarkPhases.median(times)
+    }
+
+    /// k for the top-k rows of the table.
+    public static let keptClasses = 64
 }

@@ -148,6 +148,60 @@ TARGET static distill_loss_sums rows_##SUFFIX(const float *zs, const float *teac
     }                                                                                                                \
     return sums;                                                                                                     \
 }                                                                                                                    \
+/* Sparse soft targets: k (class, probability) pairs per row, a per-class tail u or a tail bucket of mass P. */     \
+TARGET static distill_loss_sums sparse_rows_##SUFFIX(const float *zs, const int32_t *labels, const int32_t *classes,  \
+        const float *probs, long k, const float *tail_u, const float *tail_mass, int bucket, long r0, long r1,       \
+        long cols, float inv_t, float hard_coef, float soft_coef, float *grad) {                                     \
+    distill_loss_sums sums = {0, 0, 0};                                                                              \
+    for (long r = r0; r < r1; r++) {                                                                                 \
+        const float *z = zs + r * cols, *p = probs + r * k;                                                          \
+        const int32_t *c = classes + r * k;                                                                          \
+        float *g = grad + r * cols;                                                                                  \
+        float m = row_max_##SUFFIX(z, cols);                                                                         \
+        double s1 = row_sum_exp_##SUFFIX(z, cols, m, 1.0f), sT = row_sum_exp_##SUFFIX(z, cols, m, inv_t);            \
+        double log_s1 = log(s1), log_sT = log(sT);                                                                   \
+        float inv_s1 = (float)(1 / s1), inv_sT = (float)(1 / sT);                                                    \
+        double q_kept = 0, ce = 0, log_kept = 0;                                                                     \
+        for (long i = 0; i < k; i++) {                                                                               \
+            double lq = ((double)z[c[i]] - m) * inv_t - log_sT;                                                      \
+            q_kept += exp(lq); ce -= (double)p[i] * lq; log_kept += lq;                                              \
+        }                                                                                                            \
+        float u = tail_u ? tail_u[r] : 0, a = 0;                                                                     \
+        double mass = tail_mass ? tail_mass[r] : 0, q_tail = 1 - q_kept;                                             \
+        if (q_tail < 1e-30) q_tail = 1e-30;                                                                          \
+        if (bucket && mass > 0) { a = (float)(mass / q_tail); ce -= mass * log(q_tail); }                            \
+        float keep = 1 - a;                                                                                          \
+        double dsum = 0; long j = 0;                                                                                 \
+        while (j + W <= cols) {                                                                                      \
+            vf_##SUFFIX d_acc = splat_##SUFFIX(0);                                                                   \
+            long end = j + 256 * W < cols ? j + 256 * W : cols;                                                      \
+            for (; j + W <= end; j += W) {                                                                           \
+                vf_##SUFFIX d = load_##SUFFIX(z + j) - m;                                                            \
+                vf_##SUFFIX q1 = vexp_##SUFFIX(d) * inv_s1;                                                          \
+                vf_##SUFFIX qT = vexp_##SUFFIX(d * inv_t) * inv_sT;                                                  \
+                d_acc += d;                                                                                          \
+                store_##SUFFIX(g + j, soft_coef * (qT * keep - u) + hard_coef * q1);                                 \
+            }                                                                                                        \
+            dsum += hsum_##SUFFIX(d_acc);                                                                            \
+        }                                                                                                            \
+        for (; j < cols; j++) {                                                                                      \
+            float d = z[j] - m;                                                                                      \
+            float q1 = expf(d) * inv_s1, qT = expf(d * inv_t) * inv_sT;                                              \
+            dsum += d;                                                                                               \
+            g[j] = soft_coef * (qT * keep - u) + hard_coef * q1;                                                     \
+        }                                                                                                            \
+        if (u > 0) ce -= (double)u * ((dsum * inv_t - (double)cols * log_sT) - log_kept);                            \
+        for (long i = 0; i < k; i++) {                                                                               \
+            double d = (double)z[c[i]] - m;                                                                          \
+            g[c[i]] = soft_coef * (float)(exp(d * inv_t - log_sT) - p[i]) + hard_coef * (float)exp(d - log_s1);      \
+        }                                                                                                            \
+        int32_t y = labels[r];                                                                                       \
+        sums.hard += log_s1 - ((double)z[y] - m);                                                                    \
+        g[y] -= hard_coef;                                                                                           \
+        sums.cross_entropy += ce;                                                                                    \
+    }                                                                                                                \
+    return sums;                                                                                                     \
+}                                                                                                                    \
 TARGET static void exp_##SUFFIX(const float *x, float *out, long n) {                                                \
     long j = 0; for (; j + W <= n; j += W) store_##SUFFIX(out + j, vexp_##SUFFIX(load_##SUFFIX(x + j)));           \
     for (; j < n; j++) { float v[W] = {0}; v[0] = x[j]; vf_##SUFFIX r = vexp_##SUFFIX(load_##SUFFIX(v)); out[j] = r[0]; } \
@@ -189,6 +243,18 @@ distill_loss_sums distill_loss_rows(const float *zs, const float *teacher, int t
     case 1: return rows_avx2(zs, teacher, teacher_is_logits, labels, r0, r1, cols, inv_t, hard_coef, soft_coef, grad);
 #endif
     default: return rows_portable(zs, teacher, teacher_is_logits, labels, r0, r1, cols, inv_t, hard_coef, soft_coef, grad);
+    }
+}
+
+distill_loss_sums distill_loss_sparse_rows(const float *zs, const int32_t *labels, const int32_t *classes, const float *probs,
+                                           long k, const float *tail_u, const float *tail_mass, int bucket, long r0, long r1,
+                                           long cols, float inv_t, float hard_coef, float soft_coef, float *grad) {
+    switch (distill_loss_path()) {
+#if defined(__x86_64__)
+    case 2: return sparse_rows_avx512(zs, labels, classes, probs, k, tail_u, tail_mass, bucket, r0, r1, cols, inv_t, hard_coef, soft_coef, grad);
+    case 1: return sparse_rows_avx2(zs, labels, classes, probs, k, tail_u, tail_mass, bucket, r0, r1, cols, inv_t, hard_coef, soft_coef, grad);
+#endif
+    default: return sparse_rows_portable(zs, labels, classes, probs, k, tail_u, tail_mass, bucket, r0, r1, cols, inv_t, hard_coef, soft_coef, grad);
     }
 }
 

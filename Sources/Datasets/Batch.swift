@@ -9,6 +9,12 @@ public struct Batch: Sendable {
     /// Labels of the examples, `labels[r] == dataset.labels[indices[r]]`.
     public let labels: [Int]
 
+    public init(indices: [Int], inputs: Tensor, labels: [Int]) {
+        self.indices = indices
+        self.inputs = inputs
+        self.labels = labels
+    }
+
     /// Number of examples in the batch.
     public var count: Int { indices.count }
 }

@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "The distillation phases use a randomly initialised teacher instead of a trained one (the benchmark's former teacher; a random network's hidden units are ~50% nonzero, the shipped trained teacher's 7.5% and 14%).")
     var randomTeacher = false
     @Option(help: .hidden) var phase: String?
-    @Flag(help: "Time the distillation loss alone (forward and backward, 512 rows, 1,000 / 32,000 / 128,000 classes) against PyTorch's kl_div + cross_entropy (Scripts/loss_bench.py), alternated, and print the table.")
+    @Flag(help: "Time the distillation loss alone (forward and backward, 512 rows, 1,000 / 32,000 / 128,000 classes) against PyTorch's kl_div + cross_entropy (Scripts/loss_bench.py), alternated, and print the table; then the same from a top-64 teacher (sparse targets) against DistillKit's sparse KL.")
     var loss = false
     @Option(help: ArgumentHelp("The inference and latency phases' model: a model file (default: a random 784-800-800-10 student). Scripts/ort_bench.py uses it to time the same weights as ONNX Runtime.", valueName: "file"))
     var model: String?
@@ -100,8 +100,28 @@ struct Bench: ParsableCommand {
             print("| \(classes) | \(String(format: "%.4f s", o)) | \(t.map { String(format: "%.4f s", $0) } ?? "-") | \(t.map { String(format: "%.2f", o / $0) } ?? "-") |")
             rows.append(["classes": classes, "ours_seconds": o, "torch_seconds": t as Any? ?? NSNull(), "ours_rounds": ours, "torch_rounds": torch])
         }
+        let k = LossBenchmark.keptClasses
+        print("\nfrom a top-\(k) teacher (sparse targets; PyTorch: DistillKit's sparse KL, gather + log_softmax over the k kept)")
+        print("| classes | ours | PyTorch | ours / PyTorch |\n|---|---|---|---|")
+        var sparseRows: [[String: Any]] = []
+        for classes in LossBenchmark.classCounts {
+            var ours: [Double] = [], torch: [Double] = []
+            for _ in 0..<3 {
+                ours.append(LossBenchmark.oursSparse(classes: classes, keep: k, threads: threads))
+                if let python, let script {
+                    let r = try BenchmarkDriver.runJSON(python, [script, "--classes", String(classes), "--rows", String(LossBenchmark.rows),
+                                                                 "--temperature", String(LossBenchmark.temperature), "--threads", String(threads),
+                                                                 "--top-k", String(k)])
+                    if let s = r["seconds"] as? Double { torch.append(s) }
+                }
+            }
+            let o = BenchmarkPhases.median(ours), t = torch.isEmpty ? nil : BenchmarkPhases.median(torch)
+            print("| \(classes) | \(String(format: "%.4f s", o)) | \(t.map { String(format: "%.4f s", $0) } ?? "-") | \(t.map { String(format: "%.2f", o / $0) } ?? "-") |")
+            sparseRows.append(["classes": classes, "top_k": k, "ours_seconds": o, "torch_seconds": t as Any? ?? NSNull(),
+                               "ours_rounds": ours, "torch_rounds": torch])
+        }
         if json || jsonOutput != nil {
-            let data = try JSONSerialization.data(withJSONObject: ["loss": rows, "threads": threads], options: [.sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: ["loss": rows, "loss_top_k": sparseRows, "threads": threads], options: [.sortedKeys])
             if let jsonOutput { try data.write(to: URL(fileURLWithPath: jsonOutput)) }
         }
     }

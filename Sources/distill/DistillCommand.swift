@@ -12,16 +12,21 @@ struct LossOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Weight of the cross-entropy with the true labels.") var hardWeight: Float = 0.5
     @Option(parsing: .unconditional, help: "Weight of the soft-target term (multiplied by T^2 unless --no-temperature-scaling).") var softWeight: Float = 0.5
     @Flag(help: "Do not multiply the soft term by T^2 (the paper's advice is to multiply).") var noTemperatureScaling = false
+    @Option(parsing: .unconditional, help: ArgumentHelp("With a top-k teacher store: how the classes it did not keep enter the soft term.",
+            discussion: "renormalize: they get probability 0 (DistillKit's zero). uniform: the store's recorded missing probability is spread evenly over them. bucket: that probability is one bucket compared with the student's mass on them (DistillKit's symmetric_uniform)."))
+    var missingMass: MissingMass = .renormalize
 
     var configuration: DistillationLossConfiguration {
         DistillationLossConfiguration(temperature: temperature, hardWeight: hardWeight, softWeight: softWeight,
-                                      scaleSoftBySquaredTemperature: !noTemperatureScaling)
+                                      scaleSoftBySquaredTemperature: !noTemperatureScaling, missingMass: missingMass)
     }
 
     func validate() throws {
         do { try configuration.validate() } catch let error as ConfigurationError { throw ValidationError(Flags.message(error)) }
     }
 }
+
+extension MissingMass: ExpressibleByArgument {}
 
 /// The documented spellings are `meanProbabilities` / `meanLogits` (the case names); the raw values
 /// (`mean-probabilities` / `mean-logits`, used in JSON) are accepted too.

@@ -11,6 +11,7 @@ enum Flags {
         "data.batchSize": "--batch-size", "data.jitter": "--jitter", "data.validationCount": "--validation",
         "runtime.threads": "--threads", "epochs": "--epochs", "seed": "--seed",
         "loss.temperature": "--temperature", "loss.hardWeight": "--hard-weight", "loss.softWeight": "--soft-weight",
+        "loss.missingMass": "--missing-mass",
         "store.topK": "--top-k",
     ]
 

@@ -165,6 +165,16 @@ final class DistillCommandTests: XCTestCase {
             checkReport(try lastLineJSON(result.stdout), teacherMetrics: false)
             XCTAssertEqual(try ModelCheckpoint.read(url: URL(fileURLWithPath: out)).metadata["teacher_identity"], read.teacherIdentity)
         }
+        // A top-k store feeds the sparse loss with its missing mass spread evenly or as one bucket.
+        for mode in ["uniform", "bucket"] {
+            let out = path("student-top3-\(mode).safetensors")
+            let result = try distill(["--teacher-logits", path("top3.logits"), "--temperature", "4", "--missing-mass", mode, "--json"], output: out)
+            assertSucceeded(result, "distill from top3 store, missing mass \(mode)")
+            checkReport(try lastLineJSON(result.stdout), teacherMetrics: false)
+        }
+        let badMode = try distill(["--teacher-logits", path("top3.logits"), "--missing-mass", "spread"], output: path("bad-mode.safetensors"))
+        assertFailedCleanly(badMode, naming: "--missing-mass", "unknown missing-mass mode")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("bad-mode.safetensors")))
         let store = path("full.logits")
         // Jitter: the store holds un-augmented logits.
         let jitterOut = path("jitter.safetensors")

@@ -7,7 +7,9 @@ import TensorIO
 /// Teacher logits precomputed once for every example of a dataset, so training need not run the teacher.
 ///
 /// File: safetensors holding either `"logits"` `[N, C]` (F32 or F16) or, for a top-k store, `"topk_values"`
-/// `[N, K]` (F32 or F16, descending per row) and `"topk_indices"` `[N, K]` (I64 or I32, the class of each value).
+/// `[N, K]` (F32 or F16, descending per row), `"topk_indices"` `[N, K]` (I64 or I32, the class of each value) and
+/// `"topk_logsumexp"` `[N]` (F32, log sum_j exp(z_j) over all C classes: what the kept classes leave out, for
+/// ``MissingMass``; stores without it support only ``MissingMass/renormalize``).
 /// `__metadata__` stamps what the logits belong to: `format` = `distill-teacher-logits/1`, `teacher_identity`,
 /// `dataset_fingerprint` (``LabeledDataset/fingerprint``), `example_count`, `class_count`, `augmentation` = `none`,
 /// `dtype` (`float32`/`float16`) and `top_k` (`none` or K). Row i is example i of that exact dataset.
@@ -16,7 +18,8 @@ import TensorIO
 /// pass, so its soft targets must come from the teacher run online; ``validate(against:jitter:expectedTeacher:)``
 /// refuses jitter > 0. Soft targets at temperature T are softmax(z / T) of the stored row. For a top-k store
 /// (as DistillKit-style stores do) the softmax runs over the k stored logits only and every other class gets
-/// probability 0; `logits(indices:)` returns -infinity for those classes.
+/// probability 0; `logits(indices:)` returns -infinity for those classes. Training reads a top-k store through
+/// ``sparseSoftTargets(indices:temperature:missingMass:)``, which never forms a `[batch, C]` tensor.
 public struct TeacherLogitStore {
     /// How the logits are stored.
     public enum StorageType: String, Codable, Sendable {
@@ -46,6 +49,11 @@ public struct TeacherLogitStore {
     /// Full logits `[N, C]`, or top-k values `[N, K]` with their classes (row-major `[N * K]`).
     private let values: Tensor
     private let topKClasses: [Int]?
+    /// Per row, the log-sum-exp of all C logits (top-k stores that recorded it).
+    private let topKLogSumExp: [Float]?
+
+    /// Whether this top-k store records what its kept classes leave out (so every ``MissingMass`` can be used).
+    public var recordsMissingMass: Bool { topKLogSumExp != nil }
 
     /// Computes the teacher's T = 1 logits for every example of `dataset` (in order, `batchSize` at a time, no
     /// augmentation) and writes them atomically (see `AtomicFile`).
@@ -72,17 +80,23 @@ public struct TeacherLogitStore {
         ]
         var entries: [SafeTensorsEntry]
         if let k = topK {
-            var topValues = [Float](), topClasses = [Int]()
+            var topValues = [Float](), topClasses = [Int](), logSumExp = [Float]()
             topValues.reserveCapacity(n * k)
             topClasses.reserveCapacity(n * k)
+            logSumExp.reserveCapacity(n)
             all.withUnsafeBufferPointer { z in
                 for r in 0..<n {
                     let order = (0..<c).sorted { z[r * c + $0] > z[r * c + $1] || (z[r * c + $0] == z[r * c + $1] && $0 < $1) }
                     for j in order.prefix(k) { topValues.append(z[r * c + j]); topClasses.append(j) }
+                    let m = Double(z[r * c + order[0]])
+                    var sum = 0.0
+                    for j in 0..<c { sum += Foundation.exp(Double(z[r * c + j]) - m) }
+                    logSumExp.append(Float(m + Foundation.log(sum)))
                 }
             }
             entries = [.tensor("topk_values", Tensor(shape: [n, k], scalars: topValues), dtype: dtype.dtype),
-                       .integers("topk_indices", topClasses, shape: [n, k], dtype: .i64)]
+                       .integers("topk_indices", topClasses, shape: [n, k], dtype: .i64),
+                       .tensor("topk_logsumexp", Tensor(shape: [n], scalars: logSumExp), dtype: .f32)]
         } else {
             entries = [.tensor("logits", all, dtype: dtype.dtype)]
         }
@@ -168,6 +182,7 @@ public struct TeacherLogitStore {
             return t
         }
         var classes: [Int]?
+        var logSumExp: [Float]?
         let values: Tensor
         if let k = topK {
             values = try floats("topk_values", [n, k])
@@ -186,12 +201,25 @@ public struct TeacherLogitStore {
                 }
             }
             classes = ids
+            if file.names.contains("topk_logsumexp") {
+                let lse = try floats("topk_logsumexp", [n]).scalars
+                let kept = values.scalars
+                for r in 0..<n {
+                    // The whole row's log-sum-exp is at least its largest kept logit (allowing for float16 rounding).
+                    let top = kept[r * k]
+                    guard lse[r] >= top - Swift.max(1e-3, abs(top) * 1e-3) else {
+                        throw fail("topk_logsumexp row \(r) is \(lse[r]), below the row's largest logit \(top)")
+                    }
+                }
+                logSumExp = lse
+            }
         } else {
             values = try floats("logits", [n, c])
         }
         return TeacherLogitStore(source: path, teacherIdentity: try field("teacher_identity"),
                                  datasetFingerprint: try field("dataset_fingerprint"), exampleCount: n, classCount: c,
-                                 storageType: storage, topK: topK, values: values, topKClasses: classes)
+                                 storageType: storage, topK: topK, values: values, topKClasses: classes,
+                                 topKLogSumExp: logSumExp)
     }
 
     /// Refuses to use this store for `dataset`: a different dataset fingerprint, example count or class count, any
@@ -245,5 +273,29 @@ public struct TeacherLogitStore {
     public func softTargets(indices: [Int], temperature: Float) -> Tensor {
         precondition(temperature > 0 && temperature.isFinite, "softTargets: temperature must be > 0, got \(temperature)")
         return Softmax.softmax(logits(indices: indices), temperature: temperature)
+    }
+
+    /// Soft targets of a top-k store in sparse form (nil for a full store), with the missing classes treated as
+    /// `missingMass` says. Indices must be in range and T > 0 (preconditions).
+    /// - Throws: ``ConfigurationError`` (`loss.missingMass`) when `missingMass` needs the row log-sum-exp and the
+    ///   store does not record it.
+    public func sparseSoftTargets(indices: [Int], temperature: Float, missingMass: MissingMass) throws -> SparseSoftTargets? {
+        guard let classes = topKClasses, let k = topK else { return nil }
+        precondition(indices.allSatisfy { $0 >= 0 && $0 < exampleCount }, "\(source): example index out of range 0..<\(exampleCount)")
+        if missingMass != .renormalize && topKLogSumExp == nil {
+            throw ConfigurationError(field: "loss.missingMass", "\(missingMass.rawValue) needs a store that records each row's log-sum-exp; \(source) does not (write it again, or use renormalize)")
+        }
+        var kept = [Float](), keptClasses = [Int32](), lse = [Float]()
+        kept.reserveCapacity(indices.count * k)
+        keptClasses.reserveCapacity(indices.count * k)
+        values.withUnsafeBufferPointer { v in
+            for e in indices {
+                for i in (e * k)..<((e + 1) * k) { kept.append(v[i]); keptClasses.append(Int32(classes[i])) }
+                if let all = topKLogSumExp { lse.append(all[e]) }
+            }
+        }
+        return SparseSoftTargets(logits: kept, classes: keptClasses, logSumExp: topKLogSumExp == nil ? nil : lse,
+                                 rowCount: indices.count, classCount: classCount, temperature: temperature,
+                                 missingMass: missingMass)
     }
 }

@@ -191,3 +191,67 @@ public func distillationLoss(studentLogits: Variable, teacherLogits: Tensor, lab
     return fusedDistillationLoss(studentLogits: studentLogits, teacher: probabilities, labels: labels,
                                  configuration: configuration)
 }
+
+/// The distillation loss from **sparse** teacher soft targets (a top-k teacher, see ``SparseSoftTargets``): the
+/// same value and gradient as the dense loss with the teacher that the targets stand for, without a `[B, C]` teacher
+/// tensor. The student's softmaxes are still dense (its gradient touches every class); the teacher side costs
+/// O(B k). With ``MissingMass/bucket`` the soft cross-entropy is -sum_i p_i log q_i - P log Q, where P is the
+/// teacher's and Q the student's mass on the classes not kept.
+///
+/// Runs in float with vector exp (`distill_loss_sparse_rows`), rows split over the compute threads, at every class
+/// count. The teacher's entropy (for the KL part) comes from the targets alone.
+public func distillationLoss(studentLogits: Variable, sparseTargets: SparseSoftTargets, labels: [Int],
+                             configuration: DistillationLossConfiguration) -> (loss: Variable, parts: DistillationLossParts) {
+    let z = studentLogits.value
+    precondition(z.rank == 2, "distillationLoss: student logits must be [batch, classes], got \(z.shape)")
+    let rows = z.shape[0], cols = z.shape[1]
+    precondition(sparseTargets.rowCount == rows && sparseTargets.classCount == cols,
+                 "distillationLoss: sparse targets for [\(sparseTargets.rowCount), \(sparseTargets.classCount)], student logits \(z.shape)")
+    precondition(rows > 0 && cols > 0, "distillationLoss: empty batch or no classes, shape \(z.shape)")
+    precondition(labels.count == rows, "distillationLoss: expected \(rows) labels, got \(labels.count)")
+    for y in labels { precondition(y >= 0 && y < cols, "distillationLoss: label \(y) out of range 0..<\(cols)") }
+    let temperature = Double(configuration.temperature)
+    precondition(temperature > 0 && temperature.isFinite, "distillationLoss: temperature must be > 0, got \(temperature)")
+    let hardWeight = Double(configuration.hardWeight), softWeight = Double(configuration.softWeight)
+    let softScale = configuration.scaleSoftBySquaredTemperature ? temperature * temperature : 1
+    let invB = 1 / Double(rows)
+    let hardCoefficient = Float(hardWeight * invB), softCoefficient = Float(softWeight * softScale / temperature * invB)
+    let labels32 = labels.map { Int32($0) }
+    let k = sparseTargets.keptCount, bucket: Int32 = sparseTargets.missingMass == .bucket ? 1 : 0
+    let chunks = Swift.min(rows, 4 * ComputeThreads.count)
+    var partial = [distill_loss_sums](repeating: distill_loss_sums(hard: 0, cross_entropy: 0, entropy: 0), count: chunks)
+    let gradient = Tensor(shape: z.shape) { grad in
+        z.withUnsafeBufferPointer { zb in
+            labels32.withUnsafeBufferPointer { lb in
+                sparseTargets.classes.withUnsafeBufferPointer { cb in
+                    sparseTargets.probabilities.withUnsafeBufferPointer { pb in
+                        sparseTargets.tailPerClass.withUnsafeBufferPointer { ub in
+                            sparseTargets.tailMass.withUnsafeBufferPointer { mb in
+                                partial.withUnsafeMutableBufferPointer { sums in
+                                    ComputeThreads.parallelFor(chunks: chunks) { c in
+                                        let r0 = c * rows / chunks, r1 = (c + 1) * rows / chunks
+                                        sums[c] = distill_loss_sparse_rows(
+                                            zb.baseAddress, lb.baseAddress, cb.baseAddress, pb.baseAddress, k,
+                                            ub.baseAddress, mb.baseAddress, bucket, r0, r1, cols, Float(1 / temperature),
+                                            hardCoefficient, softCoefficient, grad.baseAddress)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let hard = partial.reduce(0) { $0 + $1.hard } * invB
+    let softCrossEntropy = partial.reduce(0) { $0 + $1.cross_entropy } * invB
+    let softKL = softCrossEntropy - sparseTargets.entropySum * invB
+    let softScaled = softScale * softCrossEntropy
+    let total = hardWeight * hard + softWeight * softScaled
+    let parts = DistillationLossParts(hard: hard, softCrossEntropy: softCrossEntropy, softKL: softKL,
+                                      softScaled: softScaled, total: total)
+    let loss = customOperation(value: Tensor(scalar: Float(total)), inputs: [studentLogits]) { upstream in
+        [gradient * upstream.scalar]
+    }
+    return (loss, parts)
+}

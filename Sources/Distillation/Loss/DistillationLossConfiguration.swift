@@ -14,12 +14,31 @@ public struct DistillationLossConfiguration: Codable, Equatable, Sendable {
     public var softWeight: Float
     /// Multiply the soft term by T^2 (the paper's recommendation; default true).
     public var scaleSoftBySquaredTemperature: Bool
+    /// How a top-k teacher's missing classes enter the soft term (see ``MissingMass``); no effect with a teacher
+    /// that gives every class. Default ``MissingMass/renormalize``.
+    public var missingMass: MissingMass
 
-    public init(temperature: Float, hardWeight: Float, softWeight: Float, scaleSoftBySquaredTemperature: Bool = true) {
+    public init(temperature: Float, hardWeight: Float, softWeight: Float, scaleSoftBySquaredTemperature: Bool = true,
+                missingMass: MissingMass = .renormalize) {
         self.temperature = temperature
         self.hardWeight = hardWeight
         self.softWeight = softWeight
         self.scaleSoftBySquaredTemperature = scaleSoftBySquaredTemperature
+        self.missingMass = missingMass
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case temperature, hardWeight, softWeight, scaleSoftBySquaredTemperature, missingMass
+    }
+
+    /// Decodes files written before `missingMass` existed as ``MissingMass/renormalize``.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        temperature = try c.decode(Float.self, forKey: .temperature)
+        hardWeight = try c.decode(Float.self, forKey: .hardWeight)
+        softWeight = try c.decode(Float.self, forKey: .softWeight)
+        scaleSoftBySquaredTemperature = try c.decode(Bool.self, forKey: .scaleSoftBySquaredTemperature)
+        missingMass = try c.decodeIfPresent(MissingMass.self, forKey: .missingMass) ?? .renormalize
     }
 
     /// The factor s applied to the soft cross-entropy: T^2 or 1.

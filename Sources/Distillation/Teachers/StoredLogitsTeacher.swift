@@ -19,6 +19,16 @@ public final class StoredLogitsTeacher: Teacher {
         return store.softTargets(indices: indices, temperature: temperature)
     }
 
+    /// For a top-k store, the stored rows `indices` as sparse soft targets (see
+    /// ``TeacherLogitStore/sparseSoftTargets(indices:temperature:missingMass:)``); nil for a full store.
+    public func sparseSoftTargets(batch images: Tensor, indices: [Int], temperature: Float,
+                                  missingMass: MissingMass) throws -> SparseSoftTargets? {
+        guard store.topK != nil else { return nil }
+        try checkBatch(images, indices: indices, temperature: temperature)
+        try store.checkIndices(indices)
+        return try store.sparseSoftTargets(indices: indices, temperature: temperature, missingMass: missingMass)
+    }
+
     /// The stored rows `indices` (for a top-k store, -infinity outside the stored k classes).
     public func logits(batch images: Tensor, indices: [Int]) throws -> Tensor {
         try checkBatch(images, indices: indices)

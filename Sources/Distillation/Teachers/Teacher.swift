@@ -22,10 +22,16 @@ public protocol Teacher: AnyObject {
     /// gains from running it on a thread of its own one batch ahead (``TrainingObjective/preparesInBackground``).
     /// False for teachers that look logits up (stored, cached).
     var computesPerBatch: Bool { get }
+    /// Soft targets in sparse form, for a teacher that keeps only some classes per example (a top-k store), with
+    /// the rest treated as `missingMass` says; nil when the teacher's targets are dense (the default).
+    func sparseSoftTargets(batch images: Tensor, indices: [Int], temperature: Float,
+                           missingMass: MissingMass) throws -> SparseSoftTargets?
 }
 
 extension Teacher {
     public var computesPerBatch: Bool { false }
+    public func sparseSoftTargets(batch images: Tensor, indices: [Int], temperature: Float,
+                                  missingMass: MissingMass) throws -> SparseSoftTargets? { nil }
 }
 
 extension Teacher {

@@ -27,6 +27,7 @@ public struct DistillationObjective: TrainingObjective {
     /// The teacher's content hash and the loss settings: a resumed run must match both.
     public var identity: String {
         "distillation teacher=\(teacher.identity) T=\(loss.temperature) hard=\(loss.hardWeight) soft=\(loss.softWeight) T2=\(loss.scaleSoftBySquaredTemperature)"
+            + (loss.missingMass == .renormalize ? "" : " missing=\(loss.missingMass.rawValue)")
     }
 
     public func loss(studentLogits: Variable, batch: Batch, inputs: Tensor) throws -> (loss: Variable, parts: [String: Double]) {
@@ -48,6 +49,11 @@ public struct DistillationObjective: TrainingObjective {
 
     public func loss(studentLogits: Variable, batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
         let targets: Tensor
+        if prepared == nil, let sparse = try sparseTargets(batch: batch, inputs: inputs) {
+            let (value, parts) = distillationLoss(studentLogits: studentLogits, sparseTargets: sparse,
+                                                  labels: batch.labels, configuration: loss)
+            return (value, Self.reported(parts))
+        }
         if let prepared {
             guard prepared.shape == [batch.count, teacher.classCount] else {
                 throw TrainingError("teacher soft targets of shape \(prepared.shape) for a batch of \(batch.count), expected [\(batch.count), \(teacher.classCount)]")
@@ -58,8 +64,18 @@ public struct DistillationObjective: TrainingObjective {
         }
         let (value, parts) = distillationLoss(studentLogits: studentLogits, teacherProbabilities: targets,
                                               labels: batch.labels, configuration: loss)
-        return (value, ["hard": parts.hard, "soft_cross_entropy": parts.softCrossEntropy, "soft_kl": parts.softKL,
-                        "soft_scaled": parts.softScaled])
+        return (value, Self.reported(parts))
+    }
+
+    static func reported(_ parts: DistillationLossParts) -> [String: Double] {
+        ["hard": parts.hard, "soft_cross_entropy": parts.softCrossEntropy, "soft_kl": parts.softKL, "soft_scaled": parts.softScaled]
+    }
+
+    /// A top-k teacher's targets in sparse form (nil for a dense teacher).
+    func sparseTargets(batch: Batch, inputs: Tensor) throws -> SparseSoftTargets? {
+        let indices = exampleIndices.map { map in batch.indices.map { map[$0] } } ?? batch.indices
+        return try teacher.sparseSoftTargets(batch: inputs, indices: indices, temperature: loss.temperature,
+                                             missingMass: loss.missingMass)
     }
 }
 
