@@ -55,7 +55,7 @@ public struct ExperimentContext {
     /// Trains a model, or loads it from the work directory when the same run (same configuration, objective and
     /// data) finished before. `key` names the run in file names and progress lines.
     public func trainOrLoad(key: String, configuration: TrainingConfiguration, train: LabeledDataset,
-                            test: LabeledDataset? = nil, objectiveIdentity: String = "labels",
+                            test: LabeledDataset? = nil, objectiveIdentity: String = "labels", initialModel: Sequential? = nil,
                             makeObjective: ([Int]?) throws -> TrainingObjective) throws -> TrainedModel {
         var configuration = configuration
         var runtime = RuntimeConfiguration.active
@@ -67,7 +67,8 @@ public struct ExperimentContext {
         // changed the cache file name on every run and retrained every model.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let fingerprintSource = "\(key)|\(objectiveIdentity)|\(String(decoding: try encoder.encode(configuration), as: UTF8.self))|\(train.count)|\(train.classCounts)|\(test.count)"
+        let initial = initialModel.map { "|initial=\(modelIdentity($0))" } ?? ""
+        let fingerprintSource = "\(key)|\(objectiveIdentity)\(initial)|\(String(decoding: try encoder.encode(configuration), as: UTF8.self))|\(train.count)|\(train.classCounts)|\(test.count)"
         let hash = String(SHA256.hexHash(Array(fingerprintSource.utf8)).prefix(16))
         let url = workDirectory.appendingPathComponent("\(key)-\(hash).safetensors")
         let runURL = workDirectory.appendingPathComponent("\(key)-\(hash).run")
@@ -92,7 +93,8 @@ public struct ExperimentContext {
         var policy = TrainingJob.StatePolicy(url: nil)
         policy.onEpoch = { run.appendEpoch($0) }
         guard case let .finished(result) = try TrainingJob.train(configuration: configuration, data: (train, test), label: key,
-                                                                 progress: progress, state: policy, makeObjective: makeObjective) else {
+                                                                 progress: progress, state: policy, initialModel: initialModel,
+                                                                 makeObjective: makeObjective) else {
             throw TrainingError("\(key): the run stopped before its last epoch")
         }
         let seconds = Date().timeIntervalSince(start)

@@ -127,8 +127,10 @@ public enum TrainingJob {
 
     /// The general form: split, build the objective for the training subset, train (resuming when asked), and
     /// evaluate the selected and the last epoch's weights on the test set.
+    /// `initialModel` starts training from those weights (trained in place) instead of a new model from the
+    /// configuration's seed.
     public static func train(configuration: TrainingConfiguration, data: (train: LabeledDataset, test: LabeledDataset),
-                             label: String, progress: ProgressReporter, state: StatePolicy,
+                             label: String, progress: ProgressReporter, state: StatePolicy, initialModel: Sequential? = nil,
                              makeObjective: ([Int]?) throws -> TrainingObjective) throws -> Outcome {
         let (train, validation, trainIndices) = try split(data.train, configuration: configuration)
         let objective = try makeObjective(trainIndices)
@@ -145,7 +147,7 @@ public enum TrainingJob {
             progress.line("\(label): resuming \(url.path) at epoch \(trainer.epoch + 1), batch \(trainer.batchInEpoch)")
         } else {
             trainer = try Trainer(configuration: configuration, train: train, validation: validation, objective: objective,
-                                  label: label, progress: progress)
+                                  model: initialModel, label: label, progress: progress)
         }
         if state.checkpointEvery != nil {
             trainer.stateURL = state.url
