@@ -48,6 +48,12 @@ public enum MNIST {
     ///   decompressed, and the decompressed images become the dataset's storage without a copy.
     /// - Throws: `DataError` naming the offending file.
     public static func load(directory: URL) throws -> (train: LabeledDataset, test: LabeledDataset) {
+        try load(directory: directory, classCount: classCount, side: side)
+    }
+
+    /// The same layout with another class count (labels in `0..<classCount`) and image size (`side` x `side`, or
+    /// any size when nil): data sets published in MNIST's format, such as `Data/glyphs`.
+    public static func load(directory: URL, classCount: Int, side: Int?) throws -> (train: LabeledDataset, test: LabeledDataset) {
         let sumsURL = directory.appendingPathComponent("SHA256SUMS")
         let sums = FileManager.default.fileExists(atPath: sumsURL.path) ? try SHA256Sums.read(sumsURL) : nil
         func file(_ name: String) throws -> IDXFile {
@@ -57,34 +63,38 @@ public enum MNIST {
             return try IDXFile.parse(raw, file: name, maximumBytes: maximumBytes)
         }
         let train = try dataset(images: file(trainImagesFile), imagesName: trainImagesFile,
-                                labels: file(trainLabelsFile), labelsName: trainLabelsFile)
+                                labels: file(trainLabelsFile), labelsName: trainLabelsFile, classCount: classCount, side: side)
         let test = try dataset(images: file(testImagesFile), imagesName: testImagesFile,
-                               labels: file(testLabelsFile), labelsName: testLabelsFile)
+                               labels: file(testLabelsFile), labelsName: testLabelsFile, classCount: classCount, side: side)
         return (train, test)
     }
 
     /// Validates one images/labels pair and converts it.
-    static func dataset(images: IDXFile, imagesName: String, labels: IDXFile, labelsName: String) throws -> LabeledDataset {
+    static func dataset(images: IDXFile, imagesName: String, labels: IDXFile, labelsName: String,
+                        classCount: Int = MNIST.classCount, side: Int? = MNIST.side) throws -> LabeledDataset {
         guard labels.magic == 0x0000_0801 else {
             throw DataError.format(file: labelsName, expected: "IDX magic 0x00000801 (labels)", found: String(format: "0x%08X", labels.magic))
         }
         guard images.magic == 0x0000_0803 else {
             throw DataError.format(file: imagesName, expected: "IDX magic 0x00000803 (images)", found: String(format: "0x%08X", images.magic))
         }
-        guard images.shape[1] == side, images.shape[2] == side else {
-            throw DataError.format(file: imagesName, expected: "28x28 images", found: "\(images.shape[1])x\(images.shape[2])")
+        if let side, images.shape[1] != side || images.shape[2] != side {
+            throw DataError.format(file: imagesName, expected: "\(side)x\(side) images", found: "\(images.shape[1])x\(images.shape[2])")
+        }
+        guard images.shape[1] > 0, images.shape[2] > 0 else {
+            throw DataError.format(file: imagesName, expected: "images of at least 1x1 pixels", found: "\(images.shape[1])x\(images.shape[2])")
         }
         let n = images.shape[0]
         guard labels.shape[0] == n else {
             throw DataError.format(file: labelsName, expected: "\(n) labels (one per image in \(imagesName))", found: "\(labels.shape[0])")
         }
-        if let bad = labels.bytes.firstIndex(where: { $0 > 9 }) {
-            throw DataError.format(file: labelsName, expected: "labels in 0...9", found: "\(labels.bytes[bad]) at index \(bad)")
+        if let bad = labels.bytes.firstIndex(where: { Int($0) >= classCount }) {
+            throw DataError.format(file: labelsName, expected: "labels in 0...\(classCount - 1)", found: "\(labels.bytes[bad]) at index \(bad)")
         }
         // The pixels stay bytes (the decompressed array itself, shared, not copied) and are decoded to `byte / 255`
         // a batch at a time.
-        return LabeledDataset(unchecked: images.bytes, sampleShape: [1, side, side], labels: labels.bytes.map { Int($0) },
-                              classCount: classCount)
+        return LabeledDataset(unchecked: images.bytes, sampleShape: [1, images.shape[1], images.shape[2]],
+                              labels: labels.bytes.map { Int($0) }, classCount: classCount)
     }
 
     /// Where the MNIST files are, or nil if not found.
@@ -98,12 +108,18 @@ public enum MNIST {
         if let dir = environment["DISTILL_DATA_DIR"], !dir.isEmpty {
             return URL(fileURLWithPath: dir, isDirectory: true)
         }
+        return embeddedDirectory(named: "mnist")
+    }
+
+    /// `Data/<name>` of the project, found as for MNIST (the current directory, then the ancestors of the running
+    /// executable), when it holds a training images file in MNIST's layout; nil otherwise.
+    public static func embeddedDirectory(named name: String) -> URL? {
         let fileManager = FileManager.default
         func hasData(_ root: URL) -> Bool {
-            fileManager.fileExists(atPath: root.appendingPathComponent("Data/mnist/\(trainImagesFile)").path)
+            fileManager.fileExists(atPath: root.appendingPathComponent("Data/\(name)/\(trainImagesFile)").path)
         }
         let current = URL(fileURLWithPath: fileManager.currentDirectoryPath, isDirectory: true)
-        if hasData(current) { return current.appendingPathComponent("Data/mnist", isDirectory: true) }
+        if hasData(current) { return current.appendingPathComponent("Data/\(name)", isDirectory: true) }
 
         var executables: [URL] = []
         if let argument = CommandLine.arguments.first, argument.contains("/") {
@@ -115,7 +131,7 @@ public enum MNIST {
         for executable in executables {
             var directory = executable.deletingLastPathComponent()
             while directory.path != "/" && !directory.path.isEmpty {
-                if hasData(directory) { return directory.appendingPathComponent("Data/mnist", isDirectory: true) }
+                if hasData(directory) { return directory.appendingPathComponent("Data/\(name)", isDirectory: true) }
                 directory = directory.deletingLastPathComponent()
             }
         }

@@ -31,7 +31,7 @@ public struct Specialist {
     /// Output index of each generalist class: its position in the subset, or m (the dustbin).
     public var outputOfClass: [Int] { Specialist.outputMap(classes: classes, classCount: classCount) }
 
-    static func outputMap(classes: [Int], classCount: Int) -> [Int] {
+    public static func outputMap(classes: [Int], classCount: Int) -> [Int] {
         var map = [Int](repeating: classes.count, count: classCount)
         for (i, c) in classes.enumerated() { map[c] = i }
         return map
@@ -148,8 +148,8 @@ public final class SubsetTeacher: Teacher {
     }
 }
 
-/// Logits of `model` for every example of `dataset`, `[N, outputs]`, `batchSize` rows at a time.
-func logitsOf(_ model: Sequential, _ dataset: LabeledDataset, batchSize: Int = 1000) -> Tensor {
+/// Logits of `model` for every example of `dataset`, `[N, outputs]`, `batchSize` rows at a time (no dropout).
+public func logitsOf(_ model: Sequential, _ dataset: LabeledDataset, batchSize: Int = 1000) -> Tensor {
     var parts: [Float] = []
     var width = 0
     var start = 0

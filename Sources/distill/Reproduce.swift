@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Distillation
+import Datasets
 import Experiments
 import Reports
 import TensorIO
@@ -55,11 +56,13 @@ func mean(_ values: [Int]) -> Double { values.isEmpty ? .nan : Double(values.red
 
 extension HintonMNIST.Preset: ExpressibleByArgument {}
 extension EnsembleDistillation.Preset: ExpressibleByArgument {}
+extension SpecialistExperiment.Preset: ExpressibleByArgument {}
 
 struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-run the experiments of Hinton, Vinyals & Dean (2015) and print them beside the paper's figures.",
-        subcommands: [HintonMNISTCommand.self, EnsembleCommand.self, OmittedClassCommand.self, TemperatureSweepCommand.self, SmallDataCommand.self])
+        subcommands: [HintonMNISTCommand.self, EnsembleCommand.self, SpecialistsCommand.self, OmittedClassCommand.self,
+                      TemperatureSweepCommand.self, SmallDataCommand.self])
 
     struct HintonMNISTCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -151,6 +154,93 @@ struct Reproduce: ParsableCommand {
                 ])
             } else {
                 print(EnsembleDistillation.table(results, preset: preset, members: members))
+                print(String(format: "wall time %.0f s", wall))
+            }
+        }
+    }
+
+    struct SpecialistsCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "specialists",
+            abstract: "A generalist, specialists with a dustbin class on confusable subsets, and their eq. 5 combination (the paper's section 5).",
+            discussion: "Runs on the embedded printed-characters set (Data/glyphs: 62 classes, rendered from Debian's fonts) unless --dataset mnist. Confusable subsets come from the covariance of the generalist's predictions on held-out training examples; the table splits the change by the number of active specialists covering the correct class (the paper's Table 4).")
+
+        enum DatasetChoice: String, ExpressibleByArgument, CaseIterable { case glyphs, mnist }
+
+        @Option(help: "quick (30,000 training images, one hidden layer, short schedules) or full (every training image, 2x800).")
+        var preset: SpecialistExperiment.Preset = .quick
+        @Option(help: "glyphs (62 classes) or mnist (10 classes: few confusable groups).") var dataset: DatasetChoice = .glyphs
+        @Option(parsing: .unconditional, help: "K-means clusters (default: classes / 6).") var clusters: Int?
+        @Option(parsing: .unconditional, help: "Classes per specialist, the nearest to its cluster's centre, so subsets may overlap (default: classes / 5); 0 = the clusters themselves.") var subsetSize: Int?
+        @Option(parsing: .unconditional, help: "The generalist's top-n classes that select the active specialists.") var candidates: Int?
+        @OptionGroup var experiment: ExperimentOptions
+
+        func run() throws {
+            let start = Date()
+            try experiment.kernelOptions.apply()
+            let data: (train: LabeledDataset, test: LabeledDataset)
+            let names: [String]
+            switch dataset {
+            case .glyphs:
+                let loaded = try DataLocation.loadGlyphs(experiment.dataDir)
+                data = (loaded.train, loaded.test)
+                names = loaded.classNames
+            case .mnist:
+                data = try DataLocation.loadMNIST(experiment.dataDir)
+                names = (0..<10).map(String.init)
+            }
+            let classCount = data.train.classCount
+            var plan = SpecialistExperiment.plan(preset, classCount: classCount)
+            if let clusters {
+                guard (2...classCount).contains(clusters) else { throw ValidationError("--clusters must be in 2...\(classCount), got \(clusters)") }
+                plan.clusters = clusters
+            }
+            if let subsetSize {
+                guard subsetSize == 0 || (2..<classCount).contains(subsetSize) else {
+                    throw ValidationError("--subset-size must be 0 or in 2...\(classCount - 1), got \(subsetSize)")
+                }
+                plan.subsetSize = subsetSize == 0 ? nil : subsetSize
+            }
+            if let candidates {
+                guard (1...classCount).contains(candidates) else { throw ValidationError("--candidates must be in 1...\(classCount), got \(candidates)") }
+                plan.candidates = candidates
+            }
+            let context = try ExperimentContext(data: data, workDirectory: URL(fileURLWithPath: experiment.workDir), threads: experiment.threads)
+            let results = try SpecialistExperiment.run(preset: preset, seeds: experiment.seeds, context: context, classNames: names,
+                                                       plan: plan, epochScale: experiment.epochScale)
+            let wall = Date().timeIntervalSince(start)
+            let table = SpecialistExperiment.table(results, preset: preset, testCount: data.test.count, dataName: dataset.rawValue)
+            try writeExperimentReport(context, name: "specialists-\(preset.rawValue)", title: "specialists, preset \(preset.rawValue)", table: table)
+            if experiment.json {
+                let evaluations = results.map(\.evaluation)
+                let coveringRows = Dictionary(grouping: evaluations.flatMap(\.byCoveringSpecialists), by: \.covering)
+                let byCovering = coveringRows.keys.sorted().map { k -> [String: Any] in
+                    let rows = coveringRows[k]!
+                    let examples = rows.reduce(0) { $0 + $1.examples }, g = rows.reduce(0) { $0 + $1.generalistCorrect }
+                    let c = rows.reduce(0) { $0 + $1.combinedCorrect }
+                    return ["covering": k, "examples": examples, "generalist_correct": g, "combined_correct": c, "delta": c - g,
+                            "relative_accuracy_change": g == 0 ? 0 : Double(c - g) / Double(g)]
+                }
+                let generalist = mean(evaluations.map(\.generalistErrors)), combined = mean(evaluations.map(\.combinedErrors))
+                let n = Double(data.test.count)
+                try printJSON([
+                    "experiment": "specialists", "preset": preset.rawValue, "dataset": dataset.rawValue, "classes": classCount,
+                    "seeds": experiment.seeds.map { Int($0) },
+                    "generalist_errors": generalist, "combined_errors": combined,
+                    "relative_gain": (n - combined) / (n - generalist) - 1,
+                    "error_reduction": generalist > 0 ? (generalist - combined) / generalist : 0,
+                    "covered_generalist_errors": mean(evaluations.map(\.coveredGeneralistErrors)),
+                    "covered_combined_errors": mean(evaluations.map(\.coveredCombinedErrors)),
+                    "unconverged": evaluations.reduce(0) { $0 + $1.unconverged },
+                    "by_covering_specialists": byCovering,
+                    "per_seed": try JSONSerialization.jsonObject(with: JSONEncoder().encode(results)), "wall_seconds": wall,
+                    "paper": ["generalist_accuracy": SpecialistExperiment.paper.generalist, "combined_accuracy": SpecialistExperiment.paper.combined,
+                              "relative_gain": SpecialistExperiment.paper.relativeGain],
+                    "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(plan)),
+                    "split": "errors on the \(dataset.rawValue) test set (\(data.test.count) images); subsets from held-out training images; no selection on the test set",
+                ])
+            } else {
+                print(table)
                 print(String(format: "wall time %.0f s", wall))
             }
         }

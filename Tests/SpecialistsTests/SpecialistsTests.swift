@@ -174,9 +174,9 @@ final class CombinationTests: XCTestCase {
     /// An independent solver: EM for the same maximum-likelihood problem (the dustbin is a coarse observation of the
     /// classes outside the subset): E-step spreads each dustbin mass over those classes in proportion to q, M-step
     /// sets q to the expected counts over W.
-    func emSolve(_ p: [Double], _ opinions: [SpecialistOpinion], iterations: Int = 200_000) -> [Double] {
+    func emSolve(_ p: [Double], _ opinions: [SpecialistOpinion], iterations: Int = 200_000, from start: [Double]? = nil) -> [Double] {
         let c = p.count, w = Double(1 + opinions.count)
-        var q = [Double](repeating: 1 / Double(c), count: c)
+        var q = start ?? [Double](repeating: 1 / Double(c), count: c)
         for _ in 0..<iterations {
             var counts = p
             for o in opinions {
@@ -241,6 +241,38 @@ final class CombinationTests: XCTestCase {
         // Closed form here: q_0 = (0.5 + 0.8) / 2; the rest keeps the generalist's 3:2 ratio.
         XCTAssertEqual(solution.probabilities[0], 0.65, accuracy: 1e-9)
         XCTAssertEqual(solution.probabilities[1], 0.35 * 0.6, accuracy: 1e-9)
+    }
+
+    /// Distributions computed in float sum to 1 only to ~1e-7; the solver must still converge (a regression: the
+    /// mismatch left a gradient along the constant direction of the logits that no step removes), and fast.
+    func testConvergesOnFloatRoundedConfidentDistributions() {
+        var g = RandomGenerator(seed: 3)
+        func floatDistribution(_ n: Int, _ sharpness: Float) -> [Double] {
+            let e = (0..<n).map { _ in sharpness * g.normal() }
+            let m = e.max()!
+            let x = e.map { Foundation.exp($0 - m) }
+            let t = x.reduce(0, +)
+            return x.map { Double($0 / t) }
+        }
+        var iterations: [Int] = []
+        for trial in 0..<200 {
+            let p = floatDistribution(10, 8)
+            let opinions = [SpecialistOpinion(classes: [2, 5, 8], probabilities: floatDistribution(4, 8)),
+                            SpecialistOpinion(classes: [1, 5, 8], probabilities: floatDistribution(4, 8))]
+            let solution = CombinationSolver().solve(generalist: p, opinions: opinions)
+            XCTAssertTrue(solution.converged, "trial \(trial): gradient \(solution.gradient) after \(solution.iterations)")
+            iterations.append(solution.iterations)
+            func normalised(_ v: [Double]) -> [Double] { v.map { $0 / v.reduce(0, +) } }
+            let reference = emSolve(normalised(p), opinions.map { SpecialistOpinion(classes: $0.classes, probabilities: normalised($0.probabilities)) })
+            // EM can crawl on such inputs, so the solution is checked two ways: its objective is at least as low as
+            // EM's end point, and it is a fixed point of EM's update (the optimality condition).
+            let normalisedOpinions = opinions.map { SpecialistOpinion(classes: $0.classes, probabilities: normalised($0.probabilities)) }
+            let atReference = CombinationSolver.objective(logits: reference.map { Foundation.log($0) }, generalist: normalised(p), opinions: normalisedOpinions)
+            XCTAssertLessThanOrEqual(solution.objective, atReference + 1e-11, "trial \(trial)")
+            let step = emSolve(normalised(p), normalisedOpinions, iterations: 1, from: solution.probabilities)
+            XCTAssertLessThan(zip(step, solution.probabilities).map { abs($0 - $1) }.max()!, 1e-10, "trial \(trial)")
+        }
+        XCTAssertLessThanOrEqual(iterations.sorted()[iterations.count / 2], 20)
     }
 
     func testNoSpecialistGivesTheGeneralist() {

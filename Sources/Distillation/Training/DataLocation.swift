@@ -17,4 +17,19 @@ public enum DataLocation {
     public static func loadMNIST(_ directory: String?) throws -> (train: LabeledDataset, test: LabeledDataset) {
         try MNIST.load(directory: mnistDirectory(directory))
     }
+
+    /// Loads the embedded printed-characters set (`Data/glyphs`, 62 classes), or an MNIST-layout set with a
+    /// `classes.txt` in `directory`.
+    public static func loadGlyphs(_ directory: String?) throws -> (train: LabeledDataset, test: LabeledDataset, classNames: [String]) {
+        let url: URL
+        if let directory {
+            url = URL(fileURLWithPath: directory)
+        } else {
+            guard let found = MNIST.embeddedDirectory(named: "glyphs") else {
+                throw TrainingError("cannot find the embedded glyphs copy (Data/glyphs beside the project); give the directory of an MNIST-layout data set with classes.txt")
+            }
+            url = found
+        }
+        return try IDXImageSet.load(directory: url)
+    }
 }
