@@ -4,11 +4,12 @@ import TensorCore
 /// Groups of classes a generalist confuses, as the paper finds them (section 5.2): the covariance matrix of the
 /// generalist's predicted probabilities over a set of examples, and an online K-means on its columns (best of
 /// several seeded starts). Classes that the generalist tends to predict together have similar columns and land in
-/// the same cluster.
+/// the same cluster. By default the covariance is scaled to correlations first (see
+/// ``ConfusableClustering/Measure``).
 ///
-/// Each cluster becomes one specialist's subset. With a `subsetSize`, a subset is the `subsetSize` classes nearest
-/// to its cluster's centroid instead of the cluster's members, so subsets may overlap (and may leave classes to the
-/// generalist alone); without it the subsets partition the classes the clustering kept.
+/// Each cluster becomes one specialist's subset. With a `subsetSize`, a cluster smaller than that grows to it with
+/// the classes whose covariance with its members is largest on average (the classes the generalist confuses with
+/// them), so subsets overlap; without it the subsets partition the classes the clustering kept.
 public struct ConfusableClusters: Codable, Equatable, Sendable {
     /// C, the generalist's classes.
     public var classCount: Int
@@ -23,10 +24,12 @@ public struct ConfusableClusters: Codable, Equatable, Sendable {
     public var clusters: Int
     public var subsetSize: Int?
     public var seed: UInt64
+    /// The matrix whose columns were clustered: `covariance` or `correlation` (see ``ConfusableClustering/Measure``).
+    public var measure: String?
 
     enum CodingKeys: String, CodingKey {
         case classCount = "class_count", subsets, classNames = "class_names", examples, source, clusters
-        case subsetSize = "subset_size", seed
+        case subsetSize = "subset_size", seed, measure
     }
 
     public init(classCount: Int, subsets: [[Int]], classNames: [String]? = nil, examples: Int, source: String,
@@ -125,6 +128,25 @@ public enum ConfusableClustering {
         return cov
     }
 
+    /// What the columns hold.
+    public enum Measure: String, Codable, Sendable {
+        /// The covariance itself, as the paper writes.
+        case covariance
+        /// The covariance scaled to correlations (each class's own variance 1). A class's column in the covariance
+        /// is dominated by its own variance, so K-means on raw columns groups classes by how sure the generalist
+        /// is of them rather than by what it confuses them with (on the printed characters, one cluster of 53 of
+        /// the 62 classes); correlations put every class on the same scale.
+        case correlation
+    }
+
+    /// cov[a][b] / sqrt(cov[a][a] cov[b][b]) (0 where a variance is 0).
+    public static func correlation(fromCovariance cov: [Double], classCount c: Int) -> [Double] {
+        let scale = (0..<c).map { cov[$0 * c + $0] > 0 ? 1 / cov[$0 * c + $0].squareRoot() : 0 }
+        var r = cov
+        for a in 0..<c { for b in 0..<c { r[a * c + b] = cov[a * c + b] * scale[a] * scale[b] } }
+        return r
+    }
+
     /// Online K-means (MacQueen) on the C columns of `covariance`: centroids start at k-means++ picks, then `passes`
     /// passes visit the columns in a random order, each moving its nearest centroid towards it by 1 / (the
     /// centroid's count); a final pass assigns every column to its nearest centroid. K-means depends on its start, so
@@ -190,36 +212,47 @@ public enum ConfusableClustering {
     }
 
     /// Confusable subsets from a generalist's probabilities `[N, C]` (see ``ConfusableClusters``). Clusters of a
-    /// single class are dropped (a specialist for one class has nothing to tell apart), as are clusters holding
-    /// every class.
+    /// single class are dropped (a specialist for one class has nothing to tell apart), as are clusters of more
+    /// than half the classes.
     public static func clusters(probabilities: Tensor, clusters k: Int, subsetSize: Int? = nil, seed: UInt64,
-                                classNames: [String]? = nil, source: String) throws -> ConfusableClusters {
+                                measure: Measure = .correlation, classNames: [String]? = nil,
+                                source: String) throws -> ConfusableClusters {
         let c = probabilities.shape[1]
         guard k >= 1 && k <= c else { throw SpecialistError("the number of clusters must be in 1...\(c) (the classes), got \(k)") }
         if let size = subsetSize, !(2..<c).contains(size) {
             throw SpecialistError("the subset size must be in 2...\(c - 1) (fewer than the \(c) classes), got \(size)")
         }
-        let cov = covariance(probabilities: probabilities)
-        let (members, centroids) = onlineKMeans(columnsOf: cov, classCount: c, clusters: k, seed: seed)
+        var cov = covariance(probabilities: probabilities)
+        if measure == .correlation { cov = correlation(fromCovariance: cov, classCount: c) }
+        let (members, _) = onlineKMeans(columnsOf: cov, classCount: c, clusters: k, seed: seed)
         var subsets: [[Int]]
         if let size = subsetSize {
-            let columns = (0..<c).map { j in (0..<c).map { cov[$0 * c + j] } }
-            subsets = centroids.map { centroid in
-                let d = columns.map { col in zip(col, centroid).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } }
-                return Array((0..<c).sorted { d[$0] < d[$1] || (d[$0] == d[$1] && $0 < $1) }.prefix(size)).sorted()
+            // Grow each cluster to `size` with the classes that covary most with its members (on average): the
+            // classes the generalist confuses with them.
+            subsets = members.map { m in
+                guard m.count < size else { return m }
+                let inside = Set(m)
+                let affinity = (0..<c).map { j in m.reduce(0.0) { $0 + cov[$1 * c + j] } / Double(m.count) }
+                let extra = (0..<c).filter { !inside.contains($0) }
+                    .sorted { affinity[$0] > affinity[$1] || (affinity[$0] == affinity[$1] && $0 < $1) }.prefix(size - m.count)
+                return (m + extra).sorted()
             }
         } else {
             subsets = members
         }
-        subsets = subsets.filter { $0.count >= 2 && $0.count < c }
+        // A cluster of more than half the classes gathers the classes the generalist confuses with nothing in
+        // particular (their columns are all near the centre): it would be a second generalist, not a specialist.
+        subsets = subsets.filter { $0.count >= 2 && $0.count <= c / 2 }
         // Equal subsets (possible with a subset size) would be the same specialist twice.
         var seen = Set<[Int]>()
         subsets = subsets.filter { seen.insert($0).inserted }
         guard !subsets.isEmpty else {
             throw SpecialistError("the clustering found no subset of 2 to \(c - 1) classes; try more clusters or a subset size")
         }
-        return ConfusableClusters(classCount: c, subsets: subsets, classNames: classNames, examples: probabilities.shape[0],
-                                  source: source, clusters: k, subsetSize: subsetSize, seed: seed)
+        var result = ConfusableClusters(classCount: c, subsets: subsets, classNames: classNames, examples: probabilities.shape[0],
+                                        source: source, clusters: k, subsetSize: subsetSize, seed: seed)
+        result.measure = measure.rawValue
+        return result
     }
 }
 

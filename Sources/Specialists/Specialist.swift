@@ -84,16 +84,20 @@ public struct Specialist {
     }
 }
 
-/// The specialist's training set: every example of the subset and as many others drawn at random without
-/// replacement (all of them when there are fewer), labels renumbered to outputs (dustbin = m).
+/// The specialist's training set, half from its subset and half from the rest (the paper's composition): `rest`
+/// examples drawn at random without replacement from outside the subset (all of them when there are fewer), and
+/// the subset's examples repeated as often as it takes to match them (at least once each; repeats are spread evenly,
+/// the remainder drawn at random). Labels are renumbered to outputs (dustbin = m). With `rest` nil, as many others
+/// as the subset has examples. A larger `rest` shows the dustbin more of the other classes, which is what keeps a
+/// specialist from forgetting them on a small data set.
 public struct SpecialistData {
-    /// Positions in the full training set, in training-set order.
+    /// Positions in the full training set (repeats included), in training-set order.
     public let indices: [Int]
     public let dataset: LabeledDataset
     /// (subset share / dustbin share in `dataset`) / (the same in the full set): log of it is the dustbin correction.
     public let oversampling: Double
 
-    public init(training: LabeledDataset, classes: [Int], seed: UInt64) throws {
+    public init(training: LabeledDataset, classes: [Int], seed: UInt64, rest: Int? = nil) throws {
         let map = Specialist.outputMap(classes: classes, classCount: training.classCount)
         let m = classes.count
         let inside = (0..<training.count).filter { map[training.labels[$0]] < m }
@@ -102,11 +106,18 @@ public struct SpecialistData {
             throw SpecialistError("the training set needs examples inside and outside the subset \(classes) (found \(inside.count) and \(outside.count))")
         }
         var generator = RandomGenerator(seed: seed)
-        let drawn = outside.count <= inside.count
-            ? outside : generator.permutation(outside.count).prefix(inside.count).map { outside[$0] }
-        indices = (inside + drawn).sorted()
+        let wanted = Swift.min(outside.count, Swift.max(rest ?? inside.count, 1))
+        let drawn = wanted == outside.count ? outside : generator.permutation(outside.count).prefix(wanted).map { outside[$0] }
+        // The subset repeated to match: every example floor(wanted / inside) times, the remainder drawn at random.
+        var repeated: [Int] = []
+        let copies = Swift.max(1, drawn.count / inside.count)
+        for _ in 0..<copies { repeated += inside }
+        if drawn.count > repeated.count {
+            repeated += generator.permutation(inside.count).prefix(drawn.count - repeated.count).map { inside[$0] }
+        }
+        indices = (repeated + drawn).sorted()
         dataset = training.subset(indices: indices).relabelled(indices.map { map[training.labels[$0]] }, classCount: m + 1)
-        oversampling = (Double(inside.count) / Double(drawn.count)) / (Double(inside.count) / Double(outside.count))
+        oversampling = (Double(repeated.count) / Double(drawn.count)) / (Double(inside.count) / Double(outside.count))
     }
 }
 
@@ -137,7 +148,8 @@ public final class SubsetTeacher: Teacher {
         return p
     }
 
-    func project(_ p: Tensor) -> Tensor {
+    /// `[b, C]` probabilities -> `[b, m + 1]`: the subset's, then the rest summed.
+    public func project(_ p: Tensor) -> Tensor {
         let rows = p.shape[0], c = p.shape[1], m = classes.count
         return Tensor(shape: [rows, m + 1]) { out in
             for i in 0..<out.count { out[i] = 0 }

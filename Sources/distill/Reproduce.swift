@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Distillation
+import TensorCore
 import Datasets
 import Experiments
 import Reports
@@ -167,18 +168,26 @@ struct Reproduce: ParsableCommand {
 
         enum DatasetChoice: String, ExpressibleByArgument, CaseIterable { case glyphs, mnist }
 
-        @Option(help: "quick (30,000 training images, one hidden layer, short schedules) or full (every training image, 2x800).")
+        @Option(help: "quick (30,000 training images, one hidden layer of 512, short schedules) or full (every training image, 2x800).")
         var preset: SpecialistExperiment.Preset = .quick
         @Option(help: "glyphs (62 classes) or mnist (10 classes: few confusable groups).") var dataset: DatasetChoice = .glyphs
-        @Option(parsing: .unconditional, help: "K-means clusters (default: classes / 6).") var clusters: Int?
-        @Option(parsing: .unconditional, help: "Classes per specialist, the nearest to its cluster's centre, so subsets may overlap (default: classes / 5); 0 = the clusters themselves.") var subsetSize: Int?
-        @Option(parsing: .unconditional, help: "The generalist's top-n classes that select the active specialists.") var candidates: Int?
+        @Option(parsing: .unconditional, help: "K-means clusters (default: classes / 6); clusters of one class or of more than half of them get no specialist.") var clusters: Int?
+        @Option(parsing: .unconditional, help: "Grow every cluster to this many classes with those the generalist confuses with it most, so subsets overlap (default: the clusters themselves).") var subsetSize: Int?
+        @Option(parsing: .unconditional, help: "The generalist's top-n classes that select the active specialists (default 1).") var candidates: Int?
+        @Option(parsing: .unconditional, help: "Examples from outside its subset per specialist, the subset repeated to match (default: the preset's; 0 = as many as the subset has).") var restExamples: Int?
+        @Option(parsing: .unconditional, help: "Epochs of each specialist (default: the preset's).") var specialistEpochs: Int?
+        @Option(parsing: .unconditional, help: "Learning rate of each specialist (default: the preset's).") var specialistLearningRate: Float?
+        @Option(parsing: .unconditional, help: "Shift every training image by up to this many pixels, generalist and specialists (default: the preset's).") var jitter: Int?
+        @Option(parsing: .unconditional, help: "Train the specialists on the generalist's soft targets (restricted to the subset and dustbin) at this temperature beside the labels, hard/soft 0.5/0.5; 0 = labels only.")
+        var specialistTemperature: Float?
+        @Option(parsing: .unconditional, help: "Evaluate on this many seeded held-out training images instead of the test set (to choose settings without looking at the test set).")
+        var heldOutTest: Int?
         @OptionGroup var experiment: ExperimentOptions
 
         func run() throws {
             let start = Date()
             try experiment.kernelOptions.apply()
-            let data: (train: LabeledDataset, test: LabeledDataset)
+            var data: (train: LabeledDataset, test: LabeledDataset)
             let names: [String]
             switch dataset {
             case .glyphs:
@@ -188,6 +197,17 @@ struct Reproduce: ParsableCommand {
             case .mnist:
                 data = try DataLocation.loadMNIST(experiment.dataDir)
                 names = (0..<10).map(String.init)
+            }
+            var testName = "test set"
+            if let heldOutTest {
+                guard heldOutTest > 0 && heldOutTest < data.train.count / 2 else {
+                    throw ValidationError("--held-out-test must be in 1...\(data.train.count / 2 - 1), got \(heldOutTest)")
+                }
+                var generator = RandomGenerator(seed: 0x7E57)
+                let order = generator.permutation(data.train.count)
+                data = (data.train.subset(indices: Array(order[heldOutTest...]).sorted()),
+                        data.train.subset(indices: Array(order[..<heldOutTest]).sorted()))
+                testName = "held-out training images"
             }
             let classCount = data.train.classCount
             var plan = SpecialistExperiment.plan(preset, classCount: classCount)
@@ -205,11 +225,34 @@ struct Reproduce: ParsableCommand {
                 guard (1...classCount).contains(candidates) else { throw ValidationError("--candidates must be in 1...\(classCount), got \(candidates)") }
                 plan.candidates = candidates
             }
+            if let r = restExamples {
+                guard r >= 0 else { throw ValidationError("--rest-examples must be >= 0, got \(r)") }
+                plan.restExamples = r == 0 ? nil : r
+            }
+            if let e = specialistEpochs {
+                guard e >= 1 else { throw ValidationError("--specialist-epochs must be >= 1, got \(e)") }
+                plan.specialist.epochs = e
+                plan.specialist.optimizer.schedule = .cosine(totalEpochs: e, minimum: 0)
+            }
+            if let r = specialistLearningRate {
+                guard r > 0 && r.isFinite else { throw ValidationError("--specialist-learning-rate must be > 0, got \(r)") }
+                plan.specialist.optimizer.learningRate = r
+            }
+            if let j = jitter {
+                guard (0...14).contains(j) else { throw ValidationError("--jitter must be in 0...14, got \(j)") }
+                plan.generalist.data.jitter = j
+                plan.specialist.data.jitter = j
+            }
+            if let t = specialistTemperature {
+                guard t >= 0 && t.isFinite else { throw ValidationError("--specialist-temperature must be >= 0, got \(t)") }
+                plan.softTargets = t == 0 ? nil : DistillationLossConfiguration(temperature: t, hardWeight: 0.5, softWeight: 0.5)
+            }
             let context = try ExperimentContext(data: data, workDirectory: URL(fileURLWithPath: experiment.workDir), threads: experiment.threads)
             let results = try SpecialistExperiment.run(preset: preset, seeds: experiment.seeds, context: context, classNames: names,
                                                        plan: plan, epochScale: experiment.epochScale)
             let wall = Date().timeIntervalSince(start)
-            let table = SpecialistExperiment.table(results, preset: preset, testCount: data.test.count, dataName: dataset.rawValue)
+            let table = SpecialistExperiment.table(results, preset: preset, testCount: data.test.count,
+                                                   dataName: "\(dataset.rawValue), \(testName)")
             try writeExperimentReport(context, name: "specialists-\(preset.rawValue)", title: "specialists, preset \(preset.rawValue)", table: table)
             if experiment.json {
                 let evaluations = results.map(\.evaluation)
@@ -237,7 +280,9 @@ struct Reproduce: ParsableCommand {
                     "paper": ["generalist_accuracy": SpecialistExperiment.paper.generalist, "combined_accuracy": SpecialistExperiment.paper.combined,
                               "relative_gain": SpecialistExperiment.paper.relativeGain],
                     "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(plan)),
-                    "split": "errors on the \(dataset.rawValue) test set (\(data.test.count) images); subsets from held-out training images; no selection on the test set",
+                    "split": heldOutTest == nil
+                        ? "errors on the \(dataset.rawValue) test set (\(data.test.count) images); subsets from held-out training images; no selection on the test set"
+                        : "errors on \(data.test.count) held-out \(dataset.rawValue) training images (--held-out-test); the test set unused",
                 ])
             } else {
                 print(table)

@@ -136,6 +136,16 @@ final class SpecialistModelTests: XCTestCase {
         XCTAssertEqual(few.dataset.count, 100)
         XCTAssertEqual(few.oversampling, 1, accuracy: 1e-12)
         XCTAssertThrowsError(try SpecialistData(training: dataset.subset(indices: Array(20..<100)), classes: [0, 1], seed: 0))
+        // More of the rest: the subset is repeated to match, the odds stay 1:1 and so does the correction.
+        let more = try SpecialistData(training: dataset, classes: [0, 1], seed: 3, rest: 50)
+        XCTAssertEqual(more.dataset.labels.filter { $0 == 2 }.count, 50)
+        XCTAssertEqual(more.dataset.labels.filter { $0 < 2 }.count, 50)
+        XCTAssertEqual(more.oversampling, 4, accuracy: 1e-12)
+        let counts = Dictionary(grouping: more.indices.filter { $0 < 20 }, by: { $0 }).mapValues(\.count)
+        XCTAssertEqual(counts.count, 20)                      // every subset example at least once
+        XCTAssertTrue(counts.values.allSatisfy { $0 == 2 || $0 == 3 }, "\(counts)")  // 50 = 20 x 2 + 10 drawn
+        let all = try SpecialistData(training: dataset, classes: [0, 1], seed: 3, rest: 1_000)
+        XCTAssertEqual(all.dataset.labels.filter { $0 == 2 }.count, 80)  // capped at the 80 others
         // The correction raises the dustbin logit only.
         let model = try generalist(seed: 4, classes: 6)
         let s = Specialist(classes: [0, 1], classCount: 6, model: try Specialist.initialModel(generalist: model, classes: [0, 1]),
