@@ -86,7 +86,18 @@ final class VectorDistillationLossTests: XCTestCase {
         XCTAssertEqual(distillationLossVectorMinimumClasses, 256)
     }
 
+    /// Denormals are compared exactly, so the calling thread must not flush them (another test, or the engine's
+    /// compute threads, may have left FTZ/DAZ on this thread); the mode is restored afterwards.
     func testExpAndLogAgainstLibm() {
+        let setting = ComputeThreads.flushDenormals, threadFlushed = ComputeThreads.callingThreadFlushesDenormals
+        ComputeThreads.flushDenormals = false
+        ComputeThreads.applyDenormalMode()
+        defer {
+            ComputeThreads.flushDenormals = threadFlushed
+            ComputeThreads.applyDenormalMode()
+            ComputeThreads.flushDenormals = setting
+        }
+        XCTAssertFalse(ComputeThreads.callingThreadFlushesDenormals)
         var g = RandomGenerator(seed: 9)
         let xs = (0..<4099).map { _ in (g.uniform() - 0.5) * 170 } + [0, -87, 88, 1e-8, -1e-8]
         let ps = (0..<4099).map { _ in Foundation.exp((g.uniform() - 1) * 80) } + [1, 1e-38, 0.5, 3.4e38]
