@@ -58,7 +58,7 @@ let package = Package(
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",
-            dependencies: ["Distillation", "Experiments", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", "Inference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Distillation", "Experiments", "Specialists", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", "Inference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "predict-example", dependencies: ["Inference"], path: "Examples/Predict"),
         .executableTarget(name: "distill-student-example", dependencies: ["Distillation", "Checkpoints"],
                           path: "Examples/DistillStudent"),

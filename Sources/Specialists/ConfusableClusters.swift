@@ -129,7 +129,7 @@ public enum ConfusableClustering {
     }
 
     /// What the columns hold.
-    public enum Measure: String, Codable, Sendable {
+    public enum Measure: String, Codable, Sendable, CaseIterable {
         /// The covariance itself, as the paper writes.
         case covariance
         /// The covariance scaled to correlations (each class's own variance 1). A class's column in the covariance
@@ -137,6 +137,31 @@ public enum ConfusableClustering {
         /// is of them rather than by what it confuses them with (on the printed characters, one cluster of 53 of
         /// the 62 classes); correlations put every class on the same scale.
         case correlation
+        /// Each column's correlations above its median off-diagonal one (classes are mutually exclusive, so any two
+        /// correlate slightly negatively; this baseline is removed), negative values set to 0, and the class's own
+        /// entry replaced by the largest of the others. Two classes confused mostly with each other then have
+        /// nearly equal columns, (r, r) where correlations give (1, r) and (r, 1), which K-means can group even
+        /// when r is small, as it is for a strong generalist; classes confused with nothing have short columns and
+        /// gather near the origin (a cluster that is dropped when it holds more than half the classes). Not in
+        /// the paper.
+        case confusion
+    }
+
+    /// The ``Measure/confusion`` matrix from a correlation matrix (C x C, symmetric).
+    public static func confusion(fromCorrelation r: [Double], classCount c: Int) -> [Double] {
+        var m = [Double](repeating: 0, count: c * c)
+        for a in 0..<c {
+            let others = (0..<c).filter { $0 != a }.map { r[$0 * c + a] }.sorted()
+            let base = others.isEmpty ? 0 : (others.count % 2 == 1 ? others[others.count / 2]
+                                                                     : (others[others.count / 2 - 1] + others[others.count / 2]) / 2)
+            var largest = 0.0
+            for b in 0..<c where b != a {
+                m[b * c + a] = Swift.max(0, r[b * c + a] - base)
+                largest = Swift.max(largest, m[b * c + a])
+            }
+            m[a * c + a] = largest
+        }
+        return m
     }
 
     /// cov[a][b] / sqrt(cov[a][a] cov[b][b]) (0 where a variance is 0).
@@ -223,7 +248,11 @@ public enum ConfusableClustering {
             throw SpecialistError("the subset size must be in 2...\(c - 1) (fewer than the \(c) classes), got \(size)")
         }
         var cov = covariance(probabilities: probabilities)
-        if measure == .correlation { cov = correlation(fromCovariance: cov, classCount: c) }
+        switch measure {
+        case .covariance: break
+        case .correlation: cov = correlation(fromCovariance: cov, classCount: c)
+        case .confusion: cov = confusion(fromCorrelation: correlation(fromCovariance: cov, classCount: c), classCount: c)
+        }
         let (members, _) = onlineKMeans(columnsOf: cov, classCount: c, clusters: k, seed: seed)
         var subsets: [[Int]]
         if let size = subsetSize {

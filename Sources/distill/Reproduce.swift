@@ -6,6 +6,7 @@ import Datasets
 import Experiments
 import Reports
 import TensorIO
+import Specialists
 
 /// Flags shared by the experiments.
 struct ExperimentOptions: ParsableArguments {
@@ -58,6 +59,7 @@ func mean(_ values: [Int]) -> Double { values.isEmpty ? .nan : Double(values.red
 extension HintonMNIST.Preset: ExpressibleByArgument {}
 extension EnsembleDistillation.Preset: ExpressibleByArgument {}
 extension SpecialistExperiment.Preset: ExpressibleByArgument {}
+extension ConfusableClustering.Measure: ExpressibleByArgument {}
 
 struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -171,7 +173,9 @@ struct Reproduce: ParsableCommand {
         @Option(help: "quick (30,000 training images, one hidden layer of 512, short schedules) or full (every training image, 2x800).")
         var preset: SpecialistExperiment.Preset = .quick
         @Option(help: "glyphs (62 classes) or mnist (10 classes: few confusable groups).") var dataset: DatasetChoice = .glyphs
-        @Option(parsing: .unconditional, help: "K-means clusters (default: classes / 6); clusters of one class or of more than half of them get no specialist.") var clusters: Int?
+        @Option(parsing: .unconditional, help: "K-means clusters (default: classes / 3); clusters of one class or of more than half of them get no specialist.") var clusters: Int?
+        @Option(help: "What K-means clusters: the columns of the generalist's covariance (the paper), its correlations, or confusion (correlations with each class's own entry replaced by its largest other one, so that mutually confused classes have equal columns). Default: the preset's.")
+        var clusterMeasure: ConfusableClustering.Measure?
         @Option(parsing: .unconditional, help: "Grow every cluster to this many classes with those the generalist confuses with it most, so subsets overlap (default: the clusters themselves).") var subsetSize: Int?
         @Option(parsing: .unconditional, help: "The generalist's top-n classes that select the active specialists (default 1).") var candidates: Int?
         @Option(parsing: .unconditional, help: "Examples from outside its subset per specialist, the subset repeated to match (default: the preset's; 0 = as many as the subset has).") var restExamples: Int?
@@ -215,6 +219,7 @@ struct Reproduce: ParsableCommand {
                 guard (2...classCount).contains(clusters) else { throw ValidationError("--clusters must be in 2...\(classCount), got \(clusters)") }
                 plan.clusters = clusters
             }
+            if let clusterMeasure { plan.measure = clusterMeasure }
             if let subsetSize {
                 guard subsetSize == 0 || (2..<classCount).contains(subsetSize) else {
                     throw ValidationError("--subset-size must be 0 or in 2...\(classCount - 1), got \(subsetSize)")

@@ -53,6 +53,57 @@ final class ConfusableClustersTests: XCTestCase {
         }
     }
 
+    /// A confident generalist: 20 classes, of which 0/1, 2/3 and 4/5 are confused in one example of ten (mass
+    /// split evenly), the others never. Correlations between the mates are then small and their columns far apart.
+    func confidentProbabilities(examples n: Int, seed: UInt64) -> Tensor {
+        let c = 20
+        var generator = RandomGenerator(seed: seed)
+        var values = [Float]()
+        for _ in 0..<n {
+            let y = generator.next(below: c)
+            var row = (0..<c).map { _ in 0.001 * generator.uniform() }
+            if y < 6 && generator.uniform() < 0.1 {
+                row[y] += 0.5
+                row[y ^ 1] += 0.5
+            } else {
+                row[y] += 1
+            }
+            let total = row.reduce(0, +)
+            values += row.map { $0 / total }
+        }
+        return Tensor(shape: [n, c], scalars: values)
+    }
+
+    func testConfusionMeasureDefinition() {
+        // column 0: others 0.3, -0.2, -0.1 (median -0.1); column 1: 0.3, 0.1, 0.0 (0.1); column 2: -0.2, 0.1, -0.3
+        // (-0.2); column 3: -0.1, 0.0, -0.3 (-0.1)
+        let r: [Double] = [1, 0.3, -0.2, -0.1,
+                           0.3, 1, 0.1, 0.0,
+                           -0.2, 0.1, 1, -0.3,
+                           -0.1, 0.0, -0.3, 1]
+        let m = ConfusableClustering.confusion(fromCorrelation: r, classCount: 4)
+        let expected: [Double] = [0.4, 0.2, 0, 0,
+                                  0.4, 0.2, 0.3, 0.1,
+                                  0, 0, 0.3, 0,
+                                  0, 0, 0, 0.1]
+        for (x, y) in zip(m, expected) { XCTAssertEqual(x, y, accuracy: 1e-12) }
+    }
+
+    /// The confusion measure finds rarely confused pairs of a confident generalist (with as many clusters as there
+    /// are groups); the classes confused with nothing gather in one cluster, too large to get a specialist.
+    func testConfusionMeasureFindsRarelyConfusedPairs() throws {
+        for seed: UInt64 in [1, 2, 3] {
+            let p = confidentProbabilities(examples: 4000, seed: seed)
+            let clusters = try ConfusableClustering.clusters(probabilities: p, clusters: 4, seed: seed, measure: .confusion,
+                                                             source: "confident")
+            XCTAssertEqual(clusters.measure, "confusion")
+            for pair in [[0, 1], [2, 3], [4, 5]] {
+                XCTAssertTrue(clusters.subsets.contains(pair), "seed \(seed): \(pair) not in \(clusters.subsets)")
+            }
+            XCTAssertEqual(clusters.subsets.count, 3, "seed \(seed): \(clusters.subsets)")
+        }
+    }
+
     /// With a subset size, each subset is the classes nearest its centroid: its planted group plus the nearest others.
     func testSubsetSizeGivesOverlappingSubsetsAroundTheGroups() throws {
         let p = plantedProbabilities(examples: 3000, seed: 4)
