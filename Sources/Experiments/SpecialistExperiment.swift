@@ -48,11 +48,10 @@ public enum SpecialistExperiment {
     /// paper's "as many as the subset" on a data set this small: with a dustbin of a few thousand examples they
     /// forgot the other classes and were worse than the generalist at their own task; `restExamples` others per
     /// specialist (the subset repeated to match) made them better. Clusters: C / 3 of them on the
-    /// ``ConfusableClustering/Measure/confusion`` columns. Over three seeds of the quick preset on held-out
-    /// images the generalist's 1280 errors of 5000 fell to 1232 with the paper's measure on correlations and C / 6
-    /// clusters, to 1183 with the confusion measure and C / 6, and to 1099 with the confusion measure and C / 3
-    /// (C / 2: 1107); on correlations the columns of a strong generalist are nearly one-hot and K-means kept few
-    /// pairs.
+    /// ``ConfusableClustering/Measure/confusion`` columns; over three seeds of the quick preset on held-out images
+    /// the generalist's 1280 errors of 5000 fell to 1232 with correlations and C / 6 clusters, to 1142 with the
+    /// confusion measure and C / 6, and to 1096 with it and C / 3 (C / 2: 1154). On the full preset no setting
+    /// tried gave specialists better than the generalist at their own tasks (Results/specialists-glyphs).
     public static func plan(_ preset: Preset, classCount: Int) -> Plan {
         var generalist = HintonMNIST.configuration(.mlp(hidden: [800, 800]), epochs: 30, learningRate: 0.05)
         generalist.optimizer.schedule = HintonMNIST.warmupThenCosine(2, total: 30)
