@@ -3,7 +3,21 @@
 #include "loss_kernels.h"
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+
+// Two rows of exponentials per thread, kept between calls (grown as needed; a few hundred KiB at 128k classes).
+static _Thread_local float *scratch_buffer = NULL;
+static _Thread_local long scratch_capacity = 0;
+static float *scratch(long n) {
+    if (n > scratch_capacity) {
+        float *grown = realloc(scratch_buffer, (size_t)n * sizeof(float));
+        if (!grown) return NULL;
+        scratch_buffer = grown;
+        scratch_capacity = n;
+    }
+    return scratch_buffer;
+}
 
 // exp: x = n ln2 + r, |r| <= ln2/2, e^r by the Cephes degree-6 polynomial, 2^n through the exponent bits.
 #define EXP_HI 88.3762626647949f
@@ -95,16 +109,39 @@ TARGET static double row_sum_exp_##SUFFIX(const float *x, long n, float m, float
     for (; j < n; j++) total += expf((x[j] - m) * scale);                                                             \
     return total;                                                                                                    \
 }                                                                                                                    \
+/* Sums of exp((x - m) * scale) as row_sum_exp, each exponential also stored in out. */                            \
+TARGET static double row_sum_exp_store_##SUFFIX(const float *x, long n, float m, float scale, float *out) {            \
+    double total = 0; long j = 0;                                                                                    \
+    while (j + W <= n) {                                                                                             \
+        vf_##SUFFIX acc = splat_##SUFFIX(0);                                                                         \
+        long end = j + 256 * W < n ? j + 256 * W : n;                                                                \
+        for (; j + W <= end; j += W) {                                                                               \
+            vf_##SUFFIX e = vexp_##SUFFIX((load_##SUFFIX(x + j) - m) * scale);                                       \
+            store_##SUFFIX(out + j, e); acc += e;                                                                    \
+        }                                                                                                            \
+        total += hsum_##SUFFIX(acc);                                                                                 \
+    }                                                                                                                \
+    for (; j < n; j++) { out[j] = expf((x[j] - m) * scale); total += out[j]; }                                       \
+    return total;                                                                                                    \
+}                                                                                                                    \
+/* Each exponential once: exp(d) and exp(d / T) of the student and exp(u) of the teacher are stored in two rows */ \
+/* of scratch and the gradient row while their sums are formed, then read back. */                                 \
 TARGET static distill_loss_sums rows_##SUFFIX(const float *zs, const float *teacher, int logits, const int32_t *labels, \
                                               long r0, long r1, long cols, float inv_t, float hard_coef, float soft_coef, float *grad) { \
     distill_loss_sums sums = {0, 0, 0};                                                                              \
+    float *e1 = scratch(2 * cols), *et = e1 ? e1 + cols : NULL;                                                      \
     for (long r = r0; r < r1; r++) {                                                                                 \
         const float *z = zs + r * cols, *t = teacher + r * cols;                                                     \
         float *g = grad + r * cols;                                                                                  \
         float m = row_max_##SUFFIX(z, cols);                                                                         \
-        double s1 = row_sum_exp_##SUFFIX(z, cols, m, 1.0f), sT = row_sum_exp_##SUFFIX(z, cols, m, inv_t);            \
+        double s1, sT;                                                                                               \
+        if (e1) { s1 = row_sum_exp_store_##SUFFIX(z, cols, m, 1.0f, e1); sT = row_sum_exp_store_##SUFFIX(z, cols, m, inv_t, g); } \
+        else { s1 = row_sum_exp_##SUFFIX(z, cols, m, 1.0f); sT = row_sum_exp_##SUFFIX(z, cols, m, inv_t); }          \
         float mt = 0; double st = 1;                                                                                 \
-        if (logits) { mt = row_max_##SUFFIX(t, cols); st = row_sum_exp_##SUFFIX(t, cols, mt, inv_t); }               \
+        if (logits) {                                                                                                \
+            mt = row_max_##SUFFIX(t, cols);                                                                          \
+            st = e1 ? row_sum_exp_store_##SUFFIX(t, cols, mt, inv_t, et) : row_sum_exp_##SUFFIX(t, cols, mt, inv_t); \
+        }                                                                                                            \
         double log_st = log(st), log_sT = log(sT);                                                                   \
         float inv_s1 = (float)(1 / s1), inv_sT = (float)(1 / sT), inv_st = (float)(1 / st);                          \
         float flog_sT = (float)log_sT, flog_st = (float)log_st;                                                      \
@@ -116,13 +153,13 @@ TARGET static distill_loss_sums rows_##SUFFIX(const float *zs, const float *teac
             long end = j + 256 * W < cols ? j + 256 * W : cols;                                                      \
             for (; j + W <= end; j += W) {                                                                           \
                 vf_##SUFFIX d = load_##SUFFIX(z + j) - m;                                                            \
-                vf_##SUFFIX q1 = vexp_##SUFFIX(d) * inv_s1;                                                          \
                 vf_##SUFFIX dT = d * inv_t;                                                                          \
-                vf_##SUFFIX qT = vexp_##SUFFIX(dT) * inv_sT;                                                         \
+                vf_##SUFFIX q1 = (e1 ? load_##SUFFIX(e1 + j) : vexp_##SUFFIX(d)) * inv_s1;                           \
+                vf_##SUFFIX qT = (e1 ? load_##SUFFIX(g + j) : vexp_##SUFFIX(dT)) * inv_sT;                           \
                 vf_##SUFFIX p, logp;                                                                                 \
                 if (logits) {                                                                                        \
                     vf_##SUFFIX u = (load_##SUFFIX(t + j) - mt) * inv_t;                                             \
-                    p = vexp_##SUFFIX(u) * inv_st;                                                                   \
+                    p = (e1 ? load_##SUFFIX(et + j) : vexp_##SUFFIX(u)) * inv_st;                                    \
                     logp = u - flog_st;                                                                              \
                 } else {                                                                                             \
                     p = load_##SUFFIX(t + j);                                                                        \
