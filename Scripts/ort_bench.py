@@ -26,7 +26,8 @@ else:
     o.intra_op_num_threads = threads
 s = ort.InferenceSession(model, o, providers=["CPUExecutionProvider"])
 raw = gzip.open(os.path.join(data_dir, "t10k-images-idx3-ubyte.gz")).read()
-x = (np.frombuffer(raw, np.uint8, offset=16).reshape(10000, 784).astype(np.float32) / 255)
+x = (np.frombuffer(raw, np.uint8, offset=16).astype(np.float32) / 255)
+x = x.reshape([10000] + [int(d) for d in s.get_inputs()[0].shape[1:]])  # the model's sample shape, e.g. [1, 28, 28]
 if phase == "inference":
     batches = [x[i:i + 1000] for i in range(0, 10000, 1000)]
     s.run(None, {"input": batches[0]})
