@@ -6,7 +6,7 @@ import Distillation
 struct Distill: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "distill",
-        abstract: "Knowledge distillation (Hinton, Vinyals & Dean 2015) for multilayer perceptrons, on the CPU.",
+        abstract: "Knowledge distillation (Hinton, Vinyals & Dean 2015) on the CPU: teachers, ensembles and specialists distilled into small students, from MNIST or your own data to ONNX.",
         subcommands: [Train.self, DistillCommand.self, TeacherLogitsCommand.self, Evaluate.self, PredictCommand.self, ExportCommand.self, RunCommand.self, ReportCommand.self, Reproduce.self,
                       Bench.self, DataCommand.self])
 

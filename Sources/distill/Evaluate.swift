@@ -6,7 +6,7 @@ import TensorCore
 import DataFormats
 
 struct Evaluate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate a trained model on the MNIST test set (at T = 1).")
+    static let configuration = CommandConfiguration(abstract: "Evaluate a trained model on a test set (at T = 1): the MNIST test set, the test split the model recorded, or --test-data.")
 
     @Argument(help: "A model file written by `distill train` or `distill distill` (or a PyTorch nn.Sequential state dict in safetensors).")
     var model: String
