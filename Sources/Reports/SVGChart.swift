@@ -40,7 +40,17 @@ enum SVGChart {
                           logY: Bool = false, width: Double = 520, height: Double = 300) -> String {
         let left = 62.0, right = 14.0, top = 30.0, bottom = 44.0
         let all = series.flatMap(\.points).filter { $0.y.isFinite && (!logY || $0.y > 0) }
-        var svg = "<svg class=\"chart \(kind)\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + Double(series.count > 1 ? 12 + 18 * ((series.count + 2) / 3) : 0)))\" role=\"img\" aria-label=\"\(escape(title))\">"
+        // Legend: up to three columns, as many as the longest name allows (about 5.8 px per character at 10 px);
+        // a name still too long for one line is cut with an ellipsis (the full name is the entry's tooltip).
+        let legendWidth = width - left - right
+        let longest = Double(series.map(\.name.count).max() ?? 0)
+        let legendColumns = Swift.max(1, Swift.min(3, Int(legendWidth / (20 + 5.8 * longest))))
+        let legendRows = (series.count + legendColumns - 1) / legendColumns
+        let maxCharacters = Swift.max(4, Int((legendWidth / Double(legendColumns) - 20) / 5.8))
+        func legendName(_ name: String) -> String {
+            name.count <= maxCharacters ? name : String(name.prefix(maxCharacters - 1)) + "…"
+        }
+        var svg = "<svg class=\"chart \(kind)\" xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height + Double(series.count > 1 ? 12 + 18 * legendRows : 0)))\" role=\"img\" aria-label=\"\(escape(title))\">"
         svg += "<title>\(escape(title))</title>"
         svg += "<text class=\"chart-title\" x=\"\(width / 2)\" y=\"18\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"bold\">\(escape(title))</text>"
         guard let minX = all.map(\.x).min(), let maxX = all.map(\.x).max(), var minY = all.map(\.y).min(), var maxY = all.map(\.y).max() else {
@@ -78,9 +88,10 @@ enum SVGChart {
                 }
             }
             if series.count > 1 {
-                let lx = left + Double(i % 3) * (pw / 3), ly = height + 12 + Double(i / 3) * 18
+                let lx = left + Double(i % legendColumns) * (legendWidth / Double(legendColumns))
+                let ly = height + 12 + Double(i / legendColumns) * 18
                 svg += "<rect x=\"\(lx)\" y=\"\(ly - 9)\" width=\"10\" height=\"10\" fill=\"\(color)\"/>"
-                svg += "<text class=\"legend\" x=\"\(lx + 14)\" y=\"\(ly)\" font-size=\"10\">\(escape(s.name))</text>"
+                svg += "<text class=\"legend\" x=\"\(lx + 14)\" y=\"\(ly)\" font-size=\"10\"><title>\(escape(s.name))</title>\(escape(legendName(s.name)))</text>"
             }
         }
         return svg + "</svg>"
