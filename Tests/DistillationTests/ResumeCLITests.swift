@@ -1,6 +1,7 @@
 import XCTest
 import TensorCore
 import Distillation
+import Checkpoints
 import Foundation
 
 /// End-to-end checks of `distill train` interruption and resume through the built binary
@@ -326,5 +327,30 @@ final class ResumeCLITests: XCTestCase {
         XCTAssertTrue(summary.contains("student-T4"), summary)
         let report = try self.report(dir.appendingPathComponent("again.json"))
         XCTAssertEqual((report["outcomes"] as? [[String: Any]])?.count, 3)
+    }
+
+    /// A state file written by the command line before model files carried a model description
+    /// (`distill-training-state/1`, 784-16-10 on the embedded MNIST, stopped 10 batches before the end of epoch 3)
+    /// resumes to exactly the weights of that build's uninterrupted run (both files in
+    /// `Fixtures/pre-description-state`), taking only the 10 steps that were left.
+    func testResumesAStateWrittenBeforeModelDescriptions() throws {
+        let mnist = Self.root.appendingPathComponent("Data/mnist")
+        guard FileManager.default.fileExists(atPath: mnist.appendingPathComponent("train-images-idx3-ubyte.gz").path) else {
+            throw XCTSkip("the embedded MNIST is not in this checkout")
+        }
+        let fixtures = try XCTUnwrap(Bundle.module.url(forResource: "pre-description-state", withExtension: nil, subdirectory: "Fixtures"))
+        let output = dir.appendingPathComponent("m.safetensors")
+        try FileManager.default.copyItem(at: fixtures.appendingPathComponent("interrupted.safetensors.state"),
+                                         to: URL(fileURLWithPath: output.path + ".state"))
+        let json = dir.appendingPathComponent("resumed.json")
+        let r = try run(["train", "--hidden", "16", "--epochs", "3", "--seed", "0", "--threads", "1", "--learning-rate", "0.05",
+                         "--checkpoint-every", "1", "--data-dir", mnist.path, "--output", output.path, "--resume", "--json"], stdout: json)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let resumedReport = try report(json)
+        XCTAssertEqual(resumedReport["steps_taken"] as? Int, 10, "\(resumedReport)")
+        let resumed = try ModelCheckpoint.read(url: output).model.parameters
+        let reference = try ModelCheckpoint.read(url: fixtures.appendingPathComponent("uninterrupted.safetensors")).model.parameters
+        XCTAssertEqual(resumed.count, reference.count)
+        for (a, b) in zip(resumed, reference) { XCTAssertEqual(a.value.scalars, b.value.scalars) }
     }
 }
