@@ -177,7 +177,7 @@ struct Reproduce: ParsableCommand {
         @Option(help: "What K-means clusters: the columns of the generalist's covariance (the paper), its correlations, or confusion (correlations with each class's own entry replaced by its largest other one, so that mutually confused classes have equal columns). Default: the preset's.")
         var clusterMeasure: ConfusableClustering.Measure?
         @Option(parsing: .unconditional, help: "Grow every cluster to this many classes with those the generalist confuses with it most, so subsets overlap (default: the clusters themselves).") var subsetSize: Int?
-        @Option(parsing: .unconditional, help: "The generalist's top-n classes that select the active specialists (default 1).") var candidates: Int?
+        @Option(parsing: .unconditional, help: "The generalist's top-n classes that select the active specialists (default 5).") var candidates: Int?
         @Option(parsing: .unconditional, help: "Examples from outside its subset per specialist, the subset repeated to match (default: the preset's; 0 = as many as the subset has).") var restExamples: Int?
         @Option(parsing: .unconditional, help: "Epochs of each specialist (default: the preset's).") var specialistEpochs: Int?
         @Option(parsing: .unconditional, help: "Learning rate of each specialist (default: the preset's).") var specialistLearningRate: Float?
