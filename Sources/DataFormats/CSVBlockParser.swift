@@ -205,7 +205,12 @@ struct BlockParser {
                     return "\(columns) fields, found \(total)"
                 }
                 if let message = store(p + start, i - start, column: column, row: row, destination: destination,
-                                       integers: integers, texts: &texts) { return message }
+                                       integers: integers, texts: &texts) {
+                    // A row with fields missing puts a later column's value under an earlier name: say so first.
+                    var total = 1
+                    for j in 0..<n where p[j] == delimiter { total += 1 }
+                    return total == columns ? message : "\(columns) fields, found \(total)"
+                }
                 column += 1
                 if i == n { break }
                 start = i + 1

@@ -69,6 +69,8 @@ final class CSVReaderTests: XCTestCase {
     func testBadInputNamesTheLineAndColumn() {
         XCTAssertEqual(message("a,b,label\n1,2,x\n3,4\n"), "t.csv, line 3: expected 3 fields, found 2")
         XCTAssertEqual(message("a,b,label\n1,2,x\n3,4,5,y\n"), "t.csv, line 3: expected 3 fields, found 4")
+        // A short row whose label lands in a feature column is reported as short, not as a bad number.
+        XCTAssertEqual(message("a,b,label\n1,2,x\n3,y\n4,5,y\n"), "t.csv, line 3: expected 3 fields, found 2")
         XCTAssertEqual(message("a,b,label\n1,2,x\n3,oops,y\n"), "t.csv, line 3: expected a finite number in column 'b' (1), found 'oops'")
         XCTAssertEqual(message("a,b,label\n1,2,x\nnan,1,y\n"), "t.csv, line 3: expected a finite number in column 'a' (0), found 'nan'")
         XCTAssertEqual(message("a,b,label\n1,,x\n3,4,y\n"), "t.csv, line 2: expected a finite number in column 'b' (1), found an empty cell")
