@@ -31,6 +31,17 @@ final class OwnDataCLITests: XCTestCase {
         return text
     }
 
+    /// An NPY (version 1) file of raw little-endian `data`.
+    func npy(_ name: String, descr: String, shape: [Int], fortranOrder: Bool = false, _ data: [UInt8]) throws -> String {
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descr)', 'fortran_order': \(fortranOrder ? "True" : "False"), 'shape': \(shapeText), }"
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8) + data
+        try Data(bytes).write(to: directory.appendingPathComponent(name))
+        return path(name)
+    }
+
     func write(_ name: String, _ text: String) throws -> String {
         try Data(text.utf8).write(to: directory.appendingPathComponent(name))
         return path(name)
@@ -79,15 +90,6 @@ final class OwnDataCLITests: XCTestCase {
         assertSucceeded(try train(["--data", gz, "--label-column", "0"], output: path("gz.safetensors")), "CSV.gz, ';', label column 0")
         assertSucceeded(try train(["--data", try write("q.csv", table(quoted: true))], output: path("q.safetensors")), "quoted labels")
         // An NPY pair, with a separate test pair.
-        func npy(_ name: String, descr: String, shape: [Int], _ data: [UInt8]) throws -> String {
-            let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
-            var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
-            while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
-            header += "\n"
-            let bytes: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.utf8.count), 0] + Array(header.utf8) + data
-            try Data(bytes).write(to: directory.appendingPathComponent(name))
-            return path(name)
-        }
         let n = 200
         let x = (0..<n).flatMap { i -> [Float] in [Float(i % 2) * 3 + Float(i % 7) / 7, Float(i % 5) / 5] }
         let y = (0..<n).map { Int64($0 % 2) }
@@ -118,6 +120,15 @@ final class OwnDataCLITests: XCTestCase {
         let empty = try write("emptycell.csv", lines.joined(separator: "\n"))
         let nothing = try write("empty.csv", "")
         let badNPY = try write("bad.npy", "not an npy file")
+        let labels10 = try npy("y10.npy", descr: "<i8", shape: [10], (0..<10).map { Int64($0 % 2) }.withUnsafeBytes { Array($0) })
+        let labels5 = try npy("y5.npy", descr: "<i8", shape: [5], (0..<5).map { Int64($0 % 2) }.withUnsafeBytes { Array($0) })
+        let rows10 = try npy("x10.npy", descr: "<f4", shape: [10, 2], [UInt8](repeating: 0, count: 80))
+        let complex = try npy("complex.npy", descr: "<c8", shape: [10, 2], [UInt8](repeating: 0, count: 160))
+        let fortran = try npy("fortran.npy", descr: "<f4", shape: [10, 2], fortranOrder: true, [UInt8](repeating: 0, count: 80))
+        let images = directory.appendingPathComponent("images")
+        for name in ["a", "b"] { try FileManager.default.createDirectory(at: images.appendingPathComponent(name), withIntermediateDirectories: true) }
+        try Data("not an image".utf8).write(to: images.appendingPathComponent("a/broken.png"))
+        try Data("not an image either".utf8).write(to: images.appendingPathComponent("b/broken.jpg"))
         let cases: [([String], String)] = [
             (["--data", ragged], "ragged.csv, line 6: expected 5 fields, found 3"),
             (["--data", text], "text.csv, line 4: expected a finite number in column 'f1' (1), found 'abc'"),
@@ -127,6 +138,10 @@ final class OwnDataCLITests: XCTestCase {
             (["--data", ragged.replacingOccurrences(of: "ragged", with: "missing")], "missing.csv: expected an existing file"),
             (["--data", try write("ok.csv", good), "--label-column", "kind"], "expected a label column named 'kind'"),
             (["--data", badNPY, "--labels", badNPY], "bad.npy: expected the NPY magic"),
+            (["--data", complex, "--labels", labels10], "complex.npy: expected dtype <f4, <f8, |u1, <i8 (little-endian), found '<c8'"),
+            (["--data", fortran, "--labels", labels10], "fortran.npy: expected C order (fortran_order False), found fortran_order True"),
+            (["--data", rows10, "--labels", labels5], "y5.npy: expected labels of shape [10] (one per row of x10.npy), found shape [5]"),
+            (["--data", images.path], "a/broken.png: expected a PNG or JPEG image, found other bytes"),
             (["--data", path("ok.csv"), "--test-split", "1.5"], "--test-split must be in (0, 1)"),
             (["--labels", badNPY], "--labels needs --data"),
         ]
