@@ -14,6 +14,8 @@ import Distillation
 ///     teacher:
 ///       train: {hidden: [256, 256], hidden_dropout: 0.3, epochs: 60, learning_rate: 0.05}
 ///       # or: file: teacher.safetensors
+///       # an ensemble: members: 5 (trained from seeds seed, seed + 1000, ...), or files: [a.safetensors, b.safetensors];
+///       # ensemble: mean-probabilities (the paper's) or mean-logits
 ///     student: {hidden: [32], epochs: 60, learning_rate: 0.05, schedule: "warmup:3:cosine"}
 ///     loss: {temperature: 4, hard_weight: 0.5, soft_weight: 0.5}
 ///     seeds: [0, 1, 2]
@@ -26,7 +28,15 @@ public struct ExperimentFile: Sendable {
     public var data: DataRequest
     /// A teacher to train (nil when loaded from `teacherFile`).
     public var teacherTraining: TrainingConfiguration?
+    /// Teachers trained from `teacherTraining`: more than one makes an ensemble (member k from seed + 1000 k).
+    public var teacherMembers: Int = 1
     public var teacherFile: String?
+    /// Further teacher files after `teacherFile`: an ensemble of them all.
+    public var moreTeacherFiles: [String] = []
+    /// How an ensemble's members are combined.
+    public var ensembleCombination: EnsembleTeacher.Combination = .meanProbabilities
+    /// Every teacher file, in order.
+    public var teacherFiles: [String] { (teacherFile.map { [$0] } ?? []) + moreTeacherFiles }
     public var student: TrainingConfiguration
     public var loss: DistillationLossConfiguration
     public var seeds: [UInt64]
@@ -135,11 +145,27 @@ public struct ExperimentFile: Sendable {
             guard let dataNode = top["data"] else { throw problem("data", root, "is required (the data file)") }
             e.data = try data(dataNode)
             guard let teacherNode = top["teacher"] else { throw problem("teacher", root, "is required (train: ... or file: ...)") }
-            let teacher = try mapping(teacherNode, "teacher", keys: ["train", "file"])
-            switch (teacher["train"], teacher["file"]) {
-            case let (t?, nil): e.teacherTraining = try training(t, "teacher.train")
-            case let (nil, f?): e.teacherFile = try string(f, "teacher.file")
-            default: throw problem("teacher", teacherNode, "needs exactly one of train or file")
+            let teacher = try mapping(teacherNode, "teacher", keys: ["train", "members", "file", "files", "ensemble"])
+            switch (teacher["train"], teacher["file"], teacher["files"]) {
+            case let (t?, nil, nil):
+                e.teacherTraining = try training(t, "teacher.train")
+                if let m = teacher["members"] { e.teacherMembers = try int(m, "teacher.members", minimum: 1, maximum: 100) }
+            case let (nil, f?, nil):
+                e.teacherFile = try string(f, "teacher.file")
+            case let (nil, nil, f?):
+                let files = try list(f, "teacher.files").enumerated().map { try string($0.element, "teacher.files[\($0.offset)]") }
+                guard let first = files.first else { throw problem("teacher.files", f, "must list at least one file") }
+                e.teacherFile = first
+                e.moreTeacherFiles = Array(files.dropFirst())
+            default: throw problem("teacher", teacherNode, "needs exactly one of train, file or files")
+            }
+            if let m = teacher["members"], e.teacherTraining == nil { throw problem("teacher.members", m, "goes with train (files: lists an ensemble's files)") }
+            if let c = teacher["ensemble"] {
+                let name = try string(c, "teacher.ensemble")
+                guard let combination = EnsembleTeacher.Combination(rawValue: name) else {
+                    throw problem("teacher.ensemble", c, "must be mean-probabilities or mean-logits, got '\(name)'")
+                }
+                e.ensembleCombination = combination
             }
             guard let studentNode = top["student"] else { throw problem("student", root, "is required") }
             e.student = try training(studentNode, "student")

@@ -54,27 +54,35 @@ public enum ExperimentRunner {
             let (train, test, specification) = try DataLoader.load(request)
             let context = Context(root: root, data: (train, test), specification: specification, command: command,
                                   progress: progress, shouldStop: shouldStop, log: log)
-            // The teacher.
-            let teacherModel: Sequential
-            if var training = experiment.teacherTraining {
-                training.seed = seed
-                let (model, outcome) = try context.train(name: "teacher-seed\(seed)", configuration: training, objectiveIdentity: "labels",
-                                                         settings: [:]) { _ in LabelObjective() }
-                teacherModel = model
-                outcomes.append(outcome)
-            } else if let file = experiment.teacherFile {
-                let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: file))
-                try TrainingJob.checkCompatible(checkpoint, with: train, source: file)
-                if let own = try DataSpecification.from(metadata: checkpoint.metadata), own.standardization != specification.standardization {
-                    throw TrainingError("\(file): the teacher was trained on differently standardised inputs than the experiment's data")
+            // The teacher: one model, or an ensemble of several.
+            var teacherModels: [Sequential] = []
+            if let base = experiment.teacherTraining {
+                for k in 0..<experiment.teacherMembers {
+                    var training = base
+                    training.seed = seed &+ 1000 &* UInt64(k)
+                    let name = experiment.teacherMembers == 1 ? "teacher-seed\(seed)" : "teacher\(k)-seed\(seed)"
+                    let (model, outcome) = try context.train(name: name, configuration: training, objectiveIdentity: "labels",
+                                                             settings: [:]) { _ in LabelObjective() }
+                    teacherModels.append(model)
+                    outcomes.append(outcome)
                 }
-                teacherModel = checkpoint.model
+            } else if !experiment.teacherFiles.isEmpty {
+                for file in experiment.teacherFiles {
+                    let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: file))
+                    try TrainingJob.checkCompatible(checkpoint, with: train, source: file)
+                    if let own = try DataSpecification.from(metadata: checkpoint.metadata), own.standardization != specification.standardization {
+                        throw TrainingError("\(file): the teacher was trained on differently standardised inputs than the experiment's data")
+                    }
+                    teacherModels.append(checkpoint.model)
+                }
             } else {
                 throw TrainingError("the experiment has no teacher")
             }
+            let teacher: Teacher = teacherModels.count == 1
+                ? ModelTeacher(model: teacherModels[0])
+                : try EnsembleTeacher(members: teacherModels.map { ModelTeacher(model: $0) }, combination: experiment.ensembleCombination)
             var student = experiment.student
             student.seed = seed
-            let teacher = ModelTeacher(model: teacherModel)
             if experiment.labelOnly {
                 outcomes.append(try context.train(name: "student-labels-seed\(seed)", configuration: student, objectiveIdentity: "labels",
                                                   settings: [:], metricsTeacher: teacher) { _ in LabelObjective() }.1)

@@ -353,4 +353,43 @@ final class ResumeCLITests: XCTestCase {
         XCTAssertEqual(resumed.count, reference.count)
         for (a, b) in zip(resumed, reference) { XCTAssertEqual(a.value.scalars, b.value.scalars) }
     }
+
+    /// An experiment with an ensemble teacher: two members trained from different seeds, and the same two loaded as
+    /// `files:`, distil the same student bit for bit.
+    func testExperimentFileWithAnEnsembleTeacher() throws {
+        var csv = "a,b,c,label\n"
+        var g: UInt64 = 91
+        func next() -> Double { g = g &* 6364136223846793005 &+ 1442695040888963407; return Double(g >> 11) / Double(1 << 53) }
+        for i in 0..<240 {
+            let c = i % 3
+            csv += (0..<3).map { j in String(format: "%.4f", Double(c == j ? 1 : 0) + next()) }.joined(separator: ",") + ",\(c)\n"
+        }
+        try Data(csv.utf8).write(to: dir.appendingPathComponent("e.csv"))
+        func yaml(_ teacher: String) -> String {
+            """
+            name: ensemble
+            data: {file: \(dir.appendingPathComponent("e.csv").path)}
+            teacher:
+            \(teacher)
+            student: {hidden: [4], epochs: 4, batch_size: 16, learning_rate: 0.05}
+            loss: {temperature: 4}
+            seeds: [2]
+            compare: {label_only: false, temperatures: [4]}
+            threads: 1
+            """
+        }
+        let trained = dir.appendingPathComponent("trained.yaml")
+        try Data(yaml("  train: {hidden: [16], epochs: 4, batch_size: 16, learning_rate: 0.05}\n  members: 2").utf8).write(to: trained)
+        let first = try run(["run", trained.path, "--work-dir", dir.appendingPathComponent("a").path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let member0 = dir.appendingPathComponent("a/ensemble/teacher0-seed2/model.safetensors")
+        let member1 = dir.appendingPathComponent("a/ensemble/teacher1-seed2/model.safetensors")
+        XCTAssertNotEqual(try Data(contentsOf: member0), try Data(contentsOf: member1), "members from different seeds")
+        let loaded = dir.appendingPathComponent("loaded.yaml")
+        try Data(yaml("  files: [\(member0.path), \(member1.path)]").utf8).write(to: loaded)
+        let second = try run(["run", loaded.path, "--work-dir", dir.appendingPathComponent("b").path])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("a/ensemble/student-T4-seed2/model.safetensors")),
+                       try Data(contentsOf: dir.appendingPathComponent("b/ensemble/student-T4-seed2/model.safetensors")))
+    }
 }

@@ -42,6 +42,26 @@ final class ExperimentFileTests: XCTestCase {
         XCTAssertEqual(j.temperatures, [4], "the loss's temperature when compare lists none")
     }
 
+    /// Ensembles: trained members, or a list of files, with the combination rule.
+    func testEnsembleTeachers() throws {
+        let trained = try ExperimentFile.parse(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}",
+                                                                         with: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}\n  members: 3"), file: "e.yaml")
+        XCTAssertEqual(trained.teacherMembers, 3)
+        XCTAssertEqual(trained.ensembleCombination, .meanProbabilities)
+        XCTAssertEqual(trained.teacherFiles, [])
+        let files = try ExperimentFile.parse(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}",
+                                                                       with: "  files: [a.safetensors, b.safetensors]\n  ensemble: mean-logits"), file: "e.yaml")
+        XCTAssertEqual(files.teacherFiles, ["a.safetensors", "b.safetensors"])
+        XCTAssertEqual(files.ensembleCombination, .meanLogits)
+        XCTAssertNil(files.teacherTraining)
+        XCTAssertEqual(message(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}", with: "  files: [a.safetensors]\n  ensemble: median")),
+                       "e.yaml: teacher.ensemble: must be mean-probabilities or mean-logits, got 'median', line 7")
+        XCTAssertTrue(message(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}", with: "  files: [a.safetensors]\n  members: 2"))
+            .hasPrefix("e.yaml: teacher.members: goes with train"))
+        XCTAssertTrue(message(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}", with: "  train: {hidden: [8]}\n  members: 0"))
+            .hasPrefix("e.yaml: teacher.members: must be in 1...100, got 0"))
+    }
+
     func message(_ text: String) -> String {
         do { _ = try ExperimentFile.parse(text, file: "e.yaml"); return "accepted" } catch { return "\(error)" }
     }
@@ -59,7 +79,7 @@ final class ExperimentFileTests: XCTestCase {
         XCTAssertEqual(message(good.replacingOccurrences(of: "seeds: [1, 2]", with: "seeds: [-1]")),
                        "e.yaml: seeds[0]: must be >= 0, got -1, line 14")
         XCTAssertTrue(message(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}", with: "  file: t.safetensors\n  train: {hidden: [8]}"))
-            .hasPrefix("e.yaml: teacher: needs exactly one of train or file"))
+            .hasPrefix("e.yaml: teacher: needs exactly one of train, file or files"))
         XCTAssertTrue(message(good.replacingOccurrences(of: "\"warmup:1:cosine\"", with: "\"warmup:5:cosine\"")).contains("student.schedule: must be cosine"))
         XCTAssertTrue(message("data: [1, 2\n").hasPrefix("e.yaml: is not valid YAML or JSON"))
         XCTAssertEqual(message(""), "e.yaml: is empty; expected an experiment (data, teacher, student, ...)")
