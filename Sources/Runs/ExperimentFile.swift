@@ -162,7 +162,10 @@ public struct ExperimentFile: Sendable {
             if let m = teacher["members"], e.teacherTraining == nil { throw problem("teacher.members", m, "goes with train (files: lists an ensemble's files)") }
             if let c = teacher["ensemble"] {
                 let name = try string(c, "teacher.ensemble")
-                guard let combination = EnsembleTeacher.Combination(rawValue: name) else {
+                let spellings: [String: EnsembleTeacher.Combination] = [
+                    "mean-probabilities": .meanProbabilities, "meanProbabilities": .meanProbabilities,
+                    "mean-logits": .meanLogits, "meanLogits": .meanLogits]
+                guard let combination = spellings[name] else {
                     throw problem("teacher.ensemble", c, "must be mean-probabilities or mean-logits, got '\(name)'")
                 }
                 e.ensembleCombination = combination

@@ -53,6 +53,9 @@ final class ExperimentFileTests: XCTestCase {
                                                                        with: "  files: [a.safetensors, b.safetensors]\n  ensemble: mean-logits"), file: "e.yaml")
         XCTAssertEqual(files.teacherFiles, ["a.safetensors", "b.safetensors"])
         XCTAssertEqual(files.ensembleCombination, .meanLogits)
+        let camel = try ExperimentFile.parse(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}",
+                                                                       with: "  files: [a.safetensors]\n  ensemble: meanLogits"), file: "e.yaml")
+        XCTAssertEqual(camel.ensembleCombination, .meanLogits, "the command line's spelling")
         XCTAssertNil(files.teacherTraining)
         XCTAssertEqual(message(good.replacingOccurrences(of: "  train: {hidden: [8], epochs: 2, learning_rate: 0.1}", with: "  files: [a.safetensors]\n  ensemble: median")),
                        "e.yaml: teacher.ensemble: must be mean-probabilities or mean-logits, got 'median', line 7")
