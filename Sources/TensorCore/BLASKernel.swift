@@ -5,10 +5,8 @@ import Foundation
 /// Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH) picks its kernels once, when the library loads, from the CPU model number.
 /// On a model it does not know (e.g. family 6 model 207, Emerald Rapids) it falls back to the generic `Prescott`
 /// (SSE3) kernels: measured 4.6x slower training here than with the AVX-512 `SkylakeX` kernels the CPU supports.
-/// On AMD Zen 4 and Zen 5, which have AVX-512, it picks the AVX2 `Haswell` kernels: on a Zen 5 (2 cores) a
-/// 784-800-800-10 training epoch took 1.50 s with them and 1.08 s with `SkylakeX`, inference on 10,000 images 0.10 s
-/// and 0.056 s. The only switch is the `OPENBLAS_CORETYPE` environment variable, read at load time, so the fix has
-/// to re-execute the process with it set. `distill` calls `reexecWithTunedKernelsIfNeeded()` first thing in `main`.
+/// The only switch is the `OPENBLAS_CORETYPE` environment variable, read at load time, so the fix has to re-execute
+/// the process with it set. `distill` calls `reexecWithTunedKernelsIfNeeded()` first thing in `main`.
 public enum BLASKernel {
     /// The kernel family OpenBLAS chose (`openblas_get_corename()`), or nil without OpenBLAS.
     public static var coreName: String? {
@@ -35,23 +33,14 @@ public enum BLASKernel {
         return Set(line.split(separator: " "))
     }
 
-    /// The core type to switch to, given OpenBLAS's choice and the CPU's flags: the preferred one when OpenBLAS fell
-    /// back to generic kernels, or chose kernels without AVX-512 on a CPU that has it; nil to keep its choice.
-    public static func coreTypeToRequest(chosen name: String, cpuFlags: Set<Substring>) -> String? {
-        guard let wanted = preferredCoreType(cpuFlags: cpuFlags) else { return nil }
-        let chosen = name.lowercased()
-        if ["prescott", "core2", "nehalem", "unknown", "katmai", "northwood"].contains(chosen) { return wanted }
-        if wanted == "SkylakeX" && !["skylakex", "cooperlake", "sapphirerapids"].contains(chosen) { return wanted }
-        return nil
-    }
-
-    /// When OpenBLAS fell back to generic kernels although the CPU has AVX2/AVX-512, or to AVX2 kernels on a CPU with
-    /// AVX-512, sets `OPENBLAS_CORETYPE` and re-executes this program with the same arguments (does not return
-    /// then). No-op when `OPENBLAS_CORETYPE` is already set (also by the user) or `DISTILL_KEEP_BLAS_CORE=1`.
+    /// When OpenBLAS fell back to generic kernels although the CPU has AVX2/AVX-512, sets `OPENBLAS_CORETYPE` and
+    /// re-executes this program with the same arguments (does not return then). No-op when `OPENBLAS_CORETYPE` is
+    /// already set (also by the user) or `DISTILL_KEEP_BLAS_CORE=1`.
     public static func reexecWithTunedKernelsIfNeeded() {
         #if os(Linux)
         guard getenv("OPENBLAS_CORETYPE") == nil, getenv("DISTILL_KEEP_BLAS_CORE") == nil,
-              let name = coreName, let wanted = coreTypeToRequest(chosen: name, cpuFlags: cpuFlags) else { return }
+              let name = coreName?.lowercased(), ["prescott", "core2", "nehalem", "unknown", "katmai", "northwood"].contains(name),
+              let wanted = preferredCoreType(cpuFlags: cpuFlags) else { return }
         setenv("OPENBLAS_CORETYPE", wanted, 1)
         _ = execv("/proc/self/exe", CommandLine.unsafeArgv)
         // execv failed: carry on with the generic kernels.

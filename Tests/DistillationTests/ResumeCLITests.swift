@@ -60,12 +60,14 @@ final class ResumeCLITests: XCTestCase {
     struct Run { var status: Int32; var reason: Process.TerminationReason; var stderr: String }
 
     /// Starts `distill`; its standard output goes to `stdout` when given (e.g. the `--json` report), else nowhere.
-    func start(_ args: [String], delayMs: Int = 0, stdout: URL? = nil) throws -> (Process, Pipe) {
+    func start(_ args: [String], delayMs: Int = 0, stdout: URL? = nil, environment extra: [String: String] = [:]) throws -> (Process, Pipe) {
         let process = Process()
         process.executableURL = binary
         process.arguments = args
         var env = ProcessInfo.processInfo.environment
+        env["DISTILL_KEEP_BLAS_CORE"] = "1"  // OpenBLAS's own kernel choice, as in this process
         if delayMs > 0 { env["DISTILL_TEST_STEP_DELAY_MS"] = String(delayMs) }
+        for (k, v) in extra { env[k] = v }
         process.environment = env
         let err = Pipe()
         process.standardError = err
@@ -85,7 +87,9 @@ final class ResumeCLITests: XCTestCase {
         return Run(status: p.0.terminationStatus, reason: p.0.terminationReason, stderr: String(decoding: data, as: UTF8.self))
     }
 
-    func run(_ args: [String], stdout: URL? = nil) throws -> Run { finish(try start(args, stdout: stdout)) }
+    func run(_ args: [String], stdout: URL? = nil, environment: [String: String] = [:]) throws -> Run {
+        finish(try start(args, stdout: stdout, environment: environment))
+    }
 
     /// The `--json` report written to `url`.
     func report(_ url: URL) throws -> [String: Any] {
@@ -338,13 +342,20 @@ final class ResumeCLITests: XCTestCase {
         guard FileManager.default.fileExists(atPath: mnist.appendingPathComponent("train-images-idx3-ubyte.gz").path) else {
             throw XCTSkip("the embedded MNIST is not in this checkout")
         }
+        // The fixtures were computed with OpenBLAS's AVX2 (Haswell) kernels and one thread; the resumed run uses the same.
+        guard BLASKernel.coreName != nil,
+              let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })?.split(separator: " ").contains("avx2") == true else {
+            throw XCTSkip("the fixture's bits need OpenBLAS's Haswell kernels (x86-64 with AVX2)")
+        }
         let fixtures = try XCTUnwrap(Bundle.module.url(forResource: "pre-description-state", withExtension: nil, subdirectory: "Fixtures"))
         let output = dir.appendingPathComponent("m.safetensors")
         try FileManager.default.copyItem(at: fixtures.appendingPathComponent("interrupted.safetensors.state"),
                                          to: URL(fileURLWithPath: output.path + ".state"))
         let json = dir.appendingPathComponent("resumed.json")
         let r = try run(["train", "--hidden", "16", "--epochs", "3", "--seed", "0", "--threads", "1", "--learning-rate", "0.05",
-                         "--checkpoint-every", "1", "--data-dir", mnist.path, "--output", output.path, "--resume", "--json"], stdout: json)
+                         "--checkpoint-every", "1", "--data-dir", mnist.path, "--output", output.path, "--resume", "--json"], stdout: json,
+                     environment: ["OPENBLAS_CORETYPE": "Haswell"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let resumedReport = try report(json)
         XCTAssertEqual(resumedReport["steps_taken"] as? Int, 10, "\(resumedReport)")

@@ -16,21 +16,6 @@ final class BLASLibraryTests: XCTestCase {
         do { try BLASLibrary.select(.mkl) } catch { throw XCTSkip("MKL not installed: \(error)") }
     }
 
-    /// OpenBLAS's own choice is kept unless it is generic, or lacks AVX-512 on a CPU that has it (Zen 4/5: Haswell).
-    func testCoreTypeToRequest() {
-        let avx512: Set<Substring> = ["avx2", "fma", "avx512f", "avx512bw", "avx512vl"]
-        let avx2: Set<Substring> = ["avx2", "fma"]
-        XCTAssertEqual(BLASKernel.coreTypeToRequest(chosen: "Haswell", cpuFlags: avx512), "SkylakeX")
-        XCTAssertEqual(BLASKernel.coreTypeToRequest(chosen: "Zen", cpuFlags: avx512), "SkylakeX")
-        XCTAssertEqual(BLASKernel.coreTypeToRequest(chosen: "Prescott", cpuFlags: avx512), "SkylakeX")
-        XCTAssertNil(BLASKernel.coreTypeToRequest(chosen: "SkylakeX", cpuFlags: avx512))
-        XCTAssertNil(BLASKernel.coreTypeToRequest(chosen: "Cooperlake", cpuFlags: avx512))
-        XCTAssertNil(BLASKernel.coreTypeToRequest(chosen: "Zen", cpuFlags: avx2))
-        XCTAssertNil(BLASKernel.coreTypeToRequest(chosen: "Haswell", cpuFlags: avx2))
-        XCTAssertEqual(BLASKernel.coreTypeToRequest(chosen: "Prescott", cpuFlags: avx2), "Haswell")
-        XCTAssertNil(BLASKernel.coreTypeToRequest(chosen: "Prescott", cpuFlags: ["sse3"]))
-    }
-
     func testMissingMKLIsAClearErrorAndLeavesOpenBLAS() throws {
         try BLASLibrary.select(.openblas)
         XCTAssertThrowsError(try BLASLibrary.select(.mkl, mklPath: "/nonexistent/libmkl_rt.so")) { error in

@@ -86,6 +86,9 @@ func runDistill(_ arguments: [String], in directory: URL, environment extra: [St
     process.currentDirectoryURL = directory
     var environment = ProcessInfo.processInfo.environment
     environment["DISTILL_DATA_DIR"] = nil
+    // The child keeps OpenBLAS's kernel choice (it would otherwise switch to AVX-512 kernels where OpenBLAS picks AVX2
+    // ones), so its results compare bit for bit with this process's.
+    environment["DISTILL_KEEP_BLAS_CORE"] = "1"
     for (k, v) in extra { environment[k] = v }
     process.environment = environment
     let out = directory.appendingPathComponent(".stdout-\(UUID().uuidString)")
