@@ -11,7 +11,7 @@
 // All kernels are the library's (Sources/CSparseKernels, included below; used by linearForward and linear's
 // backward, --dense-inputs turns them off). The gradient is checked bit for bit against OpenBLAS's (whose kernel
 // sums each output in one fma chain in row order, zeros adding nothing, on this CPU), the forward pass to 1e-4.
-// Benchmarks.md (sessions 7 and 8) has the figures.
+// Benchmarks.md ("What the kernels buy, and what was tried") has the figures.
 //
 //   clang -O2 -ISources/CSparseKernels/include -ISources/CSparseKernels -o /tmp/sparse_input_probe Scripts/sparse_input_probe.c \
 //       -lopenblas -lz -lm -lpthread   (the Swift toolchain's clang)

@@ -26,8 +26,8 @@ public struct BenchmarkOptions: Codable, Sendable {
     /// process: `distill bench --phase P --alternate K`), timing the steps of each setting apart.
     public var alternate: Alternation.Kernel? = nil
     /// The distillation phases' teacher: a trained 784-1200-1200-10 checkpoint (`--teacher FILE`; nil: the shipped
-    /// `BenchmarkModels.defaultTeacherFile`), or a randomly initialised one (`--random-teacher`, the benchmark of
-    /// sessions 1-10). A distillation teacher is trained, and its hidden units are far sparser than a random
+    /// `BenchmarkModels.defaultTeacherFile`), or a randomly initialised one (`--random-teacher`, which times
+    /// dense hidden layers). A distillation teacher is trained, and its hidden units are far sparser than a random
     /// network's (the shipped one's: 7.5 % and 14 % nonzero, against ~50 %), which the sparse kernels use.
     public var teacherFile: String? = nil
     public var randomTeacher = false
@@ -37,7 +37,7 @@ public struct BenchmarkOptions: Codable, Sendable {
 }
 
 /// An in-process A/B of one kernel: on a shared virtual machine another tenant's load comes and goes over seconds,
-/// so separate runs of a few percent apart do not resolve (sessions 6-8: single-run ratios spread 0.7-1.2); steps
+/// so separate runs of a few percent apart do not resolve (single-run ratios spread 0.7-1.2 on a 2-core VM); steps
 /// that alternate every `stepsPerSwitch` meet the same load, and the medians of their times compare.
 public struct Alternation: Codable, Sendable {
     public enum Kernel: String, Codable, Sendable, CaseIterable {

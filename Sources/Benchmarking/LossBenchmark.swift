@@ -25,14 +25,7 @@ public enum LossBenchmark {
             loss.backward()
             _ = v.grad
         }
-        step(); step()
-        var times: [Double] = []
-        for _ in 0..<repeats {
-            let start = DispatchTime.now().uptimeNanoseconds
-            step()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-        }
-        return BenchmarkPhases.median(times)
+        return medianSeconds(repeats: repeats, of: step)
     }
 
     /// The top-k case: k kept teacher logits per row (the k largest of the same teacher rows), as a top-k store
@@ -60,6 +53,11 @@ public enum LossBenchmark {
             loss.backward()
             _ = v.grad
         }
+        return medianSeconds(repeats: repeats, of: step)
+    }
+
+    /// The median of `repeats` timed calls of `step`, after two untimed ones.
+    static func medianSeconds(repeats: Int, of step: () -> Void) -> Double {
         step(); step()
         var times: [Double] = []
         for _ in 0..<repeats {

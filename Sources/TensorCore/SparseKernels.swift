@@ -4,7 +4,7 @@ import CSparseKernels
 /// (`CSparseKernels`, AVX-512 or AVX2). MNIST's pixels are about 19 % nonzero, so the first layer of a network on images
 /// does about a fifth of the multiply-adds of the dense product, but its loads bound it: measured per product (one
 /// core) the forward pass takes 0.46x the time of OpenBLAS's sgemm on a Xeon with AVX-512 and 0.40x on a Zen 3 EPYC
-/// with AVX2, the weight gradient 0.50x and 0.44x (Benchmarks.md, sessions 9 and 10).
+/// with AVX2, the weight gradient 0.50x and 0.44x (Benchmarks.md, "What the kernels buy").
 ///
 /// Each output is four fma chains from 0 over the row's nonzero inputs (chain c takes the k-th nonzero for
 /// k = c mod 4, in increasing column order), summed as (c0 + c1) + (c2 + c3), plus the bias, then ReLU: the same bits

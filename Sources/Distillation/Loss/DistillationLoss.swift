@@ -50,20 +50,33 @@ public func distillationLoss(studentLogits: Variable, teacherProbabilities: Tens
 /// whose bits the MNIST results were made with). The Double loop is the reference the vector path is tested against.
 public let distillationLossVectorMinimumClasses = 256
 
+/// The checks and coefficients every loss path shares: a non-empty batch, labels in range, a valid temperature.
+struct LossSetting {
+    let temperature, hardWeight, softWeight, softScale, invB: Double
+
+    init(_ shape: [Int], _ labels: [Int], _ configuration: DistillationLossConfiguration) {
+        let rows = shape[0], cols = shape[1]
+        precondition(rows > 0 && cols > 0, "distillationLoss: empty batch or no classes, shape \(shape)")
+        precondition(labels.count == rows, "distillationLoss: expected \(rows) labels, got \(labels.count)")
+        for y in labels { precondition(y >= 0 && y < cols, "distillationLoss: label \(y) out of range 0..<\(cols)") }
+        temperature = Double(configuration.temperature)
+        precondition(temperature > 0 && temperature.isFinite, "distillationLoss: temperature must be > 0, got \(temperature)")
+        hardWeight = Double(configuration.hardWeight)
+        softWeight = Double(configuration.softWeight)
+        softScale = configuration.scaleSoftBySquaredTemperature ? temperature * temperature : 1
+        invB = 1 / Double(rows)
+    }
+}
+
 /// The loss through `distill_loss_rows`: the same value and gradient as `fusedDistillationLoss`, in float; sums per
 /// row in double.
 func vectorDistillationLoss(studentLogits: Variable, teacher: Tensor, teacherIsLogits: Bool, labels: [Int],
                             configuration: DistillationLossConfiguration) -> (loss: Variable, parts: DistillationLossParts) {
     let z = studentLogits.value
     let rows = z.shape[0], cols = z.shape[1]
-    precondition(rows > 0 && cols > 0, "distillationLoss: empty batch or no classes, shape \(z.shape)")
-    precondition(labels.count == rows, "distillationLoss: expected \(rows) labels, got \(labels.count)")
-    for y in labels { precondition(y >= 0 && y < cols, "distillationLoss: label \(y) out of range 0..<\(cols)") }
-    let temperature = Double(configuration.temperature)
-    precondition(temperature > 0 && temperature.isFinite, "distillationLoss: temperature must be > 0, got \(temperature)")
-    let hardWeight = Double(configuration.hardWeight), softWeight = Double(configuration.softWeight)
-    let softScale = configuration.scaleSoftBySquaredTemperature ? temperature * temperature : 1
-    let invB = 1 / Double(rows)
+    let setting = LossSetting(z.shape, labels, configuration)
+    let temperature = setting.temperature, hardWeight = setting.hardWeight, softWeight = setting.softWeight
+    let softScale = setting.softScale, invB = setting.invB
     let hardCoefficient = Float(hardWeight * invB), softCoefficient = Float(softWeight * softScale / temperature * invB)
     let labels32 = labels.map { Int32($0) }
     let chunks = Swift.min(rows, 4 * ComputeThreads.count)
@@ -102,16 +115,10 @@ func fusedDistillationLoss(studentLogits: Variable, teacher: [Double], labels: [
                            configuration: DistillationLossConfiguration) -> (loss: Variable, parts: DistillationLossParts) {
     let z = studentLogits.value
     let rows = z.shape[0], cols = z.shape[1]
-    precondition(rows > 0 && cols > 0, "distillationLoss: empty batch or no classes, shape \(z.shape)")
-    precondition(labels.count == rows, "distillationLoss: expected \(rows) labels, got \(labels.count)")
-    for y in labels { precondition(y >= 0 && y < cols, "distillationLoss: label \(y) out of range 0..<\(cols)") }
-    let temperature = Double(configuration.temperature)
-    precondition(temperature > 0 && temperature.isFinite, "distillationLoss: temperature must be > 0, got \(temperature)")
-
-    let hardWeight = Double(configuration.hardWeight), softWeight = Double(configuration.softWeight)
-    let softScale = configuration.scaleSoftBySquaredTemperature ? temperature * temperature : 1
+    let setting = LossSetting(z.shape, labels, configuration)
+    let temperature = setting.temperature, hardWeight = setting.hardWeight, softWeight = setting.softWeight
+    let softScale = setting.softScale, invB = setting.invB
     let invT = 1 / temperature
-    let invB = 1 / Double(rows)
     // Gradient coefficients of the two terms (per unit upstream gradient).
     let hardCoefficient = hardWeight * invB
     let softCoefficient = softWeight * softScale * invT * invB
@@ -207,14 +214,9 @@ public func distillationLoss(studentLogits: Variable, sparseTargets: SparseSoftT
     let rows = z.shape[0], cols = z.shape[1]
     precondition(sparseTargets.rowCount == rows && sparseTargets.classCount == cols,
                  "distillationLoss: sparse targets for [\(sparseTargets.rowCount), \(sparseTargets.classCount)], student logits \(z.shape)")
-    precondition(rows > 0 && cols > 0, "distillationLoss: empty batch or no classes, shape \(z.shape)")
-    precondition(labels.count == rows, "distillationLoss: expected \(rows) labels, got \(labels.count)")
-    for y in labels { precondition(y >= 0 && y < cols, "distillationLoss: label \(y) out of range 0..<\(cols)") }
-    let temperature = Double(configuration.temperature)
-    precondition(temperature > 0 && temperature.isFinite, "distillationLoss: temperature must be > 0, got \(temperature)")
-    let hardWeight = Double(configuration.hardWeight), softWeight = Double(configuration.softWeight)
-    let softScale = configuration.scaleSoftBySquaredTemperature ? temperature * temperature : 1
-    let invB = 1 / Double(rows)
+    let setting = LossSetting(z.shape, labels, configuration)
+    let temperature = setting.temperature, hardWeight = setting.hardWeight, softWeight = setting.softWeight
+    let softScale = setting.softScale, invB = setting.invB
     let hardCoefficient = Float(hardWeight * invB), softCoefficient = Float(softWeight * softScale / temperature * invB)
     let labels32 = labels.map { Int32($0) }
     let k = sparseTargets.keptCount, bucket: Int32 = sparseTargets.missingMass == .bucket ? 1 : 0
