@@ -54,13 +54,28 @@ public struct ModelCheckpoint {
         meta["model"] = String(decoding: try encoder.encode(description), as: UTF8.self)
         meta["input_count"] = String(inputCount)
         meta["class_count"] = String(classCount)
-        let tensors = model.namedParameters.map { (name: $0.name, tensor: $0.parameter.value, dtype: DType.f32) }
+        let entries = ModelCheckpoint.stateEntries(model.namedState.map { ($0.name, $0.variable.value) })
         do {
-            try SafeTensors.write(tensors: tensors, metadata: meta, to: url, overwrite: overwrite)
+            try SafeTensors.write(entries, metadata: meta, to: url, overwrite: overwrite)
         } catch let error as TensorIOError {
             throw CheckpointError("\(error)")
         }
     }
+
+    /// A state dict as safetensors entries: float32, except counters PyTorch keeps as int64 (a batch norm's
+    /// `num_batches_tracked`), written as I64 so `load_state_dict` restores them with their own type.
+    public static func stateEntries(_ state: [(name: String, tensor: Tensor)]) -> [SafeTensorsEntry] {
+        state.map { name, tensor in
+            if ModelCheckpoint.isCounter(name), tensor.count == 1, let v = tensor.scalars.first, v.isFinite,
+               v == v.rounded(), abs(v) < 1e15 {
+                return .integers(name, [Int(v)], shape: tensor.shape)
+            }
+            return .tensor(name, tensor)
+        }
+    }
+
+    /// Whether a state-dict entry is an integer counter (`num_batches_tracked`).
+    public static func isCounter(_ name: String) -> Bool { name == "num_batches_tracked" || name.hasSuffix(".num_batches_tracked") }
 
     /// Reads a model file; every problem is a ``CheckpointError`` naming the file.
     public static func read(url: URL) throws -> ModelCheckpoint {
@@ -116,7 +131,8 @@ public struct ModelCheckpoint {
         return nil
     }
 
-    static func decodingMessage(_ error: Error) -> String {
+    /// One line for a JSON decoding error (a model description's problem, a missing key, a wrong type).
+    public static func decodingMessage(_ error: Error) -> String {
         if let error = error as? ModelDescriptionError { return error.description }
         if case let DecodingError.dataCorrupted(context)? = error as? DecodingError { return context.debugDescription }
         if case let DecodingError.keyNotFound(key, _)? = error as? DecodingError { return "'\(key.stringValue)' is missing" }
@@ -136,8 +152,8 @@ public struct ModelCheckpoint {
         }
         var available = 0
         for name in file.names { available += (try? file.info(named: name).elementCount) ?? 0 }
-        guard plan.parameterCount <= available else {
-            throw CheckpointError("\(source): the model description needs \(plan.parameterCount) parameters, the file holds \(available) elements")
+        guard plan.stateCount <= available else {
+            throw CheckpointError("\(source): the model description needs \(plan.stateCount) parameters and buffers, the file holds \(available) elements")
         }
         if plan.parameterShapes.isEmpty { throw CheckpointError("\(source): the model has no parameters") }
         var generator = RandomGenerator(seed: 0)
@@ -146,7 +162,7 @@ public struct ModelCheckpoint {
             throw CheckpointError("\(source): \(error.description)")
         }
         let names = Set(file.names)
-        for (name, parameter) in model.namedParameters {
+        for (name, parameter) in model.namedState {
             guard names.contains(name) else {
                 throw CheckpointError("\(source): missing tensor '\(name)' required by the architecture")
             }
@@ -158,7 +174,7 @@ public struct ModelCheckpoint {
             guard value.isFinite else { throw CheckpointError("\(source): tensor '\(name)' contains NaN or infinity") }
             parameter.value = value
         }
-        let extra = names.subtracting(model.namedParameters.map(\.name))
+        let extra = names.subtracting(model.namedState.map(\.name))
         if let name = extra.sorted().first {
             throw CheckpointError("\(source): unexpected tensor '\(name)' (not part of the architecture)")
         }

@@ -28,6 +28,9 @@ public protocol Layer: AnyObject {
     func infer(_ input: Tensor) -> Tensor
     /// Parameters with their local names (`weight`, `bias`), in PyTorch's order.
     var namedParameters: [(name: String, parameter: Variable)] { get }
+    /// Buffers: state saved with the model but not trained (a batch norm's `running_mean`, `running_var` and
+    /// `num_batches_tracked`), with local names as in PyTorch's state dict. Never given to an optimizer.
+    var namedBuffers: [(name: String, buffer: Variable)] { get }
     /// The layer as a description (its kind and settings, not its weights): what checkpoints store.
     var layerDescription: LayerDescription { get }
     /// The per-example input shape the layer requires, when it fixes one (a Linear layer: `[inputCount]`).
@@ -39,6 +42,11 @@ extension Layer {
         forward(input, context: &context)
     }
     public var namedParameters: [(name: String, parameter: Variable)] { [] }
+    public var namedBuffers: [(name: String, buffer: Variable)] { [] }
+    /// PyTorch's state dict: parameters and buffers by name (what model files hold).
+    public var namedState: [(name: String, variable: Variable)] {
+        namedParameters.map { ($0.name, $0.parameter) } + namedBuffers.map { ($0.name, $0.buffer) }
+    }
     /// The parameters in order.
     public var parameters: [Variable] { namedParameters.map(\.parameter) }
     public var requiredInputShape: [Int]? { nil }

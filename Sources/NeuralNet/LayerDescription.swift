@@ -74,12 +74,14 @@ public struct LayerDescription: Codable, Equatable, Sendable {
     // Typed access for layer kinds: each throws a ModelDescriptionError naming the layer kind and setting.
 
     /// A whole number >= `minimum`.
-    public func integer(_ name: String, minimum: Int = Int.min) throws -> Int {
+    public func integer(_ name: String, minimum: Int = Int.min, default defaultValue: Int? = nil) throws -> Int {
         let value: Int
         switch settings[name] {
         case let .integer(v)?: value = v
         case let .number(v)? where v == v.rounded() && abs(v) < 1e15: value = Int(v)
-        case nil: throw ModelDescriptionError("layer '\(kind)': setting '\(name)' is missing")
+        case nil:
+            guard let defaultValue else { throw ModelDescriptionError("layer '\(kind)': setting '\(name)' is missing") }
+            value = defaultValue
         default: throw ModelDescriptionError("layer '\(kind)': setting '\(name)' must be a whole number")
         }
         guard value >= minimum else { throw ModelDescriptionError("layer '\(kind)': setting '\(name)' must be >= \(minimum), got \(value)") }
@@ -103,8 +105,42 @@ public struct LayerDescription: Codable, Equatable, Sendable {
         return value
     }
 
+    /// A size per spatial axis, written as one whole number (both axes) or a list of two, each >= `minimum`
+    /// (PyTorch's `kernel_size=3` or `(3, 5)`); `defaultValue` when absent (nil: required).
+    public func pair(_ name: String, minimum: Int, default defaultValue: (Int, Int)? = nil) throws -> (Int, Int) {
+        let value: (Int, Int)
+        switch settings[name] {
+        case let .integer(v)?: value = (v, v)
+        case let .number(v)? where v == v.rounded() && abs(v) < 1e9: value = (Int(v), Int(v))
+        case let .integers(v)? where v.count == 2: value = (v[0], v[1])
+        case nil:
+            guard let defaultValue else { throw ModelDescriptionError("layer '\(kind)': setting '\(name)' is missing") }
+            value = defaultValue
+        default: throw ModelDescriptionError("layer '\(kind)': setting '\(name)' must be a whole number or a list of two")
+        }
+        guard value.0 >= minimum, value.1 >= minimum, value.0 <= 1 << 20, value.1 <= 1 << 20 else {
+            throw ModelDescriptionError("layer '\(kind)': setting '\(name)' must be in \(minimum)...\(1 << 20), got [\(value.0), \(value.1)]")
+        }
+        return value
+    }
+
+    /// A boolean; `defaultValue` when absent.
+    public func bool(_ name: String, default defaultValue: Bool) throws -> Bool {
+        switch settings[name] {
+        case let .bool(v)?: return v
+        case nil: return defaultValue
+        default: throw ModelDescriptionError("layer '\(kind)': setting '\(name)' must be true or false")
+        }
+    }
+
+    /// An optional nested layer list (empty when absent).
+    public func optionalLayers(_ name: String) throws -> [LayerDescription] {
+        settings[name] == nil ? [] : try layers(name)
+    }
+
     /// A nested layer list.
     public func layers(_ name: String) throws -> [LayerDescription] {
+        if case .integers([])? = settings[name] { return [] }  // `[]` reads as an empty list of integers
         guard case let .layers(v)? = settings[name] else {
             throw ModelDescriptionError("layer '\(kind)': setting '\(name)' must be a list of layers")
         }

@@ -5,6 +5,8 @@ import TensorCore
 public struct LayerPlan: Equatable, Sendable {
     public var outputShape: [Int]
     public var parameterShapes: [ParameterShape]
+    /// Buffers (state that is not trained, e.g. a batch norm's running statistics), named as in the state dict.
+    public var bufferShapes: [ParameterShape]
 
     public struct ParameterShape: Equatable, Sendable {
         public var name: String
@@ -16,12 +18,22 @@ public struct LayerPlan: Equatable, Sendable {
         public var count: Int { shape.reduce(1, *) }
     }
 
-    public init(outputShape: [Int], parameterShapes: [ParameterShape] = []) {
+    public init(outputShape: [Int], parameterShapes: [ParameterShape] = [], bufferShapes: [ParameterShape] = []) {
         self.outputShape = outputShape
         self.parameterShapes = parameterShapes
+        self.bufferShapes = bufferShapes
     }
 
     public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.count } }
+    /// Elements of the parameters and buffers together (what a model file holds).
+    public var stateCount: Int { parameterCount + bufferShapes.reduce(0) { $0 + $1.count } }
+
+    /// The plan with every parameter and buffer name prefixed by `prefix` and a dot (a nested layer's names).
+    public func prefixed(_ prefix: String) -> LayerPlan {
+        LayerPlan(outputShape: outputShape,
+                  parameterShapes: parameterShapes.map { .init(name: "\(prefix).\($0.name)", shape: $0.shape) },
+                  bufferShapes: bufferShapes.map { .init(name: "\(prefix).\($0.name)", shape: $0.shape) })
+    }
 }
 
 /// A kind of layer: the one place that knows how to read its description, check it against an input shape, and
@@ -42,6 +54,7 @@ public enum LayerKinds {
     /// Every kind a description may name.
     public static let all: [any LayerKind.Type] = [
         Linear.self, ReLU.self, Dropout.self, Flatten.self, Identity.self, Sequential.self,
+        Conv2d.self, MaxPool2d.self, AvgPool2d.self, GlobalAvgPool.self, BatchNorm1d.self, BatchNorm2d.self, Residual.self,
     ]
 
     /// The `kind` strings of `all`, in order.

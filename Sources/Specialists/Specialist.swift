@@ -64,7 +64,7 @@ public struct Specialist {
         }
         var generator = RandomGenerator(seed: 0)
         let copy = try description.build(generator: &generator)
-        for (p, q) in zip(copy.parameters, generalist.parameters) { p.value = q.value }
+        for (p, q) in zip(copy.namedState, generalist.namedState) { p.variable.value = q.variable.value }
         let h = last.inputCount, m = classes.count
         let others = (0..<c).filter { !Set(classes).contains($0) }
         let w = last.weight.value, b = last.bias.value

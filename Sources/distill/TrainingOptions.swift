@@ -2,13 +2,17 @@ import ArgumentParser
 import Foundation
 import Distillation
 import Optimizers
+import NeuralNet
+import Checkpoints
 
 /// The training flags shared by `train` and `distill`.
 struct TrainingOptions: ParsableArguments {
     // Numeric options parse `.unconditional` so that a negative value (`--learning-rate -1`) reaches validation and
     // gets "--learning-rate must be > 0, got -1.0" instead of ArgumentParser's misleading "Missing value".
-    @Option(parsing: .unconditional, help: "Hidden layer sizes, comma-separated (e.g. 1200,1200).", transform: parseSizes)
-    var hidden: [Int] = [800, 800]
+    @Option(help: ArgumentHelp("The network: a named model (lenet5, resnet8, resnet20, any resnet<6n+2>) sized to the data, or a model description file (.json: input shape and layers). Without it, an MLP (--hidden).", valueName: "NAME|FILE.json"))
+    var model: String?
+    @Option(parsing: .unconditional, help: "The MLP's hidden layer sizes, comma-separated (e.g. 1200,1200; default 800,800).", transform: parseSizes)
+    var hidden: [Int]?
     @Option(parsing: .unconditional, help: "Dropout probability on the input.") var inputDropout: Float = 0
     @Option(parsing: .unconditional, help: "Dropout probability after each hidden layer.") var hiddenDropout: Float = 0
     @Option(parsing: .unconditional, help: "Random shift of each training image by up to N pixels (0 = off).") var jitter: Int = 0
@@ -34,7 +38,7 @@ struct TrainingOptions: ParsableArguments {
 
     func configuration() throws -> TrainingConfiguration {
         var c = TrainingConfiguration()
-        c.model = .mlp(hidden: hidden, inputDropout: inputDropout, hiddenDropout: hiddenDropout)
+        c.model = try modelConfiguration()
         c.data.jitter = jitter
         c.data.batchSize = batchSize
         c.data.validationCount = validation
@@ -52,6 +56,31 @@ struct TrainingOptions: ParsableArguments {
         c.runtime.threads = threads
         do { try c.validate() } catch let error as ConfigurationError { throw TrainingError(Flags.message(error)) }
         return c
+    }
+
+    /// `--model` (a preset or a description file) or the MLP of `--hidden`.
+    func modelConfiguration() throws -> ModelConfiguration {
+        guard let model else {
+            return .mlp(hidden: hidden ?? [800, 800], inputDropout: inputDropout, hiddenDropout: hiddenDropout)
+        }
+        if hidden != nil { throw TrainingError("--model and --hidden cannot be combined (--hidden sizes an MLP)") }
+        if inputDropout != 0 || hiddenDropout != 0 {
+            throw TrainingError("--input-dropout and --hidden-dropout apply to the MLP of --hidden; with --model put dropout layers in the description")
+        }
+        guard model.lowercased().hasSuffix(".json") else { return ModelConfiguration(architecture: .preset(model)) }
+        let url = URL(fileURLWithPath: model)
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw TrainingError("--model \(model): cannot read the file (\(error.localizedDescription))")
+        }
+        let description: ModelDescription
+        do { description = try JSONDecoder().decode(ModelDescription.self, from: data) } catch {
+            throw TrainingError("--model \(model): not a model description (expected {\"inputShape\": [...], \"layers\": [...]}): \(ModelCheckpoint.decodingMessage(error))")
+        }
+        do { _ = try description.plan() } catch let error as ModelDescriptionError {
+            throw TrainingError("--model \(model): \(error.description)")
+        }
+        return ModelConfiguration(architecture: .described(description))
     }
 
     mutating func validate() throws {

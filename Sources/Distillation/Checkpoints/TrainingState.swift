@@ -5,7 +5,8 @@ import TensorIO
 /// A resumable training checkpoint (`<output>.state`): a safetensors file holding everything a `Trainer` needs to
 /// continue a run exactly where it stopped.
 ///
-/// Tensors (all F32, bit-exact): the model's weights under their state-dict names (`0.weight`, `0.bias`, ...), the
+/// Tensors (all F32, bit-exact): the model's weights and buffers (batch-norm statistics) under their state-dict names
+/// (`0.weight`, `0.bias`, `1.running_mean`, ...), the
 /// optimizer state as `optimizer.<name>` (`optimizer.momentum_buffer.0`, `optimizer.exp_avg.0`, `optimizer.step.0`,
 /// ...), and, when a validation split is used and an epoch has been selected, the best weights so far as
 /// `best.<name>`.

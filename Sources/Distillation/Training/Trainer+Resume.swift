@@ -17,10 +17,10 @@ extension Trainer {
     /// Throws a `TrainingError` naming the epoch and batch when a weight is NaN or infinite, so a diverged run
     /// never replaces a good checkpoint.
     public func currentState() throws -> TrainingState {
-        for (name, p) in model.namedParameters where !p.value.isFinite {
+        for (name, p) in model.namedState where !p.value.isFinite {
             throw TrainingError("the weights became NaN or infinite (\(name)) at epoch \(epoch + 1), batch \(iterator.cursor); lower the learning rate or clip the gradient norm")
         }
-        let names = model.namedParameters.map(\.name)
+        let names = model.namedState.map(\.name)
         return TrainingState(
             configuration: configuration, objectiveIdentity: objective.identity, objectiveName: objective.name,
             epoch: epoch, batch: iterator.cursor,
@@ -30,7 +30,7 @@ extension Trainer {
             bestErrors: bestWeights == nil ? nil : bestErrors,
             trainCount: train.count, classCount: train.classCount, featureCount: train.featureCount,
             validationCount: validation?.count ?? 0, trainFingerprint: trainFingerprint,
-            weights: model.namedParameters.map { ($0.name, $0.parameter.value) },
+            weights: model.namedState.map { ($0.name, $0.variable.value) },
             optimizerState: optimizer.stateTensors(),
             bestWeights: bestWeights.map { Array(zip(names, $0)).map { ($0.0, $0.1) } } ?? [])
     }
@@ -85,7 +85,7 @@ extension Trainer {
             throw refuse("loss_sums holds a NaN or infinite sum")
         }
         let weights = Dictionary(state.weights.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
-        let named = model.namedParameters
+        let named = model.namedState.map { (name: $0.name, parameter: $0.variable) }
         guard weights.count == named.count else {
             throw refuse("the file has \(weights.count) weight tensors, the model has \(named.count)")
         }
@@ -106,7 +106,7 @@ extension Trainer {
         }
         // The optimizer indexes its buffers by parameter position and trusts their shapes (a wrong shape would be
         // read and written out of bounds on the next step): check every entry against the model first.
-        let shapes = named.map(\.parameter.value.shape)
+        let shapes = model.parameters.map(\.value.shape)
         for name in state.optimizerState.keys.sorted() {
             let t = state.optimizerState[name]!
             guard let dot = name.lastIndex(of: "."), let index = Int(name[name.index(after: dot)...]), shapes.indices.contains(index) else {

@@ -119,7 +119,6 @@ public final class Trainer {
         stopped = false
         ComputeThreads.set(configuration.runtime.threads)
         report.validationCount = validation?.count ?? 0
-        let parameters = model.parameters
         let batchesPerEpoch = iterator.batchesPerEpoch
         // With two threads and an online teacher (one that runs a model per batch), the teacher's forward pass for
         // batch i + 1 runs on the second core (`BackgroundWork`, one thread) while the student trains on batch i:
@@ -204,9 +203,10 @@ public final class Trainer {
             }
         }
         stopped = false
-        lastEpochWeights = parameters.map(\.value)
+        let state = model.namedState.map(\.variable)
+        lastEpochWeights = state.map(\.value)
         if let bestWeights {
-            for (p, w) in zip(parameters, bestWeights) { p.value = w }
+            for (p, w) in zip(state, bestWeights) { p.value = w }
         }
         return report
     }
@@ -250,7 +250,7 @@ public final class Trainer {
             message += "  validation errors \(errors)/\(validation.count)"
             if errors < bestErrors {
                 bestErrors = errors
-                bestWeights = model.parameters.map(\.value)
+                bestWeights = model.namedState.map(\.variable.value)
                 report.selectedEpoch = epoch + 1
             }
         } else {

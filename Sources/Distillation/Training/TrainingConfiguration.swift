@@ -61,6 +61,8 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         case mlp(MLP)
         /// Any network of the supported layers; its input shape and output size must fit the data.
         case described(ModelDescription)
+        /// A named network sized to the data (``ModelPresets``: `lenet5`, `resnet8`, ...).
+        case preset(String)
     }
 
     public var architecture: Architecture = .mlp(MLP())
@@ -78,11 +80,14 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         set { if let newValue { architecture = .mlp(newValue) } }
     }
 
-    /// The network for inputs of per-example shape `inputShape` and `classCount` classes.
-    public func description(inputShape: [Int], classCount: Int) -> ModelDescription {
+    /// The network for inputs of per-example shape `inputShape` and `classCount` classes; throws a
+    /// ``ModelDescriptionError`` when a preset does not fit the data.
+    public func description(inputShape: [Int], classCount: Int) throws -> ModelDescription {
         switch architecture {
         case let .described(description):
             return description
+        case let .preset(name):
+            return try ModelPresets.description(named: name, inputShape: inputShape, classCount: classCount)
         case let .mlp(m):
             var layers: [LayerSpecification] = []
             if m.inputDropout > 0 { layers.append(.dropout(probability: m.inputDropout)) }
@@ -113,6 +118,11 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         case let .described(description):
             do { _ = try description.plan() } catch let error as ModelDescriptionError {
                 throw ConfigurationError(field: "model.description", "is not a valid network: \(error.description)")
+            }
+        case let .preset(name):
+            let resnet = name.hasPrefix("resnet") && Int(name.dropFirst(6)).map { $0 >= 8 && ($0 - 2) % 6 == 0 && $0 <= 1202 } == true
+            guard ModelPresets.names.contains(name) || resnet else {
+                throw ConfigurationError(field: "model.preset", "must be one of \(ModelPresets.names.joined(separator: ", ")) (or resnet<6n+2>), got '\(name)'")
             }
         }
     }
@@ -275,8 +285,8 @@ public struct TrainingConfiguration: Codable, Equatable, Sendable {
     }
 
     /// The network for inputs of per-example shape `inputShape` and `classCount` classes.
-    public func modelDescription(inputShape: [Int], classCount: Int) -> ModelDescription {
-        model.description(inputShape: inputShape, classCount: classCount)
+    public func modelDescription(inputShape: [Int], classCount: Int) throws -> ModelDescription {
+        try model.description(inputShape: inputShape, classCount: classCount)
     }
 
     /// The settings that differ between two configurations, as `path: saved X, now Y` (JSON values), for the message

@@ -163,10 +163,11 @@ public enum TrainingJob {
         let errors = Trainer.errors(model: trainer.model, dataset: data.test)
         var lastErrors = errors
         if let last = trainer.lastEpochWeights, validation != nil {
-            let selected = trainer.model.parameters.map(\.value)
-            for (p, w) in zip(trainer.model.parameters, last) { p.value = w }
+            let state = trainer.model.namedState.map(\.variable)
+            let selected = state.map(\.value)
+            for (p, w) in zip(state, last) { p.value = w }
             lastErrors = Trainer.errors(model: trainer.model, dataset: data.test)
-            for (p, w) in zip(trainer.model.parameters, selected) { p.value = w }
+            for (p, w) in zip(state, selected) { p.value = w }
         }
         return .finished(TrainingResult(model: trainer.model, configuration: configuration, report: report, testErrors: errors,
                                         testCount: data.test.count, lastEpochTestErrors: lastErrors,

@@ -114,6 +114,12 @@ public final class Sequential: LayerKind, RowWise {
         }
     }
 
+    public var namedBuffers: [(name: String, buffer: Variable)] {
+        layers.enumerated().flatMap { index, layer in
+            layer.namedBuffers.map { ("\(index).\($0.name)", $0.buffer) }
+        }
+    }
+
     /// Number of scalar parameters.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
 
@@ -159,15 +165,18 @@ public final class Sequential: LayerKind, RowWise {
         try description.checkSettings(["layers"])
         var shape = inputShape
         var parameters: [LayerPlan.ParameterShape] = []
+        var buffers: [LayerPlan.ParameterShape] = []
         for (index, layer) in try description.layers("layers").enumerated() {
             let plan: LayerPlan
             do { plan = try LayerKinds.plan(layer, inputShape: shape) } catch let error as ModelDescriptionError {
                 throw ModelDescriptionError("layer \(index): \(error.description)")
             }
-            parameters += plan.parameterShapes.map { .init(name: "\(index).\($0.name)", shape: $0.shape) }
+            let named = plan.prefixed(String(index))
+            parameters += named.parameterShapes
+            buffers += named.bufferShapes
             shape = plan.outputShape
         }
-        return LayerPlan(outputShape: shape, parameterShapes: parameters)
+        return LayerPlan(outputShape: shape, parameterShapes: parameters, bufferShapes: buffers)
     }
 
     public static func make(_ description: LayerDescription, inputShape: [Int], generator: inout RandomGenerator) throws -> Sequential {
