@@ -79,11 +79,17 @@ public struct ModelCheckpoint {
 
     /// Reads a model file; every problem is a ``CheckpointError`` naming the file.
     public static func read(url: URL) throws -> ModelCheckpoint {
+        try read(url: url, description: nil)
+    }
+
+    /// Reads a model file whose network is `description` when given (a plain state dict saved by PyTorch, e.g.
+    /// `save_file(model.state_dict(), path)`, whose layers the names alone cannot tell), else the file's own.
+    public static func read(url: URL, description: ModelDescription?) throws -> ModelCheckpoint {
         let file: SafeTensorsFile
         do { file = try SafeTensors.read(url: url) } catch let error as TensorIOError {
             throw CheckpointError("\(error)")
         }
-        return try load(file, source: url.path)
+        return try load(file, source: url.path, description: description)
     }
 
     /// The model a file describes: `model` (format 2), `architecture` (format 1) or the tensor names.
@@ -142,8 +148,8 @@ public struct ModelCheckpoint {
         return error.localizedDescription
     }
 
-    static func load(_ file: SafeTensorsFile, source: String) throws -> ModelCheckpoint {
-        let description = try self.description(of: file, source: source)
+    static func load(_ file: SafeTensorsFile, source: String, description given: ModelDescription? = nil) throws -> ModelCheckpoint {
+        let description = try given ?? self.description(of: file, source: source)
         // Check the description (shapes, sizes, settings) before building it: a layer must not be allocated larger
         // than the tensors the file actually holds.
         let plan: LayerPlan

@@ -5,6 +5,7 @@ import Datasets
 import DataFormats
 import Checkpoints
 import TensorIO
+import NeuralNet
 
 /// The loss flags of `distill distill` and the experiments.
 struct LossOptions: ParsableArguments {
@@ -23,6 +24,50 @@ struct LossOptions: ParsableArguments {
 
     func validate() throws {
         do { try configuration.validate() } catch let error as ConfigurationError { throw ValidationError(Flags.message(error)) }
+    }
+}
+
+/// Decoupled KD and feature distillation (`distill distill`).
+struct FeatureOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("The logit term: hinton (soft targets at T, the default) or dkd (Decoupled KD, Zhao et al. 2022: alpha * TCKD + beta * NCKD at T, plus --hard-weight * CE; --soft-weight is unused).", valueName: "hinton|dkd"))
+    var logitLoss: String = "hinton"
+    @Option(parsing: .unconditional, help: "DKD: weight of the target-class term.") var dkdAlpha: Float = 1
+    @Option(parsing: .unconditional, help: "DKD: weight of the non-target-class term.") var dkdBeta: Float = 8
+    @Option(help: ArgumentHelp("FitNets hint: student layer S's output, through a learned regressor (1x1 convolution or linear), matched to teacher layer T's by mean squared error, weighted by W (default 100). Layers are top-level indices (0-based, the output after that layer). Repeatable.", valueName: "S:T[:W]"))
+    var hint: [String] = []
+    @Option(help: ArgumentHelp("Attention transfer: the normalised attention maps (sum over channels of squares) of student layer S and teacher layer T (same height and width) matched by mean squared error, weighted by W (default 1000). Repeatable.", valueName: "S:T[:W]"))
+    var attention: [String] = []
+
+    var decoupled: DecoupledKDWeights? { logitLoss == "dkd" ? DecoupledKDWeights(alpha: dkdAlpha, beta: dkdBeta) : nil }
+
+    var terms: [FeatureTerm] {
+        (try? parsedTerms()) ?? []
+    }
+
+    func parsedTerms() throws -> [FeatureTerm] {
+        func parse(_ text: String, _ kind: FeatureTerm.Kind) throws -> FeatureTerm {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2 || parts.count == 3, let s = Int(parts[0]), let t = Int(parts[1]), s >= 0, t >= 0 else {
+                throw ValidationError("--\(kind.rawValue) expects STUDENT_LAYER:TEACHER_LAYER[:WEIGHT] (e.g. 3:9 or 1:4:1000), got '\(text)'")
+            }
+            var weight = FeatureTerm.defaultWeight(kind)
+            if parts.count == 3 {
+                guard let w = Float(parts[2]), w.isFinite, w >= 0 else {
+                    throw ValidationError("--\(kind.rawValue) '\(text)': the weight must be a finite number >= 0")
+                }
+                weight = w
+            }
+            return FeatureTerm(kind: kind, studentLayer: s, teacherLayer: t, weight: weight)
+        }
+        return try hint.map { try parse($0, .hint) } + attention.map { try parse($0, .attention) }
+    }
+
+    func validate() throws {
+        guard ["hinton", "dkd"].contains(logitLoss) else { throw ValidationError("--logit-loss must be hinton or dkd, got '\(logitLoss)'") }
+        for (flag, v) in [("--dkd-alpha", dkdAlpha), ("--dkd-beta", dkdBeta)] where !(v.isFinite && v >= 0) {
+            throw ValidationError("\(flag) must be a finite number >= 0, got \(v)")
+        }
+        _ = try parsedTerms()
     }
 }
 
@@ -60,7 +105,10 @@ struct DistillCommand: ParsableCommand {
     var noTeacherCache = false
     @Flag(help: "With a teacher run on every batch and --threads 2, take turns: teacher, then student, each on both threads. By default the teacher's pass for the next batch runs on the second core while the student trains, its products split in parts that use both cores once the teacher is done (same result up to float rounding). Other thread counts always take turns.")
     var noTeacherOverlap = false
+    @Option(help: ArgumentHelp("The teacher's network when its file is a plain state dict without a model description (a PyTorch save_file of model.state_dict()): a named model sized to the data (lenet5, resnet8, ...) or a description file (.json).", valueName: "NAME|FILE.json"))
+    var teacherModel: String?
     @OptionGroup var loss: LossOptions
+    @OptionGroup var features: FeatureOptions
     @OptionGroup var options: TrainingOptions
     @Option(help: "Where to write the student (safetensors).") var output: String
     @Flag(help: "Overwrite an existing output file.") var force = false
@@ -73,6 +121,9 @@ struct DistillCommand: ParsableCommand {
     func validate() throws {
         if teacher.isEmpty == (teacherLogits == nil) {
             throw ValidationError("give exactly one of --teacher FILE[,FILE...] or --teacher-logits FILE")
+        }
+        if !features.terms.isEmpty && (teacher.count != 1 || teacherLogits != nil) {
+            throw ValidationError("--hint and --attention need one --teacher model file (its layers' outputs), not an ensemble or --teacher-logits")
         }
     }
 
@@ -90,32 +141,62 @@ struct DistillCommand: ParsableCommand {
         } else {
             // The cache holds count x classes floats per teacher; past a budget the teacher runs per batch instead.
             let cacheBytes = Double(data.train.count) * Double(data.train.classCount) * 4 * Double(teacher.count)
+            // Feature terms compare the teacher's layers on every batch: nothing to cache.
             let cache = !noTeacherCache && configuration.data.jitter == 0 && cacheBytes <= DistillCommand.teacherCacheBudget
+                && features.terms.isEmpty
             teacherCache = cache ? "memory" : "off"
-            if !cache && !noTeacherCache && configuration.data.jitter == 0 {
+            if !cache && !noTeacherCache && configuration.data.jitter == 0 && features.terms.isEmpty {
                 FileHandle.standardError.write(Data(("teacher: not caching its logits (\(Int(cacheBytes / 1048576)) MiB would exceed "
                     + "\(Int(DistillCommand.teacherCacheBudget / 1048576)) MiB); running it on every batch\n").utf8))
             }
             try checkTeachers(teacher, against: specification)
-            teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train, cacheLogits: cache)
+            var teacherDescription: ModelDescription? = nil
+            if let teacherModel {
+                let model = try TrainingOptions.modelConfiguration(teacherModel, flag: "--teacher-model")
+                do {
+                    teacherDescription = try model.description(inputShape: data.train.sampleShape, classCount: data.train.classCount)
+                } catch let error as ModelDescriptionError { throw TrainingError("--teacher-model \(teacherModel): \(error.description)") }
+            }
+            teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train, cacheLogits: cache,
+                                                   description: teacherDescription)
             if cache {
                 FileHandle.standardError.write(Data(("teacher: logits for the \(data.train.count) training images computed once, kept in memory "
                     + "(no --jitter; --no-teacher-cache runs the teacher on every batch)\n").utf8))
             }
         }
         let lossConfiguration = loss.configuration
+        let terms = features.terms
+        let decoupled = features.decoupled
+        let studentDescription: ModelDescription
+        do {
+            studentDescription = try configuration.modelDescription(inputShape: data.train.sampleShape, classCount: data.train.classCount)
+        } catch let error as ModelDescriptionError { throw TrainingError("the student cannot be built: \(error.description)") }
+        // Built once here, so a bad pairing is reported before any training.
+        if !terms.isEmpty || decoupled != nil {
+            _ = try FeatureDistillationObjective(teacher: teacherSource, loss: lossConfiguration, decoupled: decoupled, terms: terms,
+                                                 studentDescription: studentDescription, seed: configuration.seed)
+        }
+        var extra: [String: Any] = ["distillation": try jsonObject(lossConfiguration)]
+        if let decoupled { extra["decoupled_kd"] = try jsonObject(decoupled) }
+        if !terms.isEmpty { extra["features"] = try jsonObject(terms) }
+        var metadata = ["distillation": String(decoding: try sortedEncoder.encode(lossConfiguration), as: UTF8.self)]
+        if let decoupled { metadata["decoupled_kd"] = String(decoding: try sortedEncoder.encode(decoupled), as: UTF8.self) }
+        if !terms.isEmpty { metadata["features"] = String(decoding: try sortedEncoder.encode(terms), as: UTF8.self) }
         let overlap = configuration.overlapsTeacher(computingPerBatch: teacherSource.computesPerBatch)
         if overlap {
             FileHandle.standardError.write(Data(("teacher: run on every batch, one batch ahead on its own thread while the student "
                 + "trains (--no-teacher-overlap takes turns instead)\n").utf8))
         }
         try job.run(configuration: configuration, stateURL: stateURL, data: data, specification: specification,
-                    metadata: ["teacher_identity": teacherSource.identity,
-                               "distillation": String(decoding: try sortedEncoder.encode(lossConfiguration), as: UTF8.self)],
-                    extra: ["distillation": try jsonObject(lossConfiguration), "teacher_cache": teacherCache,
-                            "teacher_overlap": overlap],
+                    metadata: metadata.merging(["teacher_identity": teacherSource.identity]) { a, _ in a },
+                    extra: extra.merging(["teacher_cache": teacherCache, "teacher_overlap": overlap]) { a, _ in a },
                     metricsTeacher: teacherLogits == nil ? teacherSource : nil) { indices in
-            try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
+            if terms.isEmpty && decoupled == nil {
+                return try DistillationObjective(teacher: teacherSource, loss: lossConfiguration, exampleIndices: indices)
+            }
+            return try FeatureDistillationObjective(teacher: teacherSource, loss: lossConfiguration, decoupled: decoupled, terms: terms,
+                                                    studentDescription: studentDescription, seed: configuration.seed,
+                                                    exampleIndices: indices)
         }
     }
 }

@@ -67,18 +67,29 @@ struct TrainingOptions: ParsableArguments {
         if inputDropout != 0 || hiddenDropout != 0 {
             throw TrainingError("--input-dropout and --hidden-dropout apply to the MLP of --hidden; with --model put dropout layers in the description")
         }
-        guard model.lowercased().hasSuffix(".json") else { return ModelConfiguration(architecture: .preset(model)) }
+        return try TrainingOptions.modelConfiguration(model, flag: "--model")
+    }
+
+    /// A preset name or a model description file (.json), as `flag` gives it.
+    static func modelConfiguration(_ model: String, flag: String) throws -> ModelConfiguration {
+        guard model.lowercased().hasSuffix(".json") else {
+            let configuration = ModelConfiguration(architecture: .preset(model))
+            do { try configuration.validate() } catch let error as ConfigurationError {
+                throw TrainingError("\(flag) \(error.problem)")
+            }
+            return configuration
+        }
         let url = URL(fileURLWithPath: model)
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw TrainingError("--model \(model): cannot read the file (\(error.localizedDescription))")
+            throw TrainingError("\(flag) \(model): cannot read the file (\(error.localizedDescription))")
         }
         let description: ModelDescription
         do { description = try JSONDecoder().decode(ModelDescription.self, from: data) } catch {
-            throw TrainingError("--model \(model): not a model description (expected {\"inputShape\": [...], \"layers\": [...]}): \(ModelCheckpoint.decodingMessage(error))")
+            throw TrainingError("\(flag) \(model): not a model description (expected {\"inputShape\": [...], \"layers\": [...]}): \(ModelCheckpoint.decodingMessage(error))")
         }
         do { _ = try description.plan() } catch let error as ModelDescriptionError {
-            throw TrainingError("--model \(model): \(error.description)")
+            throw TrainingError("\(flag) \(model): \(error.description)")
         }
         return ModelConfiguration(architecture: .described(description))
     }

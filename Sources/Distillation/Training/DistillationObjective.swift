@@ -87,11 +87,12 @@ public enum TeacherLoader {
     /// With `cacheLogits`, each member's logits for every example of `dataset` are computed once and kept in memory
     /// (``CachedTeacher``; for an ensemble each member is cached, so the combination at temperature T is unchanged).
     /// Only worth it when training sees the un-augmented inputs of `dataset`, i.e. without jitter.
+    /// `description`, when given, is every file's network (plain state dicts without one of their own).
     public static func load(paths: [String], combination: EnsembleTeacher.Combination, dataset: LabeledDataset,
-                            cacheLogits: Bool = false) throws -> Teacher {
+                            cacheLogits: Bool = false, description: ModelDescription? = nil) throws -> Teacher {
         guard !paths.isEmpty else { throw TrainingError("a teacher needs at least one model file") }
         let members: [Teacher] = try paths.map { path in
-            let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: path))
+            let checkpoint = try ModelCheckpoint.read(url: URL(fileURLWithPath: path), description: description)
             try TrainingJob.checkCompatible(checkpoint, with: dataset, source: path)
             let teacher = ModelTeacher(model: checkpoint.model, identity: modelIdentity(checkpoint.model))
             return cacheLogits ? try CachedTeacher(base: teacher, dataset: dataset) : teacher

@@ -30,7 +30,8 @@ extension Trainer {
             bestErrors: bestWeights == nil ? nil : bestErrors,
             trainCount: train.count, classCount: train.classCount, featureCount: train.featureCount,
             validationCount: validation?.count ?? 0, trainFingerprint: trainFingerprint,
-            weights: model.namedState.map { ($0.name, $0.variable.value) },
+            weights: model.namedState.map { ($0.name, $0.variable.value) }
+                + objective.namedParameters.map { ("objective." + $0.name, $0.parameter.value) },
             optimizerState: optimizer.stateTensors(),
             bestWeights: bestWeights.map { Array(zip(names, $0)).map { ($0.0, $0.1) } } ?? [])
     }
@@ -86,6 +87,7 @@ extension Trainer {
         }
         let weights = Dictionary(state.weights.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         let named = model.namedState.map { (name: $0.name, parameter: $0.variable) }
+            + objective.namedParameters.map { (name: "objective." + $0.name, parameter: $0.parameter) }
         guard weights.count == named.count else {
             throw refuse("the file has \(weights.count) weight tensors, the model has \(named.count)")
         }
@@ -98,7 +100,7 @@ extension Trainer {
         var best: [Tensor]? = nil
         if !state.bestWeights.isEmpty {
             let b = Dictionary(state.bestWeights.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
-            best = try named.map { name, p in
+            best = try named.filter { !$0.name.hasPrefix("objective.") }.map { name, p in
                 guard let t = b[name], t.shape == p.value.shape else { throw refuse("best weight '\(name)' is missing or has the wrong shape") }
                 guard t.isFinite else { throw refuse("best weight '\(name)' contains NaN or infinity") }
                 return t
@@ -106,7 +108,7 @@ extension Trainer {
         }
         // The optimizer indexes its buffers by parameter position and trusts their shapes (a wrong shape would be
         // read and written out of bounds on the next step): check every entry against the model first.
-        let shapes = model.parameters.map(\.value.shape)
+        let shapes = trainingStep.parameters.map(\.value.shape)
         for name in state.optimizerState.keys.sorted() {
             let t = state.optimizerState[name]!
             guard let dot = name.lastIndex(of: "."), let index = Int(name[name.index(after: dot)...]), shapes.indices.contains(index) else {

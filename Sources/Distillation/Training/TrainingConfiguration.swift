@@ -103,7 +103,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         }
     }
 
-    func validate() throws {
+    public func validate() throws {
         switch architecture {
         case let .mlp(m):
             for h in m.hidden where !(h > 0 && h <= 1 << 16) {

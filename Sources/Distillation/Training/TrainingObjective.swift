@@ -25,6 +25,14 @@ public protocol TrainingObjective {
     /// `loss` given what `prepare` returned for this batch; nil means not prepared (compute it here).
     /// The result is the same either way. Default: `loss(studentLogits:batch:inputs:)`.
     func loss(studentLogits: Variable, batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double])
+
+    /// Top-level layers of the student whose outputs the loss compares (feature distillation); default none.
+    var studentFeatureLayers: Set<Int> { get }
+    /// Parameters the objective trains beside the student's (a FitNets regressor), named; the optimizer updates
+    /// them after the model's, training states save them as `objective.<name>`. Default none.
+    var namedParameters: [(name: String, parameter: Variable)] { get }
+    /// `loss` given the outputs of ``studentFeatureLayers`` as well. Default: ignores them.
+    func loss(studentLogits: Variable, studentFeatures: [Int: Variable], batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double])
 }
 
 extension TrainingObjective {
@@ -33,6 +41,11 @@ extension TrainingObjective {
     public func prepare(batch: Batch, inputs: Tensor) throws -> Tensor? { nil }
     public func loss(studentLogits: Variable, batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
         try loss(studentLogits: studentLogits, batch: batch, inputs: inputs)
+    }
+    public var studentFeatureLayers: Set<Int> { [] }
+    public var namedParameters: [(name: String, parameter: Variable)] { [] }
+    public func loss(studentLogits: Variable, studentFeatures: [Int: Variable], batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
+        try loss(studentLogits: studentLogits, batch: batch, inputs: inputs, prepared: prepared)
     }
 }
 

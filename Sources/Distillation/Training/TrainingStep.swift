@@ -28,7 +28,9 @@ public final class TrainingStep {
         self.model = model
         self.objective = objective
         self.optimizer = optimizer
-        self.parameters = model.parameters
+        // The objective's own parameters (a regressor) after the model's: optimizer state indices of the model's
+        // parameters do not depend on the objective.
+        self.parameters = model.parameters + objective.namedParameters.map(\.parameter)
         self.maxNorm = maxNorm
         self.gradientClip = gradientClip
         self.constrained = Array(model.unitWeightLayers.dropLast())
@@ -40,9 +42,17 @@ public final class TrainingStep {
     @discardableResult
     public func callAsFunction(batch: Batch, inputs: Tensor, prepared: Tensor?, context: inout ForwardContext) throws
         -> (loss: Float, parts: [String: Double]) {
-        model.zeroGradients()
-        let logits = model(Variable(inputs), context: &context)
-        let (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, inputs: inputs, prepared: prepared)
+        for p in parameters { p.zeroGradient() }
+        let layers = objective.studentFeatureLayers
+        let (loss, parts): (Variable, [String: Double])
+        if layers.isEmpty {
+            let logits = model(Variable(inputs), context: &context)
+            (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, inputs: inputs, prepared: prepared)
+        } else {
+            let (logits, features) = model.forward(Variable(inputs), context: &context, capturing: layers)
+            (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: features, batch: batch, inputs: inputs,
+                                               prepared: prepared)
+        }
         let value = loss.value.scalar
         guard value.isFinite else { throw NonFiniteLoss(value: value) }
         loss.backward()

@@ -69,6 +69,61 @@ public final class Sequential: LayerKind, RowWise {
         return x
     }
 
+    /// The forward pass that also returns the outputs of the top-level layers in `capturing` (their indices): the
+    /// intermediate features that feature distillation compares. A captured layer is not fused with the activation
+    /// after it, so its own output exists; capturing that activation's output keeps the fusion.
+    public func forward(_ input: Variable, context: inout ForwardContext, capturing: Set<Int>) -> (output: Variable, captured: [Int: Variable]) {
+        guard !capturing.isEmpty else { return (forward(input, context: &context), [:]) }
+        var x = input
+        if let shape = conformingShape(input.shape) { x = reshape(input, shape) }
+        var captured: [Int: Variable] = [:]
+        var i = 0
+        while i < layers.count {
+            if !capturing.contains(i), let fusing = layers[i] as? FusesActivation, i + 1 < layers.count,
+               let next = layers[i + 1] as? ActivationLayer {
+                x = fusing.forward(x, fusedActivation: next.activation)
+                i += 2
+            } else {
+                x = layers[i].forward(x, context: &context)
+                i += 1
+            }
+            if capturing.contains(i - 1) { captured[i - 1] = x }
+        }
+        return (x, captured)
+    }
+
+    /// Evaluation-mode forward pass returning the outputs of the top-level layers in `capturing` as well.
+    public func infer(_ input: Tensor, capturing: Set<Int>) -> (output: Tensor, captured: [Int: Tensor]) {
+        guard !capturing.isEmpty else { return (infer(input), [:]) }
+        var x = conformingShape(input.shape).map { input.reshaped($0) } ?? input
+        var captured: [Int: Tensor] = [:]
+        var i = 0
+        while i < layers.count {
+            if !capturing.contains(i), let fusing = layers[i] as? FusesActivation, i + 1 < layers.count,
+               let next = layers[i + 1] as? ActivationLayer {
+                x = fusing.infer(x, fusedActivation: next.activation, splittingUnits: 1)
+                i += 2
+            } else {
+                x = layers[i].infer(x)
+                i += 1
+            }
+            if capturing.contains(i - 1) { captured[i - 1] = x }
+        }
+        return (x, captured)
+    }
+
+    /// The per-example output shape of every top-level layer for the model's input shape (nil when unknown).
+    public var layerOutputShapes: [[Int]]? {
+        guard var shape = inputShape else { return nil }
+        var shapes: [[Int]] = []
+        for layer in layers {
+            guard let next = try? LayerKinds.plan(layer.layerDescription, inputShape: shape).outputShape else { return nil }
+            shapes.append(next)
+            shape = next
+        }
+        return shapes
+    }
+
     /// Evaluation-mode forward pass. A few rows (at most `unitSplitMaxRows`, e.g. one image) on several compute
     /// threads run with each layer's units split over the threads (``RowWise``): one image through 784-800-800-10
     /// takes about half the time of one thread (Benchmarks.md, latency). Larger batches use the threaded BLAS product.
