@@ -59,12 +59,13 @@ func mean(_ values: [Int]) -> Double { values.isEmpty ? .nan : Double(values.red
 extension HintonMNIST.Preset: ExpressibleByArgument {}
 extension EnsembleDistillation.Preset: ExpressibleByArgument {}
 extension SpecialistExperiment.Preset: ExpressibleByArgument {}
+extension CNNDistillation.Preset: ExpressibleByArgument {}
 extension ConfusableClustering.Measure: ExpressibleByArgument {}
 
 struct Reproduce: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Re-run the experiments of Hinton, Vinyals & Dean (2015) and print them beside the paper's figures.",
-        subcommands: [HintonMNISTCommand.self, EnsembleCommand.self, SpecialistsCommand.self, OmittedClassCommand.self,
+        subcommands: [HintonMNISTCommand.self, EnsembleCommand.self, SpecialistsCommand.self, CNNCommand.self, OmittedClassCommand.self,
                       TemperatureSweepCommand.self, SmallDataCommand.self])
 
     struct HintonMNISTCommand: ParsableCommand {
@@ -157,6 +158,47 @@ struct Reproduce: ParsableCommand {
                 ])
             } else {
                 print(EnsembleDistillation.table(results, preset: preset, members: members))
+                print(String(format: "wall time %.0f s", wall))
+            }
+        }
+    }
+
+    struct CNNCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "cnn",
+            abstract: "A ResNet-8 teacher distilled into the 2x800 MLP and LeNet-5 with each loss: labels, Hinton KD, FitNets hints, attention transfer, decoupled KD.")
+
+        @Option(help: "quick (10,000 training images) or full (the whole training set).")
+        var preset: CNNDistillation.Preset = .quick
+        @Option(help: ArgumentHelp("Losses to run, comma-separated (default all: labels,hinton,fitnets,attention,dkd).", valueName: "LIST"),
+                transform: { text in
+                    try text.split(separator: ",").map { name in
+                        guard let loss = CNNDistillation.Loss(rawValue: String(name)) else {
+                            throw ValidationError("--losses: unknown loss '\(name)' (known: \(CNNDistillation.Loss.allCases.map(\.rawValue).joined(separator: ", ")))")
+                        }
+                        return loss
+                    }
+                })
+        var losses: [CNNDistillation.Loss] = CNNDistillation.Loss.allCases
+        @OptionGroup var experiment: ExperimentOptions
+
+        func run() throws {
+            let start = Date()
+            let context = try experiment.context()
+            let outcome = try CNNDistillation.run(preset: preset, seeds: experiment.seeds, losses: losses, context: context,
+                                                  epochScale: experiment.epochScale)
+            let wall = Date().timeIntervalSince(start)
+            let table = CNNDistillation.table(outcome, preset: preset, seeds: experiment.seeds)
+            try writeExperimentReport(context, name: "cnn-\(preset.rawValue)", title: "CNN teacher, preset \(preset.rawValue)", table: table)
+            if experiment.json {
+                try printJSON([
+                    "experiment": "cnn", "preset": preset.rawValue, "seeds": experiment.seeds.map { Int($0) },
+                    "outcome": try JSONSerialization.jsonObject(with: JSONEncoder().encode(outcome)), "wall_seconds": wall,
+                    "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(CNNDistillation.plan(preset))),
+                    "split": "errors on the MNIST test set (10,000 images) of the last epoch's weights; no model selection",
+                ])
+            } else {
+                print(table)
                 print(String(format: "wall time %.0f s", wall))
             }
         }
