@@ -100,4 +100,45 @@ final class CNNModelParityTests: XCTestCase {
         try checkModel("resnet8", threads: 1)
         try checkModel("resnet8", threads: 2)
     }
+
+    /// One description using every layer kind (nested sequences, a residual block, batch norms with and without
+    /// affine parameters): its state-dict names are the ones `Scripts/torch_models.py`'s `build` gives the same
+    /// description in PyTorch (listed here as `state_dict().keys()` printed them).
+    func testStateNamesOfEveryKindMatchTorchModules() throws {
+        let json = """
+        {"inputShape": [2, 8, 8], "layers": [
+          {"kind": "identity"}, {"kind": "conv2d", "inChannels": 2, "outChannels": 4, "kernelSize": 3, "padding": 1, "groups": 2},
+          {"kind": "batchNorm2d", "numFeatures": 4, "momentum": 0.2, "eps": 0.001}, {"kind": "dropout", "probability": 0.1},
+          {"kind": "sequential", "layers": [{"kind": "relu"}, {"kind": "avgPool2d", "kernelSize": 2, "countIncludePad": false},
+            {"kind": "residual", "body": [{"kind": "conv2d", "inChannels": 4, "outChannels": 4, "kernelSize": 1, "bias": false},
+                                          {"kind": "batchNorm2d", "numFeatures": 4, "affine": false}]}]},
+          {"kind": "maxPool2d", "kernelSize": 2}, {"kind": "flatten"}, {"kind": "batchNorm1d", "numFeatures": 16},
+          {"kind": "linear", "inputCount": 16, "outputCount": 3},
+          {"kind": "sequential", "layers": [{"kind": "identity"}, {"kind": "linear", "inputCount": 3, "outputCount": 2}]},
+          {"kind": "globalAvgPool"}]}
+        """
+        // The final globalAvgPool (it needs [channels, ...] input, the model ends in rows) only completes the kinds; it
+        // is removed before planning.
+        var description = try JSONDecoder().decode(ModelDescription.self, from: Data(json.utf8))
+        func kinds(_ layers: [LayerDescription]) -> Set<String> {
+            layers.reduce(into: Set<String>()) { result, layer in
+                result.insert(layer.kind)
+                for value in layer.settings.values { if case let .layers(inner) = value { result.formUnion(kinds(inner)) } }
+            }
+        }
+        XCTAssertEqual(kinds(description.layers), Set(LayerKinds.names), "the description should use every layer kind")
+        description.layers.removeLast()
+        let torchNames = ["1.weight", "1.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var", "2.num_batches_tracked",
+                          "4.2.body.0.weight", "4.2.body.1.running_mean", "4.2.body.1.running_var", "4.2.body.1.num_batches_tracked",
+                          "7.weight", "7.bias", "7.running_mean", "7.running_var", "7.num_batches_tracked", "8.weight", "8.bias",
+                          "9.1.weight", "9.1.bias"]
+        let plan = try description.plan()
+        XCTAssertEqual(plan.outputShape, [2])
+        XCTAssertEqual((plan.parameterShapes + plan.bufferShapes).map(\.name).sorted(), torchNames.sorted())
+        var generator = RandomGenerator(seed: 3)
+        let model = try description.build(generator: &generator)
+        XCTAssertEqual(model.namedState.map(\.name).sorted(), torchNames.sorted())
+        var context = ForwardContext(training: true)
+        XCTAssertEqual(model.forward(Variable(Tensor(shape: [3, 2, 8, 8], repeating: 0.5)), context: &context).shape, [3, 2])
+    }
 }
