@@ -3,6 +3,8 @@ import Yams
 import Optimizers
 import DataFormats
 import Distillation
+import NeuralNet
+import Checkpoints
 
 /// An experiment described in a file (YAML, or JSON, which YAML reads too): data, a teacher (trained or loaded), a
 /// student, the loss, the seeds and the comparisons to run.
@@ -17,6 +19,7 @@ import Distillation
 ///       # an ensemble: members: 5 (trained from seeds seed, seed + 1000, ...), or files: [a.safetensors, b.safetensors];
 ///       # ensemble: mean-probabilities (the paper's) or mean-logits
 ///     student: {hidden: [32], epochs: 60, learning_rate: 0.05, schedule: "warmup:3:cosine"}
+///     # or a named network sized to the data, or a description file: {model: lenet5, ...}, {model: net.json, ...}
 ///     loss: {temperature: 4, hard_weight: 0.5, soft_weight: 0.5}
 ///     seeds: [0, 1, 2]
 ///     compare: {label_only: true, temperatures: [1, 4, 20]}
@@ -256,7 +259,7 @@ public struct ExperimentFile: Sendable {
 
         /// A training configuration: the network (hidden, dropout), optimisation and data handling.
         func training(_ node: Node, _ path: String) throws -> TrainingConfiguration {
-            let keys = ["hidden", "input_dropout", "hidden_dropout", "jitter", "max_norm", "epochs", "batch_size", "optimizer",
+            let keys = ["model", "hidden", "input_dropout", "hidden_dropout", "jitter", "max_norm", "epochs", "batch_size", "optimizer",
                         "learning_rate", "momentum", "nesterov", "weight_decay", "schedule", "clip_grad_norm", "validation"]
             let t = try mapping(node, path, keys: keys)
             var c = TrainingConfiguration()
@@ -265,6 +268,25 @@ public struct ExperimentFile: Sendable {
             if let v = t["input_dropout"] { mlp.inputDropout = Float(try number(v, "\(path).input_dropout")) }
             if let v = t["hidden_dropout"] { mlp.hiddenDropout = Float(try number(v, "\(path).hidden_dropout")) }
             c.model = ModelConfiguration(architecture: .mlp(mlp))
+            if let v = t["model"] {
+                // A named network (lenet5, resnet8, ...) or a model description file (.json, relative to the working
+                // directory like data.file).
+                let name = try string(v, "\(path).model")
+                for key in ["hidden", "input_dropout", "hidden_dropout"] where t[key] != nil {
+                    throw problem("\(path).\(key)", t[key] ?? v, "sizes an MLP; it cannot be combined with model")
+                }
+                if name.lowercased().hasSuffix(".json") {
+                    let description: ModelDescription
+                    do {
+                        description = try JSONDecoder().decode(ModelDescription.self, from: Data(contentsOf: URL(fileURLWithPath: name)))
+                    } catch {
+                        throw problem("\(path).model", v, "'\(name)' is not a readable model description (\(ModelCheckpoint.decodingMessage(error)))")
+                    }
+                    c.model = ModelConfiguration(architecture: .described(description))
+                } else {
+                    c.model = ModelConfiguration(architecture: .preset(name))
+                }
+            }
             if let v = t["jitter"] { c.data.jitter = try int(v, "\(path).jitter", minimum: 0, maximum: 14) }
             if let v = t["max_norm"] { c.optimizer.maxNorm = Float(try number(v, "\(path).max_norm")) }
             if let v = t["epochs"] { c.epochs = try int(v, "\(path).epochs", minimum: 1, maximum: 100_000) }
@@ -281,7 +303,7 @@ public struct ExperimentFile: Sendable {
             if let v = t["validation"] { c.data.validationCount = try int(v, "\(path).validation", minimum: 0) }
             if let v = t["schedule"] { c.optimizer.schedule = try schedule(try string(v, "\(path).schedule"), epochs: c.epochs, path: "\(path).schedule", node: v) }
             do { try c.validate() } catch let error as ConfigurationError {
-                let names = ["model.hidden": "hidden", "model.inputDropout": "input_dropout", "model.hiddenDropout": "hidden_dropout",
+                let names = ["model.preset": "model", "model.description": "model", "model.hidden": "hidden", "model.inputDropout": "input_dropout", "model.hiddenDropout": "hidden_dropout",
                              "optimizer.learningRate": "learning_rate", "optimizer.momentum": "momentum", "optimizer.nesterov": "nesterov",
                              "optimizer.weightDecay": "weight_decay", "optimizer.gradientClip": "clip_grad_norm", "optimizer.maxNorm": "max_norm",
                              "optimizer.schedule": "schedule", "data.batchSize": "batch_size", "data.jitter": "jitter",

@@ -93,6 +93,13 @@ public final class Trainer {
         guard outputCount == train.classCount else {
             throw TrainingError("the model has \(outputCount.map(String.init) ?? "an unknown number of") outputs, the data has \(train.classCount) classes")
         }
+        // Batch norm over feature vectors normalises each feature over the batch: a batch of one example has no
+        // statistics (PyTorch refuses it too). Refuse before training rather than in the last batch of an epoch.
+        let smallestBatch = train.count % configuration.data.batchSize == 0 ? configuration.data.batchSize
+            : Swift.min(configuration.data.batchSize, train.count % configuration.data.batchSize)
+        if smallestBatch == 1, Trainer.containsVectorBatchNorm(model) {
+            throw ConfigurationError(field: "data.batchSize", "gives a batch of one example (\(train.count) training examples, batches of \(configuration.data.batchSize)), which batch norm over feature vectors cannot normalise; choose another batch size")
+        }
         if configuration.data.jitter > 0 && train.imageShape == nil {
             throw ConfigurationError(field: "data.jitter", "needs image data (height and width); this dataset has plain feature vectors")
         }
@@ -264,6 +271,16 @@ public final class Trainer {
         epochPartSums = [:]
         epochBatches = 0
         iterator.startNextEpoch()
+    }
+
+    /// Whether any layer, nested ones included, is a ``BatchNorm1d``.
+    static func containsVectorBatchNorm(_ layer: Layer) -> Bool {
+        if layer is BatchNorm1d { return true }
+        if let sequence = layer as? Sequential { return sequence.layers.contains { containsVectorBatchNorm($0) } }
+        if let block = layer as? Residual {
+            return containsVectorBatchNorm(block.body) || block.shortcut.map { containsVectorBatchNorm($0) } == true
+        }
+        return false
     }
 
     /// Misclassified examples of `dataset` (evaluation mode, batches of 1000, no graph).
