@@ -7,13 +7,23 @@ import ONNXProto
 
 /// A model file as an ONNX graph that ONNX Runtime (and the converters built on ONNX) run as it is.
 ///
-/// - One input, `input`, float32 `[batch, ...sample shape]` with a dynamic batch dimension; one output, `logits`
-///   `[batch, classes]` at T = 1, and with `probabilities` also their softmax.
+/// - One input, `input`, float32 with a dynamic batch dimension: `[batch, ...sample shape]` for a model on rows
+///   (MLPs; the data's sample shape, flattened in the graph), `[batch, ...the model's input shape]` for a model on
+///   images or sequences (`[batch, 1, 28, 28]` for lenet5 on MNIST). One output, `logits` `[batch, classes]` at
+///   T = 1, and with `probabilities` also their softmax.
 /// - The input standardisation a model was trained with (its data description) comes first in the graph, as `Sub`
 ///   and `Div` by constant tensors, so the graph takes the raw features.
 /// - Layers: Linear as `Gemm` (transB = 1, the `[out, in]` weight as stored), ReLU as `Relu`, Flatten as `Flatten`,
 ///   Identity as `Identity`; dropout is the identity at inference and leaves no node; an input whose sample shape is
-///   not the first layer's (images into an MLP) is flattened first.
+///   not the first layer's (images into an MLP) is flattened first. Conv2d as `Conv` (kernel_shape, strides, pads,
+///   dilations, group; the bias input only when the layer has one), MaxPool2d as `MaxPool` (with dilations),
+///   AvgPool2d as `AveragePool` (count_include_pad as the layer's setting), global average pooling as
+///   `GlobalAveragePool` then `Flatten`, BatchNorm1d/2d as `BatchNormalization` in inference mode with the running
+///   statistics (not folded into a preceding convolution, so the graph computes what the layer computes; ONNX
+///   Runtime folds it itself when it optimises the graph; a layer without affine parameters gets scale 1 and
+///   shift 0), a residual block as its body and its shortcut (the input itself when there is none) joined by `Add`,
+///   nested sequences as their layers. Initialisers carry the state-dict names (`3.body.1.running_mean`).
+/// - A layer kind without an ONNX form is an ``ExportError`` naming the kind and the layer, and nothing is written.
 /// - `metadata_props`: producer, the model description, the classes and their names, the data, and the training
 ///   and distillation settings and test figures the model file records.
 ///
@@ -52,7 +62,10 @@ public enum ONNXExporter {
             throw ExportError("\(source): the data's sample shape \(sampleShape) does not match the model's input \(description.inputShape)")
         }
         let classes = checkpoint.classCount
-        graph.input = [valueInfo("input", dims: ["batch"] + sampleShape.map { .fixed($0) })]
+        // A model on rows takes the data's samples (flattened in the graph); a model on images or sequences takes
+        // its own per-example shape.
+        let inputShape = description.inputShape.count > 1 ? description.inputShape : sampleShape
+        graph.input = [valueInfo("input", dims: ["batch"] + inputShape.map { .fixed($0) })]
         var current = "input"
         var counter = 0
         func fresh(_ base: String) -> String { counter += 1; return "\(base)_\(counter)" }
@@ -80,33 +93,74 @@ public enum ONNXExporter {
             guard s.mean.count == sampleShape.reduce(1, *), s.std.count == s.mean.count else {
                 throw ExportError("\(source): the standardisation has \(s.mean.count) features, the model takes \(sampleShape.reduce(1, *))")
             }
-            let mean = constant("standardize.mean", s.mean, dims: sampleShape)
-            let std = constant("standardize.std", s.std, dims: sampleShape)
+            let mean = constant("standardize.mean", s.mean, dims: inputShape)
+            let std = constant("standardize.std", s.std, dims: inputShape)
             current = add("Div", [add("Sub", [current, mean]), std])
         }
-        if sampleShape != description.inputShape {
-            guard description.inputShape.count == 1 else {
-                throw ExportError("\(source): inputs of shape \(sampleShape) do not fit the model's input \(description.inputShape)")
-            }
+        if inputShape != description.inputShape {
             current = add("Flatten", [current], attributes: [intAttribute("axis", 1)])
         }
-        let layers = model(checkpoint.model.layers)
-        for (position, entry) in layers.enumerated() {
-            switch entry.layer {
-            case let linear as Linear:
-                let w = constant("\(entry.name).weight", linear.weight.value.scalars, dims: [linear.outputCount, linear.inputCount])
-                let b = constant("\(entry.name).bias", linear.bias.value.scalars, dims: [linear.outputCount])
-                current = add("Gemm", [current, w, b], attributes: [intAttribute("transB", 1)])
-            case is ReLU:
-                current = add("Relu", [current])
-            case is Flatten:
-                current = add("Flatten", [current], attributes: [intAttribute("axis", 1)])
-            case is Dropout, is Identity:
-                if position == layers.count - 1 { current = add("Identity", [current]) }
-            default:
-                throw ExportError("\(source): layer '\(entry.layer.layerDescription.kind)' has no ONNX export yet")
+        /// Appends the nodes of `layers` (state-dict names under `prefix`) to the graph, from the tensor `input`;
+        /// returns the name of their output.
+        func emit(_ layers: [Layer], prefix: String, from input: String, top: Bool) throws -> String {
+            var current = input
+            for (position, layer) in layers.enumerated() {
+                let name = "\(prefix)\(position)"
+                switch layer {
+                case let linear as Linear:
+                    let w = constant("\(name).weight", linear.weight.value.scalars, dims: [linear.outputCount, linear.inputCount])
+                    let b = constant("\(name).bias", linear.bias.value.scalars, dims: [linear.outputCount])
+                    current = add("Gemm", [current, w, b], attributes: [intAttribute("transB", 1)])
+                case is ReLU:
+                    current = add("Relu", [current])
+                case is Flatten:
+                    current = add("Flatten", [current], attributes: [intAttribute("axis", 1)])
+                case is Dropout, is Identity:
+                    if top, position == layers.count - 1 { current = add("Identity", [current]) }
+                case let inner as Sequential:
+                    current = try emit(inner.layers, prefix: "\(name).", from: current, top: false)
+                case let conv as Conv2d:
+                    let g = conv.geometry
+                    var inputs = [current, constant("\(name).weight", conv.weight.value.scalars, dims: g.weightShape)]
+                    if let bias = conv.bias { inputs.append(constant("\(name).bias", bias.value.scalars, dims: [g.outChannels])) }
+                    current = add("Conv", inputs, attributes: [
+                        intsAttribute("kernel_shape", [g.kernelHeight, g.kernelWidth]),
+                        intsAttribute("strides", [g.strideHeight, g.strideWidth]),
+                        intsAttribute("pads", [g.paddingHeight, g.paddingWidth, g.paddingHeight, g.paddingWidth]),
+                        intsAttribute("dilations", [g.dilationHeight, g.dilationWidth]),
+                        intAttribute("group", g.groups),
+                    ])
+                case let pool as MaxPool2d:
+                    let g = pool.geometry
+                    current = add("MaxPool", [current], attributes: poolingAttributes(g) + [
+                        intsAttribute("dilations", [g.dilationHeight, g.dilationWidth]),
+                    ])
+                case let pool as AvgPool2d:
+                    current = add("AveragePool", [current], attributes: poolingAttributes(pool.geometry) + [
+                        intAttribute("count_include_pad", pool.countIncludePad ? 1 : 0),
+                    ])
+                case is GlobalAvgPool:
+                    current = add("Flatten", [add("GlobalAveragePool", [current])], attributes: [intAttribute("axis", 1)])
+                case let norm as BatchNormalization:
+                    let c = norm.featureCount
+                    let scale = constant("\(name).weight", norm.weight?.value.scalars ?? [Float](repeating: 1, count: c), dims: [c])
+                    let shift = constant("\(name).bias", norm.bias?.value.scalars ?? [Float](repeating: 0, count: c), dims: [c])
+                    let mean = constant("\(name).running_mean", norm.runningMean.value.scalars, dims: [c])
+                    let variance = constant("\(name).running_var", norm.runningVariance.value.scalars, dims: [c])
+                    current = add("BatchNormalization", [current, scale, shift, mean, variance], attributes: [
+                        floatAttribute("epsilon", norm.epsilon), floatAttribute("momentum", 1 - norm.momentum),
+                    ])
+                case let block as Residual:
+                    let main = try emit(block.body.layers, prefix: "\(name).body.", from: current, top: false)
+                    let side = try block.shortcut.map { try emit($0.layers, prefix: "\(name).shortcut.", from: current, top: false) } ?? current
+                    current = add("Add", [main, side])
+                default:
+                    throw ExportError("\(source): layer '\(layer.layerDescription.kind)' (\(name)) has no ONNX export")
+                }
             }
+            return current
         }
+        current = try emit(checkpoint.model.layers, prefix: "", from: current, top: true)
         // The last node's output is renamed `logits`.
         if let last = graph.node.indices.last, graph.node[last].output == [current] {
             graph.node[last].output = ["logits"]
@@ -150,14 +204,6 @@ public enum ONNXExporter {
 
     static let opset_ = opset
 
-    /// The layers of a (nested) sequence with their state-dict names.
-    static func model(_ layers: [Layer], prefix: String = "") -> [(name: String, layer: Layer)] {
-        layers.enumerated().flatMap { index, layer -> [(name: String, layer: Layer)] in
-            if let inner = layer as? Sequential { return model(inner.layers, prefix: "\(prefix)\(index).") }
-            return [("\(prefix)\(index)", layer)]
-        }
-    }
-
     enum Dimension: ExpressibleByStringLiteral {
         case fixed(Int)
         case named(String)
@@ -183,6 +229,28 @@ public enum ONNXExporter {
         type.tensorType = tensor
         info.type = type
         return info
+    }
+
+    /// `kernel_shape`, `strides` and `pads` of a pooling window (`ceil_mode` 0, ONNX's default and PyTorch's).
+    static func poolingAttributes(_ g: PoolingGeometry) -> [Onnx_AttributeProto] {
+        [intsAttribute("kernel_shape", [g.kernelHeight, g.kernelWidth]), intsAttribute("strides", [g.strideHeight, g.strideWidth]),
+         intsAttribute("pads", [g.paddingHeight, g.paddingWidth, g.paddingHeight, g.paddingWidth])]
+    }
+
+    static func intsAttribute(_ name: String, _ values: [Int]) -> Onnx_AttributeProto {
+        var a = Onnx_AttributeProto()
+        a.name = name
+        a.type = .ints
+        a.ints = values.map(Int64.init)
+        return a
+    }
+
+    static func floatAttribute(_ name: String, _ value: Float) -> Onnx_AttributeProto {
+        var a = Onnx_AttributeProto()
+        a.name = name
+        a.type = .float
+        a.f = value
+        return a
     }
 
     static func intAttribute(_ name: String, _ value: Int) -> Onnx_AttributeProto {

@@ -1,4 +1,7 @@
+import Checkpoints
 import Foundation
+import NeuralNet
+import TensorCore
 import XCTest
 
 /// `distill predict` and `distill export` as a user runs them.
@@ -70,5 +73,30 @@ final class PredictExportCLITests: XCTestCase {
         assertSucceeded(exported, "export")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: path("m.onnx")))
         XCTAssertTrue(String(decoding: bytes, as: UTF8.self).contains("Gemm"))
+    }
+
+    /// A convolutional model file (lenet5 on 1x28x28 images, random weights): predict takes rows of 784 raw values
+    /// and answers what the model computes; export writes a graph of convolutions.
+    func testPredictAndExportLeNet5() throws {
+        var generator = RandomGenerator(seed: 5)
+        let model = try ModelPresets.description(named: "lenet5", inputShape: [1, 28, 28], classCount: 10).build(generator: &generator)
+        try ModelCheckpoint(model: model).write(to: URL(fileURLWithPath: path("lenet5.safetensors")), overwrite: false)
+        let images = Tensor(shape: [4, 784]) { out in for i in 0..<(4 * 784) { out[i] = Float((i * 7919) % 256) / 255 } }
+        var text = ""
+        for r in 0..<4 { text += (0..<784).map { String(images[flat: r * 784 + $0]) }.joined(separator: ",") + "\n" }
+        try Data(text.utf8).write(to: directory.appendingPathComponent("images.csv"))
+        let predicted = try runDistill(["predict", path("lenet5.safetensors"), "--data", path("images.csv")], in: directory)
+        assertSucceeded(predicted, "predict")
+        let lines = predicted.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 5)
+        let logits = model.infer(images)
+        for r in 0..<4 {
+            let row = (0..<10).map { logits[flat: r * 10 + $0] }
+            let best = try XCTUnwrap(row.indices.max { row[$0] < row[$1] })
+            XCTAssertEqual(String(lines[r + 1].split(separator: ",")[1]), String(best))
+        }
+        let exported = try runDistill(["export", path("lenet5.safetensors"), "--output", path("lenet5.onnx")], in: directory)
+        assertSucceeded(exported, "export")
+        XCTAssertTrue(String(decoding: try Data(contentsOf: URL(fileURLWithPath: path("lenet5.onnx"))), as: UTF8.self).contains("MaxPool"))
     }
 }
