@@ -150,13 +150,7 @@ struct DistillCommand: ParsableCommand {
                     + "\(Int(DistillCommand.teacherCacheBudget / 1048576)) MiB); running it on every batch\n").utf8))
             }
             try checkTeachers(teacher, against: specification)
-            var teacherDescription: ModelDescription? = nil
-            if let teacherModel {
-                let model = try TrainingOptions.modelConfiguration(teacherModel, flag: "--teacher-model")
-                do {
-                    teacherDescription = try model.description(inputShape: data.train.sampleShape, classCount: data.train.classCount)
-                } catch let error as ModelDescriptionError { throw TrainingError("--teacher-model \(teacherModel): \(error.description)") }
-            }
+            let teacherDescription = try teacherModel.map { try describeTeacher($0, for: data.train) }
             teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train, cacheLogits: cache,
                                                    description: teacherDescription)
             if cache {
@@ -201,6 +195,14 @@ struct DistillCommand: ParsableCommand {
     }
 }
 
+/// `--teacher-model NAME|FILE.json` as a description for the data's input shape and classes.
+func describeTeacher(_ value: String, for train: LabeledDataset) throws -> ModelDescription {
+    let model = try TrainingOptions.modelConfiguration(value, flag: "--teacher-model")
+    do { return try model.description(inputShape: train.sampleShape, classCount: train.classCount) } catch let error as ModelDescriptionError {
+        throw TrainingError("--teacher-model \(value): \(error.description)")
+    }
+}
+
 /// A teacher trained on data of its own reads inputs prepared its own way: its standardisation and class names
 /// must be the student's.
 func checkTeachers(_ paths: [String], against specification: DataSpecification) throws {
@@ -225,6 +227,8 @@ struct TeacherLogitsCommand: ParsableCommand {
 
     @Argument(help: "Teacher model file(s); several form an ensemble.") var teachers: [String]
     @Option(help: "How an ensemble combines: meanProbabilities or meanLogits.") var ensemble: EnsembleTeacher.Combination = .meanProbabilities
+    @Option(help: ArgumentHelp("The teachers' network when their files are plain state dicts without a model description: a named model (lenet5, resnet8, ...) or a description file (.json).", valueName: "NAME|FILE.json"))
+    var teacherModel: String?
     @Option(help: "Output store (safetensors).") var output: String
     @Option(help: "float32 or float16.") var dtype: String = "float32"
     @Option(parsing: .unconditional, help: "Keep only the K largest logits per example.") var topK: Int?
@@ -247,7 +251,8 @@ struct TeacherLogitsCommand: ParsableCommand {
         ComputeThreads.set(threads)
         let data = try DataLoader.load(dataOptions.request(seed: seed))
         try checkTeachers(teachers, against: data.specification)
-        let teacher = try TeacherLoader.load(paths: teachers, combination: ensemble, dataset: data.train)
+        let description = try teacherModel.map { try describeTeacher($0, for: data.train) }
+        let teacher = try TeacherLoader.load(paths: teachers, combination: ensemble, dataset: data.train, description: description)
         try TeacherLogitStore.write(teacher: teacher, dataset: data.train, to: URL(fileURLWithPath: output),
                                     dtype: dtype == "float16" ? .float16 : .float32, topK: topK, overwrite: force)
         print("wrote logits of \(data.train.count) examples to \(output)")
