@@ -87,6 +87,27 @@ public enum Convolution {
                     let out = col + row * ld
                     let dx = kj * g.dilationWidth - g.paddingWidth
                     let cols = validRange(count: wo, stride: sw, offset: dx, size: w)
+                    if sw == 1 && g.strideHeight == 1 && wo == w {
+                        // Rows of the output map onto consecutive input rows: one contiguous copy of the valid rows
+                        // (clipped to the channel plane), then the columns outside the image set to 0.
+                        let valid = rows.count * wo
+                        out.update(repeating: 0, count: rows.lowerBound * wo)
+                        (out + rows.upperBound * wo).update(repeating: 0, count: (ho - rows.upperBound) * wo)
+                        if valid > 0 {
+                            let from = (rows.lowerBound + dy) * w + dx
+                            let lowSkip = Swift.max(0, -from), highSkip = Swift.max(0, from + valid - h * w)
+                            if valid > lowSkip + highSkip {
+                                (out + rows.lowerBound * wo + lowSkip).update(from: image + from + lowSkip, count: valid - lowSkip - highSkip)
+                            }
+                            for oi in rows {
+                                let o = out + oi * wo
+                                for oj in 0..<cols.lowerBound { o[oj] = 0 }
+                                for oj in cols.upperBound..<wo { o[oj] = 0 }
+                            }
+                        }
+                        row += 1
+                        continue
+                    }
                     for oi in 0..<ho {
                         let o = out + oi * wo
                         guard rows.contains(oi) else {
