@@ -85,4 +85,28 @@ final class ConvolutionTests: XCTestCase {
             XCTAssertEqual(Convolution.forward(x, weight: w, bias: nil, geometry: g).scalars, y1.scalars)
         }
     }
+
+    /// The unrolled 2x2 stride-2 max pooling against the definition (first maximum in window order, NaN wins).
+    func testMaxPool2x2AgainstDefinition() {
+        var generator = RandomGenerator(seed: 13)
+        var x = Tensor.uniform([3, 2, 9, 8], low: -1, high: 1, generator: &generator)
+        var values = x.scalars
+        values[5] = values[4]          // a tie: the first index wins
+        values[20] = .nan
+        x = Tensor(shape: x.shape, scalars: values)
+        let g = PoolingGeometry(height: 9, width: 8, kernel: (2, 2), stride: (2, 2))
+        let (y, indices) = Pooling.maxForward(x, g)
+        XCTAssertEqual(y.shape, [3, 2, 4, 4])
+        let ys = y.scalars
+        for plane in 0..<6 { for oi in 0..<4 { for oj in 0..<4 {
+            var best = -Float.infinity, bestIndex = -1
+            for ki in 0..<2 { for kj in 0..<2 {
+                let i = (2 * oi + ki) * 8 + 2 * oj + kj, v = values[plane * 72 + i]
+                if bestIndex < 0 || v > best || (v.isNaN && !best.isNaN) { best = v; bestIndex = i }
+            } }
+            let k = plane * 16 + oi * 4 + oj
+            XCTAssertEqual(Int(indices[k]), bestIndex)
+            XCTAssertTrue(ys[k] == best || (ys[k].isNaN && best.isNaN))
+        } } }
+    }
 }
