@@ -17,7 +17,8 @@ Flags
   --quick            = --epochs 1 --max-batches 20, fewer inference/latency repeats,
                        smaller scaling runs (1024 examples / 0.5 s per point)
   --phase NAME       run one phase in this process (student, teacher, distill_online,
-                     distill_cached, distill_store, inference, latency, scaling)
+                     distill_cached, distill_store, inference, latency, lenet5, resnet8,
+                     lenet5_inference, resnet8_inference, scaling)
   --json             print a single JSON object instead of tables
   --scaling          also run the scaling tables (student training step vs batch size / width)
   --teacher FILE     the distillation phases' trained teacher (safetensors, F32 or F16, tensors
@@ -43,6 +44,10 @@ torch.randperm and batches taken by indexing -- no DataLoader; the last partial 
   inference       eval-mode student forward over the 10000 test images in batches of 1000
                   (seconds per whole pass, median of several)
   latency         eval-mode student forward of one image, median of 200 calls (ms)
+  lenet5, resnet8 the CNN presets (ModelPresets.swift) trained on [128, 1, 28, 28] batches, cross-entropy
+                  on labels, SGD lr 0.05 momentum 0.9 (resnet8 with batch norm in training mode)
+  lenet5_inference, resnet8_inference
+                  eval-mode forward of the 10000 test images in batches of 1000 (s per pass)
 Timings need an otherwise idle machine: with other processes on the cores, torch's OpenMP
 threads spin-wait and a 2-thread run can be 10x slower than a 1-thread run. The report
 records the load average and OMP_WAIT_POLICY; under load prefer OMP_WAIT_POLICY=PASSIVE
@@ -53,7 +58,9 @@ Each phase runs in its own subprocess (this script with --phase) so that peak_rs
 
 GFLOP/s counts 2*m*n*k per matmul: forward, grad-weight and grad-input for every Linear
 except the first layer's grad-input (not needed). distill_online adds the teacher forward.
-Bias adds, activations, dropout, softmax and optimizer updates are not counted.
+Bias adds, activations, dropout, softmax and optimizer updates are not counted. The CNN phases count
+2 x multiply-adds of every convolution and linear layer the same way (forward, weight gradient, input
+gradient except the first layer's).
 """
 import argparse
 import gzip
@@ -74,7 +81,10 @@ import torch.nn.functional as F
 PINNED_TORCH = "2.13.0"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PHASES = ["student", "teacher", "distill_online", "distill_cached", "distill_store"]
-ALL_PHASES = TRAIN_PHASES + ["inference", "latency"]
+CNN_MODELS = ["lenet5", "resnet8"]
+CNN_TRAIN_PHASES = CNN_MODELS
+CNN_INFERENCE_PHASES = [m + "_inference" for m in CNN_MODELS]
+ALL_PHASES = TRAIN_PHASES + ["inference", "latency"] + CNN_TRAIN_PHASES + CNN_INFERENCE_PHASES
 BATCH = 128
 LR, MOMENTUM = 0.05, 0.9
 STUDENT_DIMS = [(784, 800), (800, 800), (800, 10)]
@@ -113,6 +123,81 @@ def make_student(width=800):
 def make_teacher():
     return nn.Sequential(nn.Dropout(0.2), nn.Linear(784, 1200), nn.ReLU(), nn.Dropout(0.5),
                          nn.Linear(1200, 1200), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1200, 10))
+
+
+class Residual(nn.Module):
+    """body(x) + shortcut(x) (identity when empty), as SwiftDistill's `residual` layer names its parameters."""
+
+    def __init__(self, body, shortcut):
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        return self.body(x) + (self.shortcut(x) if len(self.shortcut) else x)
+
+
+def make_lenet5(classes=10):
+    """ModelPresets.lenet5 on 1x28x28: conv5x5(6, pad 2)-ReLU-maxpool2-conv5x5(16)-ReLU-maxpool2-120-84-classes."""
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                         nn.Linear(84, classes))
+
+
+def make_resnet(n=1, classes=10):
+    """ModelPresets.resnet<6n+2> on 1x28x28: conv3x3(16)-BN-ReLU, three stages of n basic blocks (16, 32, 64
+    channels, stride 2 and a 1x1 conv + BN shortcut at the start of stages 2 and 3), global average pooling, linear."""
+    layers = [nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    channels = 16
+    for stage, width in enumerate([16, 32, 64]):
+        for block in range(n):
+            stride = 2 if stage > 0 and block == 0 else 1
+            body = nn.Sequential(nn.Conv2d(channels, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                                 nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
+            shortcut = nn.Sequential() if stride == 1 and channels == width else nn.Sequential(
+                nn.Conv2d(channels, width, 1, stride, bias=False), nn.BatchNorm2d(width))
+            layers += [Residual(body, shortcut), nn.ReLU()]
+            channels = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, classes)]
+    return nn.Sequential(*layers)
+
+
+def make_cnn(name):
+    return make_lenet5() if name == "lenet5" else make_resnet(1)
+
+
+def conv_macs(model, shape=(1, 1, 28, 28)):
+    """Multiply-adds per example of every Conv2d and Linear forward (hooks on one dummy pass)."""
+    total = [0, 0]  # convolutions, linears
+
+    def conv_hook(m, inp, out):
+        total[0] += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def linear_hook(m, inp, out):
+        total[1] += m.in_features * m.out_features
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(shape))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def cnn_train_flops_per_example(model):
+    """Forward + weight-gradient + input-gradient products (2 x MACs each), the first layer without its input
+    gradient -- as `distill bench` counts them."""
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        out = first(torch.zeros(1, first.in_channels, 28, 28))
+    first_macs = out[0].numel() * (first.in_channels // first.groups) * first.kernel_size[0] * first.kernel_size[1]
+    conv, linear = conv_macs(model)
+    return 6 * (conv + linear) - 2 * first_macs
+
+
+def cnn_forward_flops_per_example(model):
+    conv, linear = conv_macs(model)
+    return 2 * (conv + linear)
 
 
 def default_teacher_file():
@@ -290,6 +375,49 @@ def train_phase(name, args, x, y):
     return res
 
 
+def cnn_train_phase(name, args, x, y):
+    """One of CNN_TRAIN_PHASES: the model trained on [N, 1, 28, 28] batches (labels, SGD lr 0.05 momentum 0.9)."""
+    torch.manual_seed(0)
+    n = x.shape[0]
+    images = x.view(n, 1, 28, 28)
+    model = make_cnn(name)
+    flops = cnn_train_flops_per_example(model)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def step(idx):
+        loss = F.cross_entropy(model(images[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    spe, timed_batches, all_times = run_epochs(step, n, args.epochs, args.max_batches)
+    eps = n / spe
+    return {"seconds_per_epoch": spe, "examples_per_second": eps, "gflops": flops * eps / 1e9,
+            "epoch_seconds": all_times, "epochs_timed": args.epochs,
+            "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
+
+
+def cnn_inference_phase(name, args, xt):
+    """`<model>_inference`: eval-mode forward of the 10,000 test images in batches of 1000."""
+    torch.manual_seed(0)
+    model = make_cnn(name).eval()
+    flops = cnn_forward_flops_per_example(model)
+    images = xt.view(-1, 1, 28, 28)
+    reps = 3 if args.quick else 7
+    times = []
+    with torch.inference_mode():
+        model(images[:1000])  # warm-up
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for i in range(0, images.shape[0], 1000):
+                model(images[i:i + 1000])
+            times.append(time.perf_counter() - t0)
+    s = statistics.median(times)
+    n = images.shape[0]
+    return {"seconds_per_pass": s, "examples_per_second": n / s, "gflops": flops * n / s / 1e9, "repeats": reps,
+            "pass_seconds": times, "flops_per_example": flops}
+
+
 def inference_phase(args, xt):
     torch.manual_seed(0)
     model = make_student().eval()
@@ -374,12 +502,16 @@ def scaling_phase(args, x, y):
 # ----------------------------------------------------------------------------- driver
 def run_phase_here(args):
     torch.set_num_threads(args.threads)
-    if args.phase in TRAIN_PHASES or args.phase == "scaling":
+    if args.phase in TRAIN_PHASES or args.phase in CNN_TRAIN_PHASES or args.phase == "scaling":
         x, y = load_mnist(args.data_dir, "train")
     else:
         x, y = load_mnist(args.data_dir, "test")
     if args.phase in TRAIN_PHASES:
         res = train_phase(args.phase, args, x, y)
+    elif args.phase in CNN_TRAIN_PHASES:
+        res = cnn_train_phase(args.phase, args, x, y)
+    elif args.phase in CNN_INFERENCE_PHASES:
+        res = cnn_inference_phase(args.phase[:-len("_inference")], args, x)
     elif args.phase == "inference":
         res = inference_phase(args, x)
     elif args.phase == "latency":
@@ -446,7 +578,7 @@ def print_tables(report):
     ph = report["phases"]
     if ph:
         print(f"\n{'phase':16s} {'s/epoch':>9s} {'examples/s':>11s} {'GFLOP/s':>8s} {'peak RSS':>9s}")
-    for name in TRAIN_PHASES:
+    for name in TRAIN_PHASES + CNN_TRAIN_PHASES:
         if name in ph:
             r = ph[name]
             print(f"{name:16s} {r['seconds_per_epoch']:9.2f} {r['examples_per_second']:11.0f} "
@@ -455,6 +587,11 @@ def print_tables(report):
         r = ph["inference"]
         print(f"{'inference':16s} {r['seconds_per_pass']:9.3f} {r['examples_per_second']:11.0f} "
               f"{r['gflops']:8.1f} {fmt_bytes(r['peak_rss_bytes']):>9s}   (s per 10000-image pass)")
+    for name in CNN_INFERENCE_PHASES:
+        if name in ph:
+            r = ph[name]
+            print(f"{name:16s} {r['seconds_per_pass']:9.3f} {r['examples_per_second']:11.0f} "
+                  f"{r['gflops']:8.1f} {fmt_bytes(r['peak_rss_bytes']):>9s}   (s per 10000-image pass)")
     if "latency" in ph:
         r = ph["latency"]
         print(f"{'latency':16s} {r['latency_ms']:9.3f} ms (median of {r['calls']}, p90 {r['p90_ms']:.3f} ms)"

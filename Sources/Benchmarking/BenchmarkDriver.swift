@@ -11,6 +11,8 @@ public struct BenchmarkDriver {
     public var executable: String
     public var runTorch = true
     public var scaling = false
+    /// The phases to run, in `BenchmarkPhases.all`'s order (default: all of them).
+    public var phases = BenchmarkPhases.all
     /// Run PyTorch's script with `tunedMallocEnvironment` in its environment (`--tuned-torch`).
     public var tunedTorchMalloc = false
     var torchEnvironment: [String: String] { tunedTorchMalloc ? BenchmarkDriver.tunedMallocEnvironment : [:] }
@@ -170,7 +172,8 @@ public struct BenchmarkDriver {
             report["torch_note"] = "--no-torch"
         }
         var phases: [String: Any] = [:]
-        for phase in BenchmarkPhases.all {
+        report["phase_list"] = self.phases
+        for phase in self.phases {
             log("phase \(phase): ours...")
             var entry: [String: Any] = ["ours": try BenchmarkDriver.runJSON(executable, childArguments(phase))]
             if let python, let script {
@@ -252,7 +255,8 @@ public struct BenchmarkDriver {
             let torch = entry["torch"] as? [String: Any]
             var o: Double?, t: Double?, unit = ""
             switch name {
-            case "inference": o = d(ours["seconds_per_pass"]); t = d(torch?["seconds_per_pass"]); unit = " (s/pass)"
+            case _ where name == "inference" || BenchmarkPhases.cnnInference.contains(name):
+                o = d(ours["seconds_per_pass"]); t = d(torch?["seconds_per_pass"]); unit = " (s/pass)"
             case "latency": o = d(ours["latency_milliseconds"]); t = d(torch?["latency_ms"]); unit = " (ms)"
             default: o = d(ours["seconds_per_epoch"]); t = d(torch?["seconds_per_epoch"])
             }

@@ -200,6 +200,49 @@ public enum BenchmarkModels {
         dims.isEmpty ? "no Linear layer" : ([dims[0].0] + dims.map(\.1)).map(String.init).joined(separator: "-")
     }
 
+    /// The CNN phases' models (``ModelPresets``) on MNIST's 1x28x28 images, 10 classes.
+    public static let cnnModels = ["lenet5", "resnet8"]
+
+    /// A CNN preset with its weights drawn from `generator`.
+    static func cnn(_ name: String, generator: inout RandomGenerator) throws -> Sequential {
+        try ModelPresets.description(named: name, inputShape: [1, 28, 28], classCount: 10).build(generator: &generator)
+    }
+
+    /// Multiply-adds per example of every convolution and linear layer's forward product, and those of the first
+    /// such layer (whose input gradient training does not compute).
+    static func multiplyAdds(_ layers: [Layer]) -> (total: Double, first: Double) {
+        var total = 0.0, first: Double? = nil
+        func visit(_ layer: Layer) {
+            var macs: Double? = nil
+            if let conv = layer as? Conv2d {
+                let g = conv.geometry
+                macs = Double(g.outChannels * g.outHeight * g.outWidth * g.filterSize)
+            } else if let linear = layer as? Linear {
+                macs = Double(linear.inputCount * linear.outputCount)
+            } else if let sequential = layer as? Sequential {
+                sequential.layers.forEach(visit)
+            } else if let residual = layer as? Residual {
+                residual.body.layers.forEach(visit)
+                residual.shortcut?.layers.forEach(visit)
+            }
+            if let macs {
+                total += macs
+                if first == nil { first = macs }
+            }
+        }
+        layers.forEach(visit)
+        return (total, first ?? 0)
+    }
+
+    /// Training FLOPs per example of a CNN: forward, weight-gradient and input-gradient products (2 x multiply-adds
+    /// each), the first layer without its input gradient (as `trainFlopsPerExample`, and torch_bench.py).
+    public static func cnnTrainFlopsPerExample(_ model: Sequential) -> Double {
+        let m = multiplyAdds(model.layers)
+        return 6 * m.total - 2 * m.first
+    }
+
+    public static func cnnForwardFlopsPerExample(_ model: Sequential) -> Double { 2 * multiplyAdds(model.layers).total }
+
     static func teacher(generator: inout RandomGenerator) -> Sequential {
         Sequential(specifications: [.dropout(probability: 0.2), .linear(inputCount: 784, outputCount: 1200), .relu,
                                     .dropout(probability: 0.5), .linear(inputCount: 1200, outputCount: 1200), .relu,
@@ -211,15 +254,19 @@ public enum BenchmarkModels {
 /// Runs one benchmark phase in this process.
 public enum BenchmarkPhases {
     public static let training = ["student", "teacher", "distill_online", "distill_cached", "distill_store"]
-    public static let all = training + ["inference", "latency"]
+    /// The CNN training phases (one per ``BenchmarkModels/cnnModels`` entry: a full epoch on labels).
+    public static let cnnTraining = BenchmarkModels.cnnModels
+    /// The CNN inference phases (`<model>_inference`: 10,000 test images in batches of 1000).
+    public static let cnnInference = BenchmarkModels.cnnModels.map { $0 + "_inference" }
+    public static let all = training + ["inference", "latency"] + cnnTraining + cnnInference
 
     static var loadAverage: Double {
         var values = [Double](repeating: 0, count: 3)
         return getloadavg(&values, 3) > 0 ? values[0] : .nan
     }
 
-    /// The phases that train (and take `BenchmarkOptions.alternate`).
-    public static let trainingPhases = ["student", "teacher", "distill_online", "distill_cached", "distill_store"]
+    /// The phases that train (the MLP ones take `BenchmarkOptions.alternate`).
+    public static let trainingPhases = ["student", "teacher", "distill_online", "distill_cached", "distill_store"] + cnnTraining
 
     public static func run(_ phase: String, options: BenchmarkOptions) throws -> PhaseResult {
         ComputeThreads.set(options.threads)
@@ -227,25 +274,17 @@ public enum BenchmarkPhases {
         switch phase {
         case _ where trainingPhases.contains(phase):
             return try trainingPhase(phase, train: data.train, options: options)
+        case _ where cnnInference.contains(phase):
+            var generator = RandomGenerator(seed: 0)
+            let model = try BenchmarkModels.cnn(String(phase.dropLast("_inference".count)), generator: &generator)
+            return inferencePass(phase, model: model, test: data.test, options: options,
+                                 flopsPerExample: BenchmarkModels.cnnForwardFlopsPerExample(model))
         case "inference":
             var generator = RandomGenerator(seed: 0)
             let model = try options.inferenceModel.map { try ModelCheckpoint.read(url: URL(fileURLWithPath: $0)).model }
                 ?? BenchmarkModels.student(generator: &generator)
-            let reps = options.quick ? 3 : 7
-            let test = data.test
-            let batches = stride(from: 0, to: test.count, by: 1000).map { test.inputs(rows: $0..<Swift.min($0 + 1000, test.count)) }
-            _ = model.infer(batches[0])
-            var times: [Double] = []
-            for _ in 0..<reps {
-                let start = DispatchTime.now().uptimeNanoseconds
-                for b in batches { _ = model.infer(b) }
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
-            }
-            let s = median(times), n = Double(test.count)
-            let flops = BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.studentDims)
-            return PhaseResult(phase: phase, secondsPerPass: s, examplesPerSecond: n / s, flopsPerExample: flops,
-                               gflops: flops * n / s / 1e9, peakResidentBytes: ResourceUsage.peakResidentBytes,
-                               loadAverage: loadAverage)
+            return inferencePass(phase, model: model, test: data.test, options: options,
+                                 flopsPerExample: BenchmarkModels.forwardFlopsPerExample(BenchmarkModels.studentDims))
         case "latency":
             var generator = RandomGenerator(seed: 0)
             let model = try options.inferenceModel.map { try ModelCheckpoint.read(url: URL(fileURLWithPath: $0)).model }
@@ -264,6 +303,24 @@ public enum BenchmarkPhases {
         default:
             throw TrainingError("unknown benchmark phase \(phase); expected one of \(all.joined(separator: ", "))")
         }
+    }
+
+    /// Median seconds of `model.infer` over the 10,000 test images in batches of 1000 (after one warm-up batch).
+    static func inferencePass(_ phase: String, model: Sequential, test: LabeledDataset, options: BenchmarkOptions,
+                              flopsPerExample flops: Double) -> PhaseResult {
+        let reps = options.quick ? 3 : 7
+        let batches = stride(from: 0, to: test.count, by: 1000).map { test.inputs(rows: $0..<Swift.min($0 + 1000, test.count)) }
+        _ = model.infer(batches[0])
+        var times: [Double] = []
+        for _ in 0..<reps {
+            let start = DispatchTime.now().uptimeNanoseconds
+            for b in batches { _ = model.infer(b) }
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+        }
+        let s = median(times), n = Double(test.count)
+        return PhaseResult(phase: phase, secondsPerPass: s, examplesPerSecond: n / s, flopsPerExample: flops,
+                           gflops: flops * n / s / 1e9, peakResidentBytes: ResourceUsage.peakResidentBytes,
+                           loadAverage: loadAverage)
     }
 
     /// The trainer's own SGD step (``TrainingStep``: forward, loss, backward, update, max-norm) on jittered batches.
@@ -320,6 +377,10 @@ public enum BenchmarkPhases {
             let cached = try CachedTeacher(base: ModelTeacher(model: teacher), dataset: train)
             setup = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             stepper = Stepper(model: student, objective: try BenchmarkModels.distillation(cached))
+        case _ where cnnTraining.contains(phase):
+            let model = try BenchmarkModels.cnn(phase, generator: &generator)
+            stepper = Stepper(model: model, objective: LabelObjective())
+            flops = BenchmarkModels.cnnTrainFlopsPerExample(model)
         case "distill_store":
             let teacher = try BenchmarkModels.distillationTeacher(options, generator: &generator)
             let student = BenchmarkModels.student(generator: &generator)

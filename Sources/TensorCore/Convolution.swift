@@ -1,5 +1,5 @@
-/// 2-D convolution (PyTorch's `nn.Conv2d`, NCHW, cross-correlation) as im2col and one BLAS product per image and
-/// group, with `naiveForward`/`naiveBackward` (seven nested loops, Double sums) beside it as the reference the tests
+/// 2-D convolution (PyTorch's `nn.Conv2d`, NCHW, cross-correlation) as im2col and BLAS products over chunks of
+/// images, with `naiveForward`/`naiveBackward` (seven nested loops, Double sums) beside it as the reference the tests
 /// compare against.
 ///
 /// Shapes: input `[B, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`, output `[B, O, Ho, Wo]` with
@@ -12,10 +12,15 @@
 ///     dW_g  += dy_b[g] x col^T                              (weight gradient)
 ///     dcol   = W_g^T x dy_b[g];  dx_b += col2im(dcol)       (input gradient)
 ///
-/// A 1x1 convolution with stride 1 and no padding needs no columns (`col` is the image itself).
 /// The images of a batch are split over the compute threads (`ComputeThreads.onWorkers`), each calling BLAS on one
-/// thread with its own column buffer; weight-gradient partial sums are added in part order, so a run is
-/// reproducible at a fixed thread count. Columns are recomputed in the backward pass rather than kept (memory).
+/// thread. A thread takes its images in chunks of `imagesPerChunk` (set by the geometry alone): the chunk's columns
+/// sit side by side in one `[K, n * Ho*Wo]` buffer, so each group's forward, weight-gradient and input-gradient
+/// product is one BLAS call per chunk (the weight gradient then sums over the chunk's positions inside the product);
+/// the product's `[O/groups, n * Ho*Wo]` result is copied out to the images with the bias and a fused ReLU.
+/// A chunk of one image writes straight into the output, and a 1x1 convolution with stride 1 and no padding then
+/// needs no columns (`col` is the image itself). Column and chunk buffers come from the `BufferPool` (no page
+/// faults once warm). Weight-gradient partial sums are added in part order, so a run is reproducible at a fixed
+/// thread count. Columns are recomputed in the backward pass rather than kept (memory).
 public struct ConvolutionGeometry: Equatable, Hashable, Sendable {
     public var inChannels, outChannels: Int
     public var height, width: Int
@@ -54,35 +59,69 @@ public struct ConvolutionGeometry: Equatable, Hashable, Sendable {
 }
 
 public enum Convolution {
+    /// The output positions `oj` of one kernel column whose input column `oj * stride + offset` lies inside
+    /// `0 ..< size` (empty when none does).
+    @inlinable @inline(__always)
+    static func validRange(count: Int, stride: Int, offset: Int, size: Int) -> Range<Int> {
+        // oj >= ceil(-offset / stride) and oj * stride + offset <= size - 1.
+        let low = offset >= 0 ? 0 : (-offset + stride - 1) / stride
+        let highInput = size - 1 - offset
+        let high = highInput < 0 ? 0 : Swift.min(count, highInput / stride + 1)
+        return low < high ? low..<high : 0..<0
+    }
+
     /// Writes the `[K, Ho*Wo]` columns of channels `channelStart ..< channelStart + C/groups` of one image `x`
-    /// (`[C, H, W]`) into `col`.
+    /// (`[C, H, W]`) into `col`, row r starting at `col + r * rowStride` (`rowStride` defaults to Ho*Wo).
     @inlinable
-    public static func im2col(_ x: UnsafePointer<Float>, channelStart: Int, _ g: ConvolutionGeometry, into col: UnsafeMutablePointer<Float>) {
-        let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, plane = ho * wo
+    public static func im2col(_ x: UnsafePointer<Float>, channelStart: Int, _ g: ConvolutionGeometry,
+                              into col: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+        let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, ld = rowStride ?? ho * wo
+        let sw = g.strideWidth
         var row = 0
         for c in channelStart..<(channelStart + g.groupInChannels) {
             let image = x + c * h * w
             for ki in 0..<g.kernelHeight {
+                let dy = ki * g.dilationHeight - g.paddingHeight
+                let rows = validRange(count: ho, stride: g.strideHeight, offset: dy, size: h)
                 for kj in 0..<g.kernelWidth {
-                    let out = col + row * plane
-                    let dy = ki * g.dilationHeight - g.paddingHeight, dx = kj * g.dilationWidth - g.paddingWidth
-                    for oi in 0..<ho {
-                        let iy = oi * g.strideHeight + dy
-                        let o = out + oi * wo
-                        if iy < 0 || iy >= h { o.update(repeating: 0, count: wo); continue }
-                        let source = image + iy * w
-                        if g.strideWidth == 1 {
-                            // Contiguous run: zeros left of column 0 and right of column w - 1, one copy between.
-                            let first = Swift.max(0, -dx), last = Swift.min(wo, w - dx)
-                            if first > 0 { o.update(repeating: 0, count: Swift.min(first, wo)) }
-                            if last > first { (o + first).update(from: source + first + dx, count: last - first) }
-                            if last < wo { (o + Swift.max(last, 0)).update(repeating: 0, count: wo - Swift.max(last, 0)) }
-                        } else {
-                            for oj in 0..<wo {
-                                let ix = oj * g.strideWidth + dx
-                                o[oj] = ix >= 0 && ix < w ? source[ix] : 0
+                    let out = col + row * ld
+                    let dx = kj * g.dilationWidth - g.paddingWidth
+                    let cols = validRange(count: wo, stride: sw, offset: dx, size: w)
+                    if sw == 1 && g.strideHeight == 1 && wo == w {
+                        // Rows of the output map onto consecutive input rows: one contiguous copy of the valid rows
+                        // (clipped to the channel plane), then the columns outside the image set to 0.
+                        let valid = rows.count * wo
+                        out.update(repeating: 0, count: rows.lowerBound * wo)
+                        (out + rows.upperBound * wo).update(repeating: 0, count: (ho - rows.upperBound) * wo)
+                        if valid > 0 {
+                            let from = (rows.lowerBound + dy) * w + dx
+                            let lowSkip = Swift.max(0, -from), highSkip = Swift.max(0, from + valid - h * w)
+                            if valid > lowSkip + highSkip {
+                                (out + rows.lowerBound * wo + lowSkip).update(from: image + from + lowSkip, count: valid - lowSkip - highSkip)
+                            }
+                            for oi in rows {
+                                let o = out + oi * wo
+                                for oj in 0..<cols.lowerBound { o[oj] = 0 }
+                                for oj in cols.upperBound..<wo { o[oj] = 0 }
                             }
                         }
+                        row += 1
+                        continue
+                    }
+                    for oi in 0..<ho {
+                        let o = out + oi * wo
+                        guard rows.contains(oi) else {
+                            for oj in 0..<wo { o[oj] = 0 }
+                            continue
+                        }
+                        let source = image + (oi * g.strideHeight + dy) * w + dx
+                        for oj in 0..<cols.lowerBound { o[oj] = 0 }
+                        if sw == 1 {
+                            for oj in cols { o[oj] = source[oj] }
+                        } else {
+                            for oj in cols { o[oj] = source[oj * sw] }
+                        }
+                        for oj in cols.upperBound..<wo { o[oj] = 0 }
                     }
                     row += 1
                 }
@@ -90,30 +129,29 @@ public enum Convolution {
         }
     }
 
-    /// Adds the `[K, Ho*Wo]` columns `col` back into channels `channelStart ..< channelStart + C/groups` of one image
-    /// gradient `dx` (`[C, H, W]`): the adjoint of `im2col`.
+    /// Adds the `[K, Ho*Wo]` columns `col` (row r at `col + r * rowStride`) back into channels
+    /// `channelStart ..< channelStart + C/groups` of one image gradient `dx` (`[C, H, W]`): the adjoint of `im2col`.
     @inlinable
-    public static func col2im(_ col: UnsafePointer<Float>, channelStart: Int, _ g: ConvolutionGeometry, into dxImage: UnsafeMutablePointer<Float>) {
-        let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, plane = ho * wo
+    public static func col2im(_ col: UnsafePointer<Float>, channelStart: Int, _ g: ConvolutionGeometry,
+                              into dxImage: UnsafeMutablePointer<Float>, rowStride: Int? = nil) {
+        let h = g.height, w = g.width, ho = g.outHeight, wo = g.outWidth, ld = rowStride ?? ho * wo
+        let sw = g.strideWidth
         var row = 0
         for c in channelStart..<(channelStart + g.groupInChannels) {
             let image = dxImage + c * h * w
             for ki in 0..<g.kernelHeight {
+                let dy = ki * g.dilationHeight - g.paddingHeight
+                let rows = validRange(count: ho, stride: g.strideHeight, offset: dy, size: h)
                 for kj in 0..<g.kernelWidth {
-                    let source = col + row * plane
-                    let dy = ki * g.dilationHeight - g.paddingHeight, dx = kj * g.dilationWidth - g.paddingWidth
-                    for oi in 0..<ho {
-                        let iy = oi * g.strideHeight + dy
-                        if iy < 0 || iy >= h { continue }
-                        let target = image + iy * w, s = source + oi * wo
-                        if g.strideWidth == 1 {
-                            let first = Swift.max(0, -dx), last = Swift.min(wo, w - dx)
-                            if last > first { for oj in first..<last { target[oj + dx] += s[oj] } }
+                    let source = col + row * ld
+                    let dx = kj * g.dilationWidth - g.paddingWidth
+                    let cols = validRange(count: wo, stride: sw, offset: dx, size: w)
+                    for oi in rows {
+                        let target = image + (oi * g.strideHeight + dy) * w + dx, s = source + oi * wo
+                        if sw == 1 {
+                            for oj in cols { target[oj] += s[oj] }
                         } else {
-                            for oj in 0..<wo {
-                                let ix = oj * g.strideWidth + dx
-                                if ix >= 0 && ix < w { target[ix] += s[oj] }
-                            }
+                            for oj in cols { target[oj * sw] += s[oj] }
                         }
                     }
                     row += 1
@@ -126,15 +164,27 @@ public enum Convolution {
     @inlinable
     static func parts(batch: Int) -> Int { Swift.max(1, Swift.min(ComputeThreads.count, batch)) }
 
+    /// Floats of column buffer a chunk of images aims at (`imagesPerChunk`): 256 KiB, inside a core's L2 with
+    /// the product's packed panels beside it.
+    nonisolated(unsafe) public static var chunkFloats = 1 << 16
+
+    /// Images per chunk for geometry `g` (at most 32): as many as keep the chunk's columns near `chunkFloats`.
+    /// Depends only on the geometry, so the chunks (and the bits) are the same in every run at a thread count.
+    public static func imagesPerChunk(_ g: ConvolutionGeometry) -> Int {
+        let perImage = Swift.max(1, g.filterSize * g.outHeight * g.outWidth)
+        return Swift.max(1, Swift.min(32, chunkFloats / perImage))
+    }
+
     /// The forward pass: `[B, O, Ho, Wo]`; with `relu` the output is clamped at 0 in the same pass.
     public static func forward(_ input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvolutionGeometry,
                                relu: Bool = false) -> Tensor {
         let batch = input.shape[0]
         check(input: input, weight: weight, bias: bias, geometry: g)
-        let ho = g.outHeight, wo = g.outWidth, plane = ho * wo, k = g.filterSize, og = g.groupOutChannels
+        let plane = g.outHeight * g.outWidth, k = g.filterSize, og = g.groupOutChannels
         let inImage = g.inChannels * g.height * g.width, outImage = g.outChannels * plane
         let parts = parts(batch: batch)
-        return Tensor(shape: [batch, g.outChannels, ho, wo]) { out in
+        let perChunk = imagesPerChunk(g)
+        return Tensor(shape: [batch, g.outChannels, g.outHeight, g.outWidth]) { out in
             guard let o = out.baseAddress else { return }
             input.withUnsafeBufferPointer { xb in
                 weight.withUnsafeBufferPointer { wb in
@@ -142,32 +192,74 @@ public enum Convolution {
                     let bp = bias?.storage.pointer
                     ComputeThreads.onWorkers(parts: parts) { p in
                         ComputeThreads.alone {
-                            let col = g.isPointwise ? nil : UnsafeMutablePointer<Float>.allocate(capacity: k * plane)
-                            defer { col?.deallocate() }
-                            for b in (p * batch / parts)..<((p + 1) * batch / parts) {
-                                let y = o + b * outImage
-                                if let bp {
-                                    for c in 0..<g.outChannels { (y + c * plane).update(repeating: bp[c], count: plane) }
-                                }
+                            let lo = p * batch / parts, hi = (p + 1) * batch / parts
+                            let chunk = Swift.min(perChunk, hi - lo)
+                            let needsColumns = !g.isPointwise || chunk > 1
+                            let col = needsColumns ? BufferPool.shared.take(count: k * chunk * plane) : nil
+                            let product = chunk > 1 ? BufferPool.shared.take(count: og * chunk * plane) : nil
+                            defer {
+                                if let col { BufferPool.shared.give(col, count: k * chunk * plane) }
+                                if let product { BufferPool.shared.give(product, count: og * chunk * plane) }
+                            }
+                            var b = lo
+                            while b < hi {
+                                let n = Swift.min(chunk, hi - b), ld = n * plane
                                 for group in 0..<g.groups {
                                     let columns: UnsafePointer<Float>
                                     if let col {
-                                        im2col(x + b * inImage, channelStart: group * g.groupInChannels, g, into: col)
+                                        for j in 0..<n {
+                                            im2col(x + (b + j) * inImage, channelStart: group * g.groupInChannels, g,
+                                                   into: col + j * plane, rowStride: ld)
+                                        }
                                         columns = UnsafePointer(col)
                                     } else {
                                         columns = x + b * inImage + group * g.groupInChannels * plane
                                     }
-                                    GEMM.sgemm(transposeA: false, transposeB: false, m: og, n: plane, k: k, alpha: 1,
-                                               a: wp + group * og * k, lda: k, b: columns, ldb: plane,
-                                               beta: bp == nil ? 0 : 1, c: y + group * og * plane, ldc: plane)
+                                    let weights = wp + group * og * k
+                                    if n == 1 {
+                                        // One image: straight into the output, the bias as the product's C.
+                                        let y = o + b * outImage + group * og * plane
+                                        if let bp {
+                                            for c in 0..<og { (y + c * plane).update(repeating: bp[group * og + c], count: plane) }
+                                        }
+                                        GEMM.sgemm(transposeA: false, transposeB: false, m: og, n: plane, k: k, alpha: 1,
+                                                   a: weights, lda: k, b: columns, ldb: plane,
+                                                   beta: bp == nil ? 0 : 1, c: y, ldc: plane)
+                                        if relu { clampNegatives(y, count: og * plane) }
+                                    } else if let product {
+                                        GEMM.sgemm(transposeA: false, transposeB: false, m: og, n: ld, k: k, alpha: 1,
+                                                   a: weights, lda: k, b: columns, ldb: ld, beta: 0, c: product, ldc: ld)
+                                        for j in 0..<n {
+                                            let y = o + (b + j) * outImage + group * og * plane
+                                            for c in 0..<og {
+                                                copyOut(product + c * ld + j * plane, to: y + c * plane, count: plane,
+                                                        bias: bp.map { $0[group * og + c] } ?? 0, relu: relu)
+                                            }
+                                        }
+                                    }
                                 }
-                                if relu { for i in 0..<outImage where y[i] < 0 { y[i] = 0 } }
+                                b += n
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// `target[i] = source[i] + bias`, clamped at 0 with `relu`.
+    @inline(__always)
+    static func copyOut(_ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int, bias: Float, relu: Bool) {
+        if relu {
+            for i in 0..<count { let v = source[i] + bias; target[i] = v < 0 ? 0 : v }
+        } else {
+            for i in 0..<count { target[i] = source[i] + bias }
+        }
+    }
+
+    @inline(__always)
+    static func clampNegatives(_ y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { let v = y[i]; y[i] = v < 0 ? 0 : v }
     }
 
     /// The backward pass for upstream gradient `upstream` (`[B, O, Ho, Wo]`, already masked for a fused ReLU):
@@ -178,10 +270,11 @@ public enum Convolution {
                                 weightGradient: UnsafeMutablePointer<Float>? = nil)
         -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
         let batch = input.shape[0]
-        let ho = g.outHeight, wo = g.outWidth, plane = ho * wo, k = g.filterSize, og = g.groupOutChannels
+        let plane = g.outHeight * g.outWidth, k = g.filterSize, og = g.groupOutChannels
         let inImage = g.inChannels * g.height * g.width, outImage = g.outChannels * plane
         let weightCount = g.outChannels * k
         let parts = parts(batch: batch)
+        let perChunk = imagesPerChunk(g)
         // Per part: a weight-gradient partial sum (part 0 writes into the result directly).
         let partials = needsWeight && parts > 1 ? UnsafeMutablePointer<Float>.allocate(capacity: (parts - 1) * weightCount) : nil
         defer { partials?.deallocate() }
@@ -190,8 +283,9 @@ public enum Convolution {
         let dwStorage: UnsafeMutablePointer<Float>?
         if needsWeight {
             if let weightGradient { dwStorage = weightGradient } else {
-                dw = Tensor(shape: g.weightShape, repeating: 0)
-                dwStorage = dw!.storage.pointer
+                let zeros = Tensor(shape: g.weightShape, repeating: 0)
+                dwStorage = zeros.storage.pointer
+                dw = zeros
             }
         } else { dwStorage = nil }
         if needsInput { dx = Tensor(shape: input.shape, repeating: 0) }
@@ -202,10 +296,19 @@ public enum Convolution {
                     guard let gp = gb.baseAddress, let x = xb.baseAddress, let wp = wb.baseAddress else { return }
                     ComputeThreads.onWorkers(parts: parts) { p in
                         ComputeThreads.alone {
-                            let needsColumns = !g.isPointwise
-                            let col = needsColumns ? UnsafeMutablePointer<Float>.allocate(capacity: k * plane) : nil
-                            let dcol = needsInput ? UnsafeMutablePointer<Float>.allocate(capacity: k * plane) : nil
-                            defer { col?.deallocate(); dcol?.deallocate() }
+                            let lo = p * batch / parts, hi = (p + 1) * batch / parts
+                            let chunk = Swift.min(perChunk, hi - lo)
+                            let batched = chunk > 1
+                            let needsColumns = dwStorage != nil && (!g.isPointwise || batched)
+                            let colCount = k * chunk * plane, gradientCount = og * chunk * plane
+                            let col = needsColumns ? BufferPool.shared.take(count: colCount) : nil
+                            let dcol = needsInput && (!g.isPointwise || batched) ? BufferPool.shared.take(count: colCount) : nil
+                            let gathered = batched ? BufferPool.shared.take(count: gradientCount) : nil
+                            defer {
+                                if let col { BufferPool.shared.give(col, count: colCount) }
+                                if let dcol { BufferPool.shared.give(dcol, count: colCount) }
+                                if let gathered { BufferPool.shared.give(gathered, count: gradientCount) }
+                            }
                             // Part 0 accumulates into the result (beta 1 onto what is there); the others into their
                             // own zeroed partial.
                             var target = dwStorage
@@ -213,36 +316,55 @@ public enum Convolution {
                                 target = partials + (p - 1) * weightCount
                                 target?.update(repeating: 0, count: weightCount)
                             }
-                            for b in (p * batch / parts)..<((p + 1) * batch / parts) {
-                                let dy = gp + b * outImage
+                            var b = lo
+                            while b < hi {
+                                let n = Swift.min(chunk, hi - b), ld = n * plane
                                 for group in 0..<g.groups {
-                                    let dyg = dy + group * og * plane
+                                    // The chunk's upstream gradient for this group as one [O/groups, n * Ho*Wo] matrix.
+                                    let dyg: UnsafePointer<Float>
+                                    if n == 1 {
+                                        dyg = gp + b * outImage + group * og * plane
+                                    } else if let gathered {
+                                        for j in 0..<n {
+                                            let source = gp + (b + j) * outImage + group * og * plane
+                                            for c in 0..<og {
+                                                (gathered + c * ld + j * plane).update(from: source + c * plane, count: plane)
+                                            }
+                                        }
+                                        dyg = UnsafePointer(gathered)
+                                    } else { continue }
+                                    let weights = wp + group * og * k
                                     if let target {
                                         let columns: UnsafePointer<Float>
                                         if let col {
-                                            im2col(x + b * inImage, channelStart: group * g.groupInChannels, g, into: col)
+                                            for j in 0..<n {
+                                                im2col(x + (b + j) * inImage, channelStart: group * g.groupInChannels, g,
+                                                       into: col + j * plane, rowStride: ld)
+                                            }
                                             columns = UnsafePointer(col)
                                         } else {
                                             columns = x + b * inImage + group * g.groupInChannels * plane
                                         }
-                                        GEMM.sgemm(transposeA: false, transposeB: true, m: og, n: k, k: plane, alpha: 1,
-                                                   a: dyg, lda: plane, b: columns, ldb: plane, beta: 1,
+                                        GEMM.sgemm(transposeA: false, transposeB: true, m: og, n: k, k: ld, alpha: 1,
+                                                   a: dyg, lda: ld, b: columns, ldb: ld, beta: 1,
                                                    c: target + group * og * k, ldc: k)
                                     }
                                     if let dxp {
-                                        let image = dxp + b * inImage
-                                        if let dcol, needsColumns {
-                                            GEMM.sgemm(transposeA: true, transposeB: false, m: k, n: plane, k: og, alpha: 1,
-                                                       a: wp + group * og * k, lda: k, b: dyg, ldb: plane, beta: 0,
-                                                       c: dcol, ldc: plane)
-                                            col2im(dcol, channelStart: group * g.groupInChannels, g, into: image)
+                                        if let dcol {
+                                            GEMM.sgemm(transposeA: true, transposeB: false, m: k, n: ld, k: og, alpha: 1,
+                                                       a: weights, lda: k, b: dyg, ldb: ld, beta: 0, c: dcol, ldc: ld)
+                                            for j in 0..<n {
+                                                col2im(dcol + j * plane, channelStart: group * g.groupInChannels, g,
+                                                       into: dxp + (b + j) * inImage, rowStride: ld)
+                                            }
                                         } else {
                                             GEMM.sgemm(transposeA: true, transposeB: false, m: k, n: plane, k: og, alpha: 1,
-                                                       a: wp + group * og * k, lda: k, b: dyg, ldb: plane, beta: 0,
-                                                       c: image + group * g.groupInChannels * plane, ldc: plane)
+                                                       a: weights, lda: k, b: dyg, ldb: plane, beta: 0,
+                                                       c: dxp + b * inImage + group * g.groupInChannels * plane, ldc: plane)
                                         }
                                     }
                                 }
+                                b += n
                             }
                         }
                     }
@@ -259,10 +381,11 @@ public enum Convolution {
         if needsBias {
             db = Tensor(shape: [g.outChannels]) { out in
                 upstream.withUnsafeBufferPointer { gb in
+                    guard let base = gb.baseAddress else { return }
                     for c in 0..<g.outChannels {
                         var sum: Double = 0
                         for b in 0..<batch {
-                            let s = gb.baseAddress! + b * outImage + c * plane
+                            let s = base + b * outImage + c * plane
                             var partial: Float = 0
                             for i in 0..<plane { partial += s[i] }
                             sum += Double(partial)

@@ -45,9 +45,31 @@ public enum Pooling {
                 input.withUnsafeBufferPointer { xb in
                     guard let x = xb.baseAddress, let o = out.baseAddress, let ip = ib.baseAddress else { return }
                     let chunks = chunks(planes: planes, planeSize: inPlane)
+                    let simple2x2 = g.kernelHeight == 2 && g.kernelWidth == 2 && g.strideHeight == 2 && g.strideWidth == 2
+                        && g.paddingHeight == 0 && g.paddingWidth == 0 && g.dilationHeight == 1 && g.dilationWidth == 1
                     ComputeThreads.parallelFor(chunks: chunks) { chunk in
                         for plane in (chunk * planes / chunks)..<((chunk + 1) * planes / chunks) {
                             let source = x + plane * inPlane, target = o + plane * ho * wo, index = ip + plane * ho * wo
+                            if simple2x2 {
+                                // 2x2 windows, stride 2, no padding or dilation: the same first-maximum rule unrolled.
+                                for oi in 0..<ho {
+                                    let r0 = 2 * oi * g.width, r1 = r0 + g.width
+                                    for oj in 0..<wo {
+                                        let i0 = r0 + 2 * oj
+                                        var best = source[i0], bestIndex = i0
+                                        @inline(__always) func consider(_ i: Int) {
+                                            let v = source[i]
+                                            if v > best || (v.isNaN && !best.isNaN) { best = v; bestIndex = i }
+                                        }
+                                        consider(i0 + 1)
+                                        consider(r1 + 2 * oj)
+                                        consider(r1 + 2 * oj + 1)
+                                        target[oi * wo + oj] = best
+                                        index[oi * wo + oj] = Int32(bestIndex)
+                                    }
+                                }
+                                continue
+                            }
                             for oi in 0..<ho { for oj in 0..<wo {
                                 var best = -Float.infinity, bestIndex = -1
                                 for ki in 0..<g.kernelHeight {

@@ -26,6 +26,8 @@ struct Bench: ParsableCommand {
     @Flag(help: "The distillation phases use a randomly initialised teacher instead of a trained one (the benchmark's former teacher; a random network's hidden units are ~50% nonzero, the shipped trained teacher's 7.5% and 14%).")
     var randomTeacher = false
     @Option(help: .hidden) var phase: String?
+    @Option(help: ArgumentHelp("Run only these phases, comma-separated (\(BenchmarkPhases.all.joined(separator: ", "))); `cnn` stands for the CNN ones.", valueName: "list"))
+    var phases: String?
     @Flag(help: "Time the distillation loss alone (forward and backward, 512 rows, 1,000 / 32,000 / 128,000 classes) against PyTorch's kl_div + cross_entropy (Scripts/loss_bench.py), alternated, and print the table; then the same from a top-64 teacher (sparse targets) against DistillKit's sparse KL.")
     var loss = false
     @Option(help: ArgumentHelp("The inference and latency phases' model: a model file (default: a random 784-800-800-10 student). Scripts/ort_bench.py uses it to time the same weights as ONNX Runtime.", valueName: "file"))
@@ -74,6 +76,18 @@ struct Bench: ParsableCommand {
         driver.runTorch = !noTorch
         driver.tunedTorchMalloc = tunedTorch
         driver.scaling = scaling
+        if let phases {
+            var chosen: Set<String> = []
+            for word in phases.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                if word == "cnn" { chosen.formUnion(BenchmarkPhases.cnnTraining + BenchmarkPhases.cnnInference); continue }
+                guard BenchmarkPhases.all.contains(word) else {
+                    throw ValidationError("--phases: unknown phase '\(word)' (known: \(BenchmarkPhases.all.joined(separator: ", ")), cnn)")
+                }
+                chosen.insert(word)
+            }
+            guard !chosen.isEmpty else { throw ValidationError("--phases: name at least one phase") }
+            driver.phases = BenchmarkPhases.all.filter(chosen.contains)
+        }
         let report = try driver.run()
         if let jsonOutput { try Data(BenchmarkDriver.serialise(report).utf8).write(to: URL(fileURLWithPath: jsonOutput)) }
         print(json ? BenchmarkDriver.serialise(report) : BenchmarkDriver.tables(report))

@@ -32,7 +32,13 @@ public class BatchNormalization {
     }
 
     public func forward(_ input: Variable, context: inout ForwardContext) -> Variable {
+        forward(input, context: &context, relu: false)
+    }
+
+    /// The forward pass followed by ReLU when `relu` (in training mode in the same pass).
+    public func forward(_ input: Variable, context: inout ForwardContext, relu fusedReLU: Bool) -> Variable {
         guard context.training else {
+            if fusedReLU { return NeuralNet.relu(forward(input, context: &context, relu: false)) }
             let y = infer(input.value)
             let scale = runningVariance.value.scalars.map { Float(1 / (Double($0) + Double(epsilon)).squareRoot()) }
             let shape = input.shape, channels = featureCount, size = shape.dropFirst(2).reduce(1, *)
@@ -56,7 +62,7 @@ public class BatchNormalization {
                 return grads
             }
         }
-        let (output, mean, variance) = batchNormTraining(input, weight: weight, bias: bias, epsilon: epsilon)
+        let (output, mean, variance) = batchNormTraining(input, weight: weight, bias: bias, epsilon: epsilon, relu: fusedReLU)
         let m = momentum
         runningMean.value = Tensor(shape: [featureCount]) { out in
             let old = runningMean.value.scalars
@@ -70,9 +76,12 @@ public class BatchNormalization {
         return output
     }
 
-    public func infer(_ input: Tensor) -> Tensor {
+    public func infer(_ input: Tensor) -> Tensor { infer(input, relu: false) }
+
+    /// Evaluation mode with the running statistics, clamped at 0 in the same pass when `relu`.
+    public func infer(_ input: Tensor, relu: Bool) -> Tensor {
         batchNormInference(input, mean: runningMean.value, variance: runningVariance.value, weight: weight?.value,
-                           bias: bias?.value, epsilon: epsilon)
+                           bias: bias?.value, epsilon: epsilon, relu: relu)
     }
 
     public var namedParameters: [(name: String, parameter: Variable)] {

@@ -17,15 +17,23 @@ public final class Residual: LayerKind {
     }
 
     public func forward(_ input: Variable, context: inout ForwardContext) -> Variable {
-        let main = body.forward(input, context: &context)
-        let side = shortcut?.forward(input, context: &context) ?? input
-        return main + side
+        forward(input, context: &context, relu: false)
     }
 
-    public func infer(_ input: Tensor) -> Tensor {
+    /// The block followed by ReLU when `relu` (sum and clamp in one pass).
+    public func forward(_ input: Variable, context: inout ForwardContext, relu: Bool) -> Variable {
+        let main = body.forward(input, context: &context)
+        let side = shortcut?.forward(input, context: &context) ?? input
+        return relu && main.shape == side.shape ? addReLU(main, side) : (relu ? NeuralNet.relu(main + side) : main + side)
+    }
+
+    public func infer(_ input: Tensor) -> Tensor { infer(input, relu: false) }
+
+    /// Evaluation mode, followed by ReLU when `relu`.
+    public func infer(_ input: Tensor, relu: Bool) -> Tensor {
         let main = body.infer(input, splittingUnits: 1)
         let side = shortcut?.infer(input, splittingUnits: 1) ?? input
-        return main + side
+        return relu ? (main + side).relu() : main + side
     }
 
     public var namedParameters: [(name: String, parameter: Variable)] {

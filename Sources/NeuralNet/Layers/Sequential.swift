@@ -58,8 +58,16 @@ public final class Sequential: LayerKind, RowWise {
         if let shape = conformingShape(input.shape) { x = reshape(input, shape) }
         var i = 0
         while i < layers.count {
+            let nextIsReLU = i + 1 < layers.count && (layers[i + 1] as? ActivationLayer)?.activation == .relu
             if let fusing = layers[i] as? FusesActivation, i + 1 < layers.count, let next = layers[i + 1] as? ActivationLayer {
                 x = fusing.forward(x, fusedActivation: next.activation)
+                i += 2
+            } else if nextIsReLU, let norm = layers[i] as? BatchNormalization {
+                // Batch norm and ReLU in one pass (`batchNormTraining(relu:)`).
+                x = norm.forward(x, context: &context, relu: true)
+                i += 2
+            } else if nextIsReLU, let block = layers[i] as? Residual {
+                x = block.forward(x, context: &context, relu: true)
                 i += 2
             } else {
                 x = layers[i].forward(x, context: &context)
@@ -155,6 +163,10 @@ public final class Sequential: LayerKind, RowWise {
                 let activation = (i + 1 < layers.count ? layers[i + 1] as? ActivationLayer : nil)?.activation
                 x = fusing.infer(x, fusedActivation: activation ?? .identity, splittingUnits: parts)
                 i += activation == nil ? 1 : 2
+            } else if i + 1 < layers.count, (layers[i + 1] as? ActivationLayer)?.activation == .relu,
+                      let norm = layers[i] as? BatchNormalization {
+                x = norm.infer(x, relu: true)
+                i += 2
             } else {
                 x = parts > 1 ? ((layers[i] as? RowWise)?.infer(x, splittingUnits: parts) ?? layers[i].infer(x)) : layers[i].infer(x)
                 i += 1
