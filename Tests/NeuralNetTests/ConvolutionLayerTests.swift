@@ -113,9 +113,11 @@ final class ConvolutionLayerTests: XCTestCase {
                 assertClose(accumulated, naiveGrad.weight.map { $0 + 1 }, 1e-5, "\(label) accumulated weight gradient")
                 results.append((y, grads.input, grads.weight, grads.bias))
             }
-            // Each image is one thread's work: the output and input gradient do not depend on the thread count.
-            XCTAssertEqual(results[0].y, results[1].y, "case \(k): forward differs between 1 and 3 threads")
-            XCTAssertEqual(results[0].dx, results[1].dx, "case \(k): input gradient differs between 1 and 3 threads")
+            // Images are grouped into one product per thread's share, so the products' sizes (and BLAS's summation
+            // order) depend on the thread count: results agree to rounding, and are bit-identical at a fixed count
+            // (ConvolutionTests).
+            assertClose(results[1].y, results[0].y, 1e-6, "case \(k): forward 3 vs 1 thread")
+            assertClose(results[1].dx, results[0].dx ?? Tensor(shape: [0]), 1e-6, "case \(k): input gradient 3 vs 1 thread")
             assertClose(results[1].dw, results[0].dw ?? Tensor(shape: [0]), 1e-6, "case \(k): weight gradient 3 vs 1 thread")
         }
         print("conv kernels vs naive (relative to max): \(worst)")
