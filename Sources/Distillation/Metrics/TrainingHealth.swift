@@ -3,7 +3,7 @@ import TensorCore
 import NeuralNet
 import Datasets
 
-/// Whether a trained network is in a sane state: dead ReLU units and weight norms per `Linear` layer.
+/// Whether a trained network is in a sane state: dead ReLU units and weight norms per `Linear` and `Conv2d` layer.
 ///
 /// A collapsed run can hide behind a plausible error count (a student with 700 of its 800 first-layer units dead
 /// still classifies most digits), so every experiment reports this beside its errors. A unit is *dead* when its ReLU
@@ -11,7 +11,7 @@ import Datasets
 /// evaluation mode).
 public struct TrainingHealth: Codable, Equatable, Sendable {
     public struct LayerHealth: Codable, Equatable, Sendable {
-        /// Position of the layer among the model's `Linear` layers (0-based).
+        /// Position of the layer among the model's `Linear` and `Conv2d` layers (0-based).
         public var index: Int
         public var inputCount: Int
         public var outputCount: Int
@@ -95,34 +95,64 @@ public struct TrainingHealth: Codable, Equatable, Sendable {
         return measure(model: model, inputs: dataset.inputs(rows: 0..<n))
     }
 
-    /// Measures `model` on `inputs` `[n, features]`, layer by layer in evaluation mode.
+    /// Measures `model` on `inputs` `[n, features]`, layer by layer in evaluation mode. Weight layers are the
+    /// `Linear` and `Conv2d` layers of the top-level sequence (nested sequences expanded; a residual block counts as
+    /// one layer without weights of its own); a layer's units are its outputs (a convolution's: its channels), dead
+    /// when the ReLU right after it (or after its batch norm) is zero for every example (and position). The examples
+    /// run in chunks small enough to keep each activation tensor under 64 MiB.
     public static func measure(model: Sequential, inputs: Tensor) -> TrainingHealth {
         let flat = flatten(model.layers)
-        var x = model.inputShape.map { inputs.reshaped([inputs.shape[0]] + $0) } ?? inputs
-        var result: [LayerHealth] = []
-        var i = 0
-        while i < flat.count {
-            guard let linear = flat[i] as? Linear else {
-                x = flat[i].infer(x)
-                i += 1
-                continue
-            }
-            let (norm, maxUnit) = norms(linear.weight.value)
-            var health = LayerHealth(index: result.count, inputCount: linear.inputCount, outputCount: linear.outputCount,
-                                     weightNorm: norm, maxUnitNorm: maxUnit, deadUnits: nil, activeFraction: nil)
-            let followedByReLU = i + 1 < flat.count && flat[i + 1] is ReLU
-            x = linearForward(x, weight: linear.weight.value, bias: linear.bias.value, activation: followedByReLU ? .relu : .identity)
-            if followedByReLU {
-                let (dead, active) = activity(x)
-                health.deadUnits = dead
-                health.activeFraction = active
-                i += 2
-            } else {
-                i += 1
-            }
-            result.append(health)
+        let n = inputs.rank >= 1 ? inputs.shape[0] : 0
+        // Weight layers and where their ReLU is: the next layer, or the one after a batch norm.
+        var weightLayers: [(position: Int, relu: Int?)] = []
+        for (i, layer) in flat.enumerated() where layer is Linear || layer is Conv2d {
+            var next = i + 1
+            if next < flat.count, flat[next] is BatchNormalization { next += 1 }
+            weightLayers.append((i, next < flat.count && flat[next] is ReLU ? next : nil))
         }
-        return TrainingHealth(layers: result, sampleCount: inputs.rank >= 1 ? inputs.shape[0] : 0)
+        var result: [LayerHealth] = weightLayers.enumerated().map { k, entry in
+            let layer = flat[entry.position]
+            let weight = (layer as? Linear)?.weight.value ?? (layer as? Conv2d)?.weight.value ?? Tensor.zeros([1, 1])
+            let (norm, maxUnit) = norms(weight)
+            let (inputs, outputs) = (layer as? Linear).map { ($0.inputCount, $0.outputCount) }
+                ?? (layer as? Conv2d).map { ($0.geometry.inChannels, $0.geometry.outChannels) } ?? (0, 0)
+            return LayerHealth(index: k, inputCount: inputs, outputCount: outputs, weightNorm: norm, maxUnitNorm: maxUnit,
+                               deadUnits: nil, activeFraction: nil)
+        }
+        guard n > 0 else { return TrainingHealth(layers: result, sampleCount: 0) }
+        let largest = max(model.layerOutputShapes?.map { $0.reduce(1, *) }.max() ?? 1, model.inputShape?.reduce(1, *) ?? 1, 1)
+        let chunk = max(1, min(n, (1 << 24) / largest))
+        var alive: [Int: [Bool]] = [:]
+        var nonzero: [Int: Int] = [:], total: [Int: Int] = [:]
+        var start = 0
+        while start < n {
+            let end = min(start + chunk, n)
+            let rows = inputs.rows(start..<end)
+            var x = model.inputShape.map { rows.reshaped([end - start] + $0) } ?? rows
+            var i = 0
+            while i < flat.count {
+                if let linear = flat[i] as? Linear, i + 1 < flat.count, flat[i + 1] is ReLU {
+                    x = linearForward(x, weight: linear.weight.value, bias: linear.bias.value, activation: .relu)
+                    i += 1
+                } else {
+                    x = flat[i].infer(x)
+                }
+                if let k = weightLayers.firstIndex(where: { $0.relu == i }) {
+                    let (units, active, count) = activity(x)
+                    alive[k] = zip(alive[k] ?? units, units).map { $0 || $1 }
+                    nonzero[k, default: 0] += active
+                    total[k, default: 0] += count
+                }
+                i += 1
+            }
+            start = end
+        }
+        for k in result.indices {
+            guard let units = alive[k] else { continue }
+            result[k].deadUnits = units.filter { !$0 }.count
+            result[k].activeFraction = Double(nonzero[k] ?? 0) / Double(max(total[k] ?? 1, 1))
+        }
+        return TrainingHealth(layers: result, sampleCount: n)
     }
 
     static func flatten(_ layers: [Layer]) -> [Layer] {
@@ -144,20 +174,24 @@ public struct TrainingHealth: Codable, Equatable, Sendable {
         return (total.squareRoot(), largest.squareRoot())
     }
 
-    /// Units (columns of `[n, units]` ReLU outputs) that are zero on every row, and the mean nonzero fraction.
-    static func activity(_ activations: Tensor) -> (dead: Int, active: Double) {
-        let n = activations.shape[0], units = activations.shape[1]
-        guard n > 0 else { return (0, 0) }
+    /// Per unit of `[n, units, ...]` ReLU outputs (a channel for feature maps), whether it is nonzero anywhere;
+    /// the nonzero outputs and all outputs.
+    static func activity(_ activations: Tensor) -> (alive: [Bool], nonzero: Int, count: Int) {
+        let n = activations.shape[0], units = activations.rank >= 2 ? activations.shape[1] : 1
+        let positions = activations.shape.dropFirst(2).reduce(1, *)
         var alive = [Bool](repeating: false, count: units)
         var nonzero = 0
         activations.withUnsafeBufferPointer { a in
             for r in 0..<n {
-                for u in 0..<units where a[r * units + u] != 0 {
-                    alive[u] = true
-                    nonzero += 1
+                for u in 0..<units {
+                    let base = (r * units + u) * positions
+                    var count = 0
+                    for p in 0..<positions where a[base + p] != 0 { count += 1 }
+                    if count > 0 { alive[u] = true }
+                    nonzero += count
                 }
             }
         }
-        return (alive.filter { !$0 }.count, Double(nonzero) / Double(n * units))
+        return (alive, nonzero, n * units * positions)
     }
 }
