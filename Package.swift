@@ -6,6 +6,7 @@ import PackageDescription
 //   distill (CLI) -> Experiments (the paper's experiments), Benchmarking (`distill bench`) -> Distillation
 //                                 -> Checkpoints (model files) -> NeuralNet, TensorIO
 //                                 -> Datasets -> TensorIO (safetensors) -> TensorCore; Datasets -> CZlib
+//                                 -> Distributed (MPI: Open MPI's libmpi opened at run time under mpirun; nothing linked)
 let package = Package(
     name: "SwiftDistill",
     platforms: [.macOS(.v13)],
@@ -45,7 +46,8 @@ let package = Package(
         .target(name: "Datasets", dependencies: ["TensorCore", "TensorIO", "CZlib"]),
         .target(name: "Checkpoints", dependencies: ["TensorCore", "TensorIO", "NeuralNet"]),
         .target(name: "DataFormats", dependencies: ["TensorCore", "Datasets", "CPNG", "CImageDecoders"]),
-        .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "CLossKernels"]),
+        .target(name: "Distributed"),
+        .target(name: "Distillation", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "CLossKernels", "Distributed"]),
         .target(name: "Specialists", dependencies: ["TensorCore", "NeuralNet", "Datasets", "Distillation"]),
         .target(name: "Reports"),
         .target(name: "Inference", dependencies: ["TensorCore", "NeuralNet", "Checkpoints"]),
@@ -58,7 +60,7 @@ let package = Package(
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",
-            dependencies: ["Distillation", "Experiments", "Specialists", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", "Inference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Distillation", "Distributed", "Experiments", "Specialists", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", "Inference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "predict-example", dependencies: ["Inference"], path: "Examples/Predict"),
         .executableTarget(name: "distill-student-example", dependencies: ["Distillation", "Checkpoints"],
                           path: "Examples/DistillStudent"),
@@ -75,6 +77,7 @@ let package = Package(
         .testTarget(name: "DataFormatsTests", dependencies: ["DataFormats", "Datasets"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments", "CLossKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints", "Experiments", "Benchmarking"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Distillation", "NeuralNet", "TensorCore", "Datasets", "Checkpoints", "TensorIO"]),
     ],
     swiftLanguageModes: [.v5]
 )

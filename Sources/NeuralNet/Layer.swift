@@ -7,11 +7,39 @@ public struct ForwardContext {
     public var training: Bool
     /// Source of randomness for stochastic layers.
     public var generator: RandomGenerator
+    /// Set when the input is a contiguous slice of rows of a larger batch (data-parallel training): stochastic
+    /// layers then draw for the whole batch and keep this slice's rows, so every process draws what one process
+    /// training on the whole batch draws. nil: the input is the whole batch.
+    public var batchSlice: BatchSlice?
 
     public init(training: Bool, generator: RandomGenerator = RandomGenerator(seed: 0)) {
         self.training = training
         self.generator = generator
     }
+}
+
+/// Rows `offset ..< offset + count` of a batch of `total` rows.
+public struct BatchSlice: Equatable, Sendable {
+    public let offset: Int
+    public let count: Int
+    public let total: Int
+
+    public init(offset: Int, count: Int, total: Int) {
+        precondition(offset >= 0 && count >= 0 && offset + count <= total, "slice \(offset)+\(count) outside a batch of \(total)")
+        self.offset = offset
+        self.count = count
+        self.total = total
+    }
+
+    /// Part `index` of `parts` contiguous parts of a batch of `total` rows: rows `total * index / parts` up to
+    /// `total * (index + 1) / parts` (sizes differ by at most one).
+    public init(part index: Int, of parts: Int, total: Int) {
+        let lo = total * index / parts, hi = total * (index + 1) / parts
+        self.init(offset: lo, count: hi - lo, total: total)
+    }
+
+    /// The rows as a range.
+    public var range: Range<Int> { offset ..< offset + count }
 }
 
 /// A differentiable layer (MLX/swift-apis style): `callAsFunction` on variables builds the autograd graph,

@@ -1,6 +1,8 @@
 import ArgumentParser
 import TensorCore
 import Distillation
+import Distributed
+import Foundation
 
 @main
 struct Distill: ParsableCommand {
@@ -13,14 +15,56 @@ struct Distill: ParsableCommand {
     static func main() {
         // OpenBLAS 0.3.21 picks slow generic kernels on CPUs it does not know; see BLASKernel.
         BLASKernel.reexecWithTunedKernelsIfNeeded()
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let error as ConfigurationError {
-            // The library names a bad value by its field; the command line names the flag that set it.
-            exit(withError: TrainingError(Flags.message(error)))
+            command = try parseAsRoot()
+            try startProcesses(for: command)
         } catch {
-            exit(withError: error)
+            // Under mpirun every process reads the same command line: rank 0 alone reports what is wrong with it.
+            if let launched = World.launched, launched.rank > 0, !(World.current is MPICommunicator) {
+                Foundation.exit(Distill.exitCode(for: error).rawValue)
+            }
+            finish(error)
         }
+        do {
+            try command.run()
+        } catch {
+            finish(error)
+        }
+        World.finish()
+    }
+
+    /// Under `mpirun` (Open MPI's environment), loads MPI and joins the job; only `train` and `distill` run as
+    /// several processes.
+    static func startProcesses(for command: ParsableCommand) throws {
+        guard let launched = World.launched else { return }
+        if launched.size > 1 && !(command is Train || command is DistillCommand) {
+            let name = type(of: command).configuration.commandName ?? "\(type(of: command))".lowercased()
+            throw TrainingError("distill \(name) runs as one process; only train and distill run under mpirun with several processes (-np \(launched.size))")
+        }
+        do {
+            try World.start()
+        } catch let error as MPICommunicator.LoadError {
+            throw TrainingError(error.description)
+        }
+    }
+
+    /// Reports `error` and exits. In a job of several processes rank 0 prints the message as one process does,
+    /// another rank prefixes it with its rank, and the job ends at once (MPI_Abort), since the others would wait
+    /// for this process in their next collective; an interruption (exit code 130 or 143, every process stopping
+    /// after the same step) ends MPI normally instead.
+    static func finish(_ error: Error) -> Never {
+        let error = (error as? ConfigurationError).map { TrainingError(Flags.message($0)) as Error } ?? error
+        let world = World.current
+        guard world.isDistributed else { exit(withError: error) }
+        let code = Distill.exitCode(for: error).rawValue
+        if error is ExitCode, code == 128 + SIGINT || code == 128 + SIGTERM {
+            World.finish()
+            Foundation.exit(code)
+        }
+        let message = Distill.fullMessage(for: error)
+        let text = world.isRoot ? message : "rank \(world.rank) of \(world.size): \(message)"
+        FileHandle.standardError.write(Data((text + "\n").utf8))
+        world.abort(code: code == 0 ? 1 : code)
     }
 }

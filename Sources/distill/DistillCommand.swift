@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Distillation
+import Distributed
 import Datasets
 import DataFormats
 import Checkpoints
@@ -146,16 +147,16 @@ struct DistillCommand: ParsableCommand {
                 && features.terms.isEmpty
             teacherCache = cache ? "memory" : "off"
             if !cache && !noTeacherCache && configuration.data.jitter == 0 && features.terms.isEmpty {
-                FileHandle.standardError.write(Data(("teacher: not caching its logits (\(Int(cacheBytes / 1048576)) MiB would exceed "
-                    + "\(Int(DistillCommand.teacherCacheBudget / 1048576)) MiB); running it on every batch\n").utf8))
+                if World.current.isRoot { FileHandle.standardError.write(Data(("teacher: not caching its logits (\(Int(cacheBytes / 1048576)) MiB would exceed "
+                    + "\(Int(DistillCommand.teacherCacheBudget / 1048576)) MiB); running it on every batch\n").utf8)) }
             }
             try checkTeachers(teacher, against: specification)
             let teacherDescription = try teacherModel.map { try describeTeacher($0, for: data.train) }
             teacherSource = try TeacherLoader.load(paths: teacher, combination: ensemble, dataset: data.train, cacheLogits: cache,
                                                    description: teacherDescription)
             if cache {
-                FileHandle.standardError.write(Data(("teacher: logits for the \(data.train.count) training images computed once, kept in memory "
-                    + "(no --jitter; --no-teacher-cache runs the teacher on every batch)\n").utf8))
+                if World.current.isRoot { FileHandle.standardError.write(Data(("teacher: logits for the \(data.train.count) training images computed once, kept in memory "
+                    + "(no --jitter; --no-teacher-cache runs the teacher on every batch)\n").utf8)) }
             }
         }
         let lossConfiguration = loss.configuration
@@ -178,8 +179,8 @@ struct DistillCommand: ParsableCommand {
         if !terms.isEmpty { metadata["features"] = String(decoding: try sortedEncoder.encode(terms), as: UTF8.self) }
         let overlap = configuration.overlapsTeacher(computingPerBatch: teacherSource.computesPerBatch)
         if overlap {
-            FileHandle.standardError.write(Data(("teacher: run on every batch, one batch ahead on its own thread while the student "
-                + "trains (--no-teacher-overlap takes turns instead)\n").utf8))
+            if World.current.isRoot { FileHandle.standardError.write(Data(("teacher: run on every batch, one batch ahead on its own thread while the student "
+                + "trains (--no-teacher-overlap takes turns instead)\n").utf8)) }
         }
         try job.run(configuration: configuration, stateURL: stateURL, data: data, specification: specification,
                     metadata: metadata.merging(["teacher_identity": teacherSource.identity]) { a, _ in a },

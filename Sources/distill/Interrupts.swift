@@ -1,6 +1,7 @@
 import Foundation
 import Dispatch
 import Synchronization
+import Distributed
 
 /// SIGINT / SIGTERM handling for long runs: the first signal sets a flag that the trainer polls after each step (it
 /// then writes its state and exits with 128 + signal); a second SIGINT or SIGTERM exits at once.
@@ -22,6 +23,8 @@ final class InterruptFlag: Sendable {
             source.setEventHandler { [self] in
                 let (exchanged, _) = received.compareExchange(expected: 0, desired: sig, ordering: .sequentiallyConsistent)
                 if exchanged {
+                    // Under mpirun every process gets the signal; rank 0 alone says so (they stop after the same step).
+                    guard World.current.isRoot else { return }
                     FileHandle.standardError.write(Data("\n\(sig == SIGINT ? "SIGINT" : "SIGTERM"): stopping after this step and saving the training state (again to quit at once)\n".utf8))
                 } else {
                     _exit(128 + sig)

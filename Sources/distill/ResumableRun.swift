@@ -5,6 +5,7 @@ import Datasets
 import TensorCore
 import DataFormats
 import Runs
+import Distributed
 
 /// The shared body of `train` and `distill`: resumable training with Ctrl-C handling, then the atomic write of the
 /// model and the report.
@@ -66,26 +67,34 @@ struct ResumableRun {
         let interrupts = InterruptFlag()
         interrupts.install()
         let delay = testStepDelay
-        let run = try openRunDirectory(configuration: configuration, specification: specification, metadata: metadata,
-                                       examples: data.train.count - configuration.data.validationCount)
+        // Several processes (mpirun): rank 0 alone prints and writes the run directory, state and model files.
+        let world = World.current
+        let run = world.isRoot
+            ? try openRunDirectory(configuration: configuration, specification: specification, metadata: metadata,
+                                   examples: data.train.count - configuration.data.validationCount)
+            : nil
         var policy = TrainingJob.StatePolicy(url: stateURL, resume: resumeOptions.resume,
                                              checkpointEvery: resumeOptions.checkpointEvery,
                                              shouldStop: {
                                                  if delay > 0 { usleep(delay) }
                                                  return interrupts.isSet
                                              })
-        policy.onEpoch = { run.appendEpoch($0) }
+        policy.onEpoch = { run?.appendEpoch($0) }
+        policy.communicator = world
         let outcome: TrainingJob.Outcome
         do {
             outcome = try TrainingJob.train(configuration: configuration, data: data, label: label,
-                                            progress: ProgressReporter(), state: policy, makeObjective: makeObjective)
+                                            progress: ProgressReporter(enabled: world.isRoot), state: policy,
+                                            makeObjective: makeObjective)
         } catch let error as TrainingError where FileManager.default.fileExists(atPath: stateURL.path) {
             throw TrainingError("\(error.description) (the last good training state is kept in \(stateURL.path); \(output) was not written)")
         }
         switch outcome {
         case .stopped(let epoch, let batch):
+            guard world.isRoot else { throw ExitCode(128 + (interrupts.signal == 0 ? SIGTERM : interrupts.signal)) }
             try resumeOptions.exitInterrupted(epoch: epoch, batch: batch, signal: interrupts.signal)
         case .finished(var result):
+            guard world.isRoot, let run else { return }
             for (k, v) in metadata { result.extraMetadata[k] = v }
             result.extraMetadata[DataSpecification.metadataKey] = try specification.metadataValue()
             result.extraMetadata["blas"] = BLASLibrary.active.rawValue

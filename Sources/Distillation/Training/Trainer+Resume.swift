@@ -1,4 +1,5 @@
 import Foundation
+import Distributed
 import TensorCore
 import NeuralNet
 import Datasets
@@ -37,8 +38,10 @@ extension Trainer {
     }
 
     /// Writes a training-state checkpoint to `url` atomically (see `TrainingState` for the format). Refuses (and
-    /// leaves any existing file untouched) when the weights are not finite.
+    /// leaves any existing file untouched) when the weights are not finite. In a data-parallel job only rank 0
+    /// writes (every process holds the same state).
     public func saveState(to url: URL) throws {
+        guard communicator.isRoot else { return }
         try currentState().write(to: url)
     }
 

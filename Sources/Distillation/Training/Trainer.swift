@@ -3,6 +3,7 @@ import TensorCore
 import NeuralNet
 import Optimizers
 import Datasets
+import Distributed
 
 /// Trains a `Sequential` with minibatch gradient descent: shuffled batches, optional jitter, dropout, the configured
 /// optimizer and schedule, gradient clipping and max-norm, with a validation split for model selection.
@@ -45,6 +46,14 @@ public final class Trainer {
     public var checkpointEvery: Int?
     /// True when the last `run()` returned early because `shouldStop` said so.
     public internal(set) var stopped = false
+    /// The processes training this model together (data parallel). With more than one, every process takes the
+    /// same batches (same order, same jitter) and trains on its contiguous share of each batch's rows
+    /// (``TrainingStep/shared(batch:inputs:prepared:slice:communicator:stopRequested:context:)``); a stop is agreed
+    /// by all (any process's `shouldStop` stops every one after the same step); only rank 0 writes state files.
+    /// Default: one process, the single-process step.
+    public var communicator: Communicator = SingleProcess()
+    /// The last data-parallel step's agreed stop.
+    var agreedStop = false
     /// Optimisation steps this trainer object has taken, over all its `run()` calls. Not part of the saved state: a
     /// trainer made by `resume(from:)` starts at 0, so after a resume it counts only the steps taken since (the
     /// resume tests check it, so a resume that silently starts over cannot pass).
@@ -132,6 +141,18 @@ public final class Trainer {
         // the parts of the student's products (`GEMM.sgemm`) run one after another on the student's core while the
         // teacher runs, and on both cores once it is done.
         let overlap = configuration.overlapsTeacher(computingPerBatch: objective.preparesInBackground)
+        let parts = communicator.size
+        if parts > 1 { try checkBatchesSplit(into: parts) }
+        /// This process's rows of a batch (all of them for one process).
+        func share(_ next: (batch: Batch, inputs: Tensor)) -> (batch: Batch, inputs: Tensor, slice: BatchSlice?) {
+            guard parts > 1 else { return (next.batch, next.inputs, nil) }
+            let slice = BatchSlice(part: communicator.rank, of: parts, total: next.batch.count)
+            let b = next.batch
+            let rows = Batch(indices: Array(b.indices[slice.range]), inputs: b.inputs.rows(slice.range),
+                             labels: Array(b.labels[slice.range]))
+            return (rows, next.inputs.rows(slice.range), slice)
+        }
+        let stopAgreed: () -> Bool = { [unowned self] in parts > 1 ? self.agreedStop : self.shouldStop() }
         let background = BackgroundWork()
         defer {
             background.cancel()
@@ -143,23 +164,23 @@ public final class Trainer {
             optimizer.learningRate = rate
             if let sgd = optimizer as? SGD { sgd.momentum = configuration.momentum(epoch: epoch) }
             var context = ForwardContext(training: true, generator: dropoutGenerator)
-            var pending: (batch: Batch, inputs: Tensor)? = nil
+            var pending: (batch: Batch, inputs: Tensor, slice: BatchSlice?)? = nil
             var pendingPrepared: Tensor? = nil
             while true {
-                let batch: Batch, inputs: Tensor, prepared: Tensor?
+                let batch: Batch, inputs: Tensor, slice: BatchSlice?, prepared: Tensor?
                 if let next = pending {
-                    (batch, inputs, prepared) = (next.batch, next.inputs, pendingPrepared)
+                    (batch, inputs, slice, prepared) = (next.batch, next.inputs, next.slice, pendingPrepared)
                     pending = nil
                 } else {
-                    guard let next = nextBatch() else { break }
-                    (batch, inputs) = next
+                    guard let next = nextBatch().map(share) else { break }
+                    (batch, inputs, slice) = next
                     // As on the other thread (one thread, whole products), so every batch's targets round alike.
                     prepared = overlap ? try ComputeThreads.alone { try objective.prepare(batch: batch, inputs: inputs) } : nil
                 }
                 // The run's state after this batch is taken: what progress, checkpoints and a stop see. With the
                 // overlap the iterator and jitter stream run one batch ahead meanwhile.
                 let stateIterator = iterator, stateJitter = jitterGenerator
-                if overlap, let next = nextBatch() {
+                if overlap, let next = nextBatch().map(share) {
                     pending = next
                     let objective = self.objective
                     background.start { try objective.prepare(batch: next.batch, inputs: next.inputs) }
@@ -167,7 +188,7 @@ public final class Trainer {
                 let aheadIterator = iterator, aheadJitter = jitterGenerator
                 let outcome: (loss: Float, parts: [String: Double])
                 do {
-                    outcome = try step(batch: batch, inputs: inputs, prepared: prepared, context: &context,
+                    outcome = try step(batch: batch, inputs: inputs, prepared: prepared, slice: slice, context: &context,
                                        position: stateIterator.cursor)
                 } catch {
                     background.cancel()
@@ -194,7 +215,7 @@ public final class Trainer {
                 if let stateURL, let every = checkpointEvery, every > 0, iterator.cursor % every == 0 {
                     try saveState(to: stateURL)
                 }
-                if shouldStop() {
+                if stopAgreed() {
                     stopped = true
                     return report
                 }
@@ -204,7 +225,7 @@ public final class Trainer {
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
             if let stateURL { try saveState(to: stateURL) }
-            if shouldStop() && epoch < configuration.epochs {
+            if stopAgreed() && epoch < configuration.epochs {
                 stopped = true
                 return report
             }
@@ -220,9 +241,16 @@ public final class Trainer {
 
     /// One optimisation step on `batch` (``TrainingStep``); a non-finite loss becomes an error naming the epoch and
     /// the batch (`position`, batches taken).
-    func step(batch: Batch, inputs: Tensor, prepared: Tensor?, context: inout ForwardContext,
+    /// With a `slice` (several processes) the batch is this process's rows and the step is the data-parallel one.
+    func step(batch: Batch, inputs: Tensor, prepared: Tensor?, slice: BatchSlice? = nil, context: inout ForwardContext,
               position: Int) throws -> (loss: Float, parts: [String: Double]) {
         do {
+            if let slice {
+                let outcome = try trainingStep.shared(batch: batch, inputs: inputs, prepared: prepared, slice: slice,
+                                                      communicator: communicator, stopRequested: shouldStop(), context: &context)
+                agreedStop = outcome.stop
+                return (outcome.loss, outcome.parts)
+            }
             return try trainingStep(batch: batch, inputs: inputs, prepared: prepared, context: &context)
         } catch let error as TrainingStep.NonFiniteLoss {
             throw TrainingError("the loss became \(error.value) at epoch \(epoch + 1), batch \(position); lower the learning rate or clip the gradient norm")
@@ -271,6 +299,17 @@ public final class Trainer {
         epochPartSums = [:]
         epochBatches = 0
         iterator.startNextEpoch()
+    }
+
+    /// Refuses a run whose batches cannot be split over `parts` processes: every process needs at least one row of
+    /// every batch (two with batch norm over feature vectors).
+    func checkBatchesSplit(into parts: Int) throws {
+        let size = configuration.data.batchSize, n = train.count
+        let smallest = n % size == 0 ? Swift.min(size, n) : Swift.min(size, n % size)
+        let needed = Trainer.containsVectorBatchNorm(model) ? 2 * parts : parts
+        if smallest < needed {
+            throw ConfigurationError(field: "data.batchSize", "gives a batch of \(smallest) examples (\(n) training examples, batches of \(size)), too few to split over \(parts) processes (at least \(needed)); choose another batch size")
+        }
     }
 
     /// Whether any layer, nested ones included, is a ``BatchNorm1d``.

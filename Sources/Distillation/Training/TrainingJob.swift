@@ -3,6 +3,7 @@ import Foundation
 import TensorCore
 import NeuralNet
 import Datasets
+import Distributed
 
 /// The outcome of a training job: the model (best validation epoch, or last), its history and test figures.
 public struct TrainingResult {
@@ -101,6 +102,8 @@ public enum TrainingJob {
         public var shouldStop: () -> Bool
         /// Called with every finished epoch's record.
         public var onEpoch: (EpochRecord) -> Void = { _ in }
+        /// The processes that train together (``Trainer/communicator``); default one process.
+        public var communicator: Communicator = SingleProcess()
         public init(url: URL?, resume: Bool = false, checkpointEvery: Int? = nil, shouldStop: @escaping () -> Bool = { false }) {
             self.url = url
             self.resume = resume
@@ -154,6 +157,7 @@ public enum TrainingJob {
             trainer.checkpointEvery = state.checkpointEvery
         }
         trainer.shouldStop = state.shouldStop
+        trainer.communicator = state.communicator
         trainer.epochObserver = state.onEpoch
         let report = try trainer.run()
         if trainer.stopped {

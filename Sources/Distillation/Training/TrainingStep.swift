@@ -2,6 +2,7 @@ import TensorCore
 import NeuralNet
 import Optimizers
 import Datasets
+import Distributed
 
 /// One optimisation step, the unit `Trainer` repeats and the benchmark times: zero the gradients, forward pass,
 /// the objective's loss, backward pass, gradient-norm clipping, the optimizer's update, and the max-norm constraint
@@ -62,5 +63,108 @@ public final class TrainingStep {
             for layer in constrained { Constraints.applyMaxNorm(layer.unitWeights, maximumNorm: maxNorm) }
         }
         return (value, parts)
+    }
+
+    /// What one process of a data-parallel job contributes to a step, and what all of them agreed.
+    public struct SharedOutcome {
+        /// The whole batch's loss (the sum over processes of each slice's loss times its share of the rows).
+        public var loss: Float
+        /// The whole batch's loss parts, likewise.
+        public var parts: [String: Double]
+        /// True when any process asked to stop (`stopRequested`).
+        public var stop: Bool
+    }
+
+    /// One data-parallel step: this process holds `slice` of a batch (`batch` and `inputs` are its rows, `prepared`
+    /// the objective's targets for them). The loss of the slice is scaled by its share of the batch's rows, so that
+    /// the gradients summed over processes (one MPI_Allreduce over all of them, in one flat buffer) are the batch-mean
+    /// gradient a single process computes, up to the order of the float sums; then every process clips and takes the
+    /// same optimizer step. The loss, its parts and the stop requests are summed too (in Double, before the backward
+    /// pass), so every process sees the same loss and throws ``NonFiniteLoss`` together. Dropout draws the whole
+    /// batch's mask (`ForwardContext.batchSlice`). Batch norm normalises with this slice's statistics (each process
+    /// its own, as PyTorch's DistributedDataParallel without SyncBatchNorm); the running statistics are then copied
+    /// from rank 0 to the others, so every process holds the same model.
+    public func shared(batch: Batch, inputs: Tensor, prepared: Tensor?, slice: BatchSlice, communicator: Communicator,
+                       stopRequested: Bool, context: inout ForwardContext) throws -> SharedOutcome {
+        precondition(batch.count == slice.count && slice.count > 0, "the batch must be the slice's rows")
+        for p in parameters { p.zeroGradient() }
+        context.batchSlice = slice
+        defer { context.batchSlice = nil }
+        let layers = objective.studentFeatureLayers
+        let (loss, parts): (Variable, [String: Double])
+        if layers.isEmpty {
+            let logits = model(Variable(inputs), context: &context)
+            (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, inputs: inputs, prepared: prepared)
+        } else {
+            let (logits, features) = model.forward(Variable(inputs), context: &context, capturing: layers)
+            (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: features, batch: batch, inputs: inputs,
+                                               prepared: prepared)
+        }
+        let share = Double(slice.count) / Double(slice.total)
+        let keys = parts.keys.sorted()
+        var summed = [Double(loss.value.scalar) * share] + keys.map { parts[$0, default: 0] * share } + [stopRequested ? 1 : 0]
+        communicator.allreduceSum(&summed)
+        let value = Float(summed[0])
+        var shared: [String: Double] = [:]
+        for (i, k) in keys.enumerated() { shared[k] = summed[1 + i] }
+        let outcome = SharedOutcome(loss: value, parts: shared, stop: summed[summed.count - 1] > 0)
+        guard value.isFinite else { throw NonFiniteLoss(value: value) }
+        loss.backward(seed: Tensor(shape: loss.value.shape, repeating: Float(share)))
+        reduceGradients(communicator)
+        if let gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: gradientClip) }
+        optimizer.step(parameters)
+        if let maxNorm {
+            for layer in constrained { Constraints.applyMaxNorm(layer.unitWeights, maximumNorm: maxNorm) }
+        }
+        if !buffers.isEmpty { broadcastBuffers(communicator) }
+        return outcome
+    }
+
+    /// The flat gradient buffer of `shared` (every parameter's gradient, in `parameters` order).
+    private var gradientBuffer: [Float] = []
+    /// The model's buffers (batch norm's running statistics), in state order.
+    private lazy var buffers: [Variable] = model.namedBuffers.map(\.buffer)
+
+    /// Sums every parameter's gradient over the processes (a parameter without a gradient contributes zeros).
+    func reduceGradients(_ communicator: Communicator) {
+        let total = parameters.reduce(0) { $0 + $1.value.count }
+        if gradientBuffer.count != total { gradientBuffer = [Float](repeating: 0, count: total) }
+        gradientBuffer.withUnsafeMutableBufferPointer { flat in
+            var at = 0
+            for p in parameters {
+                let n = p.value.count
+                if let grad = p.grad {
+                    grad.withUnsafeBufferPointer { g in (flat.baseAddress! + at).update(from: g.baseAddress!, count: n) }
+                } else {
+                    (flat.baseAddress! + at).update(repeating: 0, count: n)
+                }
+                at += n
+            }
+            communicator.allreduceSum(flat)
+            at = 0
+            for p in parameters {
+                let n = p.value.count
+                p.grad = Tensor(shape: p.value.shape) { g in g.baseAddress!.update(from: flat.baseAddress! + at, count: n) }
+                at += n
+            }
+        }
+    }
+
+    /// Copies rank 0's buffers to every process.
+    func broadcastBuffers(_ communicator: Communicator) {
+        let total = buffers.reduce(0) { $0 + $1.value.count }
+        var flat = [Float](repeating: 0, count: total)
+        var at = 0
+        for b in buffers {
+            b.value.withUnsafeBufferPointer { v in flat.withUnsafeMutableBufferPointer { f in (f.baseAddress! + at).update(from: v.baseAddress!, count: v.count) } }
+            at += b.value.count
+        }
+        flat.withUnsafeMutableBufferPointer { communicator.broadcast($0, root: 0) }
+        at = 0
+        for b in buffers {
+            let n = b.value.count
+            b.value = Tensor(shape: b.value.shape) { v in flat.withUnsafeBufferPointer { f in v.baseAddress!.update(from: f.baseAddress! + at, count: n) } }
+            at += n
+        }
     }
 }
