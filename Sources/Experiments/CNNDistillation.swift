@@ -115,9 +115,13 @@ public enum CNNDistillation {
     }
 
     /// Trains (or reuses) the teacher, then every student with every loss from every seed.
+    /// - Parameters:
+    ///   - plan: the preset's plan by default; weights chosen on held-out images go in here.
+    ///   - heldOut: when > 0, that many images of the training subset are held out and every error count is on them
+    ///     instead of the test set (for choosing settings without looking at the test set).
     public static func run(preset: Preset, seeds: [UInt64], losses: [Loss] = Loss.allCases, context: ExperimentContext,
-                           epochScale: Double = 1) throws -> Outcome {
-        var plan = plan(preset)
+                           epochScale: Double = 1, plan given: Plan? = nil, heldOut: Int = 0) throws -> Outcome {
+        var plan = given ?? plan(preset)
         if epochScale != 1 {
             HintonMNIST.scale(&plan.teacher, by: epochScale)
             HintonMNIST.scale(&plan.student, by: epochScale)
@@ -128,10 +132,18 @@ public enum CNNDistillation {
             let indices = generator.permutation(context.data.train.count)[..<subset].sorted()
             subContext.data.train = context.data.train.subset(indices: Array(indices))
         }
+        if heldOut > 0 {
+            guard heldOut < subContext.data.train.count / 2 else {
+                throw TrainingError("--held-out \(heldOut) must be less than half of the \(subContext.data.train.count) training images")
+            }
+            let all = subContext.data.train
+            subContext.data.train = all.subset(indices: Array(0..<(all.count - heldOut)))
+            subContext.data.test = all.subset(indices: Array((all.count - heldOut)..<all.count))
+        }
         let train = subContext.data.train
         var teacherConfiguration = plan.teacher
         teacherConfiguration.seed = 0
-        let teacher = try subContext.trainOrLoad(key: "cnn-teacher-resnet8-\(preset.rawValue)", configuration: teacherConfiguration,
+        let teacher = try subContext.trainOrLoad(key: "cnn-teacher-resnet8-\(preset.rawValue)\(heldOut > 0 ? "-heldout\(heldOut)" : "")", configuration: teacherConfiguration,
                                                  train: train) { _ in LabelObjective() }
         let modelTeacher = ModelTeacher(model: teacher.model)
         let cached = try CachedTeacher(base: modelTeacher, dataset: train)
@@ -147,7 +159,7 @@ public enum CNNDistillation {
                     configuration.model = student.model
                     configuration.seed = seed
                     let description = try configuration.modelDescription(inputShape: train.sampleShape, classCount: train.classCount)
-                    let key = "cnn-\(student.name)-\(loss.rawValue)-\(preset.rawValue)-seed\(seed)"
+                    let key = "cnn-\(student.name)-\(loss.rawValue)-\(preset.rawValue)\(heldOut > 0 ? "-heldout\(heldOut)" : "")-seed\(seed)"
                     let trained: TrainedModel
                     switch loss {
                     case .labels:
@@ -220,10 +232,12 @@ public enum CNNDistillation {
 
     /// The table: per student and loss, mean ± sd test errors over the seeds, with the student's parameters and
     /// inference time per image.
-    public static func table(_ outcome: Outcome, preset: Preset, seeds: [UInt64]) -> String {
-        let p = plan(preset)
-        let train = p.trainingSubset.map { "\($0) training images" } ?? "60,000 training images"
-        var text = "MNIST test errors (of 10,000), preset \(preset.rawValue), \(train): teacher ResNet-8 (\(outcome.teacherParameters) parameters, seed 0) "
+    public static func table(_ outcome: Outcome, preset: Preset, seeds: [UInt64], plan given: Plan? = nil, heldOut: Int = 0) -> String {
+        let p = given ?? plan(preset)
+        let count = (p.trainingSubset ?? 60_000) - heldOut
+        let train = "\(count) training images"
+        let split = heldOut > 0 ? "errors on \(heldOut) held-out training images" : "MNIST test errors (of 10,000)"
+        var text = "\(split), preset \(preset.rawValue), \(train); T = \(formatNumber(p.hinton.temperature)), hint weight \(formatNumber(p.hintWeight)), attention weight \(formatNumber(p.attentionWeight)), DKD alpha \(formatNumber(p.decoupled.alpha)) beta \(formatNumber(p.decoupled.beta)). Teacher ResNet-8 (\(outcome.teacherParameters) parameters, seed 0) "
             + "\(outcome.teacherErrors) errors, \(String(format: "%.1f", outcome.teacherMicrosecondsPerImage)) µs per image; "
             + "students: mean ± sd over seeds \(seeds), last epoch, \(p.student.epochs) epochs each.\n"
         var rows: [[String]] = []

@@ -180,22 +180,39 @@ struct Reproduce: ParsableCommand {
                     }
                 })
         var losses: [CNNDistillation.Loss] = CNNDistillation.Loss.allCases
+        @Option(parsing: .unconditional, help: "Weight of the FitNets hint term (default: the preset's).") var hintWeight: Float?
+        @Option(parsing: .unconditional, help: "Weight of the attention-transfer term (default: the preset's).") var attentionWeight: Float?
+        @Option(parsing: .unconditional, help: "DKD's non-target weight beta (default: the preset's).") var dkdBeta: Float?
+        @Option(parsing: .unconditional, help: "Hold out this many training images and report errors on them instead of the test set (for choosing settings).")
+        var heldOut: Int = 0
         @OptionGroup var experiment: ExperimentOptions
+
+        func validate() throws {
+            for (flag, value) in [("--hint-weight", hintWeight), ("--attention-weight", attentionWeight), ("--dkd-beta", dkdBeta)] {
+                if let value, !(value.isFinite && value >= 0) { throw ValidationError("\(flag) must be a finite number >= 0, got \(value)") }
+            }
+            guard heldOut >= 0 else { throw ValidationError("--held-out must be >= 0, got \(heldOut)") }
+        }
 
         func run() throws {
             let start = Date()
             let context = try experiment.context()
+            var plan = CNNDistillation.plan(preset)
+            if let hintWeight { plan.hintWeight = hintWeight }
+            if let attentionWeight { plan.attentionWeight = attentionWeight }
+            if let dkdBeta { plan.decoupled.beta = dkdBeta }
             let outcome = try CNNDistillation.run(preset: preset, seeds: experiment.seeds, losses: losses, context: context,
-                                                  epochScale: experiment.epochScale)
+                                                  epochScale: experiment.epochScale, plan: plan, heldOut: heldOut)
             let wall = Date().timeIntervalSince(start)
-            let table = CNNDistillation.table(outcome, preset: preset, seeds: experiment.seeds)
+            let table = CNNDistillation.table(outcome, preset: preset, seeds: experiment.seeds, plan: plan, heldOut: heldOut)
             try writeExperimentReport(context, name: "cnn-\(preset.rawValue)", title: "CNN teacher, preset \(preset.rawValue)", table: table)
             if experiment.json {
                 try printJSON([
                     "experiment": "cnn", "preset": preset.rawValue, "seeds": experiment.seeds.map { Int($0) },
                     "outcome": try JSONSerialization.jsonObject(with: JSONEncoder().encode(outcome)), "wall_seconds": wall,
-                    "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(CNNDistillation.plan(preset))),
-                    "split": "errors on the MNIST test set (10,000 images) of the last epoch's weights; no model selection",
+                    "plan": try JSONSerialization.jsonObject(with: JSONEncoder().encode(plan)),
+                    "split": heldOut > 0 ? "errors on \(heldOut) held-out training images (not the test set)"
+                        : "errors on the MNIST test set (10,000 images) of the last epoch's weights; no model selection",
                 ])
             } else {
                 print(table)
