@@ -34,13 +34,13 @@ struct Distill: ParsableCommand {
         World.finish()
     }
 
-    /// Under `mpirun` (Open MPI's environment), loads MPI and joins the job; only `train` and `distill` run as
-    /// several processes.
+    /// Under `mpirun` (Open MPI's environment), loads MPI and joins the job; only `train`, `distill` and
+    /// `teacher-logits` run as several processes.
     static func startProcesses(for command: ParsableCommand) throws {
         guard let launched = World.launched else { return }
-        if launched.size > 1 && !(command is Train || command is DistillCommand) {
+        if launched.size > 1 && !(command is Train || command is DistillCommand || command is TeacherLogitsCommand) {
             let name = type(of: command).configuration.commandName ?? "\(type(of: command))".lowercased()
-            throw TrainingError("distill \(name) runs as one process; only train and distill run under mpirun with several processes (-np \(launched.size))")
+            throw TrainingError("distill \(name) runs as one process; only train, distill and teacher-logits run under mpirun with several processes (-np \(launched.size))")
         }
         do {
             try World.start()

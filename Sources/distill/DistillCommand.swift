@@ -254,9 +254,13 @@ struct TeacherLogitsCommand: ParsableCommand {
         try checkTeachers(teachers, against: data.specification)
         let description = try teacherModel.map { try describeTeacher($0, for: data.train) }
         let teacher = try TeacherLoader.load(paths: teachers, combination: ensemble, dataset: data.train, description: description)
+        let world = World.current
         try TeacherLogitStore.write(teacher: teacher, dataset: data.train, to: URL(fileURLWithPath: output),
-                                    dtype: dtype == "float16" ? .float16 : .float32, topK: topK, overwrite: force)
-        print("wrote logits of \(data.train.count) examples to \(output)")
+                                    dtype: dtype == "float16" ? .float16 : .float32, topK: topK, overwrite: force,
+                                    communicator: world)
+        if world.isRoot {
+            print("wrote logits of \(data.train.count) examples to \(output)\(world.isDistributed ? " (batches shared by \(world.size) processes)" : "")")
+        }
     }
 }
 

@@ -195,6 +195,27 @@ final class MPITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("killed.safetensors").path))
     }
 
+    /// `teacher-logits` under two processes: the batches shared out, one file written by rank 0, byte-identical to
+    /// one process's (dense float32 and top-k float16).
+    func testTeacherLogitsOverTwoProcessesEqualsOne() throws {
+        _ = try mpirun()
+        let dir = try makeTemporaryDirectory(self)
+        let data = packageRoot.appendingPathComponent("Data/digits/digits.csv.gz").path
+        XCTAssertEqual(try runDistill(["train", "--data", data, "--hidden", "32", "--epochs", "2", "--threads", "1",
+                                       "--output", "t.safetensors"], in: dir).status, 0)
+        for (name, extra) in [("dense", [String]()), ("top3", ["--top-k", "3", "--dtype", "float16"])] {
+            // Batches of 1,000 of the 1,438 training rows: one each.
+            let arguments = ["teacher-logits", "t.safetensors", "--data", data, "--threads", "1"] + extra
+            XCTAssertEqual(try runDistill(arguments + ["--output", "\(name)-1.safetensors"], in: dir).status, 0)
+            let two = try runMPI(2, arguments + ["--output", "\(name)-2.safetensors"], in: dir)
+            XCTAssertEqual(two.status, 0, two.stderr)
+            XCTAssertEqual(two.stdout.split(separator: "\n").count, 1, "rank 0 alone prints: \(two.stdout)")
+            let one = try Data(contentsOf: dir.appendingPathComponent("\(name)-1.safetensors"))
+            let shared = try Data(contentsOf: dir.appendingPathComponent("\(name)-2.safetensors"))
+            XCTAssertEqual(one, shared, "\(name): the store written by two processes differs from one process's")
+        }
+    }
+
     func testOtherCommandsRefuseSeveralProcesses() throws {
         _ = try mpirun()
         let dir = try makeTemporaryDirectory(self)

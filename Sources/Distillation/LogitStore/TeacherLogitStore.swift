@@ -1,5 +1,6 @@
 import Datasets
 import Foundation
+import Distributed
 import NeuralNet
 import TensorCore
 import TensorIO
@@ -60,8 +61,14 @@ public struct TeacherLogitStore {
     /// - Throws: ``TrainingError`` when the teacher's class count differs from the dataset's, top-k is outside
     ///   `1...classCount`, a logit is not finite or too large for float16, the teacher fails, or the write fails
     ///   (an existing file without `overwrite`).
+    ///
+    /// In a job of several processes (`communicator`, e.g. `World.current` under mpirun) the batches are dealt out
+    /// in turn (batch b to rank b mod N, so every batch is computed exactly as one process computes it), the rows are
+    /// summed into every process with one allreduce (each row is nonzero on one process only, so the sum is exact),
+    /// and rank 0 alone writes the file.
     public static func write(teacher: Teacher, dataset: LabeledDataset, to url: URL, dtype: StorageType = .float32,
-                             topK: Int? = nil, batchSize: Int = 1000, overwrite: Bool) throws {
+                             topK: Int? = nil, batchSize: Int = 1000, overwrite: Bool,
+                             communicator: Communicator = SingleProcess()) throws {
         let path = url.path, n = dataset.count, c = dataset.classCount
         guard teacher.classCount == c else {
             throw TrainingError("\(path): teacher has \(teacher.classCount) classes but the dataset has \(c)")
@@ -69,7 +76,12 @@ public struct TeacherLogitStore {
         if let k = topK, !(1...c).contains(k) {
             throw ConfigurationError(field: "store.topK", "must be in 1...\(c) (the classes), got \(k)")
         }
-        let all = try computeLogits(teacher: teacher, dataset: dataset, batchSize: batchSize, context: path)
+        var all = try computeLogits(teacher: teacher, dataset: dataset, batchSize: batchSize, context: path,
+                                    shard: (communicator.rank, communicator.size))
+        if communicator.isDistributed {
+            all.withUnsafeMutableBufferPointer { communicator.allreduceSum($0) }
+            guard communicator.isRoot else { return }
+        }
         if let bad = all.scalars.firstIndex(where: { !$0.isFinite || (dtype == .float16 && abs($0) > 65504) }) {
             throw TrainingError("\(path): teacher logit \(all[flat: bad]) for example \(bad / c) cannot be stored as \(dtype.rawValue)")
         }
@@ -111,12 +123,21 @@ public struct TeacherLogitStore {
     /// The teacher's T = 1 logits for every example of `dataset`, `[count, teacher.classCount]`: the rows in order,
     /// `batchSize` at a time, un-augmented. Shared by `write` and ``CachedTeacher`` so both see the same numbers.
     /// - Throws: ``TrainingError`` (prefixed with `context`) when the teacher fails or returns another shape.
-    static func computeLogits(teacher: Teacher, dataset: LabeledDataset, batchSize: Int, context: String) throws -> Tensor {
+    /// The teacher's logits for every example, `[n, C]`; with `shard` (rank, size) only the batches b with
+    /// b mod size == rank (the other rows stay 0).
+    static func computeLogits(teacher: Teacher, dataset: LabeledDataset, batchSize: Int, context: String,
+                              shard: (rank: Int, size: Int) = (0, 1)) throws -> Tensor {
         let n = dataset.count, c = teacher.classCount, step = Swift.max(1, batchSize)
         var all = Tensor(shape: [n, c], repeating: 0)
         var start = 0
+        var batch = -1
         while start < n {
             let end = Swift.min(start + step, n)
+            batch += 1
+            if batch % shard.size != shard.rank {
+                start = end
+                continue
+            }
             let logits = try teacher.logits(batch: dataset.inputs(rows: start..<end), indices: Array(start..<end))
             guard logits.shape == [end - start, c] else {
                 throw TrainingError("\(context): teacher returned logits of shape \(logits.shape), expected [\(end - start), \(c)]")
