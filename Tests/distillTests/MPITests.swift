@@ -195,6 +195,32 @@ final class MPITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("killed.safetensors").path))
     }
 
+    /// A rank that hangs (SIGSTOP) ends the job within the watchdog's timeout (DISTILL_MPI_TIMEOUT) plus mpirun's
+    /// teardown; the waiting rank says why.
+    func testAHungRankEndsTheJobWithinTheTimeout() throws {
+        _ = try mpirun()
+        let dir = try makeTemporaryDirectory(self)
+        let arguments = Self.trainArguments.map { $0 == "10" ? "500" : $0 }
+        let started = try startMPI(2, arguments + ["--output", "hung.safetensors"], in: dir,
+                                   environment: ["DISTILL_TEST_STEP_DELAY_MS": "20", "DISTILL_MPI_TIMEOUT": "3"])
+        var victim: Int32?
+        let deadline = Date().addingTimeInterval(30)
+        while victim == nil && Date() < deadline {
+            usleep(200_000)
+            victim = pid(ofRank: 1, under: started.process.processIdentifier)
+        }
+        guard let victim else { started.process.terminate(); return XCTFail("rank 1 not found") }
+        usleep(1_000_000)
+        kill(victim, SIGSTOP)
+        let stoppedAt = Date()
+        let result = try finish(started, within: 60)
+        let seconds = Date().timeIntervalSince(stoppedAt)
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertLessThan(seconds, 30, "the job ended \(seconds) s after rank 1 stopped")
+        XCTAssertTrue(result.stderr.contains("rank 0 of 2: no training step finished for"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("hung.safetensors").path))
+    }
+
     /// `teacher-logits` under two processes: the batches shared out, one file written by rank 0, byte-identical to
     /// one process's (dense float32 and top-k float16).
     func testTeacherLogitsOverTwoProcessesEqualsOne() throws {

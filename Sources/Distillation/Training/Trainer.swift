@@ -154,7 +154,10 @@ public final class Trainer {
         }
         let stopAgreed: () -> Bool = { [unowned self] in parts > 1 ? self.agreedStop : self.shouldStop() }
         let background = BackgroundWork()
+        // Several processes: a process that hangs would leave the others waiting in the allreduce for ever.
+        let watchdog = parts > 1 ? Watchdog(rank: communicator.rank, size: parts) : nil
         defer {
+            watchdog?.stop()
             background.cancel()
             ComputeThreads.set(configuration.runtime.threads)
         }
@@ -197,6 +200,7 @@ public final class Trainer {
                     throw error
                 }
                 stepsTaken += 1
+                watchdog?.beat()
                 epochLossSum += Double(outcome.loss)
                 for (k, v) in outcome.parts { epochPartSums[k, default: 0] += v }
                 epochBatches += 1
@@ -224,6 +228,7 @@ public final class Trainer {
             }
             dropoutGenerator = context.generator
             try finishEpoch(seconds: Date().timeIntervalSince(epochStart), learningRate: rate)
+            watchdog?.beat()
             if let stateURL { try saveState(to: stateURL) }
             if stopAgreed() && epoch < configuration.epochs {
                 stopped = true
