@@ -182,7 +182,7 @@ struct Reproduce: ParsableCommand {
         var losses: [CNNDistillation.Loss] = CNNDistillation.Loss.allCases
         @Option(parsing: .unconditional, help: "Weight of the FitNets hint term (default: the preset's).") var hintWeight: Float?
         @Option(parsing: .unconditional, help: "Weight of the attention-transfer term (default: the preset's).") var attentionWeight: Float?
-        @Option(parsing: .unconditional, help: "DKD's non-target weight beta (default: the preset's).") var dkdBeta: Float?
+        @Option(parsing: .unconditional, help: "DKD's non-target weight beta for every student (default: each student's, from the preset).") var dkdBeta: Float?
         @Option(parsing: .unconditional, help: "Hold out this many training images and report errors on them instead of the test set (for choosing settings).")
         var heldOut: Int = 0
         @OptionGroup var experiment: ExperimentOptions
@@ -200,7 +200,7 @@ struct Reproduce: ParsableCommand {
             var plan = CNNDistillation.plan(preset)
             if let hintWeight { plan.hintWeight = hintWeight }
             if let attentionWeight { plan.attentionWeight = attentionWeight }
-            if let dkdBeta { plan.decoupled.beta = dkdBeta }
+            if let dkdBeta { plan.dkdBetaOverride = dkdBeta }
             let outcome = try CNNDistillation.run(preset: preset, seeds: experiment.seeds, losses: losses, context: context,
                                                   epochScale: experiment.epochScale, plan: plan, heldOut: heldOut)
             let wall = Date().timeIntervalSince(start)
