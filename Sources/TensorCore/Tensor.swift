@@ -119,6 +119,22 @@ public struct Tensor: @unchecked Sendable {
         }
     }
 
+    /// Tensors of equal trailing shape stacked along the first axis (`[a, ...]` and `[b, ...]` give `[a + b, ...]`).
+    public init(concatenatingRows parts: [Tensor]) {
+        precondition(!parts.isEmpty, "concatenating no tensors")
+        let trailing = Array(parts[0].shape.dropFirst())
+        precondition(parts.allSatisfy { $0.rank >= 1 && Array($0.shape.dropFirst()) == trailing },
+                     "concatenating rows of different shapes \(parts.map(\.shape))")
+        let rows = parts.reduce(0) { $0 + $1.shape[0] }
+        self.init(shape: [rows] + trailing) { out in
+            var at = 0
+            for part in parts {
+                part.withUnsafeBufferPointer { (out.baseAddress! + at).update(from: $0.baseAddress!, count: $0.count) }
+                at += part.count
+            }
+        }
+    }
+
     /// Rows gathered by index along the first axis.
     public func gatherRows(_ indices: [Int]) -> Tensor {
         let rowSize = count / Swift.max(shape[0], 1)

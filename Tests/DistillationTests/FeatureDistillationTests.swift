@@ -147,3 +147,23 @@ final class FeatureDistillationTests: XCTestCase {
         }
     }
 }
+
+final class ChunkedInferenceTests: XCTestCase {
+    /// A large batch of feature maps runs `spatialChunkRows` examples at a time: the result is the chunks' results
+    /// stacked, bit for bit, and within rounding of the whole batch at once.
+    func testLargeSpatialBatchesRunInChunks() throws {
+        var g = RandomGenerator(seed: 4)
+        let model = try FeatureDistillationTests.smallCNN().build(generator: &g)
+        let x = try FeatureDistillationTests.images(count: 23).inputs(rows: 0..<23).reshaped([23, 1, 8, 8])
+        let saved = Sequential.spatialChunkRows
+        defer { Sequential.spatialChunkRows = saved }
+        Sequential.spatialChunkRows = 1000
+        let whole = model.infer(x)
+        Sequential.spatialChunkRows = 10
+        let chunked = model.infer(x)
+        let stacked = Tensor(concatenatingRows: [model.infer(x.rows(0..<10)), model.infer(x.rows(10..<20)), model.infer(x.rows(20..<23))])
+        XCTAssertEqual(chunked, stacked)
+        XCTAssertEqual(chunked.shape, [23, 4])
+        for (a, b) in zip(chunked.scalars, whole.scalars) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
+    }
+}

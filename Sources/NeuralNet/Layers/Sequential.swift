@@ -141,8 +141,24 @@ public final class Sequential: LayerKind, RowWise {
         if threads > 1, input.rank == 2, input.shape[0] <= Sequential.unitSplitMaxRows, isRowWise {
             return ComputeThreads.withOneThread { infer(input, splittingUnits: threads) }
         }
+        // Feature maps: a large batch runs `spatialChunkRows` examples at a time, so its activations (50 MB per
+        // ResNet-8 layer for 1,000 images) never all exist at once.
+        let rows = input.rank >= 1 ? input.shape[0] : 0
+        if input.rank >= 3, rows > Sequential.spatialChunkRows {
+            var parts: [Tensor] = []
+            var start = 0
+            while start < rows {
+                let end = Swift.min(start + Sequential.spatialChunkRows, rows)
+                parts.append(infer(input.rows(start..<end), splittingUnits: 1))
+                start = end
+            }
+            return Tensor(concatenatingRows: parts)
+        }
         return infer(input, splittingUnits: 1)
     }
+
+    /// Examples per pass when `infer` evaluates a large batch of feature maps (image input).
+    nonisolated(unsafe) public static var spatialChunkRows = 250
 
     /// Largest batch `infer` runs with the units split over the threads.
     nonisolated(unsafe) public static var unitSplitMaxRows = 4
