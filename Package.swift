@@ -56,7 +56,7 @@ let package = Package(
                                                .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Runs", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "TensorIO", "Checkpoints", "DataFormats", "Distillation",
                                              .product(name: "Yams", package: "Yams")]),
-        .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Runs", "Datasets", "Checkpoints", "Distillation", "Specialists"]),
+        .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Runs", "Datasets", "Checkpoints", "Distillation", "Specialists", "Distributed"]),
         .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
         .executableTarget(
             name: "distill",

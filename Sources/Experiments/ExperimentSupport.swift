@@ -3,6 +3,7 @@ import Distillation
 import Checkpoints
 import Checkpoints
 import Foundation
+import Distributed
 import TensorCore
 import NeuralNet
 import Datasets
@@ -29,6 +30,11 @@ public struct ExperimentContext {
     public var threads: Int
     public var progress: ProgressReporter
     public var log: (String) -> Void
+    /// The processes that train together (under mpirun): every model is trained by all of them, rank 0 alone
+    /// writes files and logs. Default one process.
+    public var communicator: Communicator = SingleProcess()
+    /// Whether this process writes files and logs (rank 0).
+    public var writes: Bool { communicator.isRoot }
     /// The run directory of every model trained or reused, in order (for the experiment's report).
     public let runs = RunList()
 
@@ -76,7 +82,7 @@ public struct ExperimentContext {
            let checkpoint = try? ModelCheckpoint.read(url: url),
            let errors = checkpoint.metadata["test_errors"].flatMap(Int.init),
            let last = checkpoint.metadata["last_epoch_test_errors"].flatMap(Int.init) {
-            log("\(key): reusing \(url.lastPathComponent) (\(errors) test errors)")
+            if writes { log("\(key): reusing \(url.lastPathComponent) (\(errors) test errors)") }
             if FileManager.default.fileExists(atPath: runURL.path) { runs.add(runURL) }
             return TrainedModel(model: checkpoint.model, testErrors: errors, lastEpochTestErrors: last,
                                 seconds: Double(checkpoint.metadata["seconds"] ?? "0") ?? 0, cached: true,
@@ -88,16 +94,22 @@ public struct ExperimentContext {
         let runConfiguration: [String: Any] = ["model": key, "objective": objectiveIdentity,
                                                "training": try JSONSerialization.jsonObject(with: encoder2.encode(configuration)),
                                                "training_examples": train.count, "test_examples": test.count]
-        let run = try RunDirectory.open(at: runURL, configurationJSON: try JSONSerialization.data(withJSONObject: runConfiguration, options: [.sortedKeys, .prettyPrinted]),
-                                        command: CommandLine.arguments, examplesPerEpoch: train.count - configuration.data.validationCount)
+        let run = writes ? try RunDirectory.open(at: runURL, configurationJSON: try JSONSerialization.data(withJSONObject: runConfiguration, options: [.sortedKeys, .prettyPrinted]),
+                                                 command: CommandLine.arguments, examplesPerEpoch: train.count - configuration.data.validationCount) : nil
         var policy = TrainingJob.StatePolicy(url: nil)
-        policy.onEpoch = { run.appendEpoch($0) }
+        policy.onEpoch = { run?.appendEpoch($0) }
+        policy.communicator = communicator
         guard case let .finished(result) = try TrainingJob.train(configuration: configuration, data: (train, test), label: key,
-                                                                 progress: progress, state: policy, initialModel: initialModel,
+                                                                 progress: writes ? progress : ProgressReporter(enabled: false),
+                                                                 state: policy, initialModel: initialModel,
                                                                  makeObjective: makeObjective) else {
             throw TrainingError("\(key): the run stopped before its last epoch")
         }
         let seconds = Date().timeIntervalSince(start)
+        guard let run else {
+            return TrainedModel(model: result.model, testErrors: result.testErrors, lastEpochTestErrors: result.lastEpochTestErrors,
+                                seconds: seconds, cached: false, health: result.health)
+        }
         var checkpoint = try result.checkpoint(role: key)
         checkpoint.metadata["last_epoch_test_errors"] = String(result.lastEpochTestErrors)
         checkpoint.metadata["seconds"] = String(seconds)
@@ -123,7 +135,8 @@ public struct ExperimentContext {
            store.teacherIdentity == teacher.identity, store.exampleCount == data.train.count {
             return store
         }
-        try TeacherLogitStore.write(teacher: teacher, dataset: data.train, to: url, overwrite: true)
+        try TeacherLogitStore.write(teacher: teacher, dataset: data.train, to: url, overwrite: true, communicator: communicator)
+        communicator.barrier()  // rank 0 has written it
         return try TeacherLogitStore.read(url: url)
     }
 }

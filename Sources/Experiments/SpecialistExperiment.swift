@@ -134,8 +134,10 @@ public enum SpecialistExperiment {
             let clusters = try ConfusableClustering.clusters(
                 probabilities: probabilities, clusters: plan.clusters, subsetSize: plan.subsetSize, seed: seed,
                 measure: plan.measure, classNames: classNames, source: "generalist probabilities on \(heldOut.count) held-out training examples")
-            try clusters.write(to: context.workDirectory.appendingPathComponent("specialists-\(tag)-clusters.json"))
-            context.log("specialists \(tag): \(clusters.subsets.count) subsets\n" + clusters.text)
+            if context.writes {
+                try clusters.write(to: context.workDirectory.appendingPathComponent("specialists-\(tag)-clusters.json"))
+                context.log("specialists \(tag): \(clusters.subsets.count) subsets\n" + clusters.text)
+            }
 
             var specialists: [Specialist] = []
             var specialistErrors: [Int] = [], generalistTaskErrors: [Int] = []
@@ -171,9 +173,9 @@ public enum SpecialistExperiment {
             let system = SpecialistSystem(generalist: generalist.model, specialists: specialists, candidates: plan.candidates)
             let evaluation = SpecialistEvaluation(predictions: system.predict(context.data.test), labels: context.data.test.labels,
                                                   subsets: clusters.subsets)
-            context.log(String(format: "specialists %@: generalist %d, combined %d test errors (%d examples covered)", tag,
+            if context.writes { context.log(String(format: "specialists %@: generalist %d, combined %d test errors (%d examples covered)", tag,
                                evaluation.generalistErrors, evaluation.combinedErrors,
-                               evaluation.byCoveringSpecialists.filter { $0.covering > 0 }.reduce(0) { $0 + $1.examples }))
+                               evaluation.byCoveringSpecialists.filter { $0.covering > 0 }.reduce(0) { $0 + $1.examples })) }
             results.append(SeedResult(seed: seed, subsets: clusters.subsets, evaluation: evaluation, specialistErrors: specialistErrors,
                                       generalistErrorsOnSpecialistTasks: generalistTaskErrors,
                                       dustbinCorrections: specialists.map { Double($0.dustbinCorrection) },

@@ -34,18 +34,22 @@ struct Distill: ParsableCommand {
         World.finish()
     }
 
-    /// Under `mpirun` (Open MPI's environment), loads MPI and joins the job; only `train`, `distill` and
-    /// `teacher-logits` run as several processes.
+    /// Under `mpirun` (Open MPI's environment), loads MPI and joins the job; only the commands marked
+    /// ``RunsUnderMPI`` run as several processes.
     static func startProcesses(for command: ParsableCommand) throws {
         guard let launched = World.launched else { return }
-        if launched.size > 1 && !(command is Train || command is DistillCommand || command is TeacherLogitsCommand) {
+        if launched.size > 1 && !(command is RunsUnderMPI) {
             let name = type(of: command).configuration.commandName ?? "\(type(of: command))".lowercased()
-            throw TrainingError("distill \(name) runs as one process; only train, distill and teacher-logits run under mpirun with several processes (-np \(launched.size))")
+            throw TrainingError("distill \(name) runs as one process; only train, distill, teacher-logits and reproduce run under mpirun with several processes (-np \(launched.size))")
         }
         do {
             try World.start()
         } catch let error as MPICommunicator.LoadError {
             throw TrainingError(error.description)
+        }
+        // An experiment prints its tables and JSON on standard output from rank 0 alone.
+        if command is ReproduceCommand, World.current.isDistributed, !World.current.isRoot {
+            _ = freopen("/dev/null", "w", stdout)
         }
     }
 
@@ -68,3 +72,19 @@ struct Distill: ParsableCommand {
         world.abort(code: code == 0 ? 1 : code)
     }
 }
+
+/// A command that runs as several processes under mpirun (the others refuse `-np` above 1).
+protocol RunsUnderMPI {}
+/// A `reproduce` experiment: every model trained by all processes, files and output from rank 0.
+protocol ReproduceCommand: RunsUnderMPI {}
+
+extension Train: RunsUnderMPI {}
+extension DistillCommand: RunsUnderMPI {}
+extension TeacherLogitsCommand: RunsUnderMPI {}
+extension Reproduce.HintonMNISTCommand: ReproduceCommand {}
+extension Reproduce.EnsembleCommand: ReproduceCommand {}
+extension Reproduce.CNNCommand: ReproduceCommand {}
+extension Reproduce.SpecialistsCommand: ReproduceCommand {}
+extension Reproduce.OmittedClassCommand: ReproduceCommand {}
+extension Reproduce.TemperatureSweepCommand: ReproduceCommand {}
+extension Reproduce.SmallDataCommand: ReproduceCommand {}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Distributed
 import Distillation
 import TensorCore
 import Datasets
@@ -27,7 +28,9 @@ struct ExperimentOptions: ParsableArguments {
 
     func context() throws -> ExperimentContext {
         try kernelOptions.apply()
-        return try ExperimentContext(data: DataLocation.loadMNIST(dataDir), workDirectory: URL(fileURLWithPath: workDir), threads: threads)
+        var context = try ExperimentContext(data: DataLocation.loadMNIST(dataDir), workDirectory: URL(fileURLWithPath: workDir), threads: threads)
+        context.communicator = World.current
+        return context
     }
 }
 
@@ -47,6 +50,7 @@ func printJSON(_ object: [String: Any]) throws {
 /// Writes `<work dir>/<name>-report.html`: the experiment's table, extra chart sections, and every model's run.
 func writeExperimentReport(_ context: ExperimentContext, name: String, title: String, table: String,
                            sections: [(title: String, html: String)] = []) throws {
+    guard context.writes else { return }
     let url = context.workDirectory.appendingPathComponent("\(name)-report.html")
     let records = context.runs.directories.compactMap { try? RunRecord.load($0) }
     let html = HTMLReport.render(runs: records, title: title, tables: [(title, table)], sections: sections)
@@ -311,7 +315,8 @@ struct Reproduce: ParsableCommand {
                 guard t >= 0 && t.isFinite else { throw ValidationError("--specialist-temperature must be >= 0, got \(t)") }
                 plan.softTargets = t == 0 ? nil : DistillationLossConfiguration(temperature: t, hardWeight: 0.5, softWeight: 0.5)
             }
-            let context = try ExperimentContext(data: data, workDirectory: URL(fileURLWithPath: experiment.workDir), threads: experiment.threads)
+            var context = try ExperimentContext(data: data, workDirectory: URL(fileURLWithPath: experiment.workDir), threads: experiment.threads)
+            context.communicator = World.current
             let results = try SpecialistExperiment.run(preset: preset, seeds: experiment.seeds, context: context, classNames: names,
                                                        plan: plan, epochScale: experiment.epochScale)
             let wall = Date().timeIntervalSince(start)

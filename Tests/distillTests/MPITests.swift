@@ -242,6 +242,27 @@ final class MPITests: XCTestCase {
         }
     }
 
+    /// `reproduce` under two processes: every model trained by both, rank 0 alone prints the JSON and writes the
+    /// models and the report; the figures agree with one process's up to rounding (the label-only student of the
+    /// quick preset, no dropout, within 2 %).
+    func testReproduceOverTwoProcesses() throws {
+        _ = try mpirun()
+        let dir = try makeTemporaryDirectory(self)
+        let arguments = ["reproduce", "hinton-mnist", "--preset", "quick", "--seeds", "0", "--epoch-scale", "0.1",
+                         "--threads", "1", "--json"]
+        let one = try runDistill(arguments + ["--work-dir", "one"], in: dir)
+        XCTAssertEqual(one.status, 0, one.stderr)
+        let two = try runMPI(2, arguments + ["--work-dir", "two"], in: dir)
+        XCTAssertEqual(two.status, 0, two.stderr)
+        XCTAssertEqual(two.stdout.split(separator: "\n").count, 1, "rank 0 alone prints: \(two.stdout)")
+        let a = try lastLineJSON(one.stdout), b = try lastLineJSON(two.stdout)
+        let studentA = try XCTUnwrap(a["student_errors"] as? Double), studentB = try XCTUnwrap(b["student_errors"] as? Double)
+        XCTAssertLessThanOrEqual(abs(studentA - studentB), 0.02 * studentA, "one process \(studentA), two \(studentB)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.appendingPathComponent("two").path)
+        XCTAssertEqual(files.filter { $0.hasSuffix(".safetensors") && !$0.contains("logits") }.count, 3, "\(files)")
+        XCTAssertEqual(two.stderrLines.filter { $0.contains("test errors (last epoch") }.count, 3, two.stderr)
+    }
+
     func testOtherCommandsRefuseSeveralProcesses() throws {
         _ = try mpirun()
         let dir = try makeTemporaryDirectory(self)
