@@ -114,3 +114,18 @@ public struct ModelDescription: Codable, Equatable, Sendable {
         return try Sequential.make(Sequential.description(layers: layers), inputShape: inputShape, generator: &generator)
     }
 }
+
+extension ModelDescription {
+    /// The per-example output shape of every top-level layer, in order.
+    public func layerOutputShapes() throws -> [[Int]] {
+        var shape = inputShape
+        var shapes: [[Int]] = []
+        for (index, layer) in layers.enumerated() {
+            do { shape = try LayerKinds.plan(layer, inputShape: shape).outputShape } catch let error as ModelDescriptionError {
+                throw ModelDescriptionError("layer \(index): \(error.description)")
+            }
+            shapes.append(shape)
+        }
+        return shapes
+    }
+}

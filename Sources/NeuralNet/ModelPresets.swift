@@ -19,10 +19,20 @@ public enum ModelPresets {
             throw ModelDescriptionError("model '\(name)' needs image input [channels, height, width], the data has samples of shape \(inputShape) (give image data or a description with a flatten first)")
         }
         if name == "lenet5" { return try lenet5(inputShape: inputShape, classCount: classCount) }
-        if name.hasPrefix("resnet"), let depth = Int(name.dropFirst("resnet".count)), depth >= 8, (depth - 2) % 6 == 0, depth <= 1202 {
+        if let depth = resnetDepth(name) {
             return try resnet(blocksPerStage: (depth - 2) / 6, inputShape: inputShape, classCount: classCount)
         }
         throw ModelDescriptionError("unknown model '\(name)' (known: \(names.joined(separator: ", ")), or resnet<6n+2>, or a model description file .json)")
+    }
+
+    /// Whether `description(named:...)` knows `name` (before any data fits it).
+    public static func isKnown(_ name: String) -> Bool { name == "lenet5" || resnetDepth(name) != nil }
+
+    /// The depth of `resnet<6n+2>` (8 to 1202), else nil.
+    static func resnetDepth(_ name: String) -> Int? {
+        guard name.hasPrefix("resnet"), let depth = Int(name.dropFirst("resnet".count)), depth >= 8, (depth - 2) % 6 == 0,
+              depth <= 1202 else { return nil }
+        return depth
     }
 
     static func lenet5(inputShape: [Int], classCount: Int) throws -> ModelDescription {

@@ -3,8 +3,6 @@ import Yams
 import Optimizers
 import DataFormats
 import Distillation
-import NeuralNet
-import Checkpoints
 
 /// An experiment described in a file (YAML, or JSON, which YAML reads too): data, a teacher (trained or loaded), a
 /// student, the loss, the seeds and the comparisons to run.
@@ -275,16 +273,8 @@ public struct ExperimentFile: Sendable {
                 for key in ["hidden", "input_dropout", "hidden_dropout"] where t[key] != nil {
                     throw problem("\(path).\(key)", t[key] ?? v, "sizes an MLP; it cannot be combined with model")
                 }
-                if name.lowercased().hasSuffix(".json") {
-                    let description: ModelDescription
-                    do {
-                        description = try JSONDecoder().decode(ModelDescription.self, from: Data(contentsOf: URL(fileURLWithPath: name)))
-                    } catch {
-                        throw problem("\(path).model", v, "'\(name)' is not a readable model description (\(ModelCheckpoint.decodingMessage(error)))")
-                    }
-                    c.model = ModelConfiguration(architecture: .described(description))
-                } else {
-                    c.model = ModelConfiguration(architecture: .preset(name))
+                do { c.model = try ModelConfiguration.named(name) } catch let error as TrainingError {
+                    throw problem("\(path).model", v, error.description)
                 }
             }
             if let v = t["jitter"] { c.data.jitter = try int(v, "\(path).jitter", minimum: 0, maximum: 14) }

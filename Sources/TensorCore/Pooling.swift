@@ -5,7 +5,8 @@
 /// window order (PyTorch's); its backward adds each upstream value at that index. Average pooling divides by the
 /// whole window (`count_include_pad=True`, PyTorch's default) or by the part inside the image. Planes (batch x
 /// channel) are spread over the compute threads; each output is computed by one thread, so results do not depend on
-/// the thread count. The loops are the definition (no faster kernel beside them to check).
+/// the thread count. The loops are the definition; the unrolled 2x2 stride-2 max pooling beside them is tested
+/// against it.
 public struct PoolingGeometry: Equatable, Hashable, Sendable {
     public var height, width: Int
     public var kernelHeight, kernelWidth: Int

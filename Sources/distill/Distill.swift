@@ -60,7 +60,16 @@ struct Distill: ParsableCommand {
     static func finish(_ error: Error) -> Never {
         let error = (error as? ConfigurationError).map { TrainingError(Flags.message($0)) as Error } ?? error
         let world = World.current
-        guard world.isDistributed else { exit(withError: error) }
+        guard world.isDistributed else {
+            // Under mpirun (MPI not started, e.g. a refused command): the message in one write, so that mpirun
+            // forwards it whole rather than interleaved with its own report.
+            if World.launched != nil {
+                let code = Distill.exitCode(for: error).rawValue
+                FileHandle.standardError.write(Data((Distill.fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(code)
+            }
+            exit(withError: error)
+        }
         let code = Distill.exitCode(for: error).rawValue
         if error is ExitCode, code == 128 + SIGINT || code == 128 + SIGTERM {
             World.finish()

@@ -2,8 +2,6 @@ import ArgumentParser
 import Foundation
 import Distillation
 import Optimizers
-import NeuralNet
-import Checkpoints
 
 /// The training flags shared by `train` and `distill`.
 struct TrainingOptions: ParsableArguments {
@@ -72,26 +70,9 @@ struct TrainingOptions: ParsableArguments {
 
     /// A preset name or a model description file (.json), as `flag` gives it.
     static func modelConfiguration(_ model: String, flag: String) throws -> ModelConfiguration {
-        guard model.lowercased().hasSuffix(".json") else {
-            let configuration = ModelConfiguration(architecture: .preset(model))
-            do { try configuration.validate() } catch let error as ConfigurationError {
-                throw TrainingError("\(flag) \(error.problem)")
-            }
-            return configuration
+        do { return try ModelConfiguration.named(model) } catch let error as TrainingError {
+            throw TrainingError("\(flag) \(error.description)")
         }
-        let url = URL(fileURLWithPath: model)
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw TrainingError("\(flag) \(model): cannot read the file (\(error.localizedDescription))")
-        }
-        let description: ModelDescription
-        do { description = try JSONDecoder().decode(ModelDescription.self, from: data) } catch {
-            throw TrainingError("\(flag) \(model): not a model description (expected {\"inputShape\": [...], \"layers\": [...]}): \(ModelCheckpoint.decodingMessage(error))")
-        }
-        do { _ = try description.plan() } catch let error as ModelDescriptionError {
-            throw TrainingError("\(flag) \(model): \(error.description)")
-        }
-        return ModelConfiguration(architecture: .described(description))
     }
 
     mutating func validate() throws {

@@ -170,55 +170,51 @@ final class MPITests: XCTestCase {
         }
     }
 
-    /// A rank killed with SIGKILL ends the job within seconds, and mpirun's message names the rank.
-    func testAKilledRankEndsTheJobNamingIt() throws {
+    /// Starts a long two-process training run (slowed to 20 ms a step), sends `signal` to rank 1 a second after it
+    /// appears, and returns how the job ended, the seconds it took after the signal, and whether a model was written.
+    func signalRankOne(_ signal: Int32, environment: [String: String] = [:], file: StaticString = #filePath,
+                       line: UInt = #line) throws -> (result: CommandResult, seconds: Double, wroteModel: Bool)? {
         _ = try mpirun()
         let dir = try makeTemporaryDirectory(self)
         let arguments = Self.trainArguments.map { $0 == "10" ? "500" : $0 }
-        let started = try startMPI(2, arguments + ["--output", "killed.safetensors"], in: dir,
-                                   environment: ["DISTILL_TEST_STEP_DELAY_MS": "20"])
+        let started = try startMPI(2, arguments + ["--output", "model.safetensors"], in: dir,
+                                   environment: environment.merging(["DISTILL_TEST_STEP_DELAY_MS": "20"]) { a, _ in a })
         var victim: Int32?
         let deadline = Date().addingTimeInterval(30)
         while victim == nil && Date() < deadline {
             usleep(200_000)
             victim = pid(ofRank: 1, under: started.process.processIdentifier)
         }
-        guard let victim else { started.process.terminate(); return XCTFail("rank 1 not found") }
+        guard let victim else {
+            started.process.terminate()
+            XCTFail("rank 1 not found", file: file, line: line)
+            return nil
+        }
         usleep(1_000_000)
-        kill(victim, SIGKILL)
-        let killedAt = Date()
+        kill(victim, signal)
+        let signalledAt = Date()
         let result = try finish(started, within: 60)
-        let seconds = Date().timeIntervalSince(killedAt)
+        return (result, Date().timeIntervalSince(signalledAt),
+                FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path))
+    }
+
+    /// A rank killed with SIGKILL ends the job within seconds, and mpirun's message names the rank.
+    func testAKilledRankEndsTheJobNamingIt() throws {
+        guard let (result, seconds, wroteModel) = try signalRankOne(SIGKILL) else { return }
         XCTAssertNotEqual(result.status, 0)
         XCTAssertLessThan(seconds, 30, "the job ended \(seconds) s after the kill")
         XCTAssertTrue(result.stderr.contains("process rank 1"), result.stderr)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("killed.safetensors").path))
+        XCTAssertFalse(wroteModel)
     }
 
     /// A rank that hangs (SIGSTOP) ends the job within the watchdog's timeout (DISTILL_MPI_TIMEOUT) plus mpirun's
     /// teardown; the waiting rank says why.
     func testAHungRankEndsTheJobWithinTheTimeout() throws {
-        _ = try mpirun()
-        let dir = try makeTemporaryDirectory(self)
-        let arguments = Self.trainArguments.map { $0 == "10" ? "500" : $0 }
-        let started = try startMPI(2, arguments + ["--output", "hung.safetensors"], in: dir,
-                                   environment: ["DISTILL_TEST_STEP_DELAY_MS": "20", "DISTILL_MPI_TIMEOUT": "3"])
-        var victim: Int32?
-        let deadline = Date().addingTimeInterval(30)
-        while victim == nil && Date() < deadline {
-            usleep(200_000)
-            victim = pid(ofRank: 1, under: started.process.processIdentifier)
-        }
-        guard let victim else { started.process.terminate(); return XCTFail("rank 1 not found") }
-        usleep(1_000_000)
-        kill(victim, SIGSTOP)
-        let stoppedAt = Date()
-        let result = try finish(started, within: 60)
-        let seconds = Date().timeIntervalSince(stoppedAt)
+        guard let (result, seconds, wroteModel) = try signalRankOne(SIGSTOP, environment: ["DISTILL_MPI_TIMEOUT": "3"]) else { return }
         XCTAssertNotEqual(result.status, 0)
         XCTAssertLessThan(seconds, 30, "the job ended \(seconds) s after rank 1 stopped")
         XCTAssertTrue(result.stderr.contains("rank 0 of 2: no training step finished for"), result.stderr)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("hung.safetensors").path))
+        XCTAssertFalse(wroteModel)
     }
 
     /// `teacher-logits` under two processes: the batches shared out, one file written by rank 0, byte-identical to

@@ -170,9 +170,13 @@ public final class FeatureDistillationObjective: TrainingObjective {
     public func prepare(batch: Batch, inputs: Tensor) throws -> Tensor? {
         let indices = exampleIndices.map { map in batch.indices.map { map[$0] } } ?? batch.indices
         guard let teacherModel else { return try teacher.logits(batch: inputs, indices: indices) }
-        let logits = try teacher.logits(batch: inputs, indices: indices)  // checks the input shape
-        let (_, captured) = teacherModel.infer(inputs, capturing: Set(terms.map(\.teacherLayer)))
         let b = batch.count, c = teacher.classCount
+        // One forward pass gives the logits and the paired layers' outputs.
+        try checkModelInput(teacherModel, inputs, what: "teacher \(teacher.identity.prefix(12))")
+        let (logits, captured) = teacherModel.infer(inputs, capturing: Set(terms.map(\.teacherLayer)))
+        guard logits.shape == [b, c] else {
+            throw TrainingError("teacher \(teacher.identity.prefix(12)): output shape \(logits.shape), expected [\(b), \(c)]")
+        }
         return Tensor(shape: [b, width]) { out in
             logits.withUnsafeBufferPointer { lb in
                 for r in 0..<b { for j in 0..<c { out[r * width + j] = lb[r * c + j] } }
@@ -255,20 +259,5 @@ public final class FeatureDistillationObjective: TrainingObjective {
             total = total + term.weight * value
         }
         return (total, parts)
-    }
-}
-
-extension ModelDescription {
-    /// The per-example output shape of every top-level layer, in order.
-    public func layerOutputShapes() throws -> [[Int]] {
-        var shape = inputShape
-        var shapes: [[Int]] = []
-        for (index, layer) in layers.enumerated() {
-            do { shape = try LayerKinds.plan(layer, inputShape: shape).outputShape } catch let error as ModelDescriptionError {
-                throw ModelDescriptionError("layer \(index): \(error.description)")
-            }
-            shapes.append(shape)
-        }
-        return shapes
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import TensorCore
 import NeuralNet
 import Optimizers
+import Checkpoints
 
 /// Which optimizer a run uses.
 public enum OptimizerKind: String, Codable, CaseIterable, Sendable {
@@ -74,6 +75,29 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
         ModelConfiguration(architecture: .mlp(MLP(hidden: hidden, inputDropout: inputDropout, hiddenDropout: hiddenDropout)))
     }
 
+    /// A named network (``ModelPresets``: `lenet5`, `resnet8`, ...) or a model description file (`.json`), checked.
+    /// Throws a ``TrainingError`` whose text follows the name of the option that gave `value` ("must be one of ...",
+    /// "net.json: cannot read the file ...").
+    public static func named(_ value: String) throws -> ModelConfiguration {
+        guard value.lowercased().hasSuffix(".json") else {
+            let configuration = ModelConfiguration(architecture: .preset(value))
+            do { try configuration.validate() } catch let error as ConfigurationError { throw TrainingError(error.problem) }
+            return configuration
+        }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: value)) } catch {
+            throw TrainingError("\(value): cannot read the file (\(error.localizedDescription))")
+        }
+        let description: ModelDescription
+        do { description = try JSONDecoder().decode(ModelDescription.self, from: data) } catch {
+            throw TrainingError("\(value): not a model description (expected {\"inputShape\": [...], \"layers\": [...]}): \(ModelCheckpoint.decodingMessage(error))")
+        }
+        do { _ = try description.plan() } catch let error as ModelDescriptionError {
+            throw TrainingError("\(value): \(error.description)")
+        }
+        return ModelConfiguration(architecture: .described(description))
+    }
+
     /// The MLP settings, when the architecture is one (nil for a described network).
     public var mlp: MLP? {
         get { if case let .mlp(m) = architecture { return m } else { return nil } }
@@ -120,8 +144,7 @@ public struct ModelConfiguration: Codable, Equatable, Sendable {
                 throw ConfigurationError(field: "model.description", "is not a valid network: \(error.description)")
             }
         case let .preset(name):
-            let resnet = name.hasPrefix("resnet") && Int(name.dropFirst(6)).map { $0 >= 8 && ($0 - 2) % 6 == 0 && $0 <= 1202 } == true
-            guard ModelPresets.names.contains(name) || resnet else {
+            guard ModelPresets.isKnown(name) else {
                 throw ConfigurationError(field: "model.preset", "must be one of \(ModelPresets.names.joined(separator: ", ")) (or resnet<6n+2>), got '\(name)'")
             }
         }

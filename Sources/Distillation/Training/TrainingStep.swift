@@ -44,16 +44,7 @@ public final class TrainingStep {
     public func callAsFunction(batch: Batch, inputs: Tensor, prepared: Tensor?, context: inout ForwardContext) throws
         -> (loss: Float, parts: [String: Double]) {
         for p in parameters { p.zeroGradient() }
-        let layers = objective.studentFeatureLayers
-        let (loss, parts): (Variable, [String: Double])
-        if layers.isEmpty {
-            let logits = model(Variable(inputs), context: &context)
-            (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, inputs: inputs, prepared: prepared)
-        } else {
-            let (logits, features) = model.forward(Variable(inputs), context: &context, capturing: layers)
-            (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: features, batch: batch, inputs: inputs,
-                                               prepared: prepared)
-        }
+        let (loss, parts) = try forwardLoss(batch: batch, inputs: inputs, prepared: prepared, context: &context)
         let value = loss.value.scalar
         guard value.isFinite else { throw NonFiniteLoss(value: value) }
         loss.backward()
@@ -63,6 +54,18 @@ public final class TrainingStep {
             for layer in constrained { Constraints.applyMaxNorm(layer.unitWeights, maximumNorm: maxNorm) }
         }
         return (value, parts)
+    }
+
+    /// The student's forward pass (capturing the layers the objective compares, if any) and the objective's loss.
+    func forwardLoss(batch: Batch, inputs: Tensor, prepared: Tensor?, context: inout ForwardContext) throws
+        -> (loss: Variable, parts: [String: Double]) {
+        let layers = objective.studentFeatureLayers
+        if layers.isEmpty {
+            let logits = model(Variable(inputs), context: &context)
+            return try objective.loss(studentLogits: logits, batch: batch, inputs: inputs, prepared: prepared)
+        }
+        let (logits, features) = model.forward(Variable(inputs), context: &context, capturing: layers)
+        return try objective.loss(studentLogits: logits, studentFeatures: features, batch: batch, inputs: inputs, prepared: prepared)
     }
 
     /// What one process of a data-parallel job contributes to a step, and what all of them agreed.
@@ -90,16 +93,7 @@ public final class TrainingStep {
         for p in parameters { p.zeroGradient() }
         context.batchSlice = slice
         defer { context.batchSlice = nil }
-        let layers = objective.studentFeatureLayers
-        let (loss, parts): (Variable, [String: Double])
-        if layers.isEmpty {
-            let logits = model(Variable(inputs), context: &context)
-            (loss, parts) = try objective.loss(studentLogits: logits, batch: batch, inputs: inputs, prepared: prepared)
-        } else {
-            let (logits, features) = model.forward(Variable(inputs), context: &context, capturing: layers)
-            (loss, parts) = try objective.loss(studentLogits: logits, studentFeatures: features, batch: batch, inputs: inputs,
-                                               prepared: prepared)
-        }
+        let (loss, parts) = try forwardLoss(batch: batch, inputs: inputs, prepared: prepared, context: &context)
         let share = Double(slice.count) / Double(slice.total)
         let keys = parts.keys.sorted()
         var summed = [Double(loss.value.scalar) * share] + keys.map { parts[$0, default: 0] * share } + [stopRequested ? 1 : 0]

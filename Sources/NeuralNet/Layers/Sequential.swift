@@ -121,16 +121,7 @@ public final class Sequential: LayerKind, RowWise {
     }
 
     /// The per-example output shape of every top-level layer for the model's input shape (nil when unknown).
-    public var layerOutputShapes: [[Int]]? {
-        guard var shape = inputShape else { return nil }
-        var shapes: [[Int]] = []
-        for layer in layers {
-            guard let next = try? LayerKinds.plan(layer.layerDescription, inputShape: shape).outputShape else { return nil }
-            shapes.append(next)
-            shape = next
-        }
-        return shapes
-    }
+    public var layerOutputShapes: [[Int]]? { try? modelDescription?.layerOutputShapes() }
 
     /// Evaluation-mode forward pass. A few rows (at most `unitSplitMaxRows`, e.g. one image) on several compute
     /// threads run with each layer's units split over the threads (``RowWise``): one image through 784-800-800-10
