@@ -19,9 +19,14 @@ public protocol Communicator: AnyObject {
     func barrier()
     /// Ends every process of the job with `code` (MPI_Abort); for one process, exits with `code`.
     func abort(code: Int32) -> Never
+    /// Whether a thread other than the one that made the communicator may call its collectives (one call at a time,
+    /// MPI_THREAD_SERIALIZED or more); true unless the communicator says otherwise.
+    var collectivesFromAnyThread: Bool { get }
 }
 
 extension Communicator {
+    public var collectivesFromAnyThread: Bool { true }
+
     /// True for rank 0, the process that writes files and prints.
     public var isRoot: Bool { rank == 0 }
     /// True when the job has more than one process.

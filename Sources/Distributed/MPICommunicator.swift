@@ -7,8 +7,9 @@ import Foundation
 /// MPI_FLOAT, MPI_DOUBLE and MPI_SUM are the addresses of Open MPI's globals `ompi_mpi_comm_world`,
 /// `ompi_mpi_float`, `ompi_mpi_double` and `ompi_mpi_op_sum`. `DISTILL_MPI` names the library file explicitly.
 ///
-/// MPI is initialised with MPI_THREAD_FUNNELED: only the thread that made the communicator calls MPI. Errors in a
-/// collective abort the job (MPI_ERRORS_ARE_FATAL, MPI's default on MPI_COMM_WORLD).
+/// MPI is initialised asking for MPI_THREAD_MULTIPLE (Debian's Open MPI grants it): the gradient buckets are summed
+/// on a communication thread, and the watchdog asks the other processes where they are from its own thread. Errors
+/// in a collective abort the job (MPI_ERRORS_ARE_FATAL, MPI's default on MPI_COMM_WORLD).
 public final class MPICommunicator: Communicator {
     public struct LoadError: Error, CustomStringConvertible {
         public let description: String
@@ -24,6 +25,8 @@ public final class MPICommunicator: Communicator {
     typealias Barrier = @convention(c) (UnsafeMutableRawPointer?) -> Int32
     typealias Abort = @convention(c) (UnsafeMutableRawPointer?, Int32) -> Int32
     typealias Finalize = @convention(c) () -> Int32
+    typealias CommDup = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32
+    typealias SetErrhandler = @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32
 
     /// The file names tried, in order, when `DISTILL_MPI` is not set.
     public static let libraryCandidates = ["libmpi.so.40", "libmpi.so"]
@@ -42,6 +45,15 @@ public final class MPICommunicator: Communicator {
     private let finalizeFunction: Finalize
     private let commWorld, floatType, doubleType, sumOp: UnsafeMutableRawPointer
     private var finalized = false
+    /// Collectives in progress on any thread of this process (the watchdog's answer to "where are you?").
+    private let collectiveLock = NSLock()
+    private var collectivesInProgress = 0
+    /// The channel the watchdogs of the processes talk on (nil without MPI_THREAD_MULTIPLE).
+    public private(set) var liveness: MPILiveness?
+    /// The thread support MPI_Init_thread granted (0 single ... 3 multiple).
+    public let threadLevel: Int32
+    /// MPI_THREAD_SERIALIZED or more: the gradient buckets may be summed on a communication thread.
+    public var collectivesFromAnyThread: Bool { threadLevel >= 2 }
 
     /// Largest element count of one MPI call (MPI counts are 32-bit); longer buffers go in several calls.
     static let maximumCount = Int(Int32.max)
@@ -84,17 +96,47 @@ public final class MPICommunicator: Communicator {
         sumOp = try symbol("ompi_mpi_op_sum")
         self.libraryPath = path
 
-        let funneled: Int32 = 1  // MPI_THREAD_FUNNELED in Open MPI's mpi.h
+        let multiple: Int32 = 3  // MPI_THREAD_MULTIPLE in Open MPI's mpi.h (SERIALIZED 2, FUNNELED 1)
         var provided: Int32 = 0
-        guard initThread(nil, nil, funneled, &provided) == 0 else {
+        guard initThread(nil, nil, multiple, &provided) == 0 else {
             throw LoadError(description: "MPI_Init_thread failed (\(path))")
         }
+        threadLevel = provided
         var r: Int32 = 0, s: Int32 = 0
         guard commRank(commWorld, &r) == 0, commSize(commWorld, &s) == 0 else {
             throw LoadError(description: "MPI_Comm_rank or MPI_Comm_size failed (\(path))")
         }
         rank = Int(r)
         size = Int(s)
+        if provided >= multiple && size > 1 {
+            // A communicator of its own (MPI_Comm_dup, collective: every rank makes it here), whose errors are
+            // returned rather than fatal: a question to a process that is gone is a missing answer.
+            let dup = unsafeBitCast(try symbol("MPI_Comm_dup"), to: CommDup.self)
+            let setErrhandler = unsafeBitCast(try symbol("MPI_Comm_set_errhandler"), to: SetErrhandler.self)
+            var comm: UnsafeMutableRawPointer?
+            if dup(commWorld, &comm) == 0, let comm, setErrhandler(comm, try symbol("ompi_mpi_errors_return")) == 0 {
+                liveness = try MPILiveness(communicator: comm, rank: rank, size: size, doubleType: doubleType, symbol: symbol)
+            }
+        }
+    }
+
+    /// Whether a collective is in progress on some thread of this process.
+    public var isInCollective: Bool {
+        collectiveLock.lock()
+        defer { collectiveLock.unlock() }
+        return collectivesInProgress > 0
+    }
+
+    private func collective<T>(_ body: () -> T) -> T {
+        collectiveLock.lock()
+        collectivesInProgress += 1
+        collectiveLock.unlock()
+        defer {
+            collectiveLock.lock()
+            collectivesInProgress -= 1
+            collectiveLock.unlock()
+        }
+        return body()
     }
 
     private func reduce(_ base: UnsafeMutableRawPointer?, count: Int, stride: Int, type: UnsafeMutableRawPointer) {
@@ -102,7 +144,7 @@ public final class MPICommunicator: Communicator {
         var done = 0
         while done < count {
             let n = Swift.min(count - done, MPICommunicator.maximumCount)
-            let code = allreduce(MPICommunicator.inPlace, base + done * stride, Int32(n), type, sumOp, commWorld)
+            let code = collective { allreduce(MPICommunicator.inPlace, base + done * stride, Int32(n), type, sumOp, commWorld) }
             if code != 0 { fail("MPI_Allreduce", code) }
             done += n
         }
@@ -121,14 +163,14 @@ public final class MPICommunicator: Communicator {
         var done = 0
         while done < buffer.count {
             let n = Swift.min(buffer.count - done, MPICommunicator.maximumCount)
-            let code = bcast(UnsafeMutableRawPointer(base + done), Int32(n), floatType, Int32(root), commWorld)
+            let code = collective { bcast(UnsafeMutableRawPointer(base + done), Int32(n), floatType, Int32(root), commWorld) }
             if code != 0 { fail("MPI_Bcast", code) }
             done += n
         }
     }
 
     public func barrier() {
-        let code = barrierFunction(commWorld)
+        let code = collective { barrierFunction(commWorld) }
         if code != 0 { fail("MPI_Barrier", code) }
     }
 

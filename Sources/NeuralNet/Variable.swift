@@ -51,7 +51,12 @@ public final class Variable {
     public func zeroGradient() { grad = nil }
 
     /// Back-propagates from this variable. With no `seed` the variable must hold one element and the seed is 1.
-    public func backward(seed: Tensor? = nil) {
+    ///
+    /// `onLeafReady` is called with each leaf as soon as its gradient of this pass is complete (every node that
+    /// uses it has passed its gradient back), in the order that happens: a data-parallel step starts summing a
+    /// group of parameters' gradients over the processes while the rest of the backward pass runs. The gradients
+    /// themselves, and the order of every sum, are those of a pass without it.
+    public func backward(seed: Tensor? = nil, onLeafReady: ((Variable) -> Void)? = nil) {
         let seed = seed ?? {
             precondition(value.count == 1, "backward() without a seed needs a scalar, got shape \(value.shape)")
             return Tensor(shape: value.shape, repeating: 1)
@@ -72,19 +77,40 @@ public final class Variable {
             }
         }
 
+        // With `onLeafReady`: how many uses of each leaf have not passed their gradient back yet. The depth-first
+        // order visits a leaf late (after everything its consumers' other inputs lead to); the count lets its
+        // gradient be handed over as soon as the last use is done.
+        var usesLeft: [ObjectIdentifier: Int] = [:]
+        if onLeafReady != nil {
+            for node in order where !node.isLeaf {
+                for parent in node.parents where parent.isLeaf && parent.requiresGrad {
+                    usesLeft[ObjectIdentifier(parent), default: 0] += 1
+                }
+            }
+        }
+        func settle(_ leaf: Variable) {
+            guard let upstream = leaf.pendingGrad else { return }
+            leaf.pendingGrad = nil
+            if leaf.grad == nil { leaf.grad = upstream } else { leaf.grad! += upstream }
+            onLeafReady?(leaf)
+        }
+
         pendingGrad = seed
         for node in order.reversed() {
+            if node.isLeaf { settle(node); continue }
             guard let upstream = node.pendingGrad else { continue }
             node.pendingGrad = nil
-            if node.isLeaf {
-                if node.grad == nil { node.grad = upstream } else { node.grad! += upstream }
-                continue
-            }
             guard let rule = node.backwardRule else { continue }  // graph already freed by an earlier backward
             let parentGrads = rule(upstream)
             for (parent, g) in zip(node.parents, parentGrads) where parent.requiresGrad {
-                guard let g else { continue }
-                if parent.pendingGrad == nil { parent.pendingGrad = g } else { parent.pendingGrad! += g }
+                if let g {
+                    if parent.pendingGrad == nil { parent.pendingGrad = g } else { parent.pendingGrad! += g }
+                }
+                if onLeafReady != nil, parent.isLeaf {
+                    let id = ObjectIdentifier(parent)
+                    usesLeft[id, default: 1] -= 1
+                    if usesLeft[id] == 0 { settle(parent) }
+                }
             }
             // Free the graph behind this node (PyTorch's retain_graph=False).
             node.parents = []

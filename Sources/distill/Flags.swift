@@ -9,7 +9,7 @@ enum Flags {
         "optimizer.weightDecay": "--weight-decay", "optimizer.gradientClip": "--clip-grad-norm", "optimizer.maxNorm": "--max-norm",
         "optimizer.schedule": "--schedule", "optimizer.momentumRamp": "--momentum-ramp",
         "data.batchSize": "--batch-size", "data.jitter": "--jitter", "data.validationCount": "--validation",
-        "runtime.threads": "--threads", "epochs": "--epochs", "seed": "--seed",
+        "runtime.threads": "--threads", "runtime.gradientBucketMegabytes": "--bucket-mb", "epochs": "--epochs", "seed": "--seed",
         "loss.temperature": "--temperature", "loss.hardWeight": "--hard-weight", "loss.softWeight": "--soft-weight",
         "loss.missingMass": "--missing-mass",
         "store.topK": "--top-k",

@@ -29,6 +29,8 @@ struct TrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
     @Option(parsing: .unconditional, help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
+    @Option(parsing: .unconditional, help: ArgumentHelp("Under mpirun: gradient bucket size, summed over the processes during the backward pass (0 = one sum after it).", valueName: "MiB"))
+    var bucketMb: Double?
     @Option(parsing: .unconditional, help: "Training examples held out for model selection (0 = none; the test set is never used).")
     var validation: Int = 0
     @OptionGroup var data: DataOptions
@@ -52,6 +54,7 @@ struct TrainingOptions: ParsableArguments {
         c.epochs = epochs
         c.seed = seed
         c.runtime.threads = threads
+        c.runtime.gradientBucketMegabytes = bucketMb
         do { try c.validate() } catch let error as ConfigurationError { throw TrainingError(Flags.message(error)) }
         return c
     }

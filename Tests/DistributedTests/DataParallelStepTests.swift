@@ -89,8 +89,13 @@ final class DataParallelStepTests: XCTestCase {
                             maxNorm: 2, gradientClip: 5)
     }
 
-    /// Two processes' step equals one process's step on the whole batch up to float summation order.
+    /// Two processes' step equals one process's step on the whole batch up to float summation order, with the
+    /// gradients in one bucket or in one bucket per parameter (sent during the backward pass, in bucket order).
     func testTwoSlicesGiveTheWholeBatchStep() throws {
+        for capacity in [nil, 64] { try twoSlicesGiveTheWholeBatchStep(capacity: capacity) }
+    }
+
+    func twoSlicesGiveTheWholeBatchStep(capacity: Int?) throws {
         var data = RandomGenerator(seed: 11)
         let rows = 10
         let inputs = Tensor(shape: [rows, 6], scalars: (0..<rows * 6).map { _ in data.uniform() * 2 - 1 })
@@ -109,9 +114,14 @@ final class DataParallelStepTests: XCTestCase {
         let recorder = Recorder()
         let (b1, x1, s1) = part(1)
         var context1 = ForwardContext(training: true, generator: RandomGenerator(seed: 9))
-        _ = try makeStep(seed: 1).shared(batch: b1, inputs: x1, prepared: nil, slice: s1, communicator: recorder,
-                                         stopRequested: true, context: &context1)
+        let rank1 = makeStep(seed: 1)
+        rank1.gradientBucketCapacity = capacity
+        _ = try rank1.shared(batch: b1, inputs: x1, prepared: nil, slice: s1, communicator: recorder,
+                             stopRequested: true, context: &context1)
+        // Parameters W1 (384 bytes), b1 (64), W2 (256), b2 (16): one bucket each at 64 bytes, output layer's first.
+        XCTAssertEqual(recorder.floats.map(\.count), capacity == nil ? [96 + 16 + 64 + 4] : [4, 64, 16, 96])
         let rank0 = makeStep(seed: 1)
+        rank0.gradientBucketCapacity = capacity
         let (b0, x0, s0) = part(0)
         var context0 = ForwardContext(training: true, generator: RandomGenerator(seed: 9))
         let outcome = try rank0.shared(batch: b0, inputs: x0, prepared: nil, slice: s0, communicator: Adder(recorder),
@@ -125,5 +135,57 @@ final class DataParallelStepTests: XCTestCase {
         }
         XCTAssertLessThan(largest, 1e-6)
         XCTAssertEqual(context0.generator.nextUInt64(), context.generator.nextUInt64())
+    }
+
+    /// The backward pass hands each parameter over once, as soon as its gradient is complete (the output layer's
+    /// first), and the gradients equal those of a pass without the hook bit for bit.
+    func testLeavesAreHandedOverAsSoonAsTheirGradientIsComplete() {
+        var generator = RandomGenerator(seed: 3)
+        let model = Sequential([Linear(inputCount: 5, outputCount: 7, generator: &generator), ReLU(),
+                                Linear(inputCount: 7, outputCount: 7, generator: &generator), ReLU(),
+                                Linear(inputCount: 7, outputCount: 3, generator: &generator)])
+        let x = Tensor(shape: [4, 5], scalars: (0..<20).map { Float($0 % 7) * 0.3 - 0.8 })
+        func gradients(hook: ((Variable) -> Void)?) -> [[Float]] {
+            for p in model.parameters { p.zeroGradient() }
+            var context = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
+            let y = model(Variable(x), context: &context)
+            let loss = NeuralNet.mean(y * y)
+            loss.backward(onLeafReady: hook)
+            return model.parameters.map { $0.grad?.scalars ?? [] }
+        }
+        let plain = gradients(hook: nil)
+        var handed: [Int] = []
+        var completeWhenHanded: [Bool] = []
+        let hooked = gradients { leaf in
+            let index = model.parameters.firstIndex { $0 === leaf }!
+            handed.append(index)
+            completeWhenHanded.append(leaf.grad?.scalars == plain[index])
+        }
+        XCTAssertEqual(hooked, plain)
+        XCTAssertEqual(handed.sorted(), Array(model.parameters.indices))
+        XCTAssertEqual(completeWhenHanded, [Bool](repeating: true, count: handed.count))
+        // Layer by layer from the output: the last layer's weight and bias before the middle layer's, before the first's.
+        let layerOf = handed.map { $0 / 2 }
+        XCTAssertEqual(layerOf, layerOf.sorted(by: >), "handed over \(handed)")
+    }
+
+    /// Buckets fill and are sent during the backward pass, in bucket order; the sums are set after `finish()`.
+    func testBucketsAreSentDuringTheBackwardPass() {
+        var generator = RandomGenerator(seed: 4)
+        let model = Sequential([Linear(inputCount: 6, outputCount: 16, generator: &generator), ReLU(),
+                                Linear(inputCount: 16, outputCount: 4, generator: &generator)])
+        let recorder = Recorder()
+        let buckets = GradientBuckets(parameters: model.parameters, communicator: recorder, capacity: 64)
+        XCTAssertTrue(buckets.overlaps)
+        XCTAssertEqual(buckets.count, 4)
+        buckets.begin()
+        let x = Tensor(shape: [3, 6], scalars: (0..<18).map { Float($0) * 0.1 - 0.9 })
+        var context = ForwardContext(training: true, generator: RandomGenerator(seed: 1))
+        let y = model(Variable(x), context: &context)
+        NeuralNet.mean(y * y).backward(onLeafReady: buckets.ready)
+        XCTAssertEqual(buckets.sentDuringBackward, 4)
+        buckets.finish()
+        XCTAssertEqual(recorder.floats.map(\.count), [4, 64, 16, 96])
+        XCTAssertEqual(recorder.floats[3], model.parameters[0].grad?.scalars)
     }
 }

@@ -100,8 +100,9 @@ final class MPITests: XCTestCase {
         let dir = try makeTemporaryDirectory(self)
         let one = try runDistill(Self.trainArguments + ["--output", "one.safetensors"], in: dir)
         XCTAssertEqual(one.status, 0, one.stderr)
-        for name in ["two-a", "two-b"] {
-            let two = try runMPI(2, Self.trainArguments + ["--output", "\(name).safetensors", "--json"], in: dir)
+        // two-c: gradient buckets of 2 KiB (4 of them, one per parameter, sent during the backward pass), not one.
+        for (name, extra) in [("two-a", []), ("two-b", []), ("two-c", ["--bucket-mb", "0.002"])] {
+            let two = try runMPI(2, Self.trainArguments + extra + ["--output", "\(name).safetensors", "--json"], in: dir)
             XCTAssertEqual(two.status, 0, two.stderr)
             XCTAssertEqual(two.stdout.split(separator: "\n").count, 1, "rank 0 alone prints the JSON: \(two.stdout)")
             XCTAssertEqual(two.stderrLines.filter { $0.hasPrefix("train epoch 10/10") }.count, 1, two.stderr)
@@ -110,6 +111,7 @@ final class MPITests: XCTestCase {
         let difference = try relativeDifference(dir.appendingPathComponent("one.safetensors"), dir.appendingPathComponent("two-a.safetensors"))
         XCTAssertLessThanOrEqual(difference, Self.bound)
         XCTAssertEqual(try relativeDifference(dir.appendingPathComponent("two-a.safetensors"), dir.appendingPathComponent("two-b.safetensors")), 0)
+        XCTAssertEqual(try relativeDifference(dir.appendingPathComponent("two-a.safetensors"), dir.appendingPathComponent("two-c.safetensors")), 0)
     }
 
     func testDistillationOverTwoProcessesMatchesOne() throws {
@@ -207,14 +209,30 @@ final class MPITests: XCTestCase {
         XCTAssertFalse(wroteModel)
     }
 
-    /// A rank that hangs (SIGSTOP) ends the job within the watchdog's timeout (DISTILL_MPI_TIMEOUT) plus mpirun's
-    /// teardown; the waiting rank says why.
-    func testAHungRankEndsTheJobWithinTheTimeout() throws {
+    /// A rank that hangs (SIGSTOP) ends the job within the watchdog's timeout (DISTILL_MPI_TIMEOUT) plus the time it
+    /// gives the others to answer and mpirun's teardown; the waiting rank names the stopped one.
+    func testAHungRankEndsTheJobWithinTheTimeoutNamingIt() throws {
         guard let (result, seconds, wroteModel) = try signalRankOne(SIGSTOP, environment: ["DISTILL_MPI_TIMEOUT": "3"]) else { return }
         XCTAssertNotEqual(result.status, 0)
         XCTAssertLessThan(seconds, 30, "the job ended \(seconds) s after rank 1 stopped")
         XCTAssertTrue(result.stderr.contains("rank 0 of 2: no training step finished for"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("rank 1 did not answer within"), result.stderr)
         XCTAssertFalse(wroteModel)
+    }
+
+    /// A rank whose training thread stops outside any collective (a deadlock; `DISTILL_TEST_STALL`) while its watchdog
+    /// runs: the waiting rank asks, rank 1 answers from outside a collective and is named by both.
+    func testAStalledRankIsNamedByTheOthers() throws {
+        _ = try mpirun()
+        let dir = try makeTemporaryDirectory(self)
+        let started = Date()
+        let result = try runMPI(2, Self.trainArguments + ["--output", "model.safetensors"], in: dir,
+                                environment: ["DISTILL_MPI_TIMEOUT": "3", "DISTILL_TEST_STALL": "1:20"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 40)
+        XCTAssertTrue(result.stderr.contains("rank 0 of 2: no training step finished for 3 s (after 20 steps): rank 1 answered but is not waiting in a collective"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("rank 1 of 2: no training step finished for 3 s (after 20 steps): this process is the one that hangs"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path))
     }
 
     /// `teacher-logits` under two processes: the batches shared out, one file written by rank 0, byte-identical to

@@ -120,6 +120,7 @@ public final class Trainer {
         self.optimizer = configuration.optimizer.makeOptimizer()
         self.trainingStep = TrainingStep(model: model, objective: objective, optimizer: optimizer,
                                          maxNorm: configuration.optimizer.maxNorm, gradientClip: configuration.optimizer.gradientClip)
+        trainingStep.gradientBucketCapacity = configuration.runtime.gradientBucketCapacity
         self.progress = progress
         self.label = label
         self.iterator = BatchIterator(dataset: train, batchSize: configuration.data.batchSize, shuffle: true, dropLast: false,
@@ -155,7 +156,7 @@ public final class Trainer {
         let stopAgreed: () -> Bool = { [unowned self] in parts > 1 ? self.agreedStop : self.shouldStop() }
         let background = BackgroundWork()
         // Several processes: a process that hangs would leave the others waiting in the allreduce for ever.
-        let watchdog = parts > 1 ? Watchdog(rank: communicator.rank, size: parts) : nil
+        let watchdog = parts > 1 ? Watchdog(rank: communicator.rank, size: parts, communicator: communicator) : nil
         defer {
             watchdog?.stop()
             background.cancel()

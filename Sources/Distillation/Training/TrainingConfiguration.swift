@@ -250,8 +250,18 @@ public struct RuntimeConfiguration: Codable, Equatable, Sendable {
     /// second core while the student trains (`BackgroundWork`); off: they take turns, each on every thread. Both are
     /// reproducible; they can differ in the last bits.
     public var overlapTeacher: Bool = true
+    /// Data-parallel jobs: the size of a gradient bucket in MiB (``GradientBuckets``), summed over the processes while
+    /// the backward pass runs; 0 = every gradient in one sum after the backward pass; nil = 1 MiB. The weights do not
+    /// depend on it with two processes and may differ in the last bits with more.
+    public var gradientBucketMegabytes: Double?
 
     public init() {}
+
+    /// ``gradientBucketMegabytes`` in bytes (nil: one bucket).
+    public var gradientBucketCapacity: Int? {
+        guard let megabytes = gradientBucketMegabytes else { return GradientBuckets.defaultCapacity }
+        return megabytes == 0 ? nil : max(1, Int(megabytes * 1_048_576))
+    }
 
     /// The library and kernels selected in this process (`BLASLibrary.active`, `SparseKernels.active`), threads 2.
     public static var active: RuntimeConfiguration {
@@ -263,6 +273,9 @@ public struct RuntimeConfiguration: Codable, Equatable, Sendable {
 
     func validate() throws {
         guard threads >= 1 && threads <= 256 else { throw ConfigurationError(field: "runtime.threads", "must be in 1...256, got \(threads)") }
+        if let megabytes = gradientBucketMegabytes, !(megabytes >= 0 && megabytes <= 65_536) {
+            throw ConfigurationError(field: "runtime.gradientBucketMegabytes", "must be in 0...65536 (MiB; 0 = one bucket), got \(megabytes)")
+        }
     }
 }
 

@@ -80,7 +80,8 @@ public final class TrainingStep {
 
     /// One data-parallel step: this process holds `slice` of a batch (`batch` and `inputs` are its rows, `prepared`
     /// the objective's targets for them). The loss of the slice is scaled by its share of the batch's rows, so that
-    /// the gradients summed over processes (one MPI_Allreduce over all of them, in one flat buffer) are the batch-mean
+    /// the gradients summed over processes (``GradientBuckets``: an MPI_Allreduce per bucket, sent while the backward
+    /// pass runs) are the batch-mean
     /// gradient a single process computes, up to the order of the float sums; then every process clips and takes the
     /// same optimizer step. The loss, its parts and the stop requests are summed too (in Double, before the backward
     /// pass), so every process sees the same loss and throws ``NonFiniteLoss`` together. Dropout draws the whole
@@ -103,8 +104,10 @@ public final class TrainingStep {
         for (i, k) in keys.enumerated() { shared[k] = summed[1 + i] }
         let outcome = SharedOutcome(loss: value, parts: shared, stop: summed[summed.count - 1] > 0)
         guard value.isFinite else { throw NonFiniteLoss(value: value) }
-        loss.backward(seed: Tensor(shape: loss.value.shape, repeating: Float(share)))
-        reduceGradients(communicator)
+        let buckets = buckets(for: communicator)
+        buckets.begin()
+        loss.backward(seed: Tensor(shape: loss.value.shape, repeating: Float(share)), onLeafReady: buckets.ready)
+        buckets.finish()
         if let gradientClip { Constraints.clipGradientNorm(parameters, maximumNorm: gradientClip) }
         optimizer.step(parameters)
         if let maxNorm {
@@ -114,34 +117,22 @@ public final class TrainingStep {
         return outcome
     }
 
-    /// The flat gradient buffer of `shared` (every parameter's gradient, in `parameters` order).
-    private var gradientBuffer: [Float] = []
+    /// The bucket capacity in bytes of `shared`'s gradient sums (nil: one bucket after the backward pass);
+    /// ``GradientBuckets/defaultCapacity`` unless set.
+    public var gradientBucketCapacity: Int? = GradientBuckets.defaultCapacity {
+        didSet { if gradientBucketCapacity != oldValue { gradientBuckets = nil } }
+    }
+    /// The buckets of `shared`, made for the first step's communicator.
+    private var gradientBuckets: GradientBuckets?
     /// The model's buffers (batch norm's running statistics), in state order.
     private lazy var buffers: [Variable] = model.namedBuffers.map(\.buffer)
 
-    /// Sums every parameter's gradient over the processes (a parameter without a gradient contributes zeros).
-    func reduceGradients(_ communicator: Communicator) {
-        let total = parameters.reduce(0) { $0 + $1.value.count }
-        if gradientBuffer.count != total { gradientBuffer = [Float](repeating: 0, count: total) }
-        gradientBuffer.withUnsafeMutableBufferPointer { flat in
-            var at = 0
-            for p in parameters {
-                let n = p.value.count
-                if let grad = p.grad {
-                    grad.withUnsafeBufferPointer { g in (flat.baseAddress! + at).update(from: g.baseAddress!, count: n) }
-                } else {
-                    (flat.baseAddress! + at).update(repeating: 0, count: n)
-                }
-                at += n
-            }
-            communicator.allreduceSum(flat)
-            at = 0
-            for p in parameters {
-                let n = p.value.count
-                p.grad = Tensor(shape: p.value.shape) { g in g.baseAddress!.update(from: flat.baseAddress! + at, count: n) }
-                at += n
-            }
-        }
+    /// The gradient buckets for `communicator` (made once per communicator).
+    func buckets(for communicator: Communicator) -> GradientBuckets {
+        if let gradientBuckets, gradientBuckets.communicator === communicator { return gradientBuckets }
+        let made = GradientBuckets(parameters: parameters, communicator: communicator, capacity: gradientBucketCapacity)
+        gradientBuckets = made
+        return made
     }
 
     /// Copies rank 0's buffers to every process.
