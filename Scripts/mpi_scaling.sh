@@ -8,6 +8,7 @@ epochs=${1:-2}
 d=$PWD/.build/release/distill
 tmp=$(mktemp -d)
 mpi=(mpirun --allow-run-as-root --oversubscribe)
+export NETNS_HOSTS=${NETNS_HOSTS:-"10.77.0.1=distilltest1 10.77.0.2=distilltest2"}
 teacher=${TEACHER:-Data/teachers/bench-teacher.safetensors}
 declare -A jobs=(
     [student]="train --hidden 800,800"

@@ -29,7 +29,7 @@ struct TrainingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Clip the global gradient norm to this value (off when omitted).") var clipGradNorm: Float?
     @Option(parsing: .unconditional, help: "Random seed (initialisation, batch order, dropout, jitter).") var seed: UInt64 = 0
     @Option(parsing: .unconditional, help: "Threads for BLAS and elementwise work.") var threads: Int = 2
-    @Option(parsing: .unconditional, help: ArgumentHelp("Under mpirun: gradient bucket size, summed over the processes during the backward pass (0 = one sum after it).", valueName: "MiB"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Under mpirun: gradient bucket size, each bucket summed over the processes during the backward pass (default 25; 0 = one sum after it).", valueName: "MiB"))
     var bucketMb: Double?
     @Option(parsing: .unconditional, help: "Training examples held out for model selection (0 = none; the test set is never used).")
     var validation: Int = 0

@@ -53,8 +53,10 @@ public final class GradientBuckets {
     private let queue = DispatchQueue(label: "distill.gradient-allreduce")
     private let group = DispatchGroup()
 
-    /// The default bucket capacity: 1 MiB. See the README's scaling section for what was measured.
-    public static let defaultCapacity = 1 << 20
+    /// The default bucket capacity, 25 MiB (PyTorch DDP's `bucket_cap_mb`): the models measured here (5-10 MB of
+    /// gradients) go in one bucket, which was fastest on a 2-core machine, where communication and computation share
+    /// the cores (the README's scaling section); larger models are sent in parts during the backward pass.
+    public static let defaultCapacity = 25 << 20
 
     /// Groups `parameters` into buckets of at most `capacity` bytes (nil: one bucket).
     public init(parameters: [Variable], communicator: Communicator, capacity: Int?) {

@@ -251,7 +251,7 @@ public struct RuntimeConfiguration: Codable, Equatable, Sendable {
     /// reproducible; they can differ in the last bits.
     public var overlapTeacher: Bool = true
     /// Data-parallel jobs: the size of a gradient bucket in MiB (``GradientBuckets``), summed over the processes while
-    /// the backward pass runs; 0 = every gradient in one sum after the backward pass; nil = 1 MiB. The weights do not
+    /// the backward pass runs; 0 = every gradient in one sum after the backward pass; nil = 25 MiB. The weights do not
     /// depend on it with two processes and may differ in the last bits with more.
     public var gradientBucketMegabytes: Double?
 
