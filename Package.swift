@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layering (dependencies point downward only):
-//   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS, CFloatControl, CWorkers, CSparseKernels (C)
+//   distill (CLI) -> Distillation -> Optimizers -> NeuralNet -> TensorCore -> CBLAS, CFloatControl, CWorkers, CSparseKernels,
+//                                                                          CDNNL (C; oneDNN opened at run time when installed)
 //   distill (CLI) -> Experiments (the paper's experiments), Benchmarking (`distill bench`) -> Distillation
 //                                 -> Checkpoints (model files) -> NeuralNet, TensorIO
 //                                 -> Datasets -> TensorIO (safetensors) -> TensorCore; Datasets -> CZlib
@@ -37,9 +38,10 @@ let package = Package(
         .target(name: "CLossKernels"),
         .target(name: "CWorkers"),
         .target(name: "CSparseKernels"),
+        .target(name: "CDNNL"),
         .target(
             name: "TensorCore",
-            dependencies: ["CFloatControl", "CWorkers", "CSparseKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
+            dependencies: ["CFloatControl", "CWorkers", "CSparseKernels", "CDNNL", .target(name: "CBLAS", condition: .when(platforms: [.linux]))]),
         .target(name: "TensorIO", dependencies: ["TensorCore"]),
         .target(name: "NeuralNet", dependencies: ["TensorCore"]),
         .target(name: "Optimizers", dependencies: ["TensorCore", "NeuralNet"]),

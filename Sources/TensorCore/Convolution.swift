@@ -180,6 +180,7 @@ public enum Convolution {
                                relu: Bool = false) -> Tensor {
         let batch = input.shape[0]
         check(input: input, weight: weight, bias: bias, geometry: g)
+        if engine == .onednn, let y = oneDNNForward(input, weight: weight, bias: bias, geometry: g, relu: relu) { return y }
         let plane = g.outHeight * g.outWidth, k = g.filterSize, og = g.groupOutChannels
         let inImage = g.inChannels * g.height * g.width, outImage = g.outChannels * plane
         let parts = parts(batch: batch)
@@ -269,6 +270,11 @@ public enum Convolution {
                                 needsInput: Bool, needsWeight: Bool, needsBias: Bool,
                                 weightGradient: UnsafeMutablePointer<Float>? = nil)
         -> (input: Tensor?, weight: Tensor?, bias: Tensor?) {
+        if engine == .onednn, needsInput || needsWeight,
+           let (dx, dw) = oneDNNBackward(upstream, input: input, weight: weight, geometry: g, needsInput: needsInput,
+                                         needsWeight: needsWeight, weightGradient: weightGradient) {
+            return (dx, dw, needsBias ? biasGradient(upstream, geometry: g) : nil)
+        }
         let batch = input.shape[0]
         let plane = g.outHeight * g.outWidth, k = g.filterSize, og = g.groupOutChannels
         let inImage = g.inChannels * g.height * g.width, outImage = g.outChannels * plane
@@ -377,25 +383,28 @@ public enum Convolution {
                 for i in 0..<weightCount { dwStorage[i] += s[i] }
             }
         }
-        var db: Tensor? = nil
-        if needsBias {
-            db = Tensor(shape: [g.outChannels]) { out in
-                upstream.withUnsafeBufferPointer { gb in
-                    guard let base = gb.baseAddress else { return }
-                    for c in 0..<g.outChannels {
-                        var sum: Double = 0
-                        for b in 0..<batch {
-                            let s = base + b * outImage + c * plane
-                            var partial: Float = 0
-                            for i in 0..<plane { partial += s[i] }
-                            sum += Double(partial)
-                        }
-                        out[c] = Float(sum)
+        return (dx, dw, needsBias ? biasGradient(upstream, geometry: g) : nil)
+    }
+
+    /// The bias gradient: each output channel's upstream gradient summed over the batch and the plane (per image in
+    /// float, over images in Double).
+    static func biasGradient(_ upstream: Tensor, geometry g: ConvolutionGeometry) -> Tensor {
+        let batch = upstream.shape[0], plane = g.outHeight * g.outWidth, outImage = g.outChannels * plane
+        return Tensor(shape: [g.outChannels]) { out in
+            upstream.withUnsafeBufferPointer { gb in
+                guard let base = gb.baseAddress else { return }
+                for c in 0..<g.outChannels {
+                    var sum: Double = 0
+                    for b in 0..<batch {
+                        let s = base + b * outImage + c * plane
+                        var partial: Float = 0
+                        for i in 0..<plane { partial += s[i] }
+                        sum += Double(partial)
                     }
+                    out[c] = Float(sum)
                 }
             }
         }
-        return (dx, dw, db)
     }
 
     static func check(input: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvolutionGeometry) {

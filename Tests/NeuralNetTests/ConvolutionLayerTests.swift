@@ -19,6 +19,15 @@ final class ConvolutionLayerTests: XCTestCase {
     // MARK: PyTorch parity
 
     func testConv2dMatchesPyTorch() throws {
+        let saved = Convolution.engine
+        defer { Convolution.engine = saved }
+        for engine in Convolution.Engine.allCases where engine == .im2col || Convolution.loadOneDNN() {
+            Convolution.engine = engine
+            try conv2dMatchesPyTorch()
+        }
+    }
+
+    func conv2dMatchesPyTorch() throws {
         var worst = (y: 0.0, x: 0.0, w: 0.0, b: 0.0)
         for threads in [1, 3] {
             ComputeThreads.set(threads)
@@ -41,7 +50,7 @@ final class ConvolutionLayerTests: XCTestCase {
                 }
             }
         }
-        print("conv2d parity (relative to max): output \(worst.y), grad x \(worst.x), grad weight \(worst.w), grad bias \(worst.b)")
+        print("conv2d parity, \(Convolution.engine) (relative to max): output \(worst.y), grad x \(worst.x), grad weight \(worst.w), grad bias \(worst.b)")
     }
 
     func testPoolingMatchesPyTorch() throws {
@@ -83,6 +92,15 @@ final class ConvolutionLayerTests: XCTestCase {
     ]
 
     func testFastKernelsMatchNaiveReference() {
+        let saved = Convolution.engine
+        defer { Convolution.engine = saved }
+        for engine in Convolution.Engine.allCases where engine == .im2col || Convolution.loadOneDNN() {
+            Convolution.engine = engine
+            fastKernelsMatchNaiveReference()
+        }
+    }
+
+    func fastKernelsMatchNaiveReference() {
         var rng = RandomGenerator(seed: 77)
         var worst = 0.0
         for (k, (batch, g)) in Self.kernelCases.enumerated() {
@@ -98,7 +116,7 @@ final class ConvolutionLayerTests: XCTestCase {
                 let y = Convolution.forward(x, weight: w, bias: b, geometry: g)
                 let noBias = Convolution.forward(x, weight: w, bias: nil, geometry: g)
                 let grads = Convolution.backward(u, input: x, weight: w, geometry: g, needsInput: true, needsWeight: true, needsBias: true)
-                let label = "case \(k) (\(threads) threads)"
+                let label = "\(Convolution.engine), case \(k) (\(threads) threads)"
                 worst = max(worst, assertClose(y, naive, 1e-5, "\(label) forward"))
                 assertClose(noBias, Convolution.naiveForward(x, weight: w, bias: nil, geometry: g), 1e-5, "\(label) forward without bias")
                 worst = max(worst, assertClose(grads.input, naiveGrad.input, 1e-5, "\(label) input gradient"))

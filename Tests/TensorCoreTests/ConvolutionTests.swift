@@ -1,9 +1,35 @@
 import XCTest
 import TensorCore
 
-/// The BLAS convolution (chunked im2col products) against the direct Double references, at one and two threads,
-/// and its reproducibility at a fixed thread count.
+/// Runs `body` once per convolution engine this machine has (im2col always, oneDNN when libdnnl loads) with
+/// `Convolution.engine` set to it.
+func forEachConvolutionEngine(_ body: (Convolution.Engine) throws -> Void) rethrows {
+    let saved = Convolution.engine
+    defer { Convolution.engine = saved }
+    for engine in Convolution.Engine.allCases where engine == .im2col || Convolution.loadOneDNN() {
+        Convolution.engine = engine
+        try body(engine)
+    }
+}
+
+/// Both convolution engines (chunked im2col products, oneDNN) against the direct Double references, at one and two
+/// threads, and their reproducibility at a fixed thread count.
 final class ConvolutionTests: XCTestCase {
+    /// Where Debian's libdnnl2 is installed (CI installs it), oneDNN loads and runs its direct kernels, not a GEMM
+    /// fallback.
+    func testOneDNNLoadsWhereInstalled() throws {
+        let paths = ["/usr/lib/x86_64-linux-gnu/libdnnl.so.2", "/usr/lib/aarch64-linux-gnu/libdnnl.so.2"]
+        guard paths.contains(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            throw XCTSkip("libdnnl2 is not installed")
+        }
+        XCTAssertTrue(Convolution.loadOneDNN())
+        XCTAssertEqual(Convolution.defaultEngine, ProcessInfo.processInfo.environment["DISTILL_CONV"] == "im2col" ? .im2col : .onednn)
+        XCTAssertNotNil(Convolution.oneDNNVersion)
+        let g = ConvolutionGeometry(inChannels: 16, outChannels: 16, height: 28, width: 28, kernel: (3, 3), padding: (1, 1))
+        let implementation = Convolution.oneDNNImplementation(g, batch: 64) ?? ""
+        XCTAssertTrue(implementation.hasPrefix("jit") || implementation.hasPrefix("brg"), implementation)
+    }
+
     struct Case {
         var batch: Int
         var geometry: ConvolutionGeometry
@@ -29,6 +55,10 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testAgainstReference() {
+        forEachConvolutionEngine { engine in againstReference(engine) }
+    }
+
+    func againstReference(_ engine: Convolution.Engine) {
         let saved = (ComputeThreads.count, Convolution.chunkFloats)
         defer { ComputeThreads.set(saved.0); Convolution.chunkFloats = saved.1 }
         var generator = RandomGenerator(seed: 11)
@@ -45,7 +75,7 @@ final class ConvolutionTests: XCTestCase {
                 Convolution.chunkFloats = chunkFloats
                 for threads in [1, 2] {
                     ComputeThreads.set(threads)
-                    let what = "case \(index), chunk floats \(chunkFloats), \(threads) threads"
+                    let what = "\(engine), case \(index), chunk floats \(chunkFloats), \(threads) threads"
                     let y = Convolution.forward(x, weight: w, bias: bias, geometry: g)
                     assertClose(y, reference, "forward, " + what)
                     let relu = Convolution.forward(x, weight: w, bias: bias, geometry: g, relu: true)
@@ -68,6 +98,10 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testReproducibleAtFixedThreadCount() {
+        forEachConvolutionEngine { _ in reproducibleAtFixedThreadCount() }
+    }
+
+    func reproducibleAtFixedThreadCount() {
         let saved = ComputeThreads.count
         defer { ComputeThreads.set(saved) }
         ComputeThreads.set(2)
