@@ -157,6 +157,7 @@ public struct BenchmarkDriver {
         report["blas"] = BLASLibrary.active.rawValue
         report["blas_summary"] = BLASLibrary.summary
         report["input_kernels"] = SparseKernels.active ? "sparse" : "dense"
+        report["convolutions"] = Convolution.engineSummary
         if SparseKernels.active, let path = SparseKernels.vectorPath { report["sparse_kernel_path"] = path }
         report["teacher_overlap"] = options.overlapTeacher
         report["distill_teacher"] = options.randomTeacher ? "random" : (options.teacherFile ?? "?")
@@ -229,6 +230,7 @@ public struct BenchmarkDriver {
         out += String(format: "threads %d, BLAS %@, sgemm peak %.1f GFLOP/s (2048^3), load average at start %@\n",
                       (report["threads"] as? Int) ?? 0,
                       (report["blas_summary"] as? String) ?? "OpenBLAS (\((report["blas_core"] as? String) ?? "?") kernels)", peak, loads.map { String(format: "%.2f", $0) }.joined(separator: " "))
+        if let convolutions = report["convolutions"] as? String { out += "convolutions: \(convolutions)\n" }
         switch report["input_kernels"] as? String {
         case "sparse": out += "inputs at most 30% nonzero (the images): forward and weight gradient multiply only the nonzeros (\(SparseKernels.vectorPath ?? "portable") sparse kernels; --dense-inputs for BLAS)\n"
         case "dense": out += "inputs (the images) multiplied densely by BLAS (--dense-inputs, or neither AVX-512 nor AVX2)\n"

@@ -129,6 +129,7 @@ public enum ExperimentRunner {
             let active = RuntimeConfiguration.active
             configuration.runtime.blas = active.blas
             configuration.runtime.inputKernels = active.inputKernels
+            configuration.runtime.convolutions = active.convolutions
             let directory = root.appendingPathComponent(name)
             var object: [String: Any] = [
                 "training": try JSONSerialization.jsonObject(with: sortedJSON(configuration)),

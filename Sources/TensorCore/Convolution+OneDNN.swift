@@ -15,7 +15,7 @@ import CDNNL
 /// Double references). A shape oneDNN has no kernel for runs on im2col.
 extension Convolution {
     /// Which kernels run the convolutions.
-    public enum Engine: String, CaseIterable, Sendable {
+    public enum Engine: String, CaseIterable, Codable, Sendable {
         /// im2col (or a 1x1 shortcut) + the BLAS library's sgemm: always available.
         case im2col
         /// oneDNN's convolution primitives, when `libdnnl.so.2` loads.

@@ -55,6 +55,7 @@ struct ResumableRun {
         let active = RuntimeConfiguration.active
         configuration.runtime.blas = active.blas
         configuration.runtime.inputKernels = active.inputKernels
+        configuration.runtime.convolutions = active.convolutions
         let stateURL = try resumeOptions.checkStateFile(output: output)
         let (train, test, specification) = try DataLoader.load(options.data.request(seed: configuration.seed))
         return (configuration, stateURL, (train, test), specification)

@@ -63,8 +63,13 @@ extension Trainer {
         func refuse(_ what: String) -> TrainingError {
             TrainingError("\(source): cannot resume: \(what); to start over, delete the state file and run without resuming")
         }
-        if state.configuration != configuration {
-            throw refuse("the training configuration differs (\(TrainingConfiguration.differences(saved: state.configuration, now: configuration)))")
+        // The convolution engine matters to models with convolutions only, and only where both runs recorded it.
+        var saved = state.configuration
+        if !model.containsConvolution || saved.runtime.convolutions == nil || configuration.runtime.convolutions == nil {
+            saved.runtime.convolutions = configuration.runtime.convolutions
+        }
+        if saved != configuration {
+            throw refuse("the training configuration differs (\(TrainingConfiguration.differences(saved: saved, now: configuration)))")
         }
         guard state.objectiveIdentity == objective.identity else {
             throw refuse("the objective differs (saved '\(state.objectiveIdentity)', now '\(objective.identity)')")

@@ -246,6 +246,9 @@ public struct RuntimeConfiguration: Codable, Equatable, Sendable {
     public var threads: Int = 2
     public var blas: BLAS = .openblas
     public var inputKernels: InputKernels = .dense
+    /// The convolution kernels (``Convolution/Engine``; nil in files written before the choice existed). Engines
+    /// differ in the last bits, like BLAS libraries.
+    public var convolutions: Convolution.Engine?
     /// With two threads and a teacher that runs a model per batch, the teacher's pass for the next batch runs on the
     /// second core while the student trains (`BackgroundWork`); off: they take turns, each on every thread. Both are
     /// reproducible; they can differ in the last bits.
@@ -263,11 +266,13 @@ public struct RuntimeConfiguration: Codable, Equatable, Sendable {
         return megabytes == 0 ? nil : max(1, Int(megabytes * 1_048_576))
     }
 
-    /// The library and kernels selected in this process (`BLASLibrary.active`, `SparseKernels.active`), threads 2.
+    /// The library and kernels selected in this process (`BLASLibrary.active`, `SparseKernels.active`,
+    /// `Convolution.engine`), threads 2.
     public static var active: RuntimeConfiguration {
         var r = RuntimeConfiguration()
         r.blas = BLASLibrary.active == .mkl ? .mkl : .openblas
         r.inputKernels = SparseKernels.active ? .sparse : .dense
+        r.convolutions = Convolution.engine
         return r
     }
 

@@ -194,6 +194,16 @@ public final class Sequential: LayerKind, RowWise {
         }
     }
 
+    /// Whether any layer, nested ones included, is a convolution.
+    public var containsConvolution: Bool {
+        layers.contains { layer in
+            if layer is Conv2d { return true }
+            if let inner = layer as? Sequential { return inner.containsConvolution }
+            if let block = layer as? Residual { return block.body.containsConvolution || (block.shortcut?.containsConvolution ?? false) }
+            return false
+        }
+    }
+
     /// Number of scalar parameters.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.value.count } }
 
