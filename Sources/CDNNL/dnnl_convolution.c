@@ -97,6 +97,7 @@ typedef struct entry {
     dnnl_primitive_t reorder[3];
     size_t blocked_size[3], scratch_size;
     const char *implementation;
+    int failed;  // oneDNN has no implementation for this key (remembered, so it is asked once)
     struct entry *next;
 } entry;
 
@@ -116,10 +117,10 @@ static int weights_desc(dnnl_memory_desc_t *md, const distill_conv_shape *s, int
 static int out_h(const distill_conv_shape *s) { return (s->height + 2 * s->pad_h - s->dilation_h * (s->kernel_h - 1) - 1) / s->stride_h + 1; }
 static int out_w(const distill_conv_shape *s) { return (s->width + 2 * s->pad_w - s->dilation_w * (s->kernel_w - 1) - 1) / s->stride_w + 1; }
 
-static void destroy_entry(entry *e) {
-    // Primitives are kept for the process's life once cached; a failed entry is freed before anything was made.
-    free(e);
-}
+// Frees an entry that could not be completed. Cached entries, their primitives and primitive descriptors live as
+// long as the process (at most `cache_limit` of them); the reorders of an entry that failed after making them are
+// not released (such a key is remembered as failed and not asked for again).
+static void destroy_entry(entry *e) { free(e); }
 
 // Makes the reorder from `from` to `to` (or none when equal); 0 on success.
 static int make_reorder(dnnl_primitive_t *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
@@ -224,6 +225,10 @@ static entry *lookup(const key_t_ *key) {
     while (e && memcmp(&e->key, key, sizeof *key) != 0) e = e->next;
     if (!e && cache_count < cache_limit) {
         e = make_entry(key);
+        if (!e && (e = calloc(1, sizeof *e))) {
+            e->key = *key;
+            e->failed = 1;
+        }
         if (e) {
             e->next = cache;
             cache = e;
@@ -231,7 +236,7 @@ static entry *lookup(const key_t_ *key) {
         }
     }
     pthread_mutex_unlock(&lock);
-    return e;
+    return e && !e->failed ? e : NULL;
 }
 
 // Per thread: a stream, oneDNN's OpenMP pool held at one thread, and four growing 64-byte-aligned buffers (the two

@@ -61,6 +61,8 @@ public final class MPILiveness: @unchecked Sendable {
         iprobe = unsafeBitCast(try symbol("MPI_Iprobe"), to: Iprobe.self)
     }
 
+    deinit { status.deallocate() }
+
     /// Answers every question that arrived with `status`, and completes the answers sent before.
     public func answer(status current: ProcessStatus) {
         while true {
