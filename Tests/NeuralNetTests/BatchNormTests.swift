@@ -101,4 +101,34 @@ final class BatchNormTests: XCTestCase {
         XCTAssertEqual(channel0.reduce(0, +), 0, accuracy: 1e-6)
         XCTAssertEqual(channel0.map { $0 * $0 }.reduce(0, +) / 4, 1, accuracy: 1e-5)
     }
+
+    /// Evaluation folds a batch norm into the convolution before it (and the ReLU after it): the same values as the
+    /// layers one by one, up to rounding, with and without the convolution's bias and the batch norm's affine part.
+    func testConvolutionWithBatchNormFoldsAtInference() {
+        var g = RandomGenerator(seed: 21)
+        let geometry = ConvolutionGeometry(inChannels: 3, outChannels: 4, height: 6, width: 6, kernel: (3, 3), padding: (1, 1))
+        for (convBias, affine) in [(true, true), (false, true), (true, false)] {
+            let conv = Conv2d(geometry: geometry, bias: convBias, generator: &g)
+            let norm = BatchNorm2d(featureCount: 4, affine: affine)
+            norm.runningMean.value = Tensor(shape: [4], scalars: [0.3, -0.2, 0.05, 1.1])
+            norm.runningVariance.value = Tensor(shape: [4], scalars: [0.5, 2.0, 0.01, 1.3])
+            if affine {
+                norm.weight?.value = Tensor(shape: [4], scalars: [1.5, -0.7, 0.2, 1])
+                norm.bias?.value = Tensor(shape: [4], scalars: [0.1, 0.4, -0.3, 0])
+            }
+            let x = Tensor.uniform([5, 3, 6, 6], low: -1, high: 1, generator: &g)
+            for relu in [false, true] {
+                let layers: [Layer] = relu ? [conv, norm, ReLU()] : [conv, norm]
+                let model = Sequential(layers, inputShape: [3, 6, 6])
+                var separate = norm.infer(conv.infer(x))
+                if relu { separate = separate.relu() }
+                let folded = model.infer(x)
+                XCTAssertEqual(folded.shape, separate.shape)
+                let scale = separate.scalars.map(abs).max() ?? 1
+                for (a, b) in zip(folded.scalars, separate.scalars) {
+                    XCTAssertEqual(a, b, accuracy: 2e-6 * scale, "bias \(convBias), affine \(affine), relu \(relu)")
+                }
+            }
+        }
+    }
 }

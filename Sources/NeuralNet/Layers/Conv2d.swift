@@ -44,6 +44,36 @@ public final class Conv2d: LayerKind, FusesActivation {
         Convolution.forward(input, weight: weight.value, bias: bias?.value, geometry: geometry, relu: activation == .relu)
     }
 
+    /// Evaluation mode followed by `norm` in evaluation mode (and a ReLU when `relu`), as one convolution: the batch
+    /// norm's scale `gamma / sqrt(var + eps)` folded into each output channel's filter and its shift into the bias
+    /// (what ONNX Runtime and PyTorch's `fuse_conv_bn_eval` do). Equal to the two layers up to float rounding.
+    public func infer(_ input: Tensor, foldingIn norm: BatchNormalization, relu: Bool) -> Tensor {
+        let (w, b) = folded(norm)
+        return Convolution.forward(input, weight: w, bias: b, geometry: geometry, relu: relu)
+    }
+
+    /// The weight and bias of this convolution with `norm` (evaluation mode) folded in.
+    public func folded(_ norm: BatchNormalization) -> (weight: Tensor, bias: Tensor) {
+        precondition(norm.featureCount == geometry.outChannels, "Conv2d: batch norm of \(norm.featureCount) channels after \(geometry.outChannels)")
+        let channels = geometry.outChannels, perFilter = geometry.filterSize
+        let mean = norm.runningMean.value.scalars, variance = norm.runningVariance.value.scalars
+        let gamma = norm.weight?.value.scalars, beta = norm.bias?.value.scalars, b0 = bias?.value.scalars
+        var scale = [Float](repeating: 0, count: channels), shift = [Float](repeating: 0, count: channels)
+        for c in 0..<channels {
+            // The same scale and shift as `batchNormInference`, the convolution's bias passed through them.
+            let s = Float(1 / (Double(variance[c]) + Double(norm.epsilon)).squareRoot()) * (gamma?[c] ?? 1)
+            scale[c] = s
+            shift[c] = (beta?[c] ?? 0) + ((b0?[c] ?? 0) - mean[c]) * s
+        }
+        let w = weight.value.scalars
+        let foldedWeight = Tensor(shape: geometry.weightShape) { out in
+            for c in 0..<channels {
+                for i in 0..<perFilter { out[c * perFilter + i] = w[c * perFilter + i] * scale[c] }
+            }
+        }
+        return (foldedWeight, Tensor(shape: [channels], scalars: shift))
+    }
+
     public var namedParameters: [(name: String, parameter: Variable)] {
         bias.map { [("weight", weight), ("bias", $0)] } ?? [("weight", weight)]
     }

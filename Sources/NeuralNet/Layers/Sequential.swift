@@ -107,7 +107,14 @@ public final class Sequential: LayerKind, RowWise {
         var captured: [Int: Tensor] = [:]
         var i = 0
         while i < layers.count {
-            if !capturing.contains(i), let fusing = layers[i] as? FusesActivation, i + 1 < layers.count,
+            if !capturing.contains(i), let conv = layers[i] as? Conv2d, i + 1 < layers.count,
+               let norm = layers[i + 1] as? BatchNormalization, norm.featureCount == conv.geometry.outChannels {
+                // As `infer`: the batch norm folded into the convolution (and a ReLU after it, unless the batch
+                // norm's output is captured).
+                let relu = !capturing.contains(i + 1) && i + 2 < layers.count && (layers[i + 2] as? ActivationLayer)?.activation == .relu
+                x = conv.infer(x, foldingIn: norm, relu: relu)
+                i += relu ? 3 : 2
+            } else if !capturing.contains(i), let fusing = layers[i] as? FusesActivation, i + 1 < layers.count,
                let next = layers[i + 1] as? ActivationLayer {
                 x = fusing.infer(x, fusedActivation: next.activation, splittingUnits: 1)
                 i += 2
@@ -166,7 +173,13 @@ public final class Sequential: LayerKind, RowWise {
         var x = conformingShape(input.shape).map { input.reshaped($0) } ?? input
         var i = 0
         while i < layers.count {
-            if let fusing = layers[i] as? FusesActivation {
+            if let conv = layers[i] as? Conv2d, i + 1 < layers.count, let norm = layers[i + 1] as? BatchNormalization,
+               norm.featureCount == conv.geometry.outChannels {
+                // Convolution, batch norm (and ReLU) as one convolution with the batch norm folded in.
+                let relu = i + 2 < layers.count && (layers[i + 2] as? ActivationLayer)?.activation == .relu
+                x = conv.infer(x, foldingIn: norm, relu: relu)
+                i += relu ? 3 : 2
+            } else if let fusing = layers[i] as? FusesActivation {
                 let activation = (i + 1 < layers.count ? layers[i + 1] as? ActivationLayer : nil)?.activation
                 x = fusing.infer(x, fusedActivation: activation ?? .identity, splittingUnits: parts)
                 i += activation == nil ? 1 : 2
