@@ -27,6 +27,8 @@ public final class Watchdog: @unchecked Sendable {
     let timeout: Double
     let rank: Int
     let size: Int
+    /// What a beat stands for, in the messages: ("training step", "steps") or ("teacher batch", "batches").
+    let work: (one: String, many: String)
     /// How long the others have to answer: a tenth of the timeout, 1 to 10 s.
     var answerTime: Double { Swift.min(10, Swift.max(1, timeout / 10)) }
     private let liveness: MPILiveness?
@@ -39,10 +41,12 @@ public final class Watchdog: @unchecked Sendable {
 
     /// Starts watching the process `rank` of `size`: the first beat is due within `timeout` seconds. With an
     /// ``MPICommunicator`` that has a ``MPILiveness`` channel, the watchdog asks and answers where the processes are.
-    public init(timeout: Double = Watchdog.configuredTimeout, rank: Int, size: Int, communicator: Communicator? = nil) {
+    public init(timeout: Double = Watchdog.configuredTimeout, rank: Int, size: Int, communicator: Communicator? = nil,
+                work: (one: String, many: String) = ("training step", "steps")) {
         self.timeout = timeout
         self.rank = rank
         self.size = size
+        self.work = work
         let mpi = communicator as? MPICommunicator
         liveness = mpi?.liveness
         inCollective = { mpi?.isInCollective ?? false }
@@ -98,12 +102,12 @@ public final class Watchdog: @unchecked Sendable {
             let paused = now.timeIntervalSince(lastWake) - interval
             lastWake = now
             if paused >= timeout / 2 {
-                end("rank \(rank) of \(size): this process was stopped for \(Int(paused.rounded())) s (after \(done) steps); ending the job")
+                end("rank \(rank) of \(size): this process was stopped for \(Int(paused.rounded())) s (after \(done) \(work.many)); ending the job")
             }
             let status = ProcessStatus(steps: done, inCollective: inCollective())
             liveness?.answer(status: status)
             if silent >= timeout {
-                end("rank \(rank) of \(size): no training step finished for \(Int(silent.rounded())) s (after \(done) steps): "
+                end("rank \(rank) of \(size): no \(work.one) finished for \(Int(silent.rounded())) s (after \(done) \(work.many)): "
                     + diagnosis(status) + "; ending the job (DISTILL_MPI_TIMEOUT=\(Int(timeout)))")
             }
         }
@@ -130,7 +134,7 @@ public final class Watchdog: @unchecked Sendable {
             parts.append("\(Watchdog.ranks(silent)) did not answer within \(Int(answerTime.rounded())) s (stopped, killed or unreachable)")
         }
         if !outside.isEmpty {
-            let detail = outside.map { "rank \($0) after \(answers[$0]!.steps) steps" }.joined(separator: ", ")
+            let detail = outside.map { "rank \($0) after \(answers[$0]!.steps) \(work.many)" }.joined(separator: ", ")
             parts.append("\(Watchdog.ranks(outside)) answered but \(outside.count == 1 ? "is" : "are") not waiting in a collective (\(detail)): the job waits for \(outside.count == 1 ? "it" : "them")")
         }
         if parts.isEmpty {

@@ -235,6 +235,22 @@ final class MPITests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path))
     }
 
+    /// `teacher-logits` is watched too: rank 1 stops after its batch, outside the final allreduce, and rank 0 names it.
+    func testAStalledRankInTeacherLogitsIsNamed() throws {
+        _ = try mpirun()
+        let dir = try makeTemporaryDirectory(self)
+        let data = packageRoot.appendingPathComponent("Data/digits/digits.csv.gz").path
+        XCTAssertEqual(try runDistill(["train", "--data", data, "--hidden", "32", "--epochs", "1", "--threads", "1",
+                                       "--output", "t.safetensors"], in: dir).status, 0)
+        let result = try runMPI(2, ["teacher-logits", "t.safetensors", "--data", data, "--threads", "1", "--output", "logits.safetensors"],
+                                in: dir, environment: ["DISTILL_MPI_TIMEOUT": "3", "DISTILL_TEST_STALL": "1:1"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("no teacher batch finished for 3 s (after 1 batches)"), result.stderr)
+        XCTAssertTrue(result.stderr.contains("rank 1 answered but is not waiting in a collective")
+                      || result.stderr.contains("rank 1 of 2: no teacher batch finished"), result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("logits.safetensors").path))
+    }
+
     /// `teacher-logits` under two processes: the batches shared out, one file written by rank 0, byte-identical to
     /// one process's (dense float32 and top-k float16).
     func testTeacherLogitsOverTwoProcessesEqualsOne() throws {

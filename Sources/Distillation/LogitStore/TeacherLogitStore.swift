@@ -76,8 +76,12 @@ public struct TeacherLogitStore {
         if let k = topK, !(1...c).contains(k) {
             throw ConfigurationError(field: "store.topK", "must be in 1...\(c) (the classes), got \(k)")
         }
+        // Several processes: one that hangs would leave the others waiting in the allreduce for ever.
+        let watchdog = communicator.isDistributed
+            ? Watchdog(rank: communicator.rank, size: communicator.size, communicator: communicator, work: ("teacher batch", "batches")) : nil
+        defer { watchdog?.stop() }
         var all = try computeLogits(teacher: teacher, dataset: dataset, batchSize: batchSize, context: path,
-                                    shard: (communicator.rank, communicator.size))
+                                    shard: (communicator.rank, communicator.size), batchDone: { watchdog?.beat() })
         if communicator.isDistributed {
             all.withUnsafeMutableBufferPointer { communicator.allreduceSum($0) }
             guard communicator.isRoot else { return }
@@ -126,7 +130,7 @@ public struct TeacherLogitStore {
     /// The teacher's logits for every example, `[n, C]`; with `shard` (rank, size) only the batches b with
     /// b mod size == rank (the other rows stay 0).
     static func computeLogits(teacher: Teacher, dataset: LabeledDataset, batchSize: Int, context: String,
-                              shard: (rank: Int, size: Int) = (0, 1)) throws -> Tensor {
+                              shard: (rank: Int, size: Int) = (0, 1), batchDone: () -> Void = {}) throws -> Tensor {
         let n = dataset.count, c = teacher.classCount, step = Swift.max(1, batchSize)
         var all = Tensor(shape: [n, c], repeating: 0)
         var start = 0
@@ -145,6 +149,7 @@ public struct TeacherLogitStore {
             all.withUnsafeMutableBufferPointer { out in
                 logits.withUnsafeBufferPointer { (out.baseAddress! + start * c).update(from: $0.baseAddress!, count: $0.count) }
             }
+            batchDone()
             start = end
         }
         return all
