@@ -133,6 +133,8 @@ public final class Sequential: LayerKind, RowWise {
     /// Evaluation-mode forward pass. A few rows (at most `unitSplitMaxRows`, e.g. one image) on several compute
     /// threads run with each layer's units split over the threads (``RowWise``): one image through 784-800-800-10
     /// takes about half the time of one thread (Benchmarks.md, latency). Larger batches use the threaded BLAS product.
+    /// A convolution followed by a batch norm runs as one convolution with the batch norm folded in
+    /// (``Conv2d/infer(_:foldingIn:relu:)``), equal to the graph's evaluation-mode forward pass up to rounding.
     public func infer(_ input: Tensor) -> Tensor {
         let input = conformingShape(input.shape).map { input.reshaped($0) } ?? input
         let threads = ComputeThreads.count
