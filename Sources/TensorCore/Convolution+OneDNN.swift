@@ -113,10 +113,11 @@ extension Convolution {
         let inImage = g.inChannels * g.height * g.width, outImage = g.outChannels * g.outHeight * g.outWidth
         let weightCount = g.outChannels * g.filterSize
         let parts = parts(batch: batch)
-        let dx = needsInput ? Tensor(shape: input.shape, repeating: 0) : nil
+        // oneDNN writes every element of the input gradient and of each part's weight gradient: no zero fill.
+        let dx = needsInput ? Tensor(shape: input.shape) { _ in } : nil
         let dxp = dx?.storage.pointer
-        let partials = needsWeight ? UnsafeMutablePointer<Float>.allocate(capacity: parts * weightCount) : nil
-        defer { partials?.deallocate() }
+        let partials = needsWeight ? BufferPool.shared.take(count: parts * weightCount) : nil
+        defer { if let partials { BufferPool.shared.give(partials, count: parts * weightCount) } }
         var ok = true
         upstream.withUnsafeBufferPointer { gb in
             input.withUnsafeBufferPointer { xb in

@@ -9,20 +9,7 @@ import TensorIO
 
 /// Runs the built `distill` executable as a user would (see `distillExecutable()` for where it is found; the tests
 /// skip when it has not been built).
-final class CLITests: XCTestCase {
-    var directory: URL!
-    var dataDirectory: URL!
-
-    override func setUpWithError() throws {
-        _ = try distillExecutable()
-        directory = try makeTemporaryDirectory(self)
-        dataDirectory = directory.appendingPathComponent("mnist")
-        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: dataDirectory)
-    }
-
-    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
-
+final class CLITests: TinyMNISTTestCase {
     func json(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
         try lastLineJSON(text, file: file, line: line)
     }

@@ -7,19 +7,8 @@ import NeuralNet
 
 /// `--model`, `--teacher-model` and the feature-distillation flags through the built executable, on a tiny
 /// synthetic MNIST.
-final class CNNCLITests: XCTestCase {
-    var directory: URL!
-    var dataDirectory: URL!
-
-    override func setUpWithError() throws {
-        _ = try distillExecutable()
-        directory = try makeTemporaryDirectory(self)
-        dataDirectory = directory.appendingPathComponent("mnist")
-        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: dataDirectory, trainCount: 200, testCount: 100)
-    }
-
-    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+final class CNNCLITests: TinyMNISTTestCase {
+    override var trainCount: Int { 200 }
     let common = ["--epochs", "1", "--batch-size", "32", "--threads", "1", "--learning-rate", "0.02"]
 
     func run(_ arguments: [String]) throws -> CommandResult {

@@ -8,19 +8,8 @@ import Distillation
 import TensorIO
 
 /// `distill distill` and `distill teacher-logits` through the built executable, on a tiny synthetic MNIST.
-final class DistillCommandTests: XCTestCase {
-    var directory: URL!
-    var dataDirectory: URL!
-
-    override func setUpWithError() throws {
-        _ = try distillExecutable()
-        directory = try makeTemporaryDirectory(self)
-        dataDirectory = directory.appendingPathComponent("mnist")
-        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: dataDirectory, trainCount: 200, testCount: 100)
-    }
-
-    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+final class DistillCommandTests: TinyMNISTTestCase {
+    override var trainCount: Int { 200 }
 
     let common = ["--hidden", "16", "--epochs", "1", "--batch-size", "32", "--threads", "1"]
 

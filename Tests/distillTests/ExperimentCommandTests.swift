@@ -6,19 +6,9 @@ import Datasets
 /// `distill reproduce ...` on a tiny synthetic MNIST (1,500 training images; omitted-class holds 1,000 out for
 /// validation), with --epoch-scale 0.1 so every schedule shrinks to a few epochs: every experiment runs in a few
 /// seconds. (ExperimentRunTests checks the experiments' outcomes in the library.)
-final class ExperimentCommandTests: XCTestCase {
-    var directory: URL!
-    var dataDirectory: URL!
-    var workDirectory: URL!
-
-    override func setUpWithError() throws {
-        _ = try distillExecutable()
-        directory = try makeTemporaryDirectory(self)
-        dataDirectory = directory.appendingPathComponent("mnist")
-        workDirectory = directory.appendingPathComponent("runs")
-        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
-        try writeTinyMNIST(to: dataDirectory, trainCount: 1500, testCount: 100)
-    }
+final class ExperimentCommandTests: TinyMNISTTestCase {
+    override var trainCount: Int { 1500 }
+    var workDirectory: URL { directory.appendingPathComponent("runs") }
 
     func reproduce(_ experiment: String, _ extra: [String], dataDir: URL? = nil) throws -> CommandResult {
         try runDistill(["reproduce", experiment, "--preset", "quick", "--epoch-scale", "0.1", "--threads", "2",

@@ -26,44 +26,13 @@ final class MPITests: XCTestCase {
     }
 
     /// Starts `mpirun -np <processes> distill <arguments>` in `directory`; stdout and stderr go to files.
-    func startMPI(_ processes: Int, _ arguments: [String], in directory: URL, environment extra: [String: String] = [:])
-        throws -> (process: Process, stdout: URL, stderr: URL) {
-        let process = Process()
-        process.executableURL = try mpirun()
-        process.arguments = ["--allow-run-as-root", "--oversubscribe", "-np", String(processes), try distillExecutable().path] + arguments
-        process.currentDirectoryURL = directory
-        var environment = ProcessInfo.processInfo.environment
-        environment["DISTILL_DATA_DIR"] = nil
-        environment["DISTILL_KEEP_BLAS_CORE"] = "1"
-        for (k, v) in extra { environment[k] = v }
-        process.environment = environment
-        let out = directory.appendingPathComponent(".mpi-stdout-\(UUID().uuidString)")
-        let err = directory.appendingPathComponent(".mpi-stderr-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: out.path, contents: nil)
-        FileManager.default.createFile(atPath: err.path, contents: nil)
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return (process, out, err)
-    }
-
-    func finish(_ started: (process: Process, stdout: URL, stderr: URL), within seconds: Double = 120) throws -> CommandResult {
-        let deadline = Date().addingTimeInterval(seconds)
-        while started.process.isRunning && Date() < deadline { usleep(20_000) }
-        if started.process.isRunning {
-            started.process.interrupt()
-            started.process.waitUntilExit()
-            XCTFail("mpirun did not end within \(seconds) s")
-        }
-        started.process.waitUntilExit()
-        return CommandResult(status: started.process.terminationStatus, reason: started.process.terminationReason,
-                             stdout: String(decoding: try Data(contentsOf: started.stdout), as: UTF8.self),
-                             stderr: String(decoding: try Data(contentsOf: started.stderr), as: UTF8.self))
+    func startMPI(_ processes: Int, _ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> StartedProcess {
+        try startProcess(try mpirun(), ["--allow-run-as-root", "--oversubscribe", "-np", String(processes), try distillExecutable().path] + arguments,
+                         in: directory, environment: environment)
     }
 
     func runMPI(_ processes: Int, _ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> CommandResult {
-        try finish(try startMPI(processes, arguments, in: directory, environment: environment))
+        try startMPI(processes, arguments, in: directory, environment: environment).finish(within: 120)
     }
 
     /// The largest difference between two model files' tensors, relative to each tensor's largest magnitude.
@@ -142,24 +111,11 @@ final class MPITests: XCTestCase {
             let output = "from\(first).safetensors"
             let slow = ["DISTILL_TEST_STEP_DELAY_MS": "20"]
             let started = first == 1
-                ? try { () throws -> (process: Process, stdout: URL, stderr: URL) in
-                    let p = Process()
-                    p.executableURL = try distillExecutable()
-                    p.arguments = arguments + ["--output", output]
-                    p.currentDirectoryURL = dir
-                    p.environment = ProcessInfo.processInfo.environment.merging(slow.merging(["DISTILL_KEEP_BLAS_CORE": "1"]) { $1 }) { $1 }
-                    let out = dir.appendingPathComponent(".out-\(first)"), err = dir.appendingPathComponent(".err-\(first)")
-                    FileManager.default.createFile(atPath: out.path, contents: nil)
-                    FileManager.default.createFile(atPath: err.path, contents: nil)
-                    p.standardOutput = try FileHandle(forWritingTo: out)
-                    p.standardError = try FileHandle(forWritingTo: err)
-                    try p.run()
-                    return (p, out, err)
-                }()
+                ? try startProcess(try distillExecutable(), arguments + ["--output", output], in: dir, environment: slow)
                 : try startMPI(first, arguments + ["--output", output], in: dir, environment: slow)
             usleep(1_500_000)
             kill(started.process.processIdentifier, SIGTERM)
-            let stopped = try finish(started)
+            let stopped = try started.finish(within: 120)
             XCTAssertNotEqual(stopped.status, 0)
             XCTAssertTrue(stopped.stderr.contains("resume with the same command plus --resume"), stopped.stderr)
             XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent(output + ".state").path))
@@ -195,7 +151,7 @@ final class MPITests: XCTestCase {
         usleep(1_000_000)
         kill(victim, signal)
         let signalledAt = Date()
-        let result = try finish(started, within: 60)
+        let result = try started.finish(within: 60)
         return (result, Date().timeIntervalSince(signalledAt),
                 FileManager.default.fileExists(atPath: dir.appendingPathComponent("model.safetensors").path))
     }

@@ -77,17 +77,43 @@ func distillExecutable() throws -> URL {
     throw XCTSkip("the distill executable is not built (looked in \(candidates.map(\.path))); run `swift build` first")
 }
 
-/// Runs `distill` with `arguments` in `directory`, capturing stdout and stderr through files.
-func runDistill(_ arguments: [String], in directory: URL, environment extra: [String: String] = [:]) throws -> CommandResult {
-    let executable = try distillExecutable()
+/// A process started by the tests, its standard output and error going to files in its directory.
+struct StartedProcess {
+    let process: Process
+    let stdout: URL
+    let stderr: URL
+
+    /// Waits for the process (at most `seconds`: then it is interrupted and the test fails), returns what it printed
+    /// and removes the files.
+    func finish(within seconds: Double = .infinity, file: StaticString = #filePath, line: UInt = #line) throws -> CommandResult {
+        defer {
+            try? FileManager.default.removeItem(at: stdout)
+            try? FileManager.default.removeItem(at: stderr)
+        }
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.interrupt()
+            XCTFail("\(process.executableURL?.lastPathComponent ?? "the process") did not end within \(seconds) s", file: file, line: line)
+        }
+        process.waitUntilExit()
+        return CommandResult(status: process.terminationStatus, reason: process.terminationReason,
+                             stdout: String(decoding: try Data(contentsOf: stdout), as: UTF8.self),
+                             stderr: String(decoding: try Data(contentsOf: stderr), as: UTF8.self))
+    }
+}
+
+/// Starts `executable` with `arguments` in `directory`, in the tests' environment: no `DISTILL_DATA_DIR`, and
+/// `DISTILL_KEEP_BLAS_CORE=1` (the child keeps OpenBLAS's kernel choice, where it would otherwise switch to AVX-512
+/// kernels where OpenBLAS picks AVX2 ones, so its results compare bit for bit with this process's), plus `extra`.
+func startProcess(_ executable: URL, _ arguments: [String], in directory: URL, environment extra: [String: String] = [:])
+    throws -> StartedProcess {
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
     process.currentDirectoryURL = directory
     var environment = ProcessInfo.processInfo.environment
     environment["DISTILL_DATA_DIR"] = nil
-    // The child keeps OpenBLAS's kernel choice (it would otherwise switch to AVX-512 kernels where OpenBLAS picks AVX2
-    // ones), so its results compare bit for bit with this process's.
     environment["DISTILL_KEEP_BLAS_CORE"] = "1"
     for (k, v) in extra { environment[k] = v }
     process.environment = environment
@@ -95,19 +121,34 @@ func runDistill(_ arguments: [String], in directory: URL, environment extra: [St
     let err = directory.appendingPathComponent(".stderr-\(UUID().uuidString)")
     FileManager.default.createFile(atPath: out.path, contents: nil)
     FileManager.default.createFile(atPath: err.path, contents: nil)
-    defer {
-        try? FileManager.default.removeItem(at: out)
-        try? FileManager.default.removeItem(at: err)
-    }
-    let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
-    process.standardOutput = outHandle
-    process.standardError = errHandle
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
     process.standardInput = FileHandle.nullDevice
     try process.run()
-    process.waitUntilExit()
-    try outHandle.close()
-    try errHandle.close()
-    return CommandResult(status: process.terminationStatus, reason: process.terminationReason,
-                         stdout: String(decoding: try Data(contentsOf: out), as: UTF8.self),
-                         stderr: String(decoding: try Data(contentsOf: err), as: UTF8.self))
+    return StartedProcess(process: process, stdout: out, stderr: err)
+}
+
+/// Runs `distill` with `arguments` in `directory`, capturing stdout and stderr through files.
+func runDistill(_ arguments: [String], in directory: URL, environment extra: [String: String] = [:]) throws -> CommandResult {
+    try startProcess(try distillExecutable(), arguments, in: directory, environment: extra).finish()
+}
+
+/// A test case with a temporary directory holding a tiny synthetic MNIST in `mnist/` (`trainCount` training
+/// images), skipped when `distill` has not been built.
+class TinyMNISTTestCase: XCTestCase {
+    var directory: URL!
+    var dataDirectory: URL!
+    /// Training images of the tiny MNIST (100 test images).
+    var trainCount: Int { 300 }
+
+    override func setUpWithError() throws {
+        _ = try distillExecutable()
+        directory = try makeTemporaryDirectory(self)
+        dataDirectory = directory.appendingPathComponent("mnist")
+        try FileManager.default.createDirectory(at: dataDirectory, withIntermediateDirectories: true)
+        try writeTinyMNIST(to: dataDirectory, trainCount: trainCount, testCount: 100)
+    }
+
+    /// `name` in the temporary directory.
+    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
 }
