@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "Runs", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Datasets", "TensorIO", "Checkpoints", "DataFormats", "Distillation",
                                              .product(name: "Yams", package: "Yams")]),
         .target(name: "Experiments", dependencies: ["TensorCore", "NeuralNet", "Optimizers", "Runs", "Datasets", "Checkpoints", "Distillation", "Specialists", "Distributed"]),
-        .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation"]),
+        .target(name: "Benchmarking", dependencies: ["TensorCore", "TensorIO", "NeuralNet", "Optimizers", "Datasets", "Checkpoints", "Distillation", "Inference"]),
         .executableTarget(
             name: "distill",
             dependencies: ["Distillation", "Distributed", "Experiments", "Specialists", "Benchmarking", "DataFormats", "Runs", "Reports", "Export", "Inference", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -68,6 +68,7 @@ let package = Package(
                           path: "Examples/DistillStudent"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore"]),
         .testTarget(name: "TensorIOTests", dependencies: ["TensorIO"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "NeuralNet", "TensorCore"]),
         .testTarget(name: "NeuralNetTests", dependencies: ["NeuralNet", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "OptimizersTests", dependencies: ["Optimizers", "TensorIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DatasetsTests", dependencies: ["Datasets"]),

@@ -3,6 +3,7 @@ import Checkpoints
 import Checkpoints
 import Foundation
 import TensorCore
+import Inference
 import NeuralNet
 import Optimizers
 import Datasets
@@ -291,11 +292,12 @@ public enum BenchmarkPhases {
                 ?? BenchmarkModels.student(generator: &generator)
             let one = data.test.inputs(rows: 0..<1)
             let calls = options.quick ? 50 : 200
-            for _ in 0..<10 { _ = model.infer(one) }
+            let infer = inference(model)
+            for _ in 0..<10 { _ = infer(one) }
             var times: [Double] = []
             for _ in 0..<calls {
                 let start = DispatchTime.now().uptimeNanoseconds
-                _ = model.infer(one)
+                _ = infer(one)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
             }
             return PhaseResult(phase: phase, latencyMilliseconds: median(times) * 1e3,
@@ -305,16 +307,26 @@ public enum BenchmarkPhases {
         }
     }
 
-    /// Median seconds of `model.infer` over the 10,000 test images in batches of 1000 (after one warm-up batch).
+    /// The inference library's pass over `model` (``CompiledModel``), or the model's own evaluation-mode pass
+    /// (`Sequential.infer`) with `DISTILL_INFERENCE=layers`, to compare the two.
+    static func inference(_ model: Sequential) -> (Tensor) -> Tensor {
+        if ProcessInfo.processInfo.environment["DISTILL_INFERENCE"] == "layers" { return { model.infer($0) } }
+        let compiled = CompiledModel(model)
+        return { compiled.infer($0) }
+    }
+
+    /// Median seconds of the inference library's pass (``inference(_:)``) over the 10,000 test images in batches of
+    /// 1000 (after one warm-up batch).
     static func inferencePass(_ phase: String, model: Sequential, test: LabeledDataset, options: BenchmarkOptions,
                               flopsPerExample flops: Double) -> PhaseResult {
         let reps = options.quick ? 3 : 7
         let batches = stride(from: 0, to: test.count, by: 1000).map { test.inputs(rows: $0..<Swift.min($0 + 1000, test.count)) }
-        _ = model.infer(batches[0])
+        let infer = inference(model)
+        _ = infer(batches[0])
         var times: [Double] = []
         for _ in 0..<reps {
             let start = DispatchTime.now().uptimeNanoseconds
-            for b in batches { _ = model.infer(b) }
+            for b in batches { _ = infer(b) }
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
         }
         let s = median(times), n = Double(test.count)

@@ -148,14 +148,15 @@ AVX2_TARGET static void avx2_transpose_in(const float *w, long ldw, long units, 
 // Nonzero k into the accumulators acc[s] of every sub-block: acc[s] += v * scratch[k][8 s ...].
 #define FORWARD_STEP(acc, k) do { \
         const __m256 v_ = _mm256_broadcast_ss(vx + (k)); \
-        const float *w_ = scratch + (long)ix[k] * 32; \
+        const float *w_ = scratch + (long)ix[k] * lds; \
         for (int s_ = 0; s_ < subs; s_++) acc[s_] = _mm256_fmadd_ps(v_, _mm256_load_ps(w_ + 8 * s_), acc[s_]); \
     } while (0)
 
-// Rows' outputs for one block of up to 32 units (`subs` sub-blocks of 8, a constant at each call).
+// Rows' outputs for one block of up to 32 units (`subs` sub-blocks of 8, a constant at each call); the block's
+// transposed weights have row stride `lds` (32 in the scratch, 64 in a packed block).
 AVX2_TARGET __attribute__((always_inline))
 static inline void avx2_forward_block(long rows, long cols, const int32_t *index, const float *value, const int32_t *count,
-                                 const float *scratch, long units, const int subs, const float *bias, int relu,
+                                 const float *scratch, long lds, long units, const int subs, const float *bias, int relu,
                                  float *y, long ldy) {
     __m256i mask[4];
     __m256 b[4];
@@ -205,10 +206,27 @@ AVX2_TARGET void distill_avx2_forward(long rows, long cols, const int32_t *index
         const float *bb = bias ? bias + lo : 0;
         avx2_transpose_in(w + lo * ldw, ldw, n, cols, scratch);
         switch ((n + 7) / 8) {
-        case 1: avx2_forward_block(rows, cols, index, value, count, scratch, n, 1, bb, relu, y + lo, ldy); break;
-        case 2: avx2_forward_block(rows, cols, index, value, count, scratch, n, 2, bb, relu, y + lo, ldy); break;
-        case 3: avx2_forward_block(rows, cols, index, value, count, scratch, n, 3, bb, relu, y + lo, ldy); break;
-        default: avx2_forward_block(rows, cols, index, value, count, scratch, n, 4, bb, relu, y + lo, ldy); break;
+        case 1: avx2_forward_block(rows, cols, index, value, count, scratch, 32, n, 1, bb, relu, y + lo, ldy); break;
+        case 2: avx2_forward_block(rows, cols, index, value, count, scratch, 32, n, 2, bb, relu, y + lo, ldy); break;
+        case 3: avx2_forward_block(rows, cols, index, value, count, scratch, 32, n, 3, bb, relu, y + lo, ldy); break;
+        default: avx2_forward_block(rows, cols, index, value, count, scratch, 32, n, 4, bb, relu, y + lo, ldy); break;
+        }
+    }
+}
+
+AVX2_TARGET void distill_avx2_forward_packed(long rows, long cols, const int32_t *index, const float *value,
+                                             const int32_t *count, const float *packed, long u0, long u1,
+                                             const float *bias, int relu, float *y, long ldy) {
+    for (long lo = u0; lo < u1; lo += 32) {
+        const long n = u1 - lo < 32 ? u1 - lo : 32;
+        const float *bb = bias ? bias + lo : 0;
+        // Packed blocks hold 64 units: this half starts 32 lanes in when lo is not a multiple of 64.
+        const float *block = packed + (lo / 64) * 64 * cols + lo % 64;
+        switch ((n + 7) / 8) {
+        case 1: avx2_forward_block(rows, cols, index, value, count, block, 64, n, 1, bb, relu, y + lo, ldy); break;
+        case 2: avx2_forward_block(rows, cols, index, value, count, block, 64, n, 2, bb, relu, y + lo, ldy); break;
+        case 3: avx2_forward_block(rows, cols, index, value, count, block, 64, n, 3, bb, relu, y + lo, ldy); break;
+        default: avx2_forward_block(rows, cols, index, value, count, block, 64, n, 4, bb, relu, y + lo, ldy); break;
         }
     }
 }

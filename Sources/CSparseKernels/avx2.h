@@ -16,6 +16,9 @@ void distill_avx2_compress_columns(const float *x, long rows, long ldx, long j0,
 void distill_avx2_forward(long rows, long cols, const int32_t *index, const float *value, const int32_t *count,
                           const float *w, long ldw, long u0, long u1, const float *bias, int relu, float *y,
                           long ldy, float *scratch);
+void distill_avx2_forward_packed(long rows, long cols, const int32_t *index, const float *value,
+                                 const int32_t *count, const float *packed, long u0, long u1,
+                                 const float *bias, int relu, float *y, long ldy);
 void distill_avx2_weight_gradient(long rows, const int32_t *index, const float *value, const int32_t *count,
                                   long j0, long j1, const float *g, long ldg, long u0, long u1, int accumulate,
                                   float *dw, long lddw);

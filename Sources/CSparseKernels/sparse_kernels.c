@@ -492,3 +492,64 @@ void distill_sparse_weight_gradient(long rows, const int32_t *index, const float
 #endif
     gradient_portable(rows, index, value, count, j0, j1, g, ldg, u0, u1, accumulate, dw, lddw);
 }
+
+// MARK: packed weights (inference)
+
+long distill_sparse_packed_size(long units, long cols) { return (units + 63) / 64 * 64 * cols; }
+
+void distill_sparse_pack_weights(const float *w, long ldw, long units, long cols, float *packed) {
+    for (long lo = 0; lo < units; lo += 64) {
+        float *block = packed + (lo / 64) * 64 * cols;
+        for (long j = 0; j < cols; j++)
+            for (long i = 0; i < 64; i++) block[j * 64 + i] = lo + i < units ? w[(lo + i) * ldw + j] : 0.0f;
+    }
+}
+
+static void forward_packed_portable(long rows, long cols, const int32_t *index, const float *value,
+                                    const int32_t *count, const float *packed, long u0, long u1, const float *bias,
+                                    int relu, float *y, long ldy) {
+    for (long r = 0; r < rows; r++) {
+        const int32_t *ix = index + r * cols;
+        const float *vx = value + r * cols;
+        for (long u = u0; u < u1; u++) {
+            const float *wu = packed + (u / 64) * 64 * cols + u % 64;
+            float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int32_t k = 0; k < count[r]; k++) c[k & 3] = fmaf(vx[k], wu[(long)ix[k] * 64], c[k & 3]);
+            float o = (c[0] + c[1]) + (c[2] + c[3]);
+            if (bias) o = o + bias[u];
+            y[r * ldy + u] = relu && o < 0.0f ? 0.0f : o;
+        }
+    }
+}
+
+#if DISTILL_X86
+__attribute__((target("avx512f")))
+static void forward_packed_avx512(long rows, long cols, const int32_t *index, const float *value,
+                                  const int32_t *count, const float *packed, long u0, long u1, const float *bias,
+                                  int relu, float *y, long ldy) {
+    for (long lo = u0; lo < u1; lo += 64) {
+        const long n = u1 - lo < 64 ? u1 - lo : 64;
+        const float *bb = bias ? bias + lo : 0;
+        const float *block = packed + (lo / 64) * 64 * cols;
+        switch ((n + 15) / 16) {
+        case 1: forward_block(rows, cols, index, value, count, block, n, 1, bb, relu, y + lo, ldy); break;
+        case 2: forward_block(rows, cols, index, value, count, block, n, 2, bb, relu, y + lo, ldy); break;
+        case 3: forward_block(rows, cols, index, value, count, block, n, 3, bb, relu, y + lo, ldy); break;
+        default: forward_block(rows, cols, index, value, count, block, n, 4, bb, relu, y + lo, ldy); break;
+        }
+    }
+}
+#endif
+
+void distill_sparse_linear_forward_packed(long rows, long cols, const int32_t *index, const float *value,
+                                          const int32_t *count, const float *packed, long u0, long u1,
+                                          const float *bias, int relu, float *y, long ldy) {
+    if (u1 <= u0 || rows <= 0) return;
+#if DISTILL_X86
+    switch (distill_sparse_fast_path()) {
+    case 2: forward_packed_avx512(rows, cols, index, value, count, packed, u0, u1, bias, relu, y, ldy); return;
+    case 1: distill_avx2_forward_packed(rows, cols, index, value, count, packed, u0, u1, bias, relu, y, ldy); return;
+    }
+#endif
+    forward_packed_portable(rows, cols, index, value, count, packed, u0, u1, bias, relu, y, ldy);
+}

@@ -21,6 +21,8 @@ public final class Predictor {
     }
 
     public let model: Sequential
+    /// The model prepared for inference (``CompiledModel``), what `predict` runs.
+    public let compiled: CompiledModel
     /// Class names by index ("0", "1", ... when the model file has none).
     public let classNames: [String]
     /// Values per example the model takes.
@@ -38,6 +40,7 @@ public final class Predictor {
     public init(contentsOf url: URL) throws {
         let checkpoint = try ModelCheckpoint.read(url: url)
         model = checkpoint.model
+        compiled = CompiledModel(checkpoint.model)
         featureCount = checkpoint.inputCount
         let data = try checkpoint.metadata["data"].map { text -> DataDescription in
             do { return try JSONDecoder().decode(DataDescription.self, from: Data(text.utf8)) } catch {
@@ -89,7 +92,7 @@ public final class Predictor {
                 batch.withUnsafeBufferPointer { b in for i in 0..<(n * f) { out[i] = (b[i] - mean[i % f]) / std[i % f] } }
             }
         }
-        let logits = model.infer(x)
+        let logits = compiled.infer(x)
         let c = classNames.count
         var out: [Prediction] = []
         out.reserveCapacity(n)

@@ -37,6 +37,20 @@ void distill_sparse_linear_forward(long rows, long cols, const int32_t *index, c
                                    const int32_t *count, const float *w, long ldw, long u0, long u1,
                                    const float *bias, int relu, float *y, long ldy, float *scratch);
 
+/// Floats that `units` x `cols` weights take packed (`distill_sparse_pack_weights`): whole blocks of 64 units.
+long distill_sparse_packed_size(long units, long cols);
+
+/// Packs w ([units x cols], row stride ldw) for `distill_sparse_linear_forward_packed`, once per model (inference):
+/// blocks of 64 units, each transposed, packed[(u / 64) * 64 * cols + j * 64 + u % 64] = w[u * ldw + j], lanes past
+/// `units` zero. packed: `distill_sparse_packed_size` floats, 64-byte aligned.
+void distill_sparse_pack_weights(const float *w, long ldw, long units, long cols, float *packed);
+
+/// `distill_sparse_linear_forward` (the same contract, the same bits) on weights packed by
+/// `distill_sparse_pack_weights`: no per-call transposition and no scratch. u0 a multiple of 64 (AVX2: of 32).
+void distill_sparse_linear_forward_packed(long rows, long cols, const int32_t *index, const float *value,
+                                          const int32_t *count, const float *packed, long u0, long u1,
+                                          const float *bias, int relu, float *y, long ldy);
+
 /// Compresses columns [j0, j1) of x (rows x ?, row stride ldx) to their nonzero entries (x != 0; NaN counts): column
 /// j's row indices, increasing, go to index[j * rows ...], its values to value[j * rows ...], its count to count[j].
 /// strip: 16 * rows floats (16 columns at a time, transposed).

@@ -1,0 +1,82 @@
+import TensorCore
+import NeuralNet
+
+/// A run of linear layers (each with an optional ReLU; dropout, identity and flatten layers between them do nothing
+/// at inference), with weights copied and packed when the stage is built. Per layer and batch it picks the product:
+///
+/// - a few rows (one image), or an input at most `sparseDensityLimit` nonzero (image pixels): the sparse product on
+///   the packed weights (``SparseKernels/PackedWeights``), which reads only the weights of nonzero inputs;
+/// - otherwise oneDNN's sgemm where it loads (``OneDNNGEMM``: the CPU's widest vectors), else the BLAS product.
+final class DenseStage: InferenceStage {
+    struct Layer {
+        let weight: Tensor
+        let bias: Tensor
+        let relu: Bool
+        let packed: SparseKernels.PackedWeights
+    }
+
+    let layers: [Layer]
+    let inputCount: Int
+
+    /// Rows up to which the packed sparse product runs whatever the density (units split over the threads; a
+    /// single row streams the weight rows of its nonzero inputs, which a hidden layer after ReLU has about half of).
+    static let fewRows = 8
+
+    /// The largest fraction of nonzero inputs for which a batch takes the packed sparse product.
+    nonisolated(unsafe) static var sparseDensityLimit = 0.3
+
+    /// The stage for `layers[start...]`: its longest run of Linear (+ ReLU) layers, with dropout, identity and
+    /// flatten layers passed over; nil when it starts with none. `consumed`: how many of `layers` it covers.
+    static func make(_ layers: ArraySlice<NeuralNet.Layer>) -> (stage: DenseStage, consumed: Int)? {
+        var built: [Layer] = []
+        var i = layers.startIndex
+        var end = i
+        while i < layers.endIndex {
+            let layer = layers[i]
+            if layer is Dropout || layer is Identity || layer is Flatten { i += 1; continue }
+            guard let linear = layer as? Linear else { break }
+            if let last = built.last, last.weight.shape[0] != linear.inputCount { break }
+            let relu = i + 1 < layers.endIndex && (layers[i + 1] as? ActivationLayer)?.activation == .relu
+            let weight = Tensor(shape: linear.weight.value.shape, scalars: linear.weight.value.scalars)
+            built.append(Layer(weight: weight, bias: Tensor(shape: [linear.outputCount], scalars: linear.bias.value.scalars), relu: relu,
+                               packed: SparseKernels.PackedWeights(weight)))
+            i += relu ? 2 : 1
+            end = i
+        }
+        guard let first = built.first else { return nil }
+        return (DenseStage(layers: built, inputCount: first.weight.shape[1]), end - layers.startIndex)
+    }
+
+    init(layers: [Layer], inputCount: Int) {
+        self.layers = layers
+        self.inputCount = inputCount
+    }
+
+    var summary: String {
+        "linear " + ([inputCount] + layers.map { $0.weight.shape[0] }).map(String.init).joined(separator: "-")
+            + (OneDNNGEMM.isAvailable ? " (sparse packed / oneDNN sgemm)" : " (sparse packed / BLAS)")
+    }
+
+    func run(_ input: Tensor, threads: Int) -> Tensor {
+        let rows = input.shape.first ?? 0
+        var x = input.rank == 2 ? input : input.reshaped([rows, input.count / Swift.max(1, rows)])
+        for layer in layers { x = forward(layer, x, threads: threads) }
+        return x
+    }
+
+    func forward(_ layer: Layer, _ x: Tensor, threads: Int) -> Tensor {
+        let rows = x.shape[0]
+        if rows <= DenseStage.fewRows || density(x) <= DenseStage.sparseDensityLimit {
+            return layer.packed.forward(x, bias: layer.bias, relu: layer.relu, threads: threads)
+        }
+        if let y = OneDNNGEMM.linearForward(x, weight: layer.weight, bias: layer.bias, relu: layer.relu, threads: threads) {
+            return y
+        }
+        return linearForward(x, weight: layer.weight, bias: layer.bias, activation: layer.relu ? .relu : .identity)
+    }
+
+    func density(_ x: Tensor) -> Double {
+        guard x.count > 0 else { return 0 }
+        return Double(SparseKernels.countNonzero(x)) / Double(x.count)
+    }
+}

@@ -1,0 +1,80 @@
+import XCTest
+import Foundation
+import TensorCore
+import NeuralNet
+import Inference
+
+/// The inference library's compiled model against the model's own evaluation-mode pass (`Sequential.infer`).
+final class CompiledModelTests: XCTestCase {
+    func images(_ n: Int, shape: [Int], density: Float, seed: UInt64) -> Tensor {
+        var rng = RandomGenerator(seed: seed)
+        return Tensor(shape: [n] + shape) { out in
+            for i in 0..<out.count { out[i] = rng.uniform() < density ? rng.uniform() : 0 }
+        }
+    }
+
+    func assertClose(_ a: Tensor, _ b: Tensor, _ message: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.shape, b.shape, message, file: file, line: line)
+        let scale = max(1e-6, b.scalars.map(abs).max() ?? 0)
+        let worst = zip(a.scalars, b.scalars).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThan(worst / scale, 1e-5, message, file: file, line: line)
+    }
+
+    func withThreads(_ n: Int, _ body: () throws -> Void) rethrows {
+        let saved = ComputeThreads.count
+        ComputeThreads.set(n)
+        defer { ComputeThreads.set(saved) }
+        try body()
+    }
+
+    /// A 784-800-800-10 MLP with dropout (a flatten first): image batches of 1 to 1,000 (the sparse path), dense
+    /// inputs (oneDNN's or the BLAS sgemm) and hidden layers of either kind, on 1 and 2 threads, given as images or
+    /// as rows.
+    func testMLPMatchesSequentialInfer() {
+        var g = RandomGenerator(seed: 1)
+        let model = Sequential([Flatten(), Linear(inputCount: 784, outputCount: 800, generator: &g), ReLU(), Dropout(probability: 0.5),
+                                Linear(inputCount: 800, outputCount: 800, generator: &g), ReLU(),
+                                Linear(inputCount: 800, outputCount: 10, generator: &g)])
+        let compiled = CompiledModel(model)
+        XCTAssertEqual(compiled.summary.count, 1, compiled.summary.joined(separator: "; "))
+        for threads in [1, 2] {
+            withThreads(threads) {
+                for (n, density) in [(1, Float(0.2)), (3, 1), (9, 0.2), (300, 0.2), (1000, 0.2), (64, 1)] {
+                    let x = images(n, shape: [1, 28, 28], density: density, seed: UInt64(n))
+                    assertClose(compiled.infer(x), model.infer(x), "n \(n) density \(density) threads \(threads)")
+                    assertClose(compiled.infer(x.reshaped([n, 784])), model.infer(x), "rows, n \(n)")
+                }
+            }
+        }
+    }
+
+    /// LeNet-5: the convolutions run as layers, the classifier as a dense stage.
+    func testLeNetMatchesSequentialInfer() throws {
+        var g = RandomGenerator(seed: 2)
+        let model = try ModelPresets.description(named: "lenet5", inputShape: [1, 28, 28], classCount: 10).build(generator: &g)
+        let compiled = CompiledModel(model)
+        XCTAssertTrue(compiled.summary.contains { $0.hasPrefix("linear ") }, compiled.summary.joined(separator: "; "))
+        for threads in [1, 2] {
+            withThreads(threads) {
+                for n in [1, 7, 130] {
+                    let x = images(n, shape: [1, 28, 28], density: 0.2, seed: UInt64(n))
+                    assertClose(compiled.infer(x), model.infer(x), "n \(n) threads \(threads)")
+                }
+            }
+        }
+    }
+
+    /// Compiling copies the weights: training the model further does not change the compiled model's answers.
+    func testCompiledModelKeepsItsWeights() {
+        var g = RandomGenerator(seed: 3)
+        let linear = Linear(inputCount: 20, outputCount: 5, generator: &g)
+        let model = Sequential([linear, ReLU(), Linear(inputCount: 5, outputCount: 3, generator: &g)])
+        let compiled = CompiledModel(model)
+        let x = images(4, shape: [20], density: 1, seed: 5)
+        let before = compiled.infer(x)
+        assertClose(before, model.infer(x), "before")
+        linear.weight.value = linear.weight.value + 1
+        XCTAssertEqual(compiled.infer(x).scalars, before.scalars)
+        XCTAssertNotEqual(model.infer(x).scalars, before.scalars)
+    }
+}
