@@ -268,7 +268,7 @@ static void transpose_in(const float *w, long ldw, long units, long cols, float 
 __attribute__((target("avx512f"), always_inline))
 static inline void forward_block(long rows, long cols, const int32_t *index, const float *value, const int32_t *count,
                                  const float *scratch, long units, const int subs, const float *bias, int relu,
-                                 float *y, long ldy) {
+                                 float *y, long ldy, const char *prefetch, long prefetch_lines) {
     __mmask16 mask[4];
     __m512 b[4];
     const __m512 zero = _mm512_setzero_ps();
@@ -281,6 +281,9 @@ static inline void forward_block(long rows, long cols, const int32_t *index, con
         const int32_t *ix = index + r * cols;
         const float *vx = value + r * cols;
         const int32_t n = count[r];
+        if (prefetch)
+            for (long l = r * prefetch_lines / rows, e = (r + 1) * prefetch_lines / rows; l < e; l++)
+                _mm_prefetch(prefetch + 64 * l, _MM_HINT_T1);
         __m512 acc[4][4];
         for (int c = 0; c < 4; c++)
             for (int s = 0; s < subs; s++) acc[c][s] = zero;
@@ -313,10 +316,10 @@ static void forward_avx512(long rows, long cols, const int32_t *index, const flo
         const float *bb = bias ? bias + lo : 0;
         transpose_in(w + lo * ldw, ldw, n, cols, scratch);
         switch ((n + 15) / 16) {
-        case 1: forward_block(rows, cols, index, value, count, scratch, n, 1, bb, relu, y + lo, ldy); break;
-        case 2: forward_block(rows, cols, index, value, count, scratch, n, 2, bb, relu, y + lo, ldy); break;
-        case 3: forward_block(rows, cols, index, value, count, scratch, n, 3, bb, relu, y + lo, ldy); break;
-        default: forward_block(rows, cols, index, value, count, scratch, n, 4, bb, relu, y + lo, ldy); break;
+        case 1: forward_block(rows, cols, index, value, count, scratch, n, 1, bb, relu, y + lo, ldy, 0, 0); break;
+        case 2: forward_block(rows, cols, index, value, count, scratch, n, 2, bb, relu, y + lo, ldy, 0, 0); break;
+        case 3: forward_block(rows, cols, index, value, count, scratch, n, 3, bb, relu, y + lo, ldy, 0, 0); break;
+        default: forward_block(rows, cols, index, value, count, scratch, n, 4, bb, relu, y + lo, ldy, 0, 0); break;
         }
     }
 }
@@ -527,15 +530,22 @@ __attribute__((target("avx512f")))
 static void forward_packed_avx512(long rows, long cols, const int32_t *index, const float *value,
                                   const int32_t *count, const float *packed, long u0, long u1, const float *bias,
                                   int relu, float *y, long ldy) {
+    // A block's rows are read in the order of the inputs' nonzeros, which the hardware prefetchers cannot follow:
+    // with many rows, the next block is prefetched into L2 while this one computes (spread over the rows).
+    const int ahead = rows >= 32;
+    if (ahead)
+        for (long l = 0; l < cols * 4; l++) _mm_prefetch((const char *)(packed + (u0 / 64) * 64 * cols) + 64 * l, _MM_HINT_T1);
     for (long lo = u0; lo < u1; lo += 64) {
         const long n = u1 - lo < 64 ? u1 - lo : 64;
         const float *bb = bias ? bias + lo : 0;
         const float *block = packed + (lo / 64) * 64 * cols;
+        const char *next = ahead && lo + 64 < u1 ? (const char *)(block + 64 * cols) : 0;
+        const long lines = next ? cols * 4 : 0;
         switch ((n + 15) / 16) {
-        case 1: forward_block(rows, cols, index, value, count, block, n, 1, bb, relu, y + lo, ldy); break;
-        case 2: forward_block(rows, cols, index, value, count, block, n, 2, bb, relu, y + lo, ldy); break;
-        case 3: forward_block(rows, cols, index, value, count, block, n, 3, bb, relu, y + lo, ldy); break;
-        default: forward_block(rows, cols, index, value, count, block, n, 4, bb, relu, y + lo, ldy); break;
+        case 1: forward_block(rows, cols, index, value, count, block, n, 1, bb, relu, y + lo, ldy, next, lines); break;
+        case 2: forward_block(rows, cols, index, value, count, block, n, 2, bb, relu, y + lo, ldy, next, lines); break;
+        case 3: forward_block(rows, cols, index, value, count, block, n, 3, bb, relu, y + lo, ldy, next, lines); break;
+        default: forward_block(rows, cols, index, value, count, block, n, 4, bb, relu, y + lo, ldy, next, lines); break;
         }
     }
 }
@@ -552,4 +562,158 @@ void distill_sparse_linear_forward_packed(long rows, long cols, const int32_t *i
     }
 #endif
     forward_packed_portable(rows, cols, index, value, count, packed, u0, u1, bias, relu, y, ldy);
+}
+
+// MARK: row groups (inference)
+
+void distill_sparse_group_rows(const float *x, long ldx, long rows, long cols, int32_t *index, float *panel,
+                               long ldp, int32_t *used) {
+    long n = 0;
+    for (long j = 0; j < cols; j++) {
+        int any = 0;
+        for (long r = 0; r < rows; r++) any |= x[r * ldx + j] != 0.0f;  // NaN != 0: kept
+        if (!any) continue;
+        index[n] = (int32_t)j;
+        for (long r = 0; r < rows; r++) panel[r * ldp + n] = x[r * ldx + j];
+        n++;
+    }
+    *used = (int32_t)n;
+}
+
+static void grouped_portable(long rows, long used, const int32_t *index, const float *panel, long ldp,
+                             const float *packed, long cols, long u0, long u1, const float *bias, int relu, float *y,
+                             long ldy) {
+    for (long r = 0; r < rows; r++)
+        for (long u = u0; u < u1; u++) {
+            const float *wu = packed + (u / 64) * 64 * cols + u % 64;
+            float c = 0.0f;
+            for (long k = 0; k < used; k++) c = fmaf(panel[r * ldp + k], wu[(long)index[k] * 64], c);
+            if (bias) c = c + bias[u];
+            y[r * ldy + u] = relu && c < 0.0f ? 0.0f : c;
+        }
+}
+
+#if DISTILL_X86
+// Rows (R <= 6, a constant at each call) times one packed block of 64 units: 4R accumulators, each weight vector
+// loaded once for the R rows.
+__attribute__((target("avx512f"), always_inline))
+static inline void grouped_block(const int R, long used, const int32_t *index, const float *panel, long ldp,
+                                 const float *block, long units, const float *bias, int relu, float *y, long ldy) {
+    __m512 acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int s = 0; s < 4; s++) acc[r][s] = _mm512_setzero_ps();
+    for (long k = 0; k < used; k++) {
+        const float *w = block + (long)index[k] * 64;
+        const __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16), w2 = _mm512_load_ps(w + 32),
+                     w3 = _mm512_load_ps(w + 48);
+        for (int r = 0; r < R; r++) {
+            const __m512 v = _mm512_set1_ps(panel[r * ldp + k]);
+            acc[r][0] = _mm512_fmadd_ps(v, w0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(v, w1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(v, w2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(v, w3, acc[r][3]);
+        }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    for (int s = 0; s < 4; s++) {
+        const long k = units - 16 * s;
+        if (k <= 0) break;
+        const __mmask16 mask = k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1u);
+        const __m512 b = bias ? _mm512_maskz_loadu_ps(mask, bias + 16 * s) : zero;
+        for (int r = 0; r < R; r++) {
+            __m512 o = acc[r][s];
+            if (bias) o = _mm512_add_ps(o, b);
+            if (relu) o = _mm512_mask_mov_ps(o, _mm512_cmp_ps_mask(o, zero, _CMP_LT_OQ), zero);
+            _mm512_mask_storeu_ps(y + r * ldy + 16 * s, mask, o);
+        }
+    }
+}
+
+__attribute__((target("avx512f")))
+static void group_rows_avx512(const float *x, long ldx, long rows, long cols, int32_t *index, float *panel, long ldp,
+                              int32_t *used) {
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    long n = 0, j = 0;
+    for (; j + 16 <= cols; j += 16) {
+        __mmask16 any = 0;
+        __m512 v[6];
+        for (long r = 0; r < rows; r++) {
+            v[r] = _mm512_loadu_ps(x + r * ldx + j);
+            any |= _mm512_cmp_ps_mask(v[r], _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        }
+        if (!any) continue;
+        // Compressed in registers and stored whole (the panel and index have 16 elements of slack): a compressing
+        // store to memory is microcoded on AMD's cores.
+        _mm512_storeu_si512((void *)(index + n), _mm512_maskz_compress_epi32(any, _mm512_add_epi32(lanes, _mm512_set1_epi32((int)j))));
+        for (long r = 0; r < rows; r++) _mm512_storeu_ps(panel + r * ldp + n, _mm512_maskz_compress_ps(any, v[r]));
+        n += __builtin_popcount((unsigned)any);
+    }
+    for (; j < cols; j++) {
+        int any = 0;
+        for (long r = 0; r < rows; r++) any |= x[r * ldx + j] != 0.0f;
+        if (!any) continue;
+        index[n] = (int32_t)j;
+        for (long r = 0; r < rows; r++) panel[r * ldp + n] = x[r * ldx + j];
+        n++;
+    }
+    *used = (int32_t)n;
+}
+
+__attribute__((target("avx512f")))
+static void grouped_avx512(long rows, long used, const int32_t *index, const float *panel, long ldp,
+                           const float *block, long units, const float *bias, int relu, float *y, long ldy) {
+    switch (rows) {
+    case 1: grouped_block(1, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
+    case 2: grouped_block(2, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
+    case 3: grouped_block(3, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
+    case 4: grouped_block(4, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
+    case 5: grouped_block(5, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
+    default: grouped_block(6, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
+    }
+}
+#endif
+
+int distill_sparse_grouped_path(void) {
+#if DISTILL_X86
+    return distill_sparse_fast_path() == 2;
+#else
+    return 0;
+#endif
+}
+
+void distill_sparse_group_rows_fast(const float *x, long ldx, long rows, long cols, int32_t *index, float *panel,
+                                    long ldp, int32_t *used) {
+#if DISTILL_X86
+    if (distill_sparse_fast_path() == 2) { group_rows_avx512(x, ldx, rows, cols, index, panel, ldp, used); return; }
+#endif
+    distill_sparse_group_rows(x, ldx, rows, cols, index, panel, ldp, used);
+}
+
+void distill_sparse_linear_forward_grouped(long groups, const int32_t *group_rows, const int32_t *used,
+                                           const int32_t *index, long ldi, const float *panel, long ldp,
+                                           long group_stride, const float *packed, long cols, long u0, long u1,
+                                           const float *bias, int relu, float *y, long ldy) {
+    if (u1 <= u0 || groups <= 0) return;
+#if DISTILL_X86
+    if (distill_sparse_fast_path() == 2) {
+        for (long lo = u0; lo < u1; lo += 64) {
+            const long n = u1 - lo < 64 ? u1 - lo : 64;
+            const float *block = packed + (lo / 64) * 64 * cols;
+            // The next block into L2 while this one computes (its rows are read in no order a prefetcher follows).
+            if (lo + 64 < u1) {
+                const char *next = (const char *)(block + 64 * cols);
+                for (long g = 0, lines = cols * 4; g < groups; g++)
+                    for (long l = g * lines / groups, e = (g + 1) * lines / groups; l < e; l++)
+                        _mm_prefetch(next + 64 * l, _MM_HINT_T1);
+            }
+            for (long g = 0; g < groups; g++)
+                grouped_avx512(group_rows[g], used[g], index + g * ldi, panel + g * group_stride, ldp, block, n,
+                               bias ? bias + lo : 0, relu, y + 6 * g * ldy + lo, ldy);
+        }
+        return;
+    }
+#endif
+    for (long g = 0; g < groups; g++)
+        grouped_portable(group_rows[g], used[g], index + g * ldi, panel + g * group_stride, ldp, packed, cols, u0, u1,
+                         bias, relu, y + 6 * g * ldy, ldy);
 }

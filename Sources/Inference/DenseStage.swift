@@ -75,8 +75,10 @@ final class DenseStage: InferenceStage {
         return linearForward(x, weight: layer.weight, bias: layer.bias, activation: layer.relu ? .relu : .identity)
     }
 
+    /// The fraction of nonzero values in x's first rows (at most 64: the decision needs no exact count).
     func density(_ x: Tensor) -> Double {
-        guard x.count > 0 else { return 0 }
-        return Double(SparseKernels.countNonzero(x)) / Double(x.count)
+        let rows = Swift.min(x.shape[0], 64)
+        guard rows > 0, x.shape[1] > 0 else { return 0 }
+        return Double(SparseKernels.countNonzero(x, rows: rows)) / Double(rows * x.shape[1])
     }
 }

@@ -1,10 +1,10 @@
 import CSparseKernels
 
 extension SparseKernels {
-    /// Number of elements of x that are not zero (NaN counts).
-    public static func countNonzero(_ x: Tensor) -> Int {
+    /// Number of elements of x (of its first `rows` rows, when given) that are not zero (NaN counts).
+    public static func countNonzero(_ x: Tensor, rows limit: Int? = nil) -> Int {
         guard x.count > 0 else { return 0 }
-        let cols = x.shape.last ?? 1, rows = x.count / Swift.max(1, cols)
+        let cols = x.shape.last ?? 1, rows = Swift.min(x.count / Swift.max(1, cols), limit ?? Int.max)
         return x.withUnsafeBufferPointer { xb in
             guard let xp = xb.baseAddress else { return 0 }
             return Int(distill_sparse_count_nonzero(xp, 0, rows, cols, cols))
@@ -39,14 +39,82 @@ extension SparseKernels {
 
         /// Rows compressed per round (the compressed rows of a round live in the calling thread's scratch:
         /// `rowsPerRound * in * 8` bytes).
-        public static let rowsPerRound = 256
+        nonisolated(unsafe) public static var rowsPerRound = 256
 
-        /// `act(x W^T + b)` for x `[rows, in]`, any density: rows compressed (split over `threads`), then the units
-        /// split over them in whole blocks of 64 (each part keeps its share of the weights in its cache for all the
-        /// round's rows).
+        /// Whether `forward` takes the row groups (one fma chain per output over its row's nonzeros, AVX-512), else
+        /// the four-chain sparse product of `SparseKernels.forward` on the packed weights.
+        public static var groupsRows: Bool { distill_sparse_grouped_path() != 0 }
+
+        /// `act(x W^T + b)` for x `[rows, in]`, any density. On AVX-512, rows in groups of 6 (`groupedForward`:
+        /// each weight vector loaded once for the group's rows; one chain per output, so an example's result does
+        /// not depend on the batch it comes in); elsewhere the sparse product of `SparseKernels.forward` (four chains
+        /// per output) without its per-call transposition. Either way: rows prepared (split over `threads`), then
+        /// the units split over them in whole blocks of 64, each part keeping its share of the weights in its cache
+        /// for the round's rows.
         public func forward(_ x: Tensor, bias: Tensor?, relu: Bool, threads: Int) -> Tensor {
             precondition(x.rank == 2 && x.shape[1] == inputs, "packed linear: input \(x.shape) does not match [rows, \(inputs)]")
             if let bias { precondition(bias.shape == [units], "packed linear: bias \(bias.shape) should be [\(units)]") }
+            return PackedWeights.groupsRows ? groupedForward(x, bias: bias, relu: relu, threads: threads)
+                : chainedForward(x, bias: bias, relu: relu, threads: threads)
+        }
+
+        /// Rows per group of the grouped product (the kernel's register blocking: 6 rows x 64 units).
+        public static let groupRows = 6
+
+        /// The grouped product (any CPU: the portable loop where AVX-512 is missing), for tests and `forward`.
+        public func groupedForward(_ x: Tensor, bias: Tensor?, relu: Bool, threads: Int) -> Tensor {
+            let rows = x.shape[0], cols = inputs, units = self.units
+            let g6 = PackedWeights.groupRows
+            let round = Swift.max(1, Swift.min(rows, PackedWeights.rowsPerRound))
+            let maxGroups = (round + g6 - 1) / g6
+            let blocks = (units + 63) / 64
+            let parts = Swift.max(1, Swift.min(threads, blocks))
+            func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+            let ldi = padded(cols + 16), ldp = padded(cols + 16), stride = g6 * ldp
+            // Scratch (4-byte elements, regions on 64 bytes): per group its column list and panel, then the groups'
+            // row and column counts.
+            let panelOffset = maxGroups * ldi, rowsOffset = panelOffset + maxGroups * stride
+            let usedOffset = rowsOffset + padded(maxGroups), elements = usedOffset + padded(maxGroups)
+            guard let raw = distill_sparse_thread_scratch(elements * 4) else {
+                return PackedWeights.naiveGroupedForward(x, weight: unpacked(), bias: bias, relu: relu)
+            }
+            let ip = raw.bindMemory(to: Int32.self, capacity: elements)
+            let pp = (raw + panelOffset * 4).bindMemory(to: Float.self, capacity: maxGroups * stride)
+            let rp = ip + rowsOffset, up = ip + usedOffset
+            let w = UnsafePointer(packed)
+            return Tensor(shape: [rows, units]) { out in
+                guard let y = out.baseAddress else { return }
+                x.withUnsafeBufferPointer { xb in
+                    guard let xp = xb.baseAddress else { return }
+                    let bp = bias.map { UnsafePointer($0.storage.pointer) }
+                    var r0 = 0
+                    while r0 < rows {
+                        let n = Swift.min(round, rows - r0)
+                        let groups = (n + g6 - 1) / g6
+                        let xr = xp + r0 * cols, yr = y + r0 * units
+                        let groupParts = Swift.min(parts, groups)
+                        ComputeThreads.onWorkers(parts: groupParts) { p in
+                            for g in (p * groups / groupParts)..<((p + 1) * groups / groupParts) {
+                                let count = Swift.min(g6, n - g * g6)
+                                rp[g] = Int32(count)
+                                distill_sparse_group_rows_fast(xr + g * g6 * cols, cols, count, cols, ip + g * ldi,
+                                                               pp + g * stride, ldp, up + g)
+                            }
+                        }
+                        ComputeThreads.onWorkers(parts: parts) { p in
+                            let u0 = Swift.min(units, 64 * (p * blocks / parts))
+                            let u1 = Swift.min(units, 64 * ((p + 1) * blocks / parts))
+                            distill_sparse_linear_forward_grouped(groups, rp, up, ip, ldi, pp, ldp, stride, w, cols, u0, u1,
+                                                                  bp, relu ? 1 : 0, yr, units)
+                        }
+                        r0 += n
+                    }
+                }
+            }
+        }
+
+        /// The four-chain sparse product on the packed weights (the AVX2 and portable paths).
+        public func chainedForward(_ x: Tensor, bias: Tensor?, relu: Bool, threads: Int) -> Tensor {
             let rows = x.shape[0], cols = inputs
             let round = Swift.max(1, Swift.min(rows, PackedWeights.rowsPerRound))
             let blocks = (units + 63) / 64
@@ -70,24 +138,36 @@ extension SparseKernels {
                     while r0 < rows {
                         let n = Swift.min(round, rows - r0)
                         let xr = xp + r0 * cols, yr = y + r0 * units
-                        if parts == 1 {
-                            distill_sparse_compress_rows(xr, 0, n, cols, cols, ip, vp, cp)
-                            distill_sparse_linear_forward_packed(n, cols, ip, vp, cp, w, 0, units, bp, relu ? 1 : 0, yr, units)
-                        } else {
-                            let rowParts = Swift.min(parts, n)
-                            ComputeThreads.onWorkers(parts: rowParts) { p in
-                                distill_sparse_compress_rows(xr, p * n / rowParts, (p + 1) * n / rowParts, cols, cols, ip, vp, cp)
-                            }
-                            ComputeThreads.onWorkers(parts: parts) { p in
-                                let u0 = Swift.min(units, 64 * (p * blocks / parts))
-                                let u1 = Swift.min(units, 64 * ((p + 1) * blocks / parts))
-                                distill_sparse_linear_forward_packed(n, cols, ip, vp, cp, w, u0, u1, bp, relu ? 1 : 0, yr, units)
-                            }
+                        let rowParts = Swift.min(parts, n)
+                        ComputeThreads.onWorkers(parts: rowParts) { p in
+                            distill_sparse_compress_rows(xr, p * n / rowParts, (p + 1) * n / rowParts, cols, cols, ip, vp, cp)
+                        }
+                        ComputeThreads.onWorkers(parts: parts) { p in
+                            let u0 = Swift.min(units, 64 * (p * blocks / parts))
+                            let u1 = Swift.min(units, 64 * ((p + 1) * blocks / parts))
+                            distill_sparse_linear_forward_packed(n, cols, ip, vp, cp, w, u0, u1, bp, relu ? 1 : 0, yr, units)
                         }
                         r0 += n
                     }
                 }
             }
+        }
+
+        /// Reference of the grouped product: per output one fma chain from +0 over the input's nonzero columns
+        /// (NaN counts) in increasing order, plus the bias, then ReLU (for finite weights what the groups compute).
+        public static func naiveGroupedForward(_ x: Tensor, weight: Tensor, bias: Tensor?, relu: Bool) -> Tensor {
+            let rows = x.shape[0], cols = x.shape[1], units = weight.shape[0]
+            let xs = x.scalars, ws = weight.scalars, bs = bias?.scalars
+            var y = [Float](repeating: 0, count: rows * units)
+            for r in 0..<rows {
+                for u in 0..<units {
+                    var c: Float = 0
+                    for j in 0..<cols where xs[r * cols + j] != 0 { c = c.addingProduct(xs[r * cols + j], ws[u * cols + j]) }
+                    if let bs { c = c + bs[u] }
+                    y[r * units + u] = relu && c < 0 ? 0 : c
+                }
+            }
+            return Tensor(shape: [rows, units], scalars: y)
         }
 
         /// The weights back in `[out, in]` (for the reference path).

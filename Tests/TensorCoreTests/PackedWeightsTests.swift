@@ -33,17 +33,39 @@ final class PackedWeightsTests: XCTestCase {
                 let packed = SparseKernels.PackedWeights(w)
                 XCTAssertEqual(bits(packed.unpacked()), bits(w))
                 for (bias, relu) in [(b as Tensor?, true), (nil, false)] {
-                    let expected = bits(SparseKernels.naiveLinearForward(x, weight: w, bias: bias, relu: relu))
+                    let chained = bits(SparseKernels.naiveLinearForward(x, weight: w, bias: bias, relu: relu))
+                    let grouped = bits(SparseKernels.PackedWeights.naiveGroupedForward(x, weight: w, bias: bias, relu: relu))
                     for path in SparseKernels.availablePaths {
                         for threads in [1, 2] {
                             ComputeThreads.set(threads)
-                            let y = SparseKernels.withPathLimit(path) { packed.forward(x, bias: bias, relu: relu, threads: threads) }
-                            XCTAssertEqual(y.shape, [rows, units])
-                            XCTAssertEqual(bits(y), expected, "\(rows)x\(cols)->\(units) density \(density) path \(path) threads \(threads) relu \(relu)")
+                            let label = "\(rows)x\(cols)->\(units) density \(density) path \(path) threads \(threads) relu \(relu)"
+                            SparseKernels.withPathLimit(path) {
+                                let y = packed.chainedForward(x, bias: bias, relu: relu, threads: threads)
+                                XCTAssertEqual(y.shape, [rows, units])
+                                XCTAssertEqual(bits(y), chained, "chained " + label)
+                                XCTAssertEqual(bits(packed.groupedForward(x, bias: bias, relu: relu, threads: threads)), grouped,
+                                               "grouped " + label)
+                                XCTAssertEqual(bits(packed.forward(x, bias: bias, relu: relu, threads: threads)),
+                                               SparseKernels.PackedWeights.groupsRows ? grouped : chained, label)
+                            }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// The grouped product gives an example the same bits whatever batch it comes in (alone, or in a batch at any
+    /// offset within its group of 6).
+    func testGroupedResultDoesNotDependOnTheBatch() {
+        var rng = RandomGenerator(seed: 11)
+        let w = Tensor.normal([70, 50], generator: &rng), b = Tensor.normal([70], generator: &rng)
+        let packed = SparseKernels.PackedWeights(w)
+        let x = input(rows: 20, cols: 50, density: 0.3, seed: 12)
+        let all = packed.groupedForward(x, bias: b, relu: false, threads: 2)
+        for r in [0, 5, 7, 19] {
+            let one = packed.groupedForward(x.rows(r..<(r + 1)), bias: b, relu: false, threads: 1)
+            XCTAssertEqual(bits(one), bits(all.rows(r..<(r + 1))), "row \(r)")
         }
     }
 

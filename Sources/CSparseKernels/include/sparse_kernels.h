@@ -51,6 +51,31 @@ void distill_sparse_linear_forward_packed(long rows, long cols, const int32_t *i
                                           const int32_t *count, const float *packed, long u0, long u1,
                                           const float *bias, int relu, float *y, long ldy);
 
+/// Row groups (inference): a batch is taken 6 rows at a time; a group's columns where any of its rows is nonzero
+/// (NaN counts) are listed once, so each weight vector loaded serves all rows of the group. Arithmetic contract: each
+/// output is ONE fma chain from +0 over the group's listed columns in increasing order, plus the bias, then ReLU;
+/// for finite weights the listed columns where the row itself is zero add exact zeros, so the bits equal one chain
+/// over the row's own nonzeros whatever rows share its group or how work is split.
+
+/// Lists the columns of rows [0, rows) of x (rows <= 6, row stride ldx) where any row is nonzero: their indices,
+/// increasing, to index[0 ..< *used], and row r's values at those columns to panel[r * ldp ...]. index and each
+/// panel row need cols + 16 elements (the vector path stores whole vectors past the end).
+void distill_sparse_group_rows(const float *x, long ldx, long rows, long cols, int32_t *index, float *panel,
+                               long ldp, int32_t *used);
+/// `distill_sparse_group_rows` on the AVX-512 path where this CPU has it (the same results).
+void distill_sparse_group_rows_fast(const float *x, long ldx, long rows, long cols, int32_t *index, float *panel,
+                                    long ldp, int32_t *used);
+/// 1 when the grouped product has a vector path here (AVX-512); elsewhere it runs the portable loop.
+int distill_sparse_grouped_path(void);
+
+/// y = act(x W^T + b) for `groups` groups of rows as `distill_sparse_group_rows` left them (group g: group_rows[g]
+/// rows, used[g] columns, its index at index + g * ldi and its panel at panel + g * group_stride) on weights packed
+/// by `distill_sparse_pack_weights`, units [u0, u1) (u0 a multiple of 64); group g's rows are y's rows 6 g ...
+void distill_sparse_linear_forward_grouped(long groups, const int32_t *group_rows, const int32_t *used,
+                                           const int32_t *index, long ldi, const float *panel, long ldp,
+                                           long group_stride, const float *packed, long cols, long u0, long u1,
+                                           const float *bias, int relu, float *y, long ldy);
+
 /// Compresses columns [j0, j1) of x (rows x ?, row stride ldx) to their nonzero entries (x != 0; NaN counts): column
 /// j's row indices, increasing, go to index[j * rows ...], its values to value[j * rows ...], its count to count[j].
 /// strip: 16 * rows floats (16 columns at a time, transposed).
