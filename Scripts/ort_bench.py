@@ -3,7 +3,9 @@
 against ONNX Runtime running the same model exported by `distill export`, on the same machine and threads, each
 measurement a fresh process, the sides alternated; medians and ratios.
 
-    swift build -c release && python3 Scripts/ort_bench.py [--model student.safetensors ...] [--cnn] [--rounds 5] [--threads 2] [--quick]
+    swift build -c release && python3 Scripts/ort_bench.py [--model student.safetensors ...] [--cnn] [--mlp] [--rounds 5] [--threads 2] [--quick] [--json]
+
+`distill bench --onnxruntime [--phases cnn] [--model FILE] [--quick]` runs this script with its own executable.
 
 Without --model or --cnn a 784-800-800-10 student is trained for one epoch on the embedded MNIST (its weights are
 what is timed, not its accuracy). --model may be given several times; --cnn adds the lenet5 and resnet8 model files
@@ -81,25 +83,36 @@ def main():
     p.add_argument("--quick", action="store_true", help="3 passes and 50 latency calls per measurement (ours: bench --quick)")
     p.add_argument("--distill", default=".build/release/distill")
     p.add_argument("--data-dir", default="Data/mnist")
+    p.add_argument("--mlp", action="store_true", help="time the trained 784-800-800-10 student too when --model or --cnn is given")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    p.add_argument("--json-output", help="also write the JSON report to this file")
     a = p.parse_args()
     work = tempfile.mkdtemp()
     models = list(a.model)
     if a.cnn:
         models += [os.path.join("Tests", "ExportTests", "Fixtures", f"{n}.safetensors") for n in ("lenet5", "resnet8")]
-    if not models:
+    if not models or a.mlp:
         model = os.path.join(work, "student.safetensors")
         subprocess.run([a.distill, "train", "--hidden", "800,800", "--epochs", "1", "--output", model, "--run-dir", os.path.join(work, "run")],
                        check=True, capture_output=True)
-        models = [model]
+        models.insert(0, model)
     import onnxruntime
     results = {"onnxruntime": onnxruntime.__version__, "threads": a.threads, "rounds": a.rounds, "quick": a.quick,
                "models": [bench(m, a, work, f"model{i}") for i, m in enumerate(models)]}
-    print(json.dumps(results, indent=1))
+    if a.json_output:
+        with open(a.json_output, "w") as f: json.dump(results, f, indent=1)
+    if a.json:
+        print(json.dumps(results, indent=1))
+        return
+    print(f"ONNX Runtime {onnxruntime.__version__} (CPU provider), {a.threads} threads, medians of {a.rounds} alternated rounds"
+          f"{' (quick)' if a.quick else ''}; tuned = sequential, all graph optimisations, no spinning")
+    print("\n| model | measure | ours | ORT default | ORT tuned | ours / ORT | ours / ORT tuned |\n|---|---|---|---|---|---|---|")
     for r in results["models"]:
-        for phase, unit in [("inference", "s per 10,000 images"), ("latency", "ms per image")]:
+        name = "student (trained 1 epoch)" if r["model"].startswith(work) else os.path.basename(r["model"])
+        for phase, label, fmt in [("inference", "10,000 images, batches of 1,000", "{:.4f} s"), ("latency", "one image", "{:.4f} ms")]:
             m = r[phase]["median"]
-            print(f"{os.path.basename(r['model'])} {phase}: ours {m['ours']:.4g}, ORT {m['ort']:.4g}, ORT tuned {m['ort_tuned']:.4g} ({unit}); "
-                  f"ours/ORT {r[phase]['ours_over_ort']:.2f}, ours/ORT tuned {r[phase]['ours_over_ort_tuned']:.2f}", file=sys.stderr)
+            print(f"| {name} | {label} | {fmt.format(m['ours'])} | {fmt.format(m['ort'])} | {fmt.format(m['ort_tuned'])} | "
+                  f"{r[phase]['ours_over_ort']:.2f} | {r[phase]['ours_over_ort_tuned']:.2f} |")
 
 if __name__ == "__main__":
     main()

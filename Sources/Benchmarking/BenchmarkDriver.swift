@@ -103,6 +103,27 @@ public struct BenchmarkDriver {
         return (nil, "PyTorch comparison skipped: `python3 -c \"import torch\"` failed")
     }
 
+    /// Rounds of `distill bench --onnxruntime` (each: ours, ONNX Runtime default, ONNX Runtime tuned).
+    public static let ortRounds = 5
+
+    /// The first `python3` on `PATH` (or `$DISTILL_PYTHON`) that can import `module`, or nil.
+    public static func findPython(importing module: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        let candidates = environment["DISTILL_PYTHON"].map { [$0] }
+            ?? (environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/python3" } + ["/usr/bin/python3"]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) && imports($0, module) }
+    }
+
+    static func imports(_ python: String, _ module: String) -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = ["-c", "import \(module)"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
     /// Whether `python -c "import torch"` succeeds.
     static func importsTorch(_ python: String) -> Bool {
         let p = Process()

@@ -594,28 +594,26 @@ static void grouped_portable(long rows, long used, const int32_t *index, const f
 }
 
 #if DISTILL_X86
-// Rows (R <= 6, a constant at each call) times one packed block of 64 units: 4R accumulators, each weight vector
-// loaded once for the R rows.
+// Rows (R <= 6) times one packed block of up to 64 units (S <= 4 vectors of 16; both constants at each call): R * S
+// accumulators, each weight vector loaded once for the R rows.
 __attribute__((target("avx512f"), always_inline))
-static inline void grouped_block(const int R, long used, const int32_t *index, const float *panel, long ldp,
-                                 const float *block, long units, const float *bias, int relu, float *y, long ldy) {
+static inline void grouped_block(const int R, const int S, long used, const int32_t *index, const float *panel,
+                                 long ldp, const float *block, long units, const float *bias, int relu, float *y,
+                                 long ldy) {
     __m512 acc[6][4];
     for (int r = 0; r < R; r++)
-        for (int s = 0; s < 4; s++) acc[r][s] = _mm512_setzero_ps();
+        for (int s = 0; s < S; s++) acc[r][s] = _mm512_setzero_ps();
     for (long k = 0; k < used; k++) {
         const float *w = block + (long)index[k] * 64;
-        const __m512 w0 = _mm512_load_ps(w), w1 = _mm512_load_ps(w + 16), w2 = _mm512_load_ps(w + 32),
-                     w3 = _mm512_load_ps(w + 48);
+        __m512 wv[4];
+        for (int s = 0; s < S; s++) wv[s] = _mm512_load_ps(w + 16 * s);
         for (int r = 0; r < R; r++) {
             const __m512 v = _mm512_set1_ps(panel[r * ldp + k]);
-            acc[r][0] = _mm512_fmadd_ps(v, w0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(v, w1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(v, w2, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(v, w3, acc[r][3]);
+            for (int s = 0; s < S; s++) acc[r][s] = _mm512_fmadd_ps(v, wv[s], acc[r][s]);
         }
     }
     const __m512 zero = _mm512_setzero_ps();
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < S; s++) {
         const long k = units - 16 * s;
         if (k <= 0) break;
         const __mmask16 mask = k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << k) - 1u);
@@ -659,18 +657,25 @@ static void group_rows_avx512(const float *x, long ldx, long rows, long cols, in
     *used = (int32_t)n;
 }
 
+#define DISTILL_GROUPED_ROWS(S) do { switch (rows) { \
+    case 1: grouped_block(1, S, used, index, panel, ldp, block, units, bias, relu, y, ldy); break; \
+    case 2: grouped_block(2, S, used, index, panel, ldp, block, units, bias, relu, y, ldy); break; \
+    case 3: grouped_block(3, S, used, index, panel, ldp, block, units, bias, relu, y, ldy); break; \
+    case 4: grouped_block(4, S, used, index, panel, ldp, block, units, bias, relu, y, ldy); break; \
+    case 5: grouped_block(5, S, used, index, panel, ldp, block, units, bias, relu, y, ldy); break; \
+    default: grouped_block(6, S, used, index, panel, ldp, block, units, bias, relu, y, ldy); break; } } while (0)
+
 __attribute__((target("avx512f")))
 static void grouped_avx512(long rows, long used, const int32_t *index, const float *panel, long ldp,
                            const float *block, long units, const float *bias, int relu, float *y, long ldy) {
-    switch (rows) {
-    case 1: grouped_block(1, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
-    case 2: grouped_block(2, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
-    case 3: grouped_block(3, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
-    case 4: grouped_block(4, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
-    case 5: grouped_block(5, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
-    default: grouped_block(6, used, index, panel, ldp, block, units, bias, relu, y, ldy); break;
+    switch ((units + 15) / 16) {
+    case 1: DISTILL_GROUPED_ROWS(1); break;
+    case 2: DISTILL_GROUPED_ROWS(2); break;
+    case 3: DISTILL_GROUPED_ROWS(3); break;
+    default: DISTILL_GROUPED_ROWS(4); break;
     }
 }
+#undef DISTILL_GROUPED_ROWS
 #endif
 
 int distill_sparse_grouped_path(void) {
@@ -689,7 +694,7 @@ void distill_sparse_group_rows_fast(const float *x, long ldx, long rows, long co
     distill_sparse_group_rows(x, ldx, rows, cols, index, panel, ldp, used);
 }
 
-void distill_sparse_linear_forward_grouped(long groups, const int32_t *group_rows, const int32_t *used,
+void distill_sparse_linear_forward_grouped(long groups, long group_size, const int32_t *group_rows, const int32_t *used,
                                            const int32_t *index, long ldi, const float *panel, long ldp,
                                            long group_stride, const float *packed, long cols, long u0, long u1,
                                            const float *bias, int relu, float *y, long ldy) {
@@ -708,12 +713,12 @@ void distill_sparse_linear_forward_grouped(long groups, const int32_t *group_row
             }
             for (long g = 0; g < groups; g++)
                 grouped_avx512(group_rows[g], used[g], index + g * ldi, panel + g * group_stride, ldp, block, n,
-                               bias ? bias + lo : 0, relu, y + 6 * g * ldy + lo, ldy);
+                               bias ? bias + lo : 0, relu, y + group_size * g * ldy + lo, ldy);
         }
         return;
     }
 #endif
     for (long g = 0; g < groups; g++)
         grouped_portable(group_rows[g], used[g], index + g * ldi, panel + g * group_stride, ldp, packed, cols, u0, u1,
-                         bias, relu, y + 6 * g * ldy, ldy);
+                         bias, relu, y + group_size * g * ldy, ldy);
 }

@@ -40,7 +40,7 @@ public enum OneDNNGEMM {
                             if let bp { for r in 0..<(r1 - r0) { (c + r * units).update(from: bp, count: units) } }
                             status[p] = distill_dnnl_sgemm(0, 1, r1 - r0, units, inputs, 1, xp + r0 * inputs, inputs, wp, inputs,
                                                            bp == nil ? 0 : 1, c, units)
-                            if relu { for i in 0..<((r1 - r0) * units) where c[i] < 0 { c[i] = 0 } }
+                            if relu { Kernels.relu(c, stride: units, block: GEMM.Block(rows: 0..<(r1 - r0), columns: 0..<units)) }
                         }
                     }
                     failed = status.contains { $0 != 0 }

@@ -58,13 +58,16 @@ extension SparseKernels {
                 : chainedForward(x, bias: bias, relu: relu, threads: threads)
         }
 
-        /// Rows per group of the grouped product (the kernel's register blocking: 6 rows x 64 units).
-        public static let groupRows = 6
+        /// Rows per group of the grouped product: at most 6 (the kernel's registers hold 6 rows x 64 units).
+        public static let maximumGroupRows = 6
 
         /// The grouped product (any CPU: the portable loop where AVX-512 is missing), for tests and `forward`.
-        public func groupedForward(_ x: Tensor, bias: Tensor?, relu: Bool, threads: Int) -> Tensor {
+        /// `groupRows`: rows per group (1 to 6): fewer rows list fewer columns where inputs are mostly zero, more
+        /// rows share each weight load.
+        public func groupedForward(_ x: Tensor, bias: Tensor?, relu: Bool, threads: Int,
+                                   groupRows: Int = PackedWeights.maximumGroupRows) -> Tensor {
             let rows = x.shape[0], cols = inputs, units = self.units
-            let g6 = PackedWeights.groupRows
+            let g6 = Swift.max(1, Swift.min(PackedWeights.maximumGroupRows, groupRows))
             let round = Swift.max(1, Swift.min(rows, PackedWeights.rowsPerRound))
             let maxGroups = (round + g6 - 1) / g6
             let blocks = (units + 63) / 64
@@ -104,7 +107,7 @@ extension SparseKernels {
                         ComputeThreads.onWorkers(parts: parts) { p in
                             let u0 = Swift.min(units, 64 * (p * blocks / parts))
                             let u1 = Swift.min(units, 64 * ((p + 1) * blocks / parts))
-                            distill_sparse_linear_forward_grouped(groups, rp, up, ip, ldi, pp, ldp, stride, w, cols, u0, u1,
+                            distill_sparse_linear_forward_grouped(groups, g6, rp, up, ip, ldi, pp, ldp, stride, w, cols, u0, u1,
                                                                   bp, relu ? 1 : 0, yr, units)
                         }
                         r0 += n

@@ -34,6 +34,8 @@ struct Bench: ParsableCommand {
     var model: String?
     @Option(help: ArgumentHelp("With --phase (a training phase): switch this kernel off and on every \(Alternation.stepsPerSwitch) steps and report the median step time of each (\(Alternation.Kernel.allCases.map(\.rawValue).joined(separator: ", "))).", valueName: "kernel"))
     var alternate: String?
+    @Flag(help: ArgumentHelp("Time inference against ONNX Runtime instead (Scripts/ort_bench.py: each model exported by `distill export`, ONNX Runtime at its default and tuned session options, fresh processes alternated, \(BenchmarkDriver.ortRounds) rounds): throughput on the 10,000 test images and one-image latency, for --model (default: a 784-800-800-10 student trained for one epoch) and, with --phases cnn, the lenet5 and resnet8 test models (--phases cnn,inference: all three)."))
+    var onnxruntime = false
     @OptionGroup var kernelOptions: KernelOptions
 
     func run() throws {
@@ -48,6 +50,7 @@ struct Bench: ParsableCommand {
         options.denseInputs = kernelOptions.denseInputs
         options.inferenceModel = model
         if loss { try runLossBenchmark(); return }
+        if onnxruntime { try runONNXRuntimeBenchmark(); return }
         if randomTeacher && teacher != nil { throw ValidationError("--teacher and --random-teacher: pass one of them") }
         options.randomTeacher = randomTeacher
         options.teacherFile = teacher
@@ -91,6 +94,37 @@ struct Bench: ParsableCommand {
         let report = try driver.run()
         if let jsonOutput { try Data(BenchmarkDriver.serialise(report).utf8).write(to: URL(fileURLWithPath: jsonOutput)) }
         print(json ? BenchmarkDriver.serialise(report) : BenchmarkDriver.tables(report))
+    }
+
+    /// `--onnxruntime`: Scripts/ort_bench.py with this executable, its table on stdout (its JSON with --json or
+    /// --json-output).
+    func runONNXRuntimeBenchmark() throws {
+        guard let script = ["Scripts/ort_bench.py"].first(where: { FileManager.default.fileExists(atPath: $0) }) else {
+            throw ValidationError("--onnxruntime: Scripts/ort_bench.py not found (run from the repository's root)")
+        }
+        guard let python = BenchmarkDriver.findPython(importing: "onnxruntime") else {
+            throw ValidationError("--onnxruntime: `python3 -c \"import onnxruntime\"` failed (pip install onnxruntime)")
+        }
+        var arguments = [script, "--distill", URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
+                         "--threads", String(threads), "--rounds", String(BenchmarkDriver.ortRounds)]
+        if let model { arguments += ["--model", model] }
+        if quick { arguments.append("--quick") }
+        if let dataDir { arguments += ["--data-dir", dataDir] }
+        if let phases {
+            let words = phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            if words.contains("cnn") || words.contains("lenet5_inference") || words.contains("resnet8_inference") { arguments.append("--cnn") }
+            if words.contains("inference") || words.contains("latency") { arguments.append("--mlp") }
+        }
+        if let jsonOutput { arguments += ["--json-output", jsonOutput] }
+        if json { arguments.append("--json") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = arguments
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw ValidationError("--onnxruntime: \(script) exited with status \(process.terminationStatus)")
+        }
     }
 
     /// `--loss`: ours in this process, PyTorch's script in a fresh one, alternated three times per class count.
