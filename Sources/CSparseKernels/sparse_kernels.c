@@ -701,12 +701,13 @@ void distill_sparse_linear_forward_grouped(long groups, long group_size, const i
     if (u1 <= u0 || groups <= 0) return;
 #if DISTILL_X86
     if (distill_sparse_fast_path() == 2) {
-        for (long lo = u0; lo < u1; lo += 64) {
-            const long n = u1 - lo < 64 ? u1 - lo : 64;
-            const float *block = packed + (lo / 64) * 64 * cols;
+        for (long lo = u0; lo < u1;) {
+            // A part may start or end inside a 64-unit block (at a multiple of 16).
+            const long offset = lo % 64, n = u1 - lo < 64 - offset ? u1 - lo : 64 - offset;
+            const float *block = packed + (lo / 64) * 64 * cols + offset;
             // The next block into L2 while this one computes (its rows are read in no order a prefetcher follows).
-            if (lo + 64 < u1) {
-                const char *next = (const char *)(block + 64 * cols);
+            if (lo + n < u1) {
+                const char *next = (const char *)(packed + (lo / 64 + 1) * 64 * cols);
                 for (long g = 0, lines = cols * 4; g < groups; g++)
                     for (long l = g * lines / groups, e = (g + 1) * lines / groups; l < e; l++)
                         _mm_prefetch(next + 64 * l, _MM_HINT_T1);
@@ -714,6 +715,7 @@ void distill_sparse_linear_forward_grouped(long groups, long group_size, const i
             for (long g = 0; g < groups; g++)
                 grouped_avx512(group_rows[g], used[g], index + g * ldi, panel + g * group_stride, ldp, block, n,
                                bias ? bias + lo : 0, relu, y + group_size * g * ldy + lo, ldy);
+            lo += n;
         }
         return;
     }

@@ -70,8 +70,10 @@ extension SparseKernels {
             let g6 = Swift.max(1, Swift.min(PackedWeights.maximumGroupRows, groupRows))
             let round = Swift.max(1, Swift.min(rows, PackedWeights.rowsPerRound))
             let maxGroups = (round + g6 - 1) / g6
-            let blocks = (units + 63) / 64
-            let parts = Swift.max(1, Swift.min(threads, blocks))
+            // Units split over the threads in vectors of 16 where there are at least 4 per thread; else the rows.
+            let vectors = (units + 15) / 16
+            let splitUnits = vectors >= 4 * threads
+            let parts = Swift.max(1, Swift.min(threads, vectors))
             func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
             let ldi = padded(cols + 16), ldp = padded(cols + 16), stride = g6 * ldp
             // Scratch (4-byte elements, regions on 64 bytes): per group its column list and panel, then the groups'
@@ -95,7 +97,7 @@ extension SparseKernels {
                         let n = Swift.min(round, rows - r0)
                         let groups = (n + g6 - 1) / g6
                         let xr = xp + r0 * cols, yr = y + r0 * units
-                        let groupParts = Swift.min(parts, groups)
+                        let groupParts = Swift.min(threads, groups)
                         ComputeThreads.onWorkers(parts: groupParts) { p in
                             for g in (p * groups / groupParts)..<((p + 1) * groups / groupParts) {
                                 let count = Swift.min(g6, n - g * g6)
@@ -104,11 +106,23 @@ extension SparseKernels {
                                                                pp + g * stride, ldp, up + g)
                             }
                         }
-                        ComputeThreads.onWorkers(parts: parts) { p in
-                            let u0 = Swift.min(units, 64 * (p * blocks / parts))
-                            let u1 = Swift.min(units, 64 * ((p + 1) * blocks / parts))
-                            distill_sparse_linear_forward_grouped(groups, g6, rp, up, ip, ldi, pp, ldp, stride, w, cols, u0, u1,
-                                                                  bp, relu ? 1 : 0, yr, units)
+                        if splitUnits {
+                            // Each part its share of the units (whole vectors of 16) for all the round's groups.
+                            ComputeThreads.onWorkers(parts: parts) { p in
+                                let u0 = Swift.min(units, 16 * (p * vectors / parts))
+                                let u1 = Swift.min(units, 16 * ((p + 1) * vectors / parts))
+                                distill_sparse_linear_forward_grouped(groups, g6, rp, up, ip, ldi, pp, ldp, stride, w, cols, u0, u1,
+                                                                      bp, relu ? 1 : 0, yr, units)
+                            }
+                        } else {
+                            // Few units (an output layer): each part all of them for its share of the groups.
+                            ComputeThreads.onWorkers(parts: groupParts) { p in
+                                let g0 = p * groups / groupParts, g1 = (p + 1) * groups / groupParts
+                                guard g1 > g0 else { return }
+                                distill_sparse_linear_forward_grouped(g1 - g0, g6, rp + g0, up + g0, ip + g0 * ldi, ldi,
+                                                                      pp + g0 * stride, ldp, stride, w, cols, 0, units,
+                                                                      bp, relu ? 1 : 0, yr + g0 * g6 * units, units)
+                            }
                         }
                         r0 += n
                     }

@@ -70,7 +70,7 @@ int distill_sparse_grouped_path(void);
 
 /// y = act(x W^T + b) for `groups` groups of rows as `distill_sparse_group_rows` left them (group g: group_rows[g]
 /// rows, used[g] columns, its index at index + g * ldi and its panel at panel + g * group_stride) on weights packed
-/// by `distill_sparse_pack_weights`, units [u0, u1) (u0 a multiple of 64); group g's rows are y's rows group_size * g ...
+/// by `distill_sparse_pack_weights`, units [u0, u1) (u0 a multiple of 16); group g's rows are y's rows group_size * g ...
 /// (every group but the last has group_size <= 6 rows).
 void distill_sparse_linear_forward_grouped(long groups, long group_size, const int32_t *group_rows, const int32_t *used,
                                            const int32_t *index, long ldi, const float *panel, long ldp,
