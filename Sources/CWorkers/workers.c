@@ -9,11 +9,17 @@
 static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER;   // one task at a time
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER; // guards sleeping on `wake`
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static atomic_uint generation;          // bumped once per task
-static atomic_int pending;              // helpers that have not finished the current task
-static distill_task_fn current_task;    // written before `generation` is bumped (release), read after (acquire)
-static void *current_context;
-static int current_parts;
+static atomic_uint generation;          // bumped once per task (wakes the helpers)
+// The current task's generation (high 32 bits) and its next unclaimed part (low 32 bits). Every part, the calling
+// thread's first included, is claimed by one compare-and-swap, so a helper that is not running when a task starts
+// (preempted by another process on a busy machine) leaves its part to the calling thread instead of holding it up.
+static _Atomic unsigned long long claim;
+static atomic_int finished;             // parts of the current task finished
+// The current task, written before `claim` moves to its generation (release) and read after (acquire). A helper
+// that read them for a task that ended before it could claim a part fails its compare-and-swap and discards them.
+static _Atomic(distill_task_fn) current_task;
+static _Atomic(void *) current_context;
+static atomic_int current_parts;
 static int helper_count;                // helpers started (under run_lock)
 static atomic_int spin_ns = 200000;
 static unsigned start_generation[MAX_HELPERS]; // the generation before a helper's first task (set before it starts)
@@ -35,8 +41,27 @@ static long long now_ns(void) {
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+// Claims and runs parts of the task of generation `g` until none is left; returns how many this thread ran.
+static int run_parts(unsigned g) {
+    int ran = 0;
+    for (;;) {
+        unsigned long long c = atomic_load_explicit(&claim, memory_order_acquire);
+        distill_task_fn task = atomic_load_explicit(&current_task, memory_order_relaxed);
+        void *context = atomic_load_explicit(&current_context, memory_order_relaxed);
+        int parts = atomic_load_explicit(&current_parts, memory_order_relaxed);
+        unsigned part = (unsigned)(c & 0xFFFFFFFFu);
+        if ((unsigned)(c >> 32) != g || part >= (unsigned)parts) return ran;
+        if (!atomic_compare_exchange_weak_explicit(&claim, &c, c + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+        inside_task = 1;
+        task(context, (int)part);
+        inside_task = 0;
+        atomic_fetch_add_explicit(&finished, 1, memory_order_release);
+        ran += 1;
+    }
+}
+
 static void *helper_main(void *arg) {
-    int index = (int)(long)arg;  // this helper runs part index + 1
+    int index = (int)(long)arg;
     // Not a fresh load: the helper may first run after the task that created it was published.
     unsigned seen = start_generation[index];
     for (;;) {
@@ -55,12 +80,7 @@ static void *helper_main(void *arg) {
             }
         }
         seen = atomic_load_explicit(&generation, memory_order_acquire);
-        if (index + 1 < current_parts) {
-            inside_task = 1;
-            current_task(current_context, index + 1);
-            inside_task = 0;
-        }
-        atomic_fetch_sub_explicit(&pending, 1, memory_order_acq_rel);
+        run_parts(seen);
     }
     return 0;
 }
@@ -87,22 +107,25 @@ int distill_workers_run(int parts, distill_task_fn task, void *context) {
         helper_count += 1;
     }
     if (parts > helper_count + 1) parts = helper_count + 1;
-    current_task = task;
-    current_context = context;
-    current_parts = parts;
-    // Every helper acknowledges every task (those without a part just count down), so none can still be reading
-    // the previous task's fields when the next one is published.
-    atomic_store_explicit(&pending, helper_count, memory_order_relaxed);
+    atomic_store_explicit(&current_task, task, memory_order_relaxed);
+    atomic_store_explicit(&current_context, context, memory_order_relaxed);
+    atomic_store_explicit(&current_parts, parts, memory_order_relaxed);
+    atomic_store_explicit(&finished, 0, memory_order_relaxed);
+    unsigned g = atomic_load_explicit(&generation, memory_order_relaxed) + 1;
+    atomic_store_explicit(&claim, ((unsigned long long)g << 32) | 1u, memory_order_release);  // part 0: this thread
     pthread_mutex_lock(&sleep_lock);
-    atomic_fetch_add_explicit(&generation, 1, memory_order_release);
+    atomic_store_explicit(&generation, g, memory_order_release);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&sleep_lock);
+    // Part 0 here, then any part no helper has claimed yet; then wait for the parts helpers claimed. After a short
+    // spin it yields, so that on oversubscribed cores a helper that was preempted in the middle of a part gets this
+    // core back instead of waiting for the end of our time slice.
     inside_task = 1;
     task(context, 0);
     inside_task = 0;
-    // Wait for the helpers; after a short spin yield, so that on oversubscribed cores a helper that was preempted
-    // gets this core back instead of waiting for the end of our time slice.
-    for (unsigned spins = 0; atomic_load_explicit(&pending, memory_order_acquire) > 0; spins++) {
+    atomic_fetch_add_explicit(&finished, 1, memory_order_release);
+    run_parts(g);
+    for (unsigned spins = 0; atomic_load_explicit(&finished, memory_order_acquire) < parts; spins++) {
         cpu_relax();
         if (spins > 2048) sched_yield();
     }

@@ -1,10 +1,12 @@
 #ifndef DISTILL_WORKERS_H
 #define DISTILL_WORKERS_H
-/// A part of a parallel task: `part` is 0 on the calling thread, 1..<parts on the helper threads.
+/// A part of a parallel task.
 typedef void (*distill_task_fn)(void *context, int part);
 
-/// Runs `task(context, p)` for p in 0..<parts concurrently: part 0 on the calling thread, the others on persistent
-/// helper threads (created on first use, at most 63), and returns when all parts are done. Calls from several
+/// Runs `task(context, p)` for p in 0..<parts concurrently, each part once, on the calling thread and persistent
+/// helper threads (created on first use, at most 63), and returns when all parts are done. Threads claim parts in
+/// order (part 0 on the calling thread; a helper that is not running, e.g. preempted on a busy
+/// machine, leaves its parts to the threads that are), so which thread runs parts 1... is not fixed. Calls from several
 /// threads are serialised; a call from inside a running part runs all its parts on the calling thread, in order.
 /// Returns the number of parts run (parts is clamped to 1...64).
 ///
