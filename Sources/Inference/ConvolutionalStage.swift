@@ -15,11 +15,12 @@ import TensorCore
 ///
 /// The stage's output has the shape the taken layers give: `[n, C, H, W]`, or `[n, C * H * W]` after a
 /// `GlobalAvgPool` or `Flatten` (NCHW order either way).
-final class ConvolutionalStage: InferenceStage {
-    let network: OneDNNNetwork
+public final class ConvolutionalStage: InferenceStage {
+    /// The compiled network.
+    public let network: OneDNNNetwork
     /// Per-example input `[C, H, W]` and output shapes.
-    let inputShape: [Int], outputShape: [Int]
-    let summary: String
+    public let inputShape: [Int], outputShape: [Int]
+    public let summary: String
 
     private init(network: OneDNNNetwork, outputShape: [Int], layerCount: Int) {
         self.network = network
@@ -30,7 +31,7 @@ final class ConvolutionalStage: InferenceStage {
 
     /// The stage for the longest supported prefix of `layers` on examples `inputShape` (`[C, H, W]`) and the number
     /// of layers it took; nil when oneDNN is not loaded or the first layer is not supported.
-    static func make(layers: ArraySlice<Layer>, inputShape: [Int]) -> (stage: ConvolutionalStage, consumed: Int)? {
+    public static func make(layers: ArraySlice<Layer>, inputShape: [Int]) -> (stage: ConvolutionalStage, consumed: Int)? {
         guard inputShape.count == 3 else { return nil }
         var planner = Planner(shape: inputShape)
         let steps = planner.plan(layers, wholeList: false)
@@ -43,7 +44,7 @@ final class ConvolutionalStage: InferenceStage {
         return (ConvolutionalStage(network: network, outputShape: outputShape, layerCount: planner.consumed), planner.consumed)
     }
 
-    func run(_ input: Tensor, threads: Int) -> Tensor {
+    public func run(_ input: Tensor, threads: Int) -> Tensor {
         let n = input.rank >= 1 ? input.shape[0] : 0
         guard let y = network.forward(input, threads: threads) else {
             preconditionFailure("ConvolutionalStage: input \(input.shape) for examples \(inputShape), or oneDNN failed to run")
