@@ -9,8 +9,8 @@ import CDNNL
 ///
 /// Threading (``forward(_:threads:)``): a batch larger than ``sharedPoolMaxBatch`` is split over the
 /// `ComputeThreads` helpers, each running the whole chain on its slice with oneDNN's OpenMP pool at one thread,
-/// ``chunkImages`` images at a time (so a layer's activations stay in the core's cache); a smaller batch runs on the
-/// calling thread with oneDNN's pool at `threads` threads.
+/// ``chunkImages`` images at a time (so a layer's activations stay in the core's cache); a batch of at most
+/// ``sharedPoolMaxBatch`` images runs on the calling thread with oneDNN's pool at `threads` threads.
 public final class OneDNNNetwork: @unchecked Sendable {
     private let handle: OpaquePointer
     /// Per-example input shape `[C, H, W]`.
@@ -18,13 +18,16 @@ public final class OneDNNNetwork: @unchecked Sendable {
     /// The number of the last op's output (0 before any op).
     public private(set) var outputValue = 0
 
-    /// Images per pass of the chain on one thread. ResNet-8 / LeNet-5 on 28x28 images, 1,000-image batches on 2
-    /// threads of a Zen 5 (see `ConvolutionalStageTimingTests`): small chunks keep each layer's input and output in
-    /// the core's L2 cache.
+    /// Images per pass of the chain on one thread: small chunks keep each layer's input and output in the core's L2
+    /// cache. ResNet-8 / LeNet-5 on 28x28 images, 10,000 in batches of 1,000 on 2 threads of a Zen 5
+    /// (ConvolutionalStageTimingTests): chunks of 4 to 32 images within noise of each other (0.37 s / 0.045 s),
+    /// 64 images slower.
     nonisolated(unsafe) public static var chunkImages = 16
     /// The largest batch that runs as one call with oneDNN's OpenMP pool at `threads` threads instead of split over
-    /// the helper threads.
-    nonisolated(unsafe) public static var sharedPoolMaxBatch = 1
+    /// the helper threads (a smaller batch than `threads` images runs on fewer threads). 0 by default: one image
+    /// on oneDNN's pool at 2 threads took 0.20 ms (ResNet-8) and 0.46 ms (LeNet-5) on a Zen 5 against 0.077 ms and
+    /// 0.013 ms on one thread (the pool's threads sleep between ops, and each op ends on a barrier).
+    nonisolated(unsafe) public static var sharedPoolMaxBatch = 0
 
     /// An empty network on images `inputShape` (`[C, H, W]`); nil when oneDNN is not loaded or the shape is not 3-D.
     public init?(inputShape: [Int]) {

@@ -55,14 +55,18 @@ final class ConvolutionalStageTests: XCTestCase {
         var generator = RandomGenerator(seed: 7)
         for batch in [1, 7, 300] {
             let x = Tensor.uniform([batch] + inputShape, low: 0, high: 1, generator: &generator)
-            for threads in [1, 2] {
+            // At 2 threads: the batch split over the helpers, and (at most 8 images) one call on oneDNN's OpenMP pool.
+            for (threads, sharedPoolMaxBatch) in [(1, 0), (2, 0), (2, 8)] where batch <= 8 || sharedPoolMaxBatch == 0 {
                 ComputeThreads.set(threads)
+                let saved = OneDNNNetwork.sharedPoolMaxBatch
+                OneDNNNetwork.sharedPoolMaxBatch = sharedPoolMaxBatch
+                defer { OneDNNNetwork.sharedPoolMaxBatch = saved }
                 let expected = model.infer(x)
                 var y = stage.run(x, threads: threads)
                 if let rest { y = rest.infer(y) }
-                XCTAssertEqual(y.shape, expected.shape, "batch \(batch), \(threads) threads", file: file, line: line)
-                let error = Self.relativeError(y, expected)
-                XCTAssertLessThanOrEqual(error, 1e-5, "batch \(batch), \(threads) threads", file: file, line: line)
+                let label = "batch \(batch), \(threads) threads, shared pool up to \(sharedPoolMaxBatch)"
+                XCTAssertEqual(y.shape, expected.shape, label, file: file, line: line)
+                XCTAssertLessThanOrEqual(Self.relativeError(y, expected), 1e-5, label, file: file, line: line)
             }
         }
     }
