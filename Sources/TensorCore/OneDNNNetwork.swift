@@ -10,7 +10,14 @@ import CDNNL
 /// Threading (``forward(_:threads:)``): a batch larger than ``sharedPoolMaxBatch`` is split over the
 /// `ComputeThreads` helpers, each running the whole chain on its slice with oneDNN's OpenMP pool at one thread,
 /// ``chunkImages`` images at a time (so a layer's activations stay in the core's cache); a batch of at most
-/// ``sharedPoolMaxBatch`` images runs on the calling thread with oneDNN's pool at `threads` threads.
+/// ``sharedPoolMaxBatch`` images with enough work (``sharedPoolMinFlops``) runs on the calling thread with oneDNN's
+/// pool at `threads` threads, the helpers sleeping meanwhile (`ComputeThreads.lendCore`); other single images run on
+/// the calling thread alone.
+///
+/// oneDNN's OpenMP threads spin for a while after each op: compute threads started right after a call on the pool
+/// (the helpers of a following linear stage) compete with them for the cores. ResNet-8 on one image, the stage and
+/// its linear layer on a Zen 5 at 2 threads: 0.052 ms with the linear layer on the calling thread, 0.070 ms with its
+/// units split over the helpers (0.080 ms with the stage on one thread).
 public final class OneDNNNetwork: @unchecked Sendable {
     private let handle: OpaquePointer
     /// Per-example input shape `[C, H, W]`.
@@ -23,11 +30,17 @@ public final class OneDNNNetwork: @unchecked Sendable {
     /// (ConvolutionalStageTimingTests): chunks of 4 to 32 images within noise of each other (0.37 s / 0.045 s),
     /// 64 images slower.
     nonisolated(unsafe) public static var chunkImages = 16
-    /// The largest batch that runs as one call with oneDNN's OpenMP pool at `threads` threads instead of split over
-    /// the helper threads (a smaller batch than `threads` images runs on fewer threads). 0 by default: one image
-    /// on oneDNN's pool at 2 threads took 0.20 ms (ResNet-8) and 0.46 ms (LeNet-5) on a Zen 5 against 0.077 ms and
-    /// 0.013 ms on one thread (the pool's threads sleep between ops, and each op ends on a barrier).
-    nonisolated(unsafe) public static var sharedPoolMaxBatch = 0
+    /// The largest batch that may run as one call on the calling thread with oneDNN's OpenMP pool at `threads`
+    /// threads (each op split over the threads) instead of split over the helper threads, when it has at least
+    /// ``sharedPoolMinFlops`` of work. One image on a Zen 5 at 2 threads, the stage alone (median of 200 calls):
+    /// ResNet-8 0.051 ms on the pool against 0.080 ms on one thread; LeNet-5 0.0098 against 0.0096 ms.
+    nonisolated(unsafe) public static var sharedPoolMaxBatch = 1
+    /// The least work (floating-point operations of the convolutions, 2 per multiply-add, for the whole batch) that
+    /// runs on oneDNN's OpenMP pool: ResNet-8 has 18.7 million per 28x28 image, LeNet-5 0.7 million.
+    nonisolated(unsafe) public static var sharedPoolMinFlops = 4_000_000
+
+    /// Floating-point operations of the convolutions per image (2 per multiply-add).
+    public private(set) var flopsPerImage = 0
 
     /// An empty network on images `inputShape` (`[C, H, W]`); nil when oneDNN is not loaded or the shape is not 3-D.
     public init?(inputShape: [Int]) {
@@ -61,7 +74,9 @@ public final class OneDNNNetwork: @unchecked Sendable {
                 distill_dnnl_network_conv(handle, Int32(input), &s, w.baseAddress, bb.baseAddress, Int32(residual ?? -1), relu ? 1 : 0)
             } } ?? distill_dnnl_network_conv(handle, Int32(input), &s, w.baseAddress, nil, Int32(residual ?? -1), relu ? 1 : 0)
         }
-        return record(value)
+        guard let v = record(value) else { return nil }
+        flopsPerImage += 2 * g.outChannels * g.outHeight * g.outWidth * g.filterSize
+        return v
     }
 
     /// How a pooling op combines its window.
@@ -105,8 +120,15 @@ public final class OneDNNNetwork: @unchecked Sendable {
             input.withUnsafeBufferPointer { xb in
                 guard let x = xb.baseAddress, let o = out.baseAddress else { ok = false; return }
                 let threads = Swift.max(1, threads)
-                if threads == 1 || batch <= OneDNNNetwork.sharedPoolMaxBatch {
+                if batch <= OneDNNNetwork.sharedPoolMaxBatch, threads > 1, batch * flopsPerImage >= OneDNNNetwork.sharedPoolMinFlops {
+                    // The helpers sleep meanwhile instead of spinning beside oneDNN's OpenMP threads.
+                    ComputeThreads.lendCore()
+                    defer { ComputeThreads.returnLentCore() }
                     ok = run(x, batch: batch, threads: threads, chunk: OneDNNNetwork.chunkImages, into: o)
+                    return
+                }
+                if threads == 1 || batch == 1 {
+                    ok = run(x, batch: batch, threads: 1, chunk: OneDNNNetwork.chunkImages, into: o)
                     return
                 }
                 let parts = Swift.min(threads, batch)

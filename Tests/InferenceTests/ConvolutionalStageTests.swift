@@ -58,9 +58,9 @@ final class ConvolutionalStageTests: XCTestCase {
             // At 2 threads: the batch split over the helpers, and (at most 8 images) one call on oneDNN's OpenMP pool.
             for (threads, sharedPoolMaxBatch) in [(1, 0), (2, 0), (2, 8)] where batch <= 8 || sharedPoolMaxBatch == 0 {
                 ComputeThreads.set(threads)
-                let saved = OneDNNNetwork.sharedPoolMaxBatch
-                OneDNNNetwork.sharedPoolMaxBatch = sharedPoolMaxBatch
-                defer { OneDNNNetwork.sharedPoolMaxBatch = saved }
+                let saved = (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops)
+                (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops) = (sharedPoolMaxBatch, 0)
+                defer { (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops) = saved }
                 let expected = model.infer(x)
                 var y = stage.run(x, threads: threads)
                 if let rest { y = rest.infer(y) }

@@ -9,7 +9,7 @@ import Inference
 /// random 1x28x28 images in batches of 1,000 (median of `DISTILL_TIMING_PASSES` passes, default 5) and one-image
 /// latency in milliseconds (median of 200 calls after 20 warm-up calls), at `DISTILL_TIMING_THREADS` threads
 /// (default 2). `DISTILL_DNNL_CHUNK` sets ``OneDNNNetwork/chunkImages``; `DISTILL_TIMING_SHARED_POOL=1` adds one image on
-/// oneDNN's OpenMP pool at `threads` threads.
+/// one thread and on oneDNN's OpenMP pool at `threads` threads, each with the linear layers on one thread and split.
 final class ConvolutionalStageTimingTests: XCTestCase {
     func testTiming() throws {
         let environment = ProcessInfo.processInfo.environment
@@ -51,12 +51,19 @@ final class ConvolutionalStageTimingTests: XCTestCase {
                 "ours_seconds_per_10000": throughput(ours), "old_seconds_per_10000": throughput(old),
                 "ours_latency_ms": latencyOurs, "ours_stage_latency_ms": latencyStage, "old_latency_ms": latency(old),
                 "implementations": stage.network.implementations(batch: 1, threads: 1),
+                "flops_per_image": stage.network.flopsPerImage,
             ]
             if environment["DISTILL_TIMING_SHARED_POOL"] == "1" {
-                let saved = OneDNNNetwork.sharedPoolMaxBatch
-                OneDNNNetwork.sharedPoolMaxBatch = 1
-                result["ours_latency_shared_pool_ms"] = latency(ours)
-                OneDNNNetwork.sharedPoolMaxBatch = saved
+                // One image on one thread and on oneDNN's OpenMP pool, whatever the work: the stage alone, and followed
+                // by the linear layers with their units split over the helpers (`Sequential.infer` on rows).
+                let saved = (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops)
+                defer { (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops) = saved }
+                for (label, maxBatch) in [("one_thread", 0), ("shared_pool", 1)] {
+                    (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops) = (maxBatch, 0)
+                    result["ours_stage_latency_\(label)_ms"] = latency { stage.run($0, threads: threads) }
+                    result["ours_latency_\(label)_ms"] = latency(ours)
+                    result["ours_latency_\(label)_rest_split_ms"] = latency { rest.infer(stage.run($0, threads: threads)) }
+                }
             }
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print("TIMING " + (String(data: data, encoding: .utf8) ?? ""))
