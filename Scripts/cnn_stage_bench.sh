@@ -3,7 +3,8 @@
 # lenet5 and resnet8 fixtures (Tests/ExportTests/Fixtures/*.onnx), the two alternated ROUNDS times (default 5) at
 # THREADS threads (default 2), each side a fresh process. Both sides time random 1x28x28 images: 10,000 in batches of
 # 1,000 (median of 5 passes) and one image (median of 200 calls after warm-up). Prints one JSON line per measurement;
-# compare the medians over the rounds. Build first: swift build -c release --build-tests
+# compare the medians over the rounds. DISTILL_TIMING_SHARED_POOL=1 adds our one-image variants (one thread, oneDNN's
+# OpenMP pool; the linear layers on one thread or split over the helpers). Build first: swift build -c release --build-tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}

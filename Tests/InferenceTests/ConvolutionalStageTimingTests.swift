@@ -42,8 +42,8 @@ final class ConvolutionalStageTimingTests: XCTestCase {
                 for _ in 0..<20 { _ = f(one) }
                 return Self.median((0..<200).map { _ in Self.seconds { _ = f(one) } }) * 1e3
             }
-            // One image on one thread (the default), and with `DISTILL_TIMING_SHARED_POOL=1` on oneDNN's OpenMP pool
-            // at `threads` threads (measured after everything else: it slowed later calls of the same process).
+            // One image where `OneDNNNetwork.forward` runs it (ResNet-8 on oneDNN's OpenMP pool, LeNet-5 on one
+            // thread): with the linear layers, and the stage alone.
             let latencyOurs = latency(ours)
             let latencyStage = latency { stage.run($0, threads: threads) }
             var result: [String: Any] = [
