@@ -373,7 +373,8 @@ static int plan(const distill_dnnl_network *n, config_t *c, size_t scratch, dnnl
             size_t t = f_dnnl_memory_desc_get_size(&c->input_md[k]);
             if (t > temp) temp = t;
         }
-        c->in_place[k] = r >= 1 && last_use[r] == k && f_dnnl_memory_desc_equal(&c->value_md[r], &c->value_md[v]);
+        c->in_place[k] = r >= 1 && r != op->input && last_use[r] == k
+            && f_dnnl_memory_desc_equal(&c->value_md[r], &c->value_md[v]);
         if (c->in_place[k]) {
             c->slot[v] = c->slot[r];
         } else {

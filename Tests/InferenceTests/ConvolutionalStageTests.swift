@@ -83,7 +83,8 @@ final class ConvolutionalStageTests: XCTestCase {
     }
 
     /// Average pooling with and without the padding counted, max pooling with padding, a convolution with bias and
-    /// groups, an identity residual block followed by ReLU, a projection shortcut without ReLU, global pooling.
+    /// groups, identity residual blocks followed by ReLU (one of a single convolution, which adds its own input), a
+    /// projection shortcut without ReLU, global pooling.
     func testEveryLayerKindMatchesSequentialInfer() throws {
         var generator = RandomGenerator(seed: 3)
         func conv(_ i: Int, _ o: Int, _ h: Int, kernel: Int = 3, stride: Int = 1, padding: Int = 1, groups: Int = 1,
@@ -102,6 +103,8 @@ final class ConvolutionalStageTests: XCTestCase {
             MaxPool2d(geometry: PoolingGeometry(height: 10, width: 10, kernel: (3, 3), stride: (2, 2), padding: (1, 1))),  // 5x5
             Residual(body: Sequential([conv(8, 12, 5, stride: 2), ReLU(), conv(12, 12, 3)]),
                      shortcut: Sequential([conv(8, 12, 5, kernel: 1, stride: 2, padding: 0, bias: false), BatchNorm2d(featureCount: 12)])),
+            // One convolution adding its own input.
+            Residual(body: Sequential([conv(12, 12, 3)])), ReLU(),
             AvgPool2d(geometry: PoolingGeometry(height: 3, width: 3, kernel: (2, 2), stride: (1, 1), padding: (1, 1))),  // 4x4
             GlobalAvgPool(),
             Linear(inputCount: 12, outputCount: 5, generator: &generator),
