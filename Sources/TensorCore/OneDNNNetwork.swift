@@ -33,7 +33,9 @@ public final class OneDNNNetwork: @unchecked Sendable {
     /// The largest batch that may run as one call on the calling thread with oneDNN's OpenMP pool at `threads`
     /// threads (each op split over the threads) instead of split over the helper threads, when it has at least
     /// ``sharedPoolMinFlops`` of work. One image on a Zen 5 at 2 threads, the stage alone (median of 200 calls):
-    /// ResNet-8 0.051 ms on the pool against 0.080 ms on one thread; LeNet-5 0.0098 against 0.0096 ms.
+    /// ResNet-8 0.051 ms on the pool against 0.080 ms on one thread; LeNet-5 0.0098 against 0.0096 ms. From 2 images
+    /// on, the split over the helpers was faster: ResNet-8 2 / 4 / 8 images 0.083 / 0.161 / 0.32 ms split against
+    /// 0.091 / 0.170 / 0.33 ms on the pool (LeNet-5 0.011 / 0.019 / 0.035 against 0.015 / 0.023 / 0.039 ms).
     nonisolated(unsafe) public static var sharedPoolMaxBatch = 1
     /// The least work (floating-point operations of the convolutions, 2 per multiply-add, for the whole batch) that
     /// runs on oneDNN's OpenMP pool: ResNet-8 has 18.7 million per 28x28 image, LeNet-5 0.7 million.

@@ -58,6 +58,22 @@ final class ConvolutionalStageTimingTests: XCTestCase {
                 // by the linear layers with their units split over the helpers (`Sequential.infer` on rows).
                 let saved = (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops)
                 defer { (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops) = saved }
+                // Small batches, the stage alone: split over the helpers (one thread each; one image: the calling
+                // thread) or on the pool, alternated 3 times, the median of each.
+                for batch in [1, 2, 4, 8] {
+                    let x = Tensor.uniform([batch, 1, 28, 28], low: 0, high: 1, generator: &generator)
+                    var split: [Double] = [], pool: [Double] = []
+                    for _ in 0..<3 {
+                        for maxBatch in [0, batch] {
+                            (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops) = (maxBatch, 0)
+                            for _ in 0..<20 { _ = stage.run(x, threads: threads) }
+                            let t = Self.median((0..<100).map { _ in Self.seconds { _ = stage.run(x, threads: threads) } }) * 1e3
+                            if maxBatch == 0 { split.append(t) } else { pool.append(t) }
+                        }
+                    }
+                    result["ours_stage_batch\(batch)_split_ms"] = Self.median(split)
+                    result["ours_stage_batch\(batch)_pool_ms"] = Self.median(pool)
+                }
                 for (label, maxBatch) in [("one_thread", 0), ("shared_pool", 1)] {
                     (OneDNNNetwork.sharedPoolMaxBatch, OneDNNNetwork.sharedPoolMinFlops) = (maxBatch, 0)
                     result["ours_stage_latency_\(label)_ms"] = latency { stage.run($0, threads: threads) }
