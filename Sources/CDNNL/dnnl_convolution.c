@@ -32,24 +32,15 @@ int distill_dnnl_conv_backward_weights(const distill_conv_shape *s, int n, const
 #include <stdlib.h>
 #include <string.h>
 
-// The entry points, resolved from the library with dlsym (their types from the header).
-#define DISTILL_DNNL_FUNCTIONS(X) \
-    X(dnnl_engine_create) X(dnnl_stream_create) X(dnnl_memory_desc_init_by_tag) X(dnnl_memory_desc_get_size) \
-    X(dnnl_memory_desc_equal) X(dnnl_memory_create) X(dnnl_memory_destroy) X(dnnl_primitive_attr_create) \
-    X(dnnl_primitive_attr_set_scratchpad_mode) X(dnnl_primitive_attr_destroy) \
-    X(dnnl_dilated_convolution_forward_desc_init) X(dnnl_dilated_convolution_backward_data_desc_init) \
-    X(dnnl_dilated_convolution_backward_weights_desc_init) X(dnnl_primitive_desc_create) \
-    X(dnnl_primitive_desc_destroy) X(dnnl_primitive_desc_query_md) X(dnnl_primitive_desc_query) \
-    X(dnnl_reorder_primitive_desc_create) X(dnnl_primitive_create) X(dnnl_primitive_execute) X(dnnl_stream_wait) \
-    X(dnnl_version)
+#include "dnnl_internal.h"
 
-#define DECLARE(name) static __typeof__(&name) f_##name;
-DISTILL_DNNL_FUNCTIONS(DECLARE)
+#define DEFINE(name) __typeof__(&name) f_##name;
+DISTILL_DNNL_FUNCTIONS(DEFINE)
 
-static void (*f_omp_set_num_threads)(int);
+void (*f_omp_set_num_threads)(int);
+dnnl_engine_t distill_dnnl_engine;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int load_state;  // 0 not tried, 1 loaded, -1 failed
-static dnnl_engine_t engine;
 static char version_text[32];
 
 int distill_dnnl_load(const char *path) {
@@ -69,7 +60,7 @@ int distill_dnnl_load(const char *path) {
         }
         if (ok) {
             f_omp_set_num_threads = (void (*)(int))dlsym(handle, "omp_set_num_threads");
-            ok = f_dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success;
+            ok = f_dnnl_engine_create(&distill_dnnl_engine, dnnl_cpu, 0) == dnnl_success;
         }
         if (ok) load_state = 1;
     }
@@ -77,6 +68,8 @@ int distill_dnnl_load(const char *path) {
     pthread_mutex_unlock(&lock);
     return loaded;
 }
+
+int distill_dnnl_loaded(void) { return load_state == 1; }
 
 const char *distill_dnnl_version(void) { return load_state == 1 ? version_text : ""; }
 
@@ -128,7 +121,7 @@ static int make_reorder(dnnl_primitive_t *r, const dnnl_memory_desc_t *from, con
     *r = NULL;
     if (f_dnnl_memory_desc_equal(from, to)) return 0;
     dnnl_primitive_desc_t pd;
-    if (f_dnnl_reorder_primitive_desc_create(&pd, from, engine, to, engine, attr) != dnnl_success) return -1;
+    if (f_dnnl_reorder_primitive_desc_create(&pd, from, distill_dnnl_engine, to, distill_dnnl_engine, attr) != dnnl_success) return -1;
     const dnnl_memory_desc_t *sp = f_dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t n = sp ? f_dnnl_memory_desc_get_size(sp) : 0;
     if (n > *scratch) *scratch = n;
@@ -167,18 +160,18 @@ static entry *make_entry(const key_t_ *key) {
     const dnnl_memory_desc_t *bias = key->bias ? &e->bias_md : NULL;
     ok = f_dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src_any,
              &wei_any, key->kind == FORWARD ? bias : NULL, &dst_any, strides, dilation, pad_l, pad_r) == dnnl_success
-        && f_dnnl_primitive_desc_create(&forward, &fd, key->kind == FORWARD ? attr : NULL, engine, NULL) == dnnl_success;
+        && f_dnnl_primitive_desc_create(&forward, &fd, key->kind == FORWARD ? attr : NULL, distill_dnnl_engine, NULL) == dnnl_success;
     if (ok && key->kind == FORWARD) {
         pd = forward;
         forward = NULL;
     } else if (ok && key->kind == BACKWARD_DATA) {
         ok = f_dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any,
                  strides, dilation, pad_l, pad_r) == dnnl_success
-            && f_dnnl_primitive_desc_create(&pd, &cd, attr, engine, forward) == dnnl_success;
+            && f_dnnl_primitive_desc_create(&pd, &cd, attr, distill_dnnl_engine, forward) == dnnl_success;
     } else if (ok) {
         ok = f_dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, bias,
                  &dst_any, strides, dilation, pad_l, pad_r) == dnnl_success
-            && f_dnnl_primitive_desc_create(&pd, &cd, attr, engine, forward) == dnnl_success;
+            && f_dnnl_primitive_desc_create(&pd, &cd, attr, distill_dnnl_engine, forward) == dnnl_success;
     }
     if (forward) f_dnnl_primitive_desc_destroy(forward);
     if (ok) {
@@ -275,7 +268,7 @@ static int prepare_thread(void) {
     pthread_once(&thread_key_once, make_thread_key);
     pthread_setspecific(thread_key, (void *)1);
     if (f_omp_set_num_threads) f_omp_set_num_threads(1);
-    return f_dnnl_stream_create(&thread_stream, engine, dnnl_stream_default_flags) == dnnl_success ? 0 : -1;
+    return f_dnnl_stream_create(&thread_stream, distill_dnnl_engine, dnnl_stream_default_flags) == dnnl_success ? 0 : -1;
 }
 
 static int execute(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
@@ -292,20 +285,20 @@ static int run(const key_t_ *key, const float *in0, const float *in1, const floa
     dnnl_memory_t plain[3] = {NULL, NULL, NULL}, blocked[3] = {NULL, NULL, NULL}, bias_mem = NULL, scratch = NULL;
     int status = 0;
     for (int i = 0; i < 3 && status == 0; i++) {
-        status = f_dnnl_memory_create(&plain[i], &e->plain[i], engine, (void *)plain_data[i]) == dnnl_success ? 0 : -1;
+        status = f_dnnl_memory_create(&plain[i], &e->plain[i], distill_dnnl_engine, (void *)plain_data[i]) == dnnl_success ? 0 : -1;
         if (status == 0 && e->reorder[i]) {
             void *data = buffer(i, e->blocked_size[i]);
-            status = data && f_dnnl_memory_create(&blocked[i], &e->blocked[i], engine, data) == dnnl_success ? 0 : -1;
+            status = data && f_dnnl_memory_create(&blocked[i], &e->blocked[i], distill_dnnl_engine, data) == dnnl_success ? 0 : -1;
         }
     }
     if (status == 0 && bias)
-        status = f_dnnl_memory_create(&bias_mem, &e->bias_md, engine, (void *)bias) == dnnl_success ? 0 : -1;
+        status = f_dnnl_memory_create(&bias_mem, &e->bias_md, distill_dnnl_engine, (void *)bias) == dnnl_success ? 0 : -1;
     if (status == 0 && e->scratch_size) {
         dnnl_memory_desc_t md;
         dnnl_dims_t d = {(dnnl_dim_t)e->scratch_size};
         void *data = buffer(3, e->scratch_size);
         status = data && f_dnnl_memory_desc_init_by_tag(&md, 1, d, dnnl_u8, dnnl_x) == dnnl_success
-            && f_dnnl_memory_create(&scratch, &md, engine, data) == dnnl_success ? 0 : -1;
+            && f_dnnl_memory_create(&scratch, &md, distill_dnnl_engine, data) == dnnl_success ? 0 : -1;
     }
     dnnl_memory_t use[3];
     for (int i = 0; i < 3; i++) use[i] = e->reorder[i] ? blocked[i] : plain[i];
