@@ -80,7 +80,6 @@ let package = Package(
         .testTarget(name: "DataFormatsTests", dependencies: ["DataFormats", "Datasets"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DistillationTests", dependencies: ["Distillation", "Checkpoints", "Experiments", "CLossKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "distillTests", dependencies: ["Distillation", "Datasets", "Checkpoints", "Experiments", "Benchmarking"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "NeuralNet", "TensorCore"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Distillation", "NeuralNet", "TensorCore", "Datasets", "Checkpoints", "TensorIO"]),
     ],
     swiftLanguageModes: [.v5]

@@ -4,8 +4,10 @@ import NeuralNet
 /// A model prepared for inference: its top-level layers grouped into stages that each run on the fastest kernels
 /// this machine has, with the weights copied (and repacked) once, when the model is compiled.
 ///
-/// - runs of linear layers (with ReLU): ``DenseStage`` (sparse products on packed weights for image pixels and
-///   single examples, oneDNN's or the BLAS library's sgemm for dense batches);
+/// - runs of convolutions (batch norms folded in, ReLU, residual sums), pooling and flatten layers:
+///   ``ConvolutionalStage`` (one oneDNN network in its blocked layouts) where oneDNN loads;
+/// - runs of linear layers (with ReLU): ``DenseStage`` (grouped or sparse products on packed weights; oneDNN's or
+///   the BLAS library's sgemm for dense batches on CPUs without AVX-512);
 /// - any other layer runs its own evaluation-mode pass (`Sequential.infer`, batch norms folded into convolutions).
 ///
 /// The logits equal `Sequential.infer`'s up to the order of float sums (tested to 1e-5 of the largest value).
@@ -26,9 +28,16 @@ public final class CompiledModel: @unchecked Sendable {
             pending = []
         }
         let layers = model.layers[...]
+        let shapes = model.layerOutputShapes
         var i = layers.startIndex
         while i < layers.endIndex {
-            if let (stage, consumed) = DenseStage.make(layers[i...]) {
+            // The per-example shape layer i receives (when known: a convolutional stage needs it).
+            let shape = i == 0 ? model.requiredInputShape : shapes.flatMap { i - 1 < $0.count ? $0[i - 1] : nil }
+            if let shape, shape.count == 3, let (stage, consumed) = ConvolutionalStage.make(layers: layers[i...], inputShape: shape) {
+                flush()
+                stages.append(stage)
+                i += consumed
+            } else if let (stage, consumed) = DenseStage.make(layers[i...]) {
                 flush()
                 stages.append(stage)
                 i += consumed

@@ -48,17 +48,24 @@ final class CompiledModelTests: XCTestCase {
         }
     }
 
-    /// LeNet-5: the convolutions run as layers, the classifier as a dense stage.
-    func testLeNetMatchesSequentialInfer() throws {
-        var g = RandomGenerator(seed: 2)
-        let model = try ModelPresets.description(named: "lenet5", inputShape: [1, 28, 28], classCount: 10).build(generator: &g)
-        let compiled = CompiledModel(model)
-        XCTAssertTrue(compiled.summary.contains { $0.hasPrefix("linear ") }, compiled.summary.joined(separator: "; "))
-        for threads in [1, 2] {
-            withThreads(threads) {
-                for n in [1, 7, 130] {
-                    let x = images(n, shape: [1, 28, 28], density: 0.2, seed: UInt64(n))
-                    assertClose(compiled.infer(x), model.infer(x), "n \(n) threads \(threads)")
+    /// LeNet-5 and ResNet-8: the convolutions as one oneDNN stage where oneDNN loads (else as layers), the
+    /// classifier as a dense stage; images given as images or as rows.
+    func testConvolutionalModelsMatchSequentialInfer() throws {
+        for name in ["lenet5", "resnet8"] {
+            var g = RandomGenerator(seed: 2)
+            let model = try ModelPresets.description(named: name, inputShape: [1, 28, 28], classCount: 10).build(generator: &g)
+            let compiled = CompiledModel(model)
+            let summary = compiled.summary.joined(separator: "; ")
+            XCTAssertEqual(compiled.summary.count, 2, summary)
+            XCTAssertTrue(compiled.summary.last?.hasPrefix("linear ") ?? false, summary)
+            if Convolution.loadOneDNN() { XCTAssertTrue(compiled.summary[0].contains("oneDNN"), summary) }
+            for threads in [1, 2] {
+                withThreads(threads) {
+                    for n in [1, 7, 130] {
+                        let x = images(n, shape: [1, 28, 28], density: 0.2, seed: UInt64(n))
+                        assertClose(compiled.infer(x), model.infer(x), "\(name) n \(n) threads \(threads)")
+                        assertClose(compiled.infer(x.reshaped([n, 784])), model.infer(x), "\(name) rows n \(n)")
+                    }
                 }
             }
         }
