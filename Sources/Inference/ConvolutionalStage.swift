@@ -21,9 +21,13 @@ public final class ConvolutionalStage: InferenceStage {
     /// Per-example input `[C, H, W]` and output shapes.
     public let inputShape: [Int], outputShape: [Int]
     public let summary: String
+    /// The layers the network computes, run by their own evaluation-mode pass if oneDNN fails on a batch (out of
+    /// memory for its buffers).
+    let fallback: Sequential
 
-    private init(network: OneDNNNetwork, outputShape: [Int], layerCount: Int) {
+    private init(network: OneDNNNetwork, outputShape: [Int], layerCount: Int, fallback: Sequential) {
         self.network = network
+        self.fallback = fallback
         inputShape = network.inputShape
         self.outputShape = outputShape
         summary = "oneDNN network of \(layerCount) layers (blocked layouts)"
@@ -41,14 +45,16 @@ public final class ConvolutionalStage: InferenceStage {
         if planner.flattened { outputShape = [outputShape.reduce(1, *)] }
         // The primitives for one image, made here so that a network oneDNN cannot run is found before it is used.
         guard network.forward(Tensor(shape: [1] + inputShape, repeating: 0), threads: 1) != nil else { return nil }
-        return (ConvolutionalStage(network: network, outputShape: outputShape, layerCount: planner.consumed), planner.consumed)
+        let fallback = Sequential(Array(layers.prefix(planner.consumed)), inputShape: inputShape)
+        return (ConvolutionalStage(network: network, outputShape: outputShape, layerCount: planner.consumed, fallback: fallback),
+                planner.consumed)
     }
 
     public func run(_ input: Tensor, threads: Int) -> Tensor {
         let n = input.rank >= 1 ? input.shape[0] : 0
-        guard let y = network.forward(input, threads: threads) else {
-            preconditionFailure("ConvolutionalStage: input \(input.shape) for examples \(inputShape), or oneDNN failed to run")
-        }
+        precondition(input.count == n * inputShape.reduce(1, *),
+                     "ConvolutionalStage: input \(input.shape) for examples of shape \(inputShape)")
+        let y = network.forward(input, threads: threads) ?? fallback.infer(input.reshaped([n] + inputShape))
         return y.reshaped([n] + outputShape)
     }
 
