@@ -27,7 +27,7 @@ public final class OneDNNNetwork: @unchecked Sendable {
 
     /// Images per pass of the chain on one thread: small chunks keep each layer's input and output in the core's L2
     /// cache. ResNet-8 / LeNet-5 on 28x28 images, 10,000 in batches of 1,000 on 2 threads of a Zen 5
-    /// (ConvolutionalStageTimingTests): chunks of 4 to 32 images within noise of each other (0.37 s / 0.045 s),
+    /// (the stage alone, alternated runs): chunks of 4 to 32 images within noise of each other (0.37 s / 0.045 s),
     /// 64 images slower.
     nonisolated(unsafe) public static var chunkImages = 16
     /// The largest batch that may run as one call on the calling thread with oneDNN's OpenMP pool at `threads`

@@ -11,11 +11,13 @@ extension SparseKernels {
         }
     }
 
-    /// A linear layer's weights packed once for the sparse product (`distill_sparse_pack_weights`: blocks of 64
-    /// units, each transposed), for inference: `forward` skips the transposition that `SparseKernels.forward` does
-    /// per call and per 128 rows, and a single row reads only the weights of its nonzero inputs (a hidden layer's
-    /// activations after ReLU as much as image pixels). Same contract and bits as `SparseKernels.forward`
-    /// (`naiveLinearForward` is the reference). The weights are a copy: later changes to the source do not reach it.
+    /// A linear layer's weights packed once for inference (`distill_sparse_pack_weights`: blocks of 64 units, each
+    /// transposed), multiplied by the products that skip zero inputs: on AVX-512 the grouped product
+    /// (`groupedForward`, reference `naiveGroupedForward`), elsewhere the four-chain sparse product of
+    /// `SparseKernels.forward` without its per-call transposition (`chainedForward`, reference
+    /// `naiveLinearForward`, the same bits). A single row reads only the weights of its nonzero inputs (a hidden
+    /// layer's activations after ReLU as much as image pixels). The weights are a copy: later changes to the source
+    /// do not reach it.
     public final class PackedWeights: @unchecked Sendable {
         public let units: Int
         public let inputs: Int
@@ -37,9 +39,9 @@ extension SparseKernels {
 
         deinit { packed.deallocate() }
 
-        /// Rows compressed per round (the compressed rows of a round live in the calling thread's scratch:
-        /// `rowsPerRound * in * 8` bytes).
-        nonisolated(unsafe) public static var rowsPerRound = 256
+        /// Rows prepared per round (their compressed form, or their groups' column lists and panels, live in the
+        /// calling thread's scratch: about `rowsPerRound * in * 8` bytes).
+        public static let rowsPerRound = 256
 
         /// Whether `forward` takes the row groups (one fma chain per output over its row's nonzeros, AVX-512), else
         /// the four-chain sparse product of `SparseKernels.forward` on the packed weights.
@@ -49,8 +51,8 @@ extension SparseKernels {
         /// each weight vector loaded once for the group's rows; one chain per output, so an example's result does
         /// not depend on the batch it comes in); elsewhere the sparse product of `SparseKernels.forward` (four chains
         /// per output) without its per-call transposition. Either way: rows prepared (split over `threads`), then
-        /// the units split over them in whole blocks of 64, each part keeping its share of the weights in its cache
-        /// for the round's rows.
+        /// the units split over them (the grouped product: in vectors of 16, or the rows when a layer has fewer than
+        /// 4 vectors per thread), each part keeping its share of the weights in its cache for the round's rows.
         public func forward(_ x: Tensor, bias: Tensor?, relu: Bool, threads: Int) -> Tensor {
             precondition(x.rank == 2 && x.shape[1] == inputs, "packed linear: input \(x.shape) does not match [rows, \(inputs)]")
             if let bias { precondition(bias.shape == [units], "packed linear: bias \(bias.shape) should be [\(units)]") }
