@@ -84,4 +84,27 @@ final class CompiledModelTests: XCTestCase {
         XCTAssertEqual(compiled.infer(x).scalars, before.scalars)
         XCTAssertNotEqual(model.infer(x).scalars, before.scalars)
     }
+
+    /// An empty batch gives an empty answer; callers on several threads at once get what each would alone.
+    func testEmptyBatchesAndConcurrentCallers() throws {
+        for name in ["lenet5", "resnet8"] {
+            var g = RandomGenerator(seed: 4)
+            let model = try ModelPresets.description(named: name, inputShape: [1, 28, 28], classCount: 10).build(generator: &g)
+            let compiled = CompiledModel(model)
+            XCTAssertEqual(compiled.infer(Tensor(shape: [0, 1, 28, 28])).shape, [0, 10], name)
+            let inputs = (0..<6).map { images(1 + 37 * $0, shape: [1, 28, 28], density: 0.2, seed: UInt64(40 + $0)) }
+            let alone = inputs.map { compiled.infer($0).scalars }
+            var together = [[Float]](repeating: [], count: inputs.count)
+            let lock = NSLock()
+            DispatchQueue.concurrentPerform(iterations: inputs.count) { i in
+                let y = compiled.infer(inputs[i]).scalars
+                lock.lock(); together[i] = y; lock.unlock()
+            }
+            XCTAssertEqual(together, alone, name)
+        }
+        var g = RandomGenerator(seed: 5)
+        let mlp = CompiledModel(Sequential([Linear(inputCount: 784, outputCount: 100, generator: &g), ReLU(),
+                                            Linear(inputCount: 100, outputCount: 10, generator: &g)]))
+        XCTAssertEqual(mlp.infer(Tensor(shape: [0, 784])).shape, [0, 10])
+    }
 }
