@@ -14,7 +14,9 @@ import NeuralNet
 ///   else the BLAS product.
 final class DenseStage: InferenceStage {
     struct Layer {
-        let weight: Tensor
+        /// The weights as given (`[out, in]`), kept only where a dense product may need them (no grouped product).
+        let weight: Tensor?
+        let units: Int
         let bias: Tensor
         let relu: Bool
         let packed: SparseKernels.PackedWeights
@@ -40,16 +42,17 @@ final class DenseStage: InferenceStage {
             let layer = layers[i]
             if layer is Dropout || layer is Identity || layer is Flatten { i += 1; continue }
             guard let linear = layer as? Linear else { break }
-            if let last = built.last, last.weight.shape[0] != linear.inputCount { break }
+            if let last = built.last, last.units != linear.inputCount { break }
             let relu = i + 1 < layers.endIndex && (layers[i + 1] as? ActivationLayer)?.activation == .relu
             let weight = Tensor(shape: linear.weight.value.shape, scalars: linear.weight.value.scalars)
-            built.append(Layer(weight: weight, bias: Tensor(shape: [linear.outputCount], scalars: linear.bias.value.scalars), relu: relu,
+            built.append(Layer(weight: SparseKernels.PackedWeights.groupsRows ? nil : weight, units: linear.outputCount,
+                               bias: Tensor(shape: [linear.outputCount], scalars: linear.bias.value.scalars), relu: relu,
                                packed: SparseKernels.PackedWeights(weight)))
             i += relu ? 2 : 1
             end = i
         }
         guard let first = built.first else { return nil }
-        return (DenseStage(layers: built, inputCount: first.weight.shape[1]), end - layers.startIndex)
+        return (DenseStage(layers: built, inputCount: first.packed.inputs), end - layers.startIndex)
     }
 
     init(layers: [Layer], inputCount: Int) {
@@ -58,7 +61,7 @@ final class DenseStage: InferenceStage {
     }
 
     var summary: String {
-        "linear " + ([inputCount] + layers.map { $0.weight.shape[0] }).map(String.init).joined(separator: "-")
+        "linear " + ([inputCount] + layers.map(\.units)).map(String.init).joined(separator: "-")
             + (SparseKernels.PackedWeights.groupsRows ? " (grouped rows on packed weights)"
                 : OneDNNGEMM.isAvailable ? " (sparse on packed weights / oneDNN sgemm)" : " (sparse on packed weights / BLAS)")
     }
@@ -72,13 +75,13 @@ final class DenseStage: InferenceStage {
 
     func forward(_ layer: Layer, _ x: Tensor, threads: Int) -> Tensor {
         let rows = x.shape[0]
-        if SparseKernels.PackedWeights.groupsRows || rows <= DenseStage.fewRows || density(x) <= DenseStage.sparseDensityLimit {
+        guard let weight = layer.weight, rows > DenseStage.fewRows, density(x) > DenseStage.sparseDensityLimit else {
             return layer.packed.forward(x, bias: layer.bias, relu: layer.relu, threads: threads)
         }
-        if let y = OneDNNGEMM.linearForward(x, weight: layer.weight, bias: layer.bias, relu: layer.relu, threads: threads) {
+        if let y = OneDNNGEMM.linearForward(x, weight: weight, bias: layer.bias, relu: layer.relu, threads: threads) {
             return y
         }
-        return linearForward(x, weight: layer.weight, bias: layer.bias, activation: layer.relu ? .relu : .identity)
+        return linearForward(x, weight: weight, bias: layer.bias, activation: layer.relu ? .relu : .identity)
     }
 
     /// The fraction of nonzero values in x's first rows (at most 64: the decision needs no exact count).

@@ -48,6 +48,28 @@ final class CompiledModelTests: XCTestCase {
         }
     }
 
+    /// CPUs without AVX-512 (the vector path capped): pixels and single rows take the four-chain sparse product,
+    /// dense batches oneDNN's sgemm or BLAS; compiled under the cap, as such a CPU would.
+    func testMLPWithoutAVX512MatchesSequentialInfer() {
+        for path in SparseKernels.availablePaths where path < 2 {
+            SparseKernels.withPathLimit(path) {
+                XCTAssertFalse(SparseKernels.PackedWeights.groupsRows)
+                var g = RandomGenerator(seed: 6)
+                let model = Sequential([Linear(inputCount: 784, outputCount: 300, generator: &g), ReLU(),
+                                        Linear(inputCount: 300, outputCount: 10, generator: &g)])
+                let compiled = CompiledModel(model)
+                for threads in [1, 2] {
+                    withThreads(threads) {
+                        for (n, density) in [(1, Float(0.2)), (2, 1), (64, 0.2), (64, 1), (300, 0.6)] {
+                            let x = images(n, shape: [784], density: density, seed: UInt64(n))
+                            assertClose(compiled.infer(x), model.infer(x), "path \(path) n \(n) density \(density) threads \(threads)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// LeNet-5 and ResNet-8: the convolutions as one oneDNN stage where oneDNN loads (else as layers), the
     /// classifier as a dense stage; images given as images or as rows.
     func testConvolutionalModelsMatchSequentialInfer() throws {
