@@ -9,9 +9,11 @@ import NeuralNet
 ///   a trained 784-800-800-10 student, it took 2.2 ms for the first layer (pixels 19 % nonzero) against 5.5 ms for
 ///   oneDNN's sgemm, 4.3 ms for the second (its input 41 % nonzero) against 5.5 ms, and 5.0 ms against 5.3 ms on a
 ///   fully dense input;
-/// - elsewhere, a few rows (one image) or an input at most `sparseDensityLimit` nonzero (image pixels) take the
-///   four-chain sparse product on the packed weights; other batches oneDNN's sgemm where it loads (``OneDNNGEMM``),
-///   else the BLAS product.
+/// - elsewhere, a few rows (one image) or an input at most `sparseDensityLimit` nonzero take the four-chain sparse
+///   product on the packed weights; other batches oneDNN's sgemm where it loads (``OneDNNGEMM``), else the BLAS
+///   product. (A grouped product on AVX2, 6 rows x 16 units, was slower than the four-chain one on every input,
+///   on Zen 5 cores capped at AVX2: first layer 4.6 against 3.1 ms, second 9.2 against 7.1 ms, one row of the
+///   second 22 against 10 us.)
 final class DenseStage: InferenceStage {
     struct Layer {
         /// The weights as given (`[out, in]`), kept only where a dense product may need them (no grouped product).
@@ -29,8 +31,11 @@ final class DenseStage: InferenceStage {
     /// single row streams the weight rows of its nonzero inputs, which a hidden layer after ReLU has about half of).
     static let fewRows = 8
 
-    /// The largest fraction of nonzero inputs for which a batch takes the packed sparse product.
-    static let sparseDensityLimit = SparseKernels.densityLimit
+    /// The largest fraction of nonzero inputs for which a batch takes the packed four-chain sparse product (CPUs
+    /// without AVX-512). Without the per-call transposition of training's sparse product it pays off on denser
+    /// inputs: on Zen 5 cores capped at AVX2, 1,000 rows of a trained student's hidden layer (41 % nonzero) took
+    /// 7.1 ms against 9.4 ms for OpenBLAS's AVX2 sgemm, so about 0.55 breaks even.
+    static let sparseDensityLimit = 0.5
 
     /// The stage for `layers[start...]`: its longest run of Linear (+ ReLU) layers, with dropout, identity and
     /// flatten layers passed over; nil when it starts with none. `consumed`: how many of `layers` it covers.
