@@ -137,13 +137,16 @@ public struct BenchmarkDriver {
     }
 
     /// Scripts/torch_bench.py in the working directory or beside this source file.
-    static func torchScript() -> String? {
+    static func torchScript() -> String? { script("torch_bench.py").map { $0.root + "/Scripts/torch_bench.py" } }
+
+    /// The package root holding Scripts/`name`: the working directory, else the checkout this was built from.
+    public static func script(_ name: String) -> (root: String, path: String)? {
         // This file is Sources/Benchmarking/BenchmarkDriver.swift: three levels below the package root.
         let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         for base in [FileManager.default.currentDirectoryPath, here.path] {
-            let path = base + "/Scripts/torch_bench.py"
-            if FileManager.default.fileExists(atPath: path) { return path }
+            let path = base + "/Scripts/" + name
+            if FileManager.default.fileExists(atPath: path) { return (base, path) }
         }
         return nil
     }

@@ -99,31 +99,36 @@ struct Bench: ParsableCommand {
     /// `--onnxruntime`: Scripts/ort_bench.py with this executable, its table on stdout (its JSON with --json or
     /// --json-output).
     func runONNXRuntimeBenchmark() throws {
-        guard let script = ["Scripts/ort_bench.py"].first(where: { FileManager.default.fileExists(atPath: $0) }) else {
-            throw ValidationError("--onnxruntime: Scripts/ort_bench.py not found (run from the repository's root)")
+        guard let (root, script) = BenchmarkDriver.script("ort_bench.py") else {
+            throw TrainingError("--onnxruntime: Scripts/ort_bench.py not found (in the working directory or the checkout distill was built from)")
         }
         guard let python = BenchmarkDriver.findPython(importing: "onnxruntime") else {
-            throw ValidationError("--onnxruntime: `python3 -c \"import onnxruntime\"` failed (pip install onnxruntime)")
+            throw TrainingError("--onnxruntime: no python3 can import onnxruntime (pip install onnxruntime; or set DISTILL_PYTHON)")
+        }
+        // The script runs in the package root (its test models and MNIST copy); paths given here are made absolute.
+        func absolute(_ path: String) -> String {
+            URL(fileURLWithPath: path, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).path
         }
         var arguments = [script, "--distill", URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path,
                          "--threads", String(threads), "--rounds", String(BenchmarkDriver.ortRounds)]
-        if let model { arguments += ["--model", model] }
+        if let model { arguments += ["--model", absolute(model)] }
         if quick { arguments.append("--quick") }
-        if let dataDir { arguments += ["--data-dir", dataDir] }
+        if let dataDir { arguments += ["--data-dir", absolute(dataDir)] }
         if let phases {
             let words = phases.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             if words.contains("cnn") || words.contains("lenet5_inference") || words.contains("resnet8_inference") { arguments.append("--cnn") }
             if words.contains("inference") || words.contains("latency") { arguments.append("--mlp") }
         }
-        if let jsonOutput { arguments += ["--json-output", jsonOutput] }
+        if let jsonOutput { arguments += ["--json-output", absolute(jsonOutput)] }
         if json { arguments.append("--json") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: root)
         try process.run()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw ValidationError("--onnxruntime: \(script) exited with status \(process.terminationStatus)")
+            throw TrainingError("--onnxruntime: \(script) exited with status \(process.terminationStatus)")
         }
     }
 

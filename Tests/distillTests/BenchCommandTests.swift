@@ -9,6 +9,18 @@ import TensorCore
 /// timings, the JSON and the tables agree on the phases, `distill_cached` reports its setup; the PyTorch side is
 /// run through a stand-in Python (its malloc settings checked) or skipped with the reason when torch cannot import.
 final class BenchCommandTests: XCTestCase {
+    /// `--onnxruntime` without a Python that imports onnxruntime: one error line saying so, nothing else run.
+    func testONNXRuntimeComparisonWithoutONNXRuntimeIsOneLine() throws {
+        _ = try distillExecutable()
+        let directory = try makeTemporaryDirectory(self)
+        let result = try runDistill(["bench", "--onnxruntime", "--quick"], in: directory, environment: ["DISTILL_PYTHON": "/bin/false"])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertEqual(result.stderrLines.count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("--onnxruntime") && result.stderr.contains("onnxruntime"), result.stderr)
+        XCTAssertTrue(result.stdout.isEmpty, result.stdout)
+        XCTAssertNil(BenchmarkDriver.findPython(importing: "onnxruntime", environment: ["DISTILL_PYTHON": "/bin/false"]))
+    }
+
     func testQuickBenchReportsEveryPhase() throws {
         let (directory, data) = try makeBenchDirectory()
         let reportFile = directory.appendingPathComponent("report.json").path
