@@ -93,6 +93,29 @@ final class CompiledModelTests: XCTestCase {
         }
     }
 
+    /// Stage boundaries: linear layers around a batch norm (run as a layer) and after a nested sequential block, in
+    /// one model.
+    func testMixedModelMatchesSequentialInfer() {
+        var g = RandomGenerator(seed: 8)
+        let norm = BatchNorm1d(featureCount: 30)
+        norm.runningMean.value = Tensor.normal([30], generator: &g)
+        norm.runningVariance.value = Tensor.uniform([30], low: 0.5, high: 2, generator: &g)
+        let model = Sequential([Linear(inputCount: 20, outputCount: 30, generator: &g), norm, ReLU(), Dropout(probability: 0.3),
+                                Linear(inputCount: 30, outputCount: 40, generator: &g), ReLU(),
+                                Sequential([Linear(inputCount: 40, outputCount: 40, generator: &g), ReLU()]),
+                                Linear(inputCount: 40, outputCount: 7, generator: &g)])
+        let compiled = CompiledModel(model)
+        XCTAssertEqual(compiled.summary.count, 5, compiled.summary.joined(separator: "; "))
+        for threads in [1, 2] {
+            withThreads(threads) {
+                for n in [1, 9, 200] {
+                    let x = images(n, shape: [20], density: 0.7, seed: UInt64(n))
+                    assertClose(compiled.infer(x), model.infer(x), "n \(n) threads \(threads)")
+                }
+            }
+        }
+    }
+
     /// Compiling copies the weights: training the model further does not change the compiled model's answers.
     func testCompiledModelKeepsItsWeights() {
         var g = RandomGenerator(seed: 3)
