@@ -93,12 +93,12 @@ public struct BenchmarkDriver {
     /// /usr/bin/python3.
     public static func findTorch(environment: [String: String] = ProcessInfo.processInfo.environment) -> (python: String?, note: String) {
         if let chosen = environment["DISTILL_PYTHON"], !chosen.isEmpty {
-            if FileManager.default.isExecutableFile(atPath: chosen), importsTorch(chosen) { return (chosen, "") }
+            if FileManager.default.isExecutableFile(atPath: chosen), imports(chosen, "torch") { return (chosen, "") }
             return (nil, "PyTorch comparison skipped: `\(chosen) -c \"import torch\"` failed (DISTILL_PYTHON)")
         }
         let path = (environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/python3" }
         for candidate in path + ["/usr/bin/python3"] where FileManager.default.isExecutableFile(atPath: candidate) {
-            if importsTorch(candidate) { return (candidate, "") }
+            if imports(candidate, "torch") { return (candidate, "") }
         }
         return (nil, "PyTorch comparison skipped: `python3 -c \"import torch\"` failed")
     }
@@ -108,11 +108,12 @@ public struct BenchmarkDriver {
 
     /// The first `python3` on `PATH` (or `$DISTILL_PYTHON`) that can import `module`, or nil.
     public static func findPython(importing module: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
-        let candidates = environment["DISTILL_PYTHON"].map { [$0] }
+        let candidates = environment["DISTILL_PYTHON"].flatMap { $0.isEmpty ? nil : [$0] }
             ?? (environment["PATH"] ?? "/usr/bin").split(separator: ":").map { String($0) + "/python3" } + ["/usr/bin/python3"]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0) && imports($0, module) }
     }
 
+    /// Whether `python -c "import <module>"` succeeds.
     static func imports(_ python: String, _ module: String) -> Bool {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
@@ -124,20 +125,8 @@ public struct BenchmarkDriver {
         return p.terminationStatus == 0
     }
 
-    /// Whether `python -c "import torch"` succeeds.
-    static func importsTorch(_ python: String) -> Bool {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", "import torch"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        guard (try? p.run()) != nil else { return false }
-        p.waitUntilExit()
-        return p.terminationStatus == 0
-    }
-
     /// Scripts/torch_bench.py in the working directory or beside this source file.
-    static func torchScript() -> String? { script("torch_bench.py").map { $0.root + "/Scripts/torch_bench.py" } }
+    static func torchScript() -> String? { script("torch_bench.py")?.path }
 
     /// The package root holding Scripts/`name`: the working directory, else the checkout this was built from.
     public static func script(_ name: String) -> (root: String, path: String)? {

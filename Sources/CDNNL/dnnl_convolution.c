@@ -2,12 +2,7 @@
 // when it is installed at build time; without it every function reports that oneDNN is unavailable.
 #include "dnnl_convolution.h"
 
-#if defined(__has_include)
-#if __has_include(<oneapi/dnnl/dnnl.h>)
-#include <oneapi/dnnl/dnnl.h>
-#define DISTILL_HAVE_DNNL 1
-#endif
-#endif
+#include "dnnl_internal.h"
 
 #ifndef DISTILL_HAVE_DNNL
 
@@ -32,7 +27,6 @@ int distill_dnnl_conv_backward_weights(const distill_conv_shape *s, int n, const
 #include <stdlib.h>
 #include <string.h>
 
-#include "dnnl_internal.h"
 
 #define DEFINE(name) __typeof__(&name) f_##name;
 DISTILL_DNNL_FUNCTIONS(DEFINE)

@@ -2,11 +2,7 @@
 // oneDNN's header at build time every function reports that oneDNN is unavailable.
 #include "dnnl_network.h"
 
-#if defined(__has_include)
-#if __has_include(<oneapi/dnnl/dnnl.h>)
-#define DISTILL_HAVE_DNNL 1
-#endif
-#endif
+#include "dnnl_internal.h"
 
 #ifndef DISTILL_HAVE_DNNL
 
@@ -30,7 +26,6 @@ const char *distill_dnnl_network_implementations(distill_dnnl_network *n, int b,
 
 #else
 
-#include "dnnl_internal.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,10 +9,10 @@
 static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER;   // one task at a time
 static pthread_mutex_t sleep_lock = PTHREAD_MUTEX_INITIALIZER; // guards sleeping on `wake`
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
-static atomic_uint generation;          // bumped once per task (wakes the helpers)
-// The current task's generation (high 32 bits) and its next unclaimed part (low 32 bits). Every part, the calling
-// thread's first included, is claimed by one compare-and-swap, so a helper that is not running when a task starts
-// (preempted by another process on a busy machine) leaves its part to the calling thread instead of holding it up.
+// The current task's generation (high 32 bits: bumped once per task, which wakes the helpers) and its next unclaimed
+// part (low 32 bits). Every part but the calling thread's first is claimed by one compare-and-swap, so a helper that
+// is not running when a task starts (preempted by another process on a busy machine) leaves its part to the calling
+// thread instead of holding it up. Written under `sleep_lock` (helpers sleep until the generation changes).
 static _Atomic unsigned long long claim;
 static atomic_int finished;             // parts of the current task finished
 // The current task, written before `claim` moves to its generation (release) and read after (acquire). A helper
@@ -35,28 +35,28 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+static unsigned generation(void) { return (unsigned)(atomic_load_explicit(&claim, memory_order_acquire) >> 32); }
+
 static long long now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-// Claims and runs parts of the task of generation `g` until none is left; returns how many this thread ran.
-static int run_parts(unsigned g) {
-    int ran = 0;
+// Claims and runs parts of the task of generation `g` until none is left.
+static void run_parts(unsigned g) {
     for (;;) {
         unsigned long long c = atomic_load_explicit(&claim, memory_order_acquire);
         distill_task_fn task = atomic_load_explicit(&current_task, memory_order_relaxed);
         void *context = atomic_load_explicit(&current_context, memory_order_relaxed);
         int parts = atomic_load_explicit(&current_parts, memory_order_relaxed);
         unsigned part = (unsigned)(c & 0xFFFFFFFFu);
-        if ((unsigned)(c >> 32) != g || part >= (unsigned)parts) return ran;
+        if ((unsigned)(c >> 32) != g || part >= (unsigned)parts) return;
         if (!atomic_compare_exchange_weak_explicit(&claim, &c, c + 1, memory_order_acq_rel, memory_order_acquire)) continue;
         inside_task = 1;
         task(context, (int)part);
         inside_task = 0;
         atomic_fetch_add_explicit(&finished, 1, memory_order_release);
-        ran += 1;
     }
 }
 
@@ -68,18 +68,18 @@ static void *helper_main(void *arg) {
         // Spin a little, then sleep until the generation changes.
         long long deadline = now_ns() + atomic_load_explicit(&spin_ns, memory_order_relaxed);
         unsigned spins = 0;
-        while (atomic_load_explicit(&generation, memory_order_acquire) == seen) {
+        while (generation() == seen) {
             cpu_relax();
             if ((++spins & 255) != 0) continue;
             if (spins > 4096) sched_yield();  // let a runnable thread have this core when they are oversubscribed
             if (now_ns() > deadline || atomic_load_explicit(&lent, memory_order_relaxed) > 0) {
                 pthread_mutex_lock(&sleep_lock);
-                while (atomic_load_explicit(&generation, memory_order_acquire) == seen)
+                while (generation() == seen)
                     pthread_cond_wait(&wake, &sleep_lock);
                 pthread_mutex_unlock(&sleep_lock);
             }
         }
-        seen = atomic_load_explicit(&generation, memory_order_acquire);
+        seen = generation();
         run_parts(seen);
     }
     return 0;
@@ -98,7 +98,7 @@ int distill_workers_run(int parts, distill_task_fn task, void *context) {
         pthread_attr_t attributes;
         pthread_attr_init(&attributes);
         pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-        start_generation[helper_count] = atomic_load_explicit(&generation, memory_order_relaxed);
+        start_generation[helper_count] = generation();
         if (pthread_create(&thread, &attributes, helper_main, (void *)(long)helper_count) != 0) {
             pthread_attr_destroy(&attributes);
             break;
@@ -111,10 +111,9 @@ int distill_workers_run(int parts, distill_task_fn task, void *context) {
     atomic_store_explicit(&current_context, context, memory_order_relaxed);
     atomic_store_explicit(&current_parts, parts, memory_order_relaxed);
     atomic_store_explicit(&finished, 0, memory_order_relaxed);
-    unsigned g = atomic_load_explicit(&generation, memory_order_relaxed) + 1;
-    atomic_store_explicit(&claim, ((unsigned long long)g << 32) | 1u, memory_order_release);  // part 0: this thread
+    unsigned g = generation() + 1;
     pthread_mutex_lock(&sleep_lock);
-    atomic_store_explicit(&generation, g, memory_order_release);
+    atomic_store_explicit(&claim, ((unsigned long long)g << 32) | 1u, memory_order_release);  // part 0: this thread
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&sleep_lock);
     // Part 0 here, then any part no helper has claimed yet; then wait for the parts helpers claimed. After a short

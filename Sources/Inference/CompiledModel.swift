@@ -55,11 +55,7 @@ public final class CompiledModel: @unchecked Sendable {
 
     /// Logits `[n, classes]` for a batch `[n, ...]` (any shape with the model's values per example).
     public func infer(_ input: Tensor, threads: Int = ComputeThreads.count) -> Tensor {
-        var x = input
-        if let inputShape, input.rank >= 1, Array(input.shape.dropFirst()) != inputShape,
-           input.count == input.shape[0] * inputShape.reduce(1, *) {
-            x = input.reshaped([input.shape[0]] + inputShape)
-        }
+        var x = Sequential.conformingShape(input.shape, to: inputShape).map { input.reshaped($0) } ?? input
         for stage in stages { x = stage.run(x, threads: threads) }
         return x
     }

@@ -49,8 +49,9 @@ final class DenseStage: InferenceStage {
             guard let linear = layer as? Linear else { break }
             if let last = built.last, last.units != linear.inputCount { break }
             let relu = i + 1 < layers.endIndex && (layers[i + 1] as? ActivationLayer)?.activation == .relu
-            let weight = Tensor(shape: linear.weight.value.shape, scalars: linear.weight.value.scalars)
-            built.append(Layer(weight: SparseKernels.PackedWeights.groupsRows ? nil : weight, units: linear.outputCount,
+            let weight = linear.weight.value
+            built.append(Layer(weight: SparseKernels.PackedWeights.groupsRows ? nil : Tensor(shape: weight.shape, scalars: weight.scalars),
+                               units: linear.outputCount,
                                bias: Tensor(shape: [linear.outputCount], scalars: linear.bias.value.scalars), relu: relu,
                                packed: SparseKernels.PackedWeights(weight)))
             i += relu ? 2 : 1

@@ -76,7 +76,6 @@ extension SparseKernels {
             let vectors = (units + 15) / 16
             let splitUnits = vectors >= 4 * threads
             let parts = Swift.max(1, Swift.min(threads, vectors))
-            func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
             let ldi = padded(cols + 16), ldp = padded(cols + 16), stride = g6 * ldp
             // Scratch (4-byte elements, regions on 64 bytes): per group its column list and panel, then the groups'
             // row and column counts.
@@ -88,45 +87,34 @@ extension SparseKernels {
             let ip = raw.bindMemory(to: Int32.self, capacity: elements)
             let pp = (raw + panelOffset * 4).bindMemory(to: Float.self, capacity: maxGroups * stride)
             let rp = ip + rowsOffset, up = ip + usedOffset
-            let w = UnsafePointer(packed)
-            return Tensor(shape: [rows, units]) { out in
-                guard let y = out.baseAddress else { return }
-                x.withUnsafeBufferPointer { xb in
-                    guard let xp = xb.baseAddress else { return }
-                    let bp = bias.map { UnsafePointer($0.storage.pointer) }
-                    var r0 = 0
-                    while r0 < rows {
-                        let n = Swift.min(round, rows - r0)
-                        let groups = (n + g6 - 1) / g6
-                        let xr = xp + r0 * cols, yr = y + r0 * units
-                        let groupParts = Swift.min(threads, groups)
-                        ComputeThreads.onWorkers(parts: groupParts) { p in
-                            for g in (p * groups / groupParts)..<((p + 1) * groups / groupParts) {
-                                let count = Swift.min(g6, n - g * g6)
-                                rp[g] = Int32(count)
-                                distill_sparse_group_rows_fast(xr + g * g6 * cols, cols, count, cols, ip + g * ldi,
-                                                               pp + g * stride, ldp, up + g)
-                            }
-                        }
-                        if splitUnits {
-                            // Each part its share of the units (whole vectors of 16) for all the round's groups.
-                            ComputeThreads.onWorkers(parts: parts) { p in
-                                let u0 = Swift.min(units, 16 * (p * vectors / parts))
-                                let u1 = Swift.min(units, 16 * ((p + 1) * vectors / parts))
-                                distill_sparse_linear_forward_grouped(groups, g6, rp, up, ip, ldi, pp, ldp, stride, w, cols, u0, u1,
-                                                                      bp, relu ? 1 : 0, yr, units)
-                            }
-                        } else {
-                            // Few units (an output layer): each part all of them for its share of the groups.
-                            ComputeThreads.onWorkers(parts: groupParts) { p in
-                                let g0 = p * groups / groupParts, g1 = (p + 1) * groups / groupParts
-                                guard g1 > g0 else { return }
-                                distill_sparse_linear_forward_grouped(g1 - g0, g6, rp + g0, up + g0, ip + g0 * ldi, ldi,
-                                                                      pp + g0 * stride, ldp, stride, w, cols, 0, units,
-                                                                      bp, relu ? 1 : 0, yr + g0 * g6 * units, units)
-                            }
-                        }
-                        r0 += n
+            let w = UnsafePointer(packed), bp = bias.map { UnsafePointer($0.storage.pointer) }
+            return SparseKernels.rounds(of: x, units: units, round: round) { n, xr, yr in
+                let groups = (n + g6 - 1) / g6
+                let groupParts = Swift.min(threads, groups)
+                ComputeThreads.onWorkers(parts: groupParts) { p in
+                    for g in (p * groups / groupParts)..<((p + 1) * groups / groupParts) {
+                        let count = Swift.min(g6, n - g * g6)
+                        rp[g] = Int32(count)
+                        distill_sparse_group_rows_fast(xr + g * g6 * cols, cols, count, cols, ip + g * ldi,
+                                                       pp + g * stride, ldp, up + g)
+                    }
+                }
+                if splitUnits {
+                    // Each part its share of the units (whole vectors of 16) for all the round's groups.
+                    ComputeThreads.onWorkers(parts: parts) { p in
+                        let u0 = Swift.min(units, 16 * (p * vectors / parts))
+                        let u1 = Swift.min(units, 16 * ((p + 1) * vectors / parts))
+                        distill_sparse_linear_forward_grouped(groups, g6, rp, up, ip, ldi, pp, ldp, stride, w, cols, u0, u1,
+                                                              bp, relu ? 1 : 0, yr, units)
+                    }
+                } else {
+                    // Few units (an output layer): each part all of them for its share of the groups.
+                    ComputeThreads.onWorkers(parts: groupParts) { p in
+                        let g0 = p * groups / groupParts, g1 = (p + 1) * groups / groupParts
+                        guard g1 > g0 else { return }
+                        distill_sparse_linear_forward_grouped(g1 - g0, g6, rp + g0, up + g0, ip + g0 * ldi, ldi,
+                                                              pp + g0 * stride, ldp, stride, w, cols, 0, units,
+                                                              bp, relu ? 1 : 0, yr + g0 * g6 * units, units)
                     }
                 }
             }
@@ -134,41 +122,18 @@ extension SparseKernels {
 
         /// The four-chain sparse product on the packed weights (the AVX2 and portable paths).
         public func chainedForward(_ x: Tensor, bias: Tensor?, relu: Bool, threads: Int) -> Tensor {
-            let rows = x.shape[0], cols = inputs
+            let rows = x.shape[0], cols = inputs, units = self.units
             let round = Swift.max(1, Swift.min(rows, PackedWeights.rowsPerRound))
             let blocks = (units + 63) / 64
             let parts = Swift.max(1, Swift.min(threads, blocks))
-            func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
-            let valueOffset = padded(round * cols), countOffset = 2 * padded(round * cols)
-            let elements = countOffset + padded(round)
-            guard let raw = distill_sparse_thread_scratch(elements * 4) else {
+            guard let raw = distill_sparse_thread_scratch(compressedScratchElements(round: round, cols: cols) * 4) else {
                 return naiveLinearForward(x, weight: unpacked(), bias: bias, relu: relu)
             }
-            let ip = raw.bindMemory(to: Int32.self, capacity: elements)
-            let vp = (raw + valueOffset * 4).bindMemory(to: Float.self, capacity: round * cols)
-            let cp = (raw + countOffset * 4).bindMemory(to: Int32.self, capacity: round)
-            let w = UnsafePointer(packed), units = self.units
-            return Tensor(shape: [rows, units]) { out in
-                guard let y = out.baseAddress else { return }
-                x.withUnsafeBufferPointer { xb in
-                    guard let xp = xb.baseAddress else { return }
-                    let bp = bias.map { UnsafePointer($0.storage.pointer) }
-                    var r0 = 0
-                    while r0 < rows {
-                        let n = Swift.min(round, rows - r0)
-                        let xr = xp + r0 * cols, yr = y + r0 * units
-                        let rowParts = Swift.min(parts, n)
-                        ComputeThreads.onWorkers(parts: rowParts) { p in
-                            distill_sparse_compress_rows(xr, p * n / rowParts, (p + 1) * n / rowParts, cols, cols, ip, vp, cp)
-                        }
-                        ComputeThreads.onWorkers(parts: parts) { p in
-                            let u0 = Swift.min(units, 64 * (p * blocks / parts))
-                            let u1 = Swift.min(units, 64 * ((p + 1) * blocks / parts))
-                            distill_sparse_linear_forward_packed(n, cols, ip, vp, cp, w, u0, u1, bp, relu ? 1 : 0, yr, units)
-                        }
-                        r0 += n
-                    }
-                }
+            let w = UnsafePointer(packed), bp = bias.map { UnsafePointer($0.storage.pointer) }
+            return SparseKernels.compressedRounds(x, units: units, round: round, parts: parts, scratch: raw) { p, n, ip, vp, cp, yr in
+                let u0 = Swift.min(units, 64 * (p * blocks / parts))
+                let u1 = Swift.min(units, 64 * ((p + 1) * blocks / parts))
+                distill_sparse_linear_forward_packed(n, cols, ip, vp, cp, w, u0, u1, bp, relu ? 1 : 0, yr, units)
             }
         }
 

@@ -98,46 +98,69 @@ public enum SparseKernels {
         let round = Swift.max(1, Swift.min(rows, rowsPerRound))
         // Units in parts of whole 16-unit blocks; rows compressed in as many parts.
         let parts = Swift.max(1, Swift.min(threads, (units + 15) / 16))
-        // Scratch (4-byte elements, each region starting on 64 bytes): the compressed rows (column indices, values,
-        // counts) and one transposed weight block per part, from the calling thread's own buffer
-        // (`distill_sparse_thread_scratch`): steady-state calls allocate nothing, whatever runs beside them.
-        func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
-        let indexOffset = 0, valueOffset = padded(round * cols), countOffset = 2 * padded(round * cols)
-        let blockOffset = countOffset + padded(round), elements = blockOffset + parts * 64 * cols
-        guard let raw = distill_sparse_thread_scratch(elements * 4) else {
+        // Scratch: the compressed rows, then one transposed weight block per part.
+        let blockOffset = compressedScratchElements(round: round, cols: cols)
+        guard let raw = distill_sparse_thread_scratch((blockOffset + parts * 64 * cols) * 4) else {
             // Out of memory: the reference gives the same bits.
             return naiveLinearForward(x, weight: weight, bias: bias, relu: relu)
         }
-        let ip = (raw + indexOffset * 4).bindMemory(to: Int32.self, capacity: round * cols)
-        let vp = (raw + valueOffset * 4).bindMemory(to: Float.self, capacity: round * cols)
-        let cp = (raw + countOffset * 4).bindMemory(to: Int32.self, capacity: round)
         let sp = (raw + blockOffset * 4).bindMemory(to: Float.self, capacity: parts * 64 * cols)
+        let blocks = (units + 15) / 16
+        return weight.withUnsafeBufferPointer { wb in
+            guard let wp = wb.baseAddress else { return naiveLinearForward(x, weight: weight, bias: bias, relu: relu) }
+            let bp = bias.map { UnsafePointer($0.storage.pointer) }
+            return compressedRounds(x, units: units, round: round, parts: parts, scratch: raw) { p, n, ip, vp, cp, yr in
+                let u0 = Swift.min(units, 16 * (p * blocks / parts))
+                let u1 = Swift.min(units, 16 * ((p + 1) * blocks / parts))
+                distill_sparse_linear_forward(n, cols, ip, vp, cp, wp, cols, u0, u1, bp, relu ? 1 : 0, yr, units,
+                                              sp + p * 64 * cols)
+            }
+        }
+    }
+
+    /// `[rows, units]` from x (`[rows, cols]`) in rounds of at most `round` rows: `body(n, x, y)` for each round's
+    /// `n` rows of x and of the result.
+    static func rounds(of x: Tensor, units: Int, round: Int,
+                       _ body: (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+        let rows = x.shape[0], cols = x.shape[1]
         return Tensor(shape: [rows, units]) { out in
             guard let y = out.baseAddress else { return }
             x.withUnsafeBufferPointer { xb in
-                weight.withUnsafeBufferPointer { wb in
-                    guard let xp = xb.baseAddress, let wp = wb.baseAddress else { return }
-                    let bp = bias.map { UnsafePointer($0.storage.pointer) }
-                    let blocks = (units + 15) / 16
-                    var r0 = 0
-                    while r0 < rows {
-                        let n = Swift.min(round, rows - r0)
-                        let xr = xp + r0 * cols, yr = y + r0 * units
-                        let rowParts = Swift.min(parts, n)
-                        ComputeThreads.onWorkers(parts: rowParts) { p in
-                            distill_sparse_compress_rows(xr, p * n / rowParts, (p + 1) * n / rowParts,
-                                                         cols, cols, ip, vp, cp)
-                        }
-                        ComputeThreads.onWorkers(parts: parts) { p in
-                            let u0 = Swift.min(units, 16 * (p * blocks / parts))
-                            let u1 = Swift.min(units, 16 * ((p + 1) * blocks / parts))
-                            distill_sparse_linear_forward(n, cols, ip, vp, cp, wp, cols, u0, u1, bp,
-                                                          relu ? 1 : 0, yr, units, sp + p * 64 * cols)
-                        }
-                        r0 += n
-                    }
+                guard let xp = xb.baseAddress else { return }
+                var r0 = 0
+                while r0 < rows {
+                    let n = Swift.min(round, rows - r0)
+                    body(n, xp + r0 * cols, y + r0 * units)
+                    r0 += n
                 }
             }
+        }
+    }
+
+    /// 4-byte elements of the compressed rows of a round (column indices, values, counts; each region starting on 64
+    /// bytes) at the start of the scratch `compressedRounds` takes.
+    static func compressedScratchElements(round: Int, cols: Int) -> Int {
+        2 * padded(round * cols) + padded(round)
+    }
+
+    static func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+
+    /// `rounds(of:...)` with each round's rows compressed into `scratch` (the calling thread's
+    /// `distill_sparse_thread_scratch`: steady-state calls allocate nothing, whatever runs beside them), split over
+    /// `parts` threads, then `product(part, n, index, value, count, y)` on `parts` threads.
+    static func compressedRounds(_ x: Tensor, units: Int, round: Int, parts: Int, scratch raw: UnsafeMutableRawPointer,
+                                 product: (Int, Int, UnsafePointer<Int32>, UnsafePointer<Float>, UnsafePointer<Int32>,
+                                           UnsafeMutablePointer<Float>) -> Void) -> Tensor {
+        let cols = x.shape[1]
+        let ip = raw.bindMemory(to: Int32.self, capacity: round * cols)
+        let vp = (raw + padded(round * cols) * 4).bindMemory(to: Float.self, capacity: round * cols)
+        let cp = (raw + 2 * padded(round * cols) * 4).bindMemory(to: Int32.self, capacity: round)
+        return rounds(of: x, units: units, round: round) { n, xr, yr in
+            let rowParts = Swift.min(parts, n)
+            ComputeThreads.onWorkers(parts: rowParts) { p in
+                distill_sparse_compress_rows(xr, p * n / rowParts, (p + 1) * n / rowParts, cols, cols, ip, vp, cp)
+            }
+            ComputeThreads.onWorkers(parts: parts) { p in product(p, n, ip, vp, cp, yr) }
         }
     }
 

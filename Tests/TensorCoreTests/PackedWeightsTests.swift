@@ -80,9 +80,9 @@ final class PackedWeightsTests: XCTestCase {
         XCTAssertEqual(bits(packed.forward(x, bias: nil, relu: false, threads: 1)), before)
     }
 
-    /// oneDNN's sgemm with bias and ReLU equals the BLAS product up to the order of the sums (relative 1e-5 of the
+    /// oneDNN's sgemm with bias and ReLU equals the reference product up to the order of the sums (relative 1e-5 of the
     /// largest value), for row counts that split unevenly over the threads and a 10-unit output layer.
-    func testOneDNNGEMMMatchesBLAS() throws {
+    func testOneDNNGEMMMatchesReference() throws {
         guard OneDNNGEMM.isAvailable else { throw XCTSkip("oneDNN (libdnnl.so.2) is not installed") }
         let saved = ComputeThreads.count
         defer { ComputeThreads.set(saved) }

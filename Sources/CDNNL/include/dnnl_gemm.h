@@ -5,7 +5,7 @@
 /// convolutions: the package builds and runs without it. Used for inference, where a CPU's widest vectors matter
 /// and the BLAS library may be held to narrower kernels (`OPENBLAS_CORETYPE`).
 
-/// 1 when `dnnl_sgemm` is available (libdnnl.so.2 opened and the symbol found; tried once), else 0.
+/// 1 when oneDNN loaded (`distill_dnnl_load`, which resolves `dnnl_sgemm` with the other entry points), else 0.
 int distill_dnnl_gemm_load(void);
 
 /// Row-major c[m x n] = alpha * op(a) * op(b) + beta * c, op transposing when `transpose_*` is nonzero (a is

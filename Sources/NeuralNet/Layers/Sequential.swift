@@ -47,7 +47,11 @@ public final class Sequential: LayerKind, RowWise {
     /// The shape a batch of `batch` examples takes for this model: `[batch] + inputShape`, when `shape` holds as many
     /// values per example in another shape (an image batch `[B, 1, 28, 28]` for a model on rows `[784]`); nil when
     /// no reshape is needed or possible.
-    func conformingShape(_ shape: [Int]) -> [Int]? {
+    func conformingShape(_ shape: [Int]) -> [Int]? { Sequential.conformingShape(shape, to: inputShape) }
+
+    /// `[batch] + inputShape` when `shape` (`[batch, ...]`) holds as many values per example in another shape; nil
+    /// when no reshape is needed or possible.
+    public static func conformingShape(_ shape: [Int], to inputShape: [Int]?) -> [Int]? {
         guard let inputShape, shape.count >= 1, Array(shape.dropFirst()) != inputShape,
               shape.dropFirst().reduce(1, *) == inputShape.reduce(1, *) else { return nil }
         return [shape[0]] + inputShape
