@@ -4,11 +4,20 @@
 
 #include "dnnl_internal.h"
 
+#include <stdio.h>
+
 #ifndef DISTILL_HAVE_DNNL
 
 int distill_dnnl_load(const char *path) { (void)path; return 0; }
 const char *distill_dnnl_version(void) { return ""; }
-const char *distill_dnnl_forward_implementation(const distill_conv_shape *s, int b) { (void)s; (void)b; return ""; }
+int distill_dnnl_forward_implementation(const distill_conv_shape *s, int b, char *text, int capacity) {
+    (void)s; (void)b;
+    if (capacity > 0) snprintf(text, (size_t)capacity, "oneDNN's header was missing at build time");
+    return 0;
+}
+int distill_dnnl_set_cache_limit(int limit) { (void)limit; return 0; }
+int distill_dnnl_cache_count(void) { return 0; }
+long distill_dnnl_refusals(void) { return 0; }
 int distill_dnnl_conv_forward(const distill_conv_shape *s, int n, const float *x, const float *w, const float *b, float *y) {
     (void)s; (void)n; (void)x; (void)w; (void)b; (void)y; return -1;
 }
@@ -79,20 +88,26 @@ typedef struct {
 // convolution's layout and the reorder between them (NULL when they are the same).
 typedef struct entry {
     key_t_ key;
+    dnnl_primitive_desc_t pd;  // owns the implementation string
     dnnl_primitive_t conv;
     dnnl_memory_desc_t plain[3], blocked[3], bias_md;
     dnnl_primitive_t reorder[3];
     size_t blocked_size[3], scratch_size;
     const char *implementation;
-    int failed;  // oneDNN has no implementation for this key (remembered, so it is asked once)
+    char failure[96];          // what failed, when oneDNN could not make this key (remembered, so it is asked once)
+    int users;                 // callers between lookup and release: an entry in use is never evicted
+    unsigned long last_use;
     struct entry *next;
 } entry;
 
+// The cache: at most `cache_limit` entries; a new key past the limit evicts the least recently used entry no caller
+// is using, so a process that meets many shapes (batch sizes, say) keeps running every one of them on oneDNN.
 static entry *cache;
 static int cache_count;
-static const int cache_limit = 512;
+static int cache_limit = 512;
+static unsigned long use_clock;
 
-static int weights_desc(dnnl_memory_desc_t *md, const distill_conv_shape *s, int any) {
+static dnnl_status_t weights_desc(dnnl_memory_desc_t *md, const distill_conv_shape *s, int any) {
     if (s->groups == 1) {
         dnnl_dims_t d = {s->out_channels, s->channels, s->kernel_h, s->kernel_w};
         return f_dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, any ? dnnl_format_tag_any : dnnl_oihw);
@@ -104,26 +119,43 @@ static int weights_desc(dnnl_memory_desc_t *md, const distill_conv_shape *s, int
 static int out_h(const distill_conv_shape *s) { return (s->height + 2 * s->pad_h - s->dilation_h * (s->kernel_h - 1) - 1) / s->stride_h + 1; }
 static int out_w(const distill_conv_shape *s) { return (s->width + 2 * s->pad_w - s->dilation_w * (s->kernel_w - 1) - 1) / s->stride_w + 1; }
 
-// Frees an entry that could not be completed. Cached entries, their primitives and primitive descriptors live as
-// long as the process (at most `cache_limit` of them); the reorders of an entry that failed after making them are
-// not released (such a key is remembered as failed and not asked for again).
-static void destroy_entry(entry *e) { free(e); }
+// Frees an entry, its primitives and its primitive descriptor.
+static void destroy_entry(entry *e) {
+    if (!e) return;
+    for (int i = 0; i < 3; i++) if (e->reorder[i]) f_dnnl_primitive_destroy(e->reorder[i]);
+    if (e->conv) f_dnnl_primitive_destroy(e->conv);
+    if (e->pd) f_dnnl_primitive_desc_destroy(e->pd);
+    free(e);
+}
 
-// Makes the reorder from `from` to `to` (or none when equal); 0 on success.
-static int make_reorder(dnnl_primitive_t *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
-                        dnnl_primitive_attr_t attr, size_t *scratch) {
+// Marks `e` as failed at `step` with oneDNN's `status` (its primitives released) and returns it.
+static entry *failed_entry(entry *e, const char *step, int status) {
+    for (int i = 0; i < 3; i++) if (e->reorder[i]) { f_dnnl_primitive_destroy(e->reorder[i]); e->reorder[i] = NULL; }
+    if (e->conv) { f_dnnl_primitive_destroy(e->conv); e->conv = NULL; }
+    if (e->pd) { f_dnnl_primitive_desc_destroy(e->pd); e->pd = NULL; }
+    e->implementation = NULL;
+    snprintf(e->failure, sizeof e->failure, "%s: oneDNN status %d", step, status);
+    return e;
+}
+
+// Makes the reorder from `from` to `to` (or none when equal).
+static dnnl_status_t make_reorder(dnnl_primitive_t *r, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                                  dnnl_primitive_attr_t attr, size_t *scratch) {
     *r = NULL;
-    if (f_dnnl_memory_desc_equal(from, to)) return 0;
+    if (f_dnnl_memory_desc_equal(from, to)) return dnnl_success;
     dnnl_primitive_desc_t pd;
-    if (f_dnnl_reorder_primitive_desc_create(&pd, from, distill_dnnl_engine, to, distill_dnnl_engine, attr) != dnnl_success) return -1;
+    dnnl_status_t st = f_dnnl_reorder_primitive_desc_create(&pd, from, distill_dnnl_engine, to, distill_dnnl_engine, attr);
+    if (st != dnnl_success) return st;
     const dnnl_memory_desc_t *sp = f_dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t n = sp ? f_dnnl_memory_desc_get_size(sp) : 0;
     if (n > *scratch) *scratch = n;
-    int status = f_dnnl_primitive_create(r, pd) == dnnl_success ? 0 : -1;
+    st = f_dnnl_primitive_create(r, pd);
+    if (st != dnnl_success) *r = NULL;
     f_dnnl_primitive_desc_destroy(pd);
-    return status;
+    return st;
 }
 
+// Makes the entry for `key`: complete, or marked failed with the step oneDNN refused; NULL only when out of memory.
 static entry *make_entry(const key_t_ *key) {
     const distill_conv_shape *s = &key->shape;
     entry *e = calloc(1, sizeof *e);
@@ -138,37 +170,50 @@ static entry *make_entry(const key_t_ *key) {
     dnnl_dims_t pad_r = {(oh - 1) * s->stride_h + s->dilation_h * (s->kernel_h - 1) + 1 - s->height - s->pad_h,
                          (ow - 1) * s->stride_w + s->dilation_w * (s->kernel_w - 1) + 1 - s->width - s->pad_w};
     dnnl_memory_desc_t src_any, wei_any, dst_any, src_plain, wei_plain, dst_plain;
-    int ok = f_dnnl_memory_desc_init_by_tag(&src_any, 4, src_d, dnnl_f32, dnnl_format_tag_any) == dnnl_success
-        && f_dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_d, dnnl_f32, dnnl_format_tag_any) == dnnl_success
-        && f_dnnl_memory_desc_init_by_tag(&src_plain, 4, src_d, dnnl_f32, dnnl_nchw) == dnnl_success
-        && f_dnnl_memory_desc_init_by_tag(&dst_plain, 4, dst_d, dnnl_f32, dnnl_nchw) == dnnl_success
-        && f_dnnl_memory_desc_init_by_tag(&e->bias_md, 1, bias_d, dnnl_f32, dnnl_x) == dnnl_success
-        && weights_desc(&wei_any, s, 1) == dnnl_success && weights_desc(&wei_plain, s, 0) == dnnl_success;
-    if (!ok) { destroy_entry(e); return NULL; }
+    dnnl_status_t st = dnnl_success;
+    if ((st = f_dnnl_memory_desc_init_by_tag(&src_any, 4, src_d, dnnl_f32, dnnl_format_tag_any)) != dnnl_success
+        || (st = f_dnnl_memory_desc_init_by_tag(&dst_any, 4, dst_d, dnnl_f32, dnnl_format_tag_any)) != dnnl_success
+        || (st = f_dnnl_memory_desc_init_by_tag(&src_plain, 4, src_d, dnnl_f32, dnnl_nchw)) != dnnl_success
+        || (st = f_dnnl_memory_desc_init_by_tag(&dst_plain, 4, dst_d, dnnl_f32, dnnl_nchw)) != dnnl_success
+        || (st = f_dnnl_memory_desc_init_by_tag(&e->bias_md, 1, bias_d, dnnl_f32, dnnl_x)) != dnnl_success
+        || (st = weights_desc(&wei_any, s, 1)) != dnnl_success || (st = weights_desc(&wei_plain, s, 0)) != dnnl_success)
+        return failed_entry(e, "memory descriptors", st);
 
     dnnl_primitive_attr_t attr;
-    if (f_dnnl_primitive_attr_create(&attr) != dnnl_success) { destroy_entry(e); return NULL; }
+    if ((st = f_dnnl_primitive_attr_create(&attr)) != dnnl_success) return failed_entry(e, "attributes", st);
     f_dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
     dnnl_convolution_desc_t fd, cd;
-    dnnl_primitive_desc_t forward = NULL, pd = NULL;
+    dnnl_primitive_desc_t forward = NULL;
     const dnnl_memory_desc_t *bias = key->bias ? &e->bias_md : NULL;
-    ok = f_dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src_any,
-             &wei_any, key->kind == FORWARD ? bias : NULL, &dst_any, strides, dilation, pad_l, pad_r) == dnnl_success
-        && f_dnnl_primitive_desc_create(&forward, &fd, key->kind == FORWARD ? attr : NULL, distill_dnnl_engine, NULL) == dnnl_success;
-    if (ok && key->kind == FORWARD) {
-        pd = forward;
+    const char *step = "forward descriptor";
+    st = f_dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src_any,
+             &wei_any, key->kind == FORWARD ? bias : NULL, &dst_any, strides, dilation, pad_l, pad_r);
+    if (st == dnnl_success) {
+        step = "forward primitive descriptor";
+        st = f_dnnl_primitive_desc_create(&forward, &fd, key->kind == FORWARD ? attr : NULL, distill_dnnl_engine, NULL);
+    }
+    if (st == dnnl_success && key->kind == FORWARD) {
+        e->pd = forward;
         forward = NULL;
-    } else if (ok && key->kind == BACKWARD_DATA) {
-        ok = f_dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any,
-                 strides, dilation, pad_l, pad_r) == dnnl_success
-            && f_dnnl_primitive_desc_create(&pd, &cd, attr, distill_dnnl_engine, forward) == dnnl_success;
-    } else if (ok) {
-        ok = f_dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, bias,
-                 &dst_any, strides, dilation, pad_l, pad_r) == dnnl_success
-            && f_dnnl_primitive_desc_create(&pd, &cd, attr, distill_dnnl_engine, forward) == dnnl_success;
+    } else if (st == dnnl_success && key->kind == BACKWARD_DATA) {
+        step = "backward-data descriptor";
+        st = f_dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any,
+                 strides, dilation, pad_l, pad_r);
+        if (st == dnnl_success) {
+            step = "backward-data primitive descriptor";
+            st = f_dnnl_primitive_desc_create(&e->pd, &cd, attr, distill_dnnl_engine, forward);
+        }
+    } else if (st == dnnl_success) {
+        step = "backward-weights descriptor";
+        st = f_dnnl_dilated_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, bias,
+                 &dst_any, strides, dilation, pad_l, pad_r);
+        if (st == dnnl_success) {
+            step = "backward-weights primitive descriptor";
+            st = f_dnnl_primitive_desc_create(&e->pd, &cd, attr, distill_dnnl_engine, forward);
+        }
     }
     if (forward) f_dnnl_primitive_desc_destroy(forward);
-    if (ok) {
+    if (st == dnnl_success) {
         // The two inputs and the output, as (plain, query) pairs.
         const dnnl_memory_desc_t *plain[3];
         dnnl_query_t query[3];
@@ -185,45 +230,79 @@ static entry *make_entry(const key_t_ *key) {
             plain[1] = &dst_plain; query[1] = dnnl_query_diff_dst_md;
             plain[2] = &wei_plain; query[2] = dnnl_query_diff_weights_md;
         }
-        const dnnl_memory_desc_t *sp = f_dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        const dnnl_memory_desc_t *sp = f_dnnl_primitive_desc_query_md(e->pd, dnnl_query_scratchpad_md, 0);
         e->scratch_size = sp ? f_dnnl_memory_desc_get_size(sp) : 0;
-        for (int i = 0; i < 3 && ok; i++) {
+        step = "reorder";
+        for (int i = 0; i < 3 && st == dnnl_success; i++) {
             e->plain[i] = *plain[i];
-            e->blocked[i] = *f_dnnl_primitive_desc_query_md(pd, query[i], 0);
+            e->blocked[i] = *f_dnnl_primitive_desc_query_md(e->pd, query[i], 0);
             e->blocked_size[i] = f_dnnl_memory_desc_get_size(&e->blocked[i]);
-            ok = (i < 2 ? make_reorder(&e->reorder[i], &e->plain[i], &e->blocked[i], attr, &e->scratch_size)
-                        : make_reorder(&e->reorder[i], &e->blocked[i], &e->plain[i], attr, &e->scratch_size)) == 0;
+            st = i < 2 ? make_reorder(&e->reorder[i], &e->plain[i], &e->blocked[i], attr, &e->scratch_size)
+                       : make_reorder(&e->reorder[i], &e->blocked[i], &e->plain[i], attr, &e->scratch_size);
         }
-        const char *impl = NULL;
-        if (ok && f_dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success) e->implementation = impl;
-        ok = ok && f_dnnl_primitive_create(&e->conv, pd) == dnnl_success;
     }
-    // The implementation string belongs to the primitive descriptor, which stays alive with the entry.
-    if (pd && !ok) f_dnnl_primitive_desc_destroy(pd);
+    const char *impl = NULL;
+    if (st == dnnl_success && f_dnnl_primitive_desc_query(e->pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success)
+        e->implementation = impl;
+    if (st == dnnl_success) {
+        step = "convolution primitive";
+        st = f_dnnl_primitive_create(&e->conv, e->pd);
+    }
     f_dnnl_primitive_attr_destroy(attr);
-    if (!ok) { destroy_entry(e); return NULL; }
+    return st == dnnl_success ? e : failed_entry(e, step, st);
+}
+
+// Takes the cached entry for `key`, made on first use (evicting the least recently used idle entry when the cache
+// is full), for the caller to use until `release`; NULL only when memory ran out or every cached entry is in use.
+// The entry may be a failed one: `e->failure` says why.
+static entry *take(const key_t_ *key) {
+    pthread_mutex_lock(&lock);
+    entry **link = &cache;
+    while (*link && memcmp(&(*link)->key, key, sizeof *key) != 0) link = &(*link)->next;
+    entry *e = *link;
+    while (!e && cache_count >= cache_limit) {
+        // Evict the least recently used entry nobody is using (several when the limit was lowered).
+        entry **oldest = NULL;
+        for (entry **l = &cache; *l; l = &(*l)->next)
+            if ((*l)->users == 0 && (!oldest || (*l)->last_use < (*oldest)->last_use)) oldest = l;
+        if (!oldest) break;
+        entry *victim = *oldest;
+        *oldest = victim->next;
+        destroy_entry(victim);
+        cache_count--;
+    }
+    if (!e && cache_count < cache_limit && (e = make_entry(key))) {
+        e->next = cache;
+        cache = e;
+        cache_count++;
+    }
+    if (e) {
+        e->users++;
+        e->last_use = ++use_clock;
+    }
+    pthread_mutex_unlock(&lock);
     return e;
 }
 
-// The cached entry for `key`, made on first use; NULL when oneDNN has no implementation for it.
-static entry *lookup(const key_t_ *key) {
+static void release(entry *e) {
     pthread_mutex_lock(&lock);
-    entry *e = cache;
-    while (e && memcmp(&e->key, key, sizeof *key) != 0) e = e->next;
-    if (!e && cache_count < cache_limit) {
-        e = make_entry(key);
-        if (!e && (e = calloc(1, sizeof *e))) {
-            e->key = *key;
-            e->failed = 1;
-        }
-        if (e) {
-            e->next = cache;
-            cache = e;
-            cache_count++;
-        }
-    }
+    e->users--;
     pthread_mutex_unlock(&lock);
-    return e && !e->failed ? e : NULL;
+}
+
+int distill_dnnl_set_cache_limit(int limit) {
+    pthread_mutex_lock(&lock);
+    int previous = cache_limit;
+    if (limit >= 1) cache_limit = limit;
+    pthread_mutex_unlock(&lock);
+    return previous;
+}
+
+int distill_dnnl_cache_count(void) {
+    pthread_mutex_lock(&lock);
+    int count = cache_count;
+    pthread_mutex_unlock(&lock);
+    return count;
 }
 
 // Per thread: a stream, oneDNN's OpenMP pool held at one thread, and four growing 64-byte-aligned buffers (the two
@@ -271,10 +350,23 @@ static int execute(dnnl_primitive_t p, int n, const dnnl_exec_arg_t *args) {
 
 // Runs `key`'s convolution: inputs `in0`, `in1` and output `out` in plain layouts, `bias` (forward: input; backward
 // weights: output) in its own.
+static long refusals;
+
+long distill_dnnl_refusals(void) { return __atomic_load_n(&refusals, __ATOMIC_RELAXED); }
+
+static int run_entry(const key_t_ *key, const float *in0, const float *in1, const float *bias, float *out);
+
 static int run(const key_t_ *key, const float *in0, const float *in1, const float *bias, float *out) {
+    int status = run_entry(key, in0, in1, bias, out);
+    if (status != 0) __atomic_fetch_add(&refusals, 1, __ATOMIC_RELAXED);
+    return status;
+}
+
+static int run_entry(const key_t_ *key, const float *in0, const float *in1, const float *bias, float *out) {
     if (load_state != 1 || prepare_thread() != 0) return -1;
-    entry *e = lookup(key);
+    entry *e = take(key);
     if (!e) return -1;
+    if (e->failure[0]) { release(e); return -1; }
     const void *plain_data[3] = {in0, in1, out};
     dnnl_memory_t plain[3] = {NULL, NULL, NULL}, blocked[3] = {NULL, NULL, NULL}, bias_mem = NULL, scratch = NULL;
     int status = 0;
@@ -333,6 +425,7 @@ static int run(const key_t_ *key, const float *in0, const float *in1, const floa
     }
     if (bias_mem) f_dnnl_memory_destroy(bias_mem);
     if (scratch) f_dnnl_memory_destroy(scratch);
+    release(e);
     return status;
 }
 
@@ -346,11 +439,18 @@ static key_t_ make_key(const distill_conv_shape *s, int batch, int kind, int bia
     return k;
 }
 
-const char *distill_dnnl_forward_implementation(const distill_conv_shape *s, int batch) {
-    if (load_state != 1) return "";
+int distill_dnnl_forward_implementation(const distill_conv_shape *s, int batch, char *text, int capacity) {
+    if (capacity <= 0) return 0;
+    if (load_state != 1) { snprintf(text, (size_t)capacity, "libdnnl did not load"); return 0; }
     key_t_ k = make_key(s, batch, FORWARD, 1);
-    entry *e = lookup(&k);
-    return e && e->implementation ? e->implementation : "";
+    entry *e = take(&k);
+    if (!e) { snprintf(text, (size_t)capacity, "no room: out of memory, or every cached convolution in use"); return 0; }
+    int found = !e->failure[0];
+    // Copied: the entry (and the string its primitive descriptor owns) may be evicted once released.
+    if (found) snprintf(text, (size_t)capacity, "%s", e->implementation ? e->implementation : "unnamed");
+    else snprintf(text, (size_t)capacity, "failed at %s", e->failure);
+    release(e);
+    return found;
 }
 
 int distill_dnnl_conv_forward(const distill_conv_shape *s, int batch, const float *x, const float *w, const float *b, float *y) {

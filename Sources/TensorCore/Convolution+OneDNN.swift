@@ -50,12 +50,34 @@ extension Convolution {
         }
     }
 
-    /// The implementation oneDNN picks for the forward pass of `g` on `batch` images (e.g. `jit:avx512_core`).
-    public static func oneDNNImplementation(_ g: ConvolutionGeometry, batch: Int) -> String? {
-        var s = shape(g)
-        let text = String(cString: distill_dnnl_forward_implementation(&s, Int32(batch)))
-        return text.isEmpty ? nil : text
+    /// Why oneDNN has no convolution for a shape: it did not load, or the step it refused and its status.
+    public struct OneDNNUnavailable: Error, CustomStringConvertible {
+        public var description: String
     }
+
+    /// The implementation oneDNN picks for the forward pass of `g` on `batch` images (e.g. `jit:avx512_core`), or why
+    /// it has none (those convolutions then run on im2col + BLAS).
+    public static func oneDNNImplementation(_ g: ConvolutionGeometry, batch: Int) -> Result<String, OneDNNUnavailable> {
+        var s = shape(g)
+        var text = [CChar](repeating: 0, count: 160)
+        let found = distill_dnnl_forward_implementation(&s, Int32(batch), &text, Int32(text.count))
+        let message = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return found != 0 ? .success(message) : .failure(OneDNNUnavailable(description: message))
+    }
+
+    /// The most convolutions oneDNN keeps made at once (one per shape, batch and pass; default 512): past it, the
+    /// least recently used one not running is released. Values below 1 are ignored.
+    public static var oneDNNCacheLimit: Int {
+        get { Int(distill_dnnl_set_cache_limit(0)) }
+        set { _ = distill_dnnl_set_cache_limit(Int32(clamping: newValue)) }
+    }
+
+    /// How many convolutions oneDNN holds made.
+    public static var oneDNNCacheCount: Int { Int(distill_dnnl_cache_count()) }
+
+    /// How many convolution calls (a part of a batch each) oneDNN refused since the process started; they ran on
+    /// im2col + BLAS instead.
+    public static var oneDNNRefusals: Int { Int(distill_dnnl_refusals()) }
 
     static func shape(_ g: ConvolutionGeometry) -> distill_conv_shape {
         distill_conv_shape(channels: Int32(g.inChannels), height: Int32(g.height), width: Int32(g.width),

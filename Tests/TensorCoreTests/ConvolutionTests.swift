@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 import TensorCore
 
@@ -30,8 +31,60 @@ final class ConvolutionTests: XCTestCase {
         XCTAssertEqual(Convolution.defaultEngine, ProcessInfo.processInfo.environment["DISTILL_CONV"] == "im2col" ? .im2col : .onednn)
         XCTAssertNotNil(Convolution.oneDNNVersion)
         let g = ConvolutionGeometry(inChannels: 16, outChannels: 16, height: 28, width: 28, kernel: (3, 3), padding: (1, 1))
-        let implementation = Convolution.oneDNNImplementation(g, batch: 64) ?? ""
+        let implementation = try Convolution.oneDNNImplementation(g, batch: 64).get()
         XCTAssertTrue(implementation.hasPrefix("jit") || implementation.hasPrefix("brg"), implementation)
+    }
+
+    /// oneDNN's cache of made convolutions is bounded; past the bound, new shapes evict the least recently used idle
+    /// ones and still run on oneDNN (not on the fallback), also while other threads use the cache.
+    func testOneDNNCacheEvictsPastItsLimit() throws {
+        guard Convolution.loadOneDNN() else { throw XCTSkip("oneDNN does not load here") }
+        let saved = (Convolution.engine, Convolution.oneDNNCacheLimit, ComputeThreads.count)
+        defer { Convolution.engine = saved.0; Convolution.oneDNNCacheLimit = saved.1; ComputeThreads.set(saved.2) }
+        Convolution.engine = .onednn
+        ComputeThreads.set(1)
+        Convolution.oneDNNCacheLimit = 3
+        XCTAssertEqual(Convolution.oneDNNCacheLimit, 3)
+        let refusals = Convolution.oneDNNRefusals
+        let g = ConvolutionGeometry(inChannels: 3, outChannels: 8, height: 9, width: 9, kernel: (3, 3), padding: (1, 1))
+        var generator = RandomGenerator(seed: 21)
+        let w = Tensor.uniform(g.weightShape, low: -1, high: 1, generator: &generator)
+        let bias = Tensor.uniform([g.outChannels], low: -1, high: 1, generator: &generator)
+        // Ten batch sizes (thirty convolutions: forward, backward data, backward weights), twice over.
+        for round in 0..<2 {
+            for batch in 1...10 {
+                let x = Tensor.uniform([batch, 3, 9, 9], low: -1, high: 1, generator: &generator)
+                let dy = Tensor.uniform([batch, 8, 9, 9], low: -1, high: 1, generator: &generator)
+                let what = "round \(round), batch \(batch)"
+                assertClose(Convolution.forward(x, weight: w, bias: bias, geometry: g),
+                            Convolution.naiveForward(x, weight: w, bias: bias, geometry: g), "forward, " + what)
+                let r = Convolution.backward(dy, input: x, weight: w, geometry: g, needsInput: true, needsWeight: true, needsBias: true)
+                let reference = Convolution.naiveBackward(dy, input: x, weight: w, geometry: g)
+                if let dx = r.input { assertClose(dx, reference.input, "input gradient, " + what) } else { XCTFail(what) }
+                if let dw = r.weight { assertClose(dw, reference.weight, "weight gradient, " + what, tolerance: 1e-4) } else { XCTFail(what) }
+                XCTAssertLessThanOrEqual(Convolution.oneDNNCacheCount, 3, what)
+                XCTAssertNoThrow(try Convolution.oneDNNImplementation(g, batch: batch).get(), what)
+            }
+        }
+        // Two threads, each through its own batch sizes, evicting each other's convolutions: every result right.
+        Convolution.oneDNNCacheLimit = 2
+        let failures = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+        failures.initialize(repeating: 0, count: 2)
+        defer { failures.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 2) { thread in
+            var generator = RandomGenerator(seed: UInt64(30 + thread))
+            for step in 0..<24 {
+                let batch = 1 + (step * 7 + thread * 3) % 11
+                let x = Tensor.uniform([batch, 3, 9, 9], low: -1, high: 1, generator: &generator)
+                let y = Convolution.forward(x, weight: w, bias: bias, geometry: g)
+                let reference = Convolution.naiveForward(x, weight: w, bias: bias, geometry: g)
+                let worst = zip(y.scalars, reference.scalars).map { abs($0 - $1) }.max() ?? 0
+                if !(worst <= 1e-4) { failures[thread] += 1 }
+            }
+        }
+        XCTAssertEqual(failures[0] + failures[1], 0, "convolutions that differed while the cache evicted")
+        XCTAssertLessThanOrEqual(Convolution.oneDNNCacheCount, 2)
+        XCTAssertEqual(Convolution.oneDNNRefusals, refusals, "convolutions oneDNN refused (run on im2col instead)")
     }
 
     struct Case {

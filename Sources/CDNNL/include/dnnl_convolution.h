@@ -15,8 +15,17 @@ typedef struct {
 int distill_dnnl_load(const char *path);
 /// The loaded library's version, e.g. "2.6.3", or "" when none is loaded.
 const char *distill_dnnl_version(void);
-/// The implementation oneDNN picked for a forward convolution of `shape` on `batch` images (for reports), or "".
-const char *distill_dnnl_forward_implementation(const distill_conv_shape *shape, int batch);
+/// 1 with the name of the implementation oneDNN picks for a forward convolution of `shape` on `batch` images
+/// written to `text` (e.g. "jit:avx512_core"); 0 with why there is none (the step oneDNN refused and its status).
+int distill_dnnl_forward_implementation(const distill_conv_shape *shape, int batch, char *text, int capacity);
+
+/// The cache of convolutions made (one per shape, batch and pass): at most `limit` of them (default 512); past it a
+/// new one evicts the least recently used one not running. Returns the previous limit; `limit` < 1 only reads it.
+int distill_dnnl_set_cache_limit(int limit);
+/// How many convolutions the cache holds.
+int distill_dnnl_cache_count(void);
+/// How many calls of the three functions below returned failure (their callers ran them some other way).
+long distill_dnnl_refusals(void);
 
 /// y[batch, O, Ho, Wo] = conv(x, w) + b (b may be NULL).
 int distill_dnnl_conv_forward(const distill_conv_shape *shape, int batch, const float *x, const float *w,
