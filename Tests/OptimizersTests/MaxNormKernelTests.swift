@@ -4,6 +4,10 @@ import NeuralNet
 import Optimizers
 
 final class MaxNormKernelTests: XCTestCase {
+    private var savedThreads = 1
+    override func setUp() { savedThreads = ComputeThreads.count }
+    override func tearDown() { ComputeThreads.set(savedThreads) }
+
     func testVectorisedMaxNormMatchesReference() {
         for (rows, cols) in [(3, 5), (17, 33), (1200, 1200)] {
             ComputeThreads.set(2)
