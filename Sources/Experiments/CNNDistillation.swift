@@ -186,7 +186,8 @@ public enum CNNDistillation {
                         lossConfiguration.hardWeight = 1
                         lossConfiguration.softWeight = 0
                         switch loss {
-                        case .dkd: decoupled = DecoupledKDWeights(alpha: plan.decoupled.alpha, beta: plan.dkdBetaOverride ?? student.dkdBeta)
+                        case .dkd: decoupled = DecoupledKDWeights(alpha: plan.decoupled.alpha, beta: plan.dkdBetaOverride ?? student.dkdBeta,
+                                                                  warmupEpochs: plan.decoupled.warmupEpochs)
                         case .fitnets: terms = student.hints.map { FeatureTerm(kind: .hint, studentLayer: $0[0], teacherLayer: $0[1], weight: plan.hintWeight) }
                         default: terms = student.attention.map { FeatureTerm(kind: .attention, studentLayer: $0[0], teacherLayer: $0[1], weight: plan.attentionWeight) }
                         }
@@ -246,7 +247,7 @@ public enum CNNDistillation {
         let count = (p.trainingSubset ?? 60_000) - heldOut
         let train = "\(count) training images"
         let split = heldOut > 0 ? "errors on \(heldOut) held-out training images" : "MNIST test errors (of 10,000)"
-        var text = "\(split), preset \(preset.rawValue), \(train); T = \(formatNumber(p.hinton.temperature)), hint weight \(formatNumber(p.hintWeight)), attention weight \(formatNumber(p.attentionWeight)), DKD alpha \(formatNumber(p.decoupled.alpha)) beta \(p.dkdBetaOverride.map(formatNumber) ?? p.students.map { "\(formatNumber($0.dkdBeta)) (\($0.name))" }.joined(separator: ", ")). Teacher ResNet-8 (\(outcome.teacherParameters) parameters, seed 0) "
+        var text = "\(split), preset \(preset.rawValue), \(train); T = \(formatNumber(p.hinton.temperature)), hint weight \(formatNumber(p.hintWeight)), attention weight \(formatNumber(p.attentionWeight)), DKD alpha \(formatNumber(p.decoupled.alpha)) beta \(p.dkdBetaOverride.map(formatNumber) ?? p.students.map { "\(formatNumber($0.dkdBeta)) (\($0.name))" }.joined(separator: ", "))\(p.decoupled.warmupEpochs > 0 ? " warm-up \(p.decoupled.warmupEpochs) epochs" : ""). Teacher ResNet-8 (\(outcome.teacherParameters) parameters, seed 0) "
             + "\(outcome.teacherErrors) errors, \(String(format: "%.1f", outcome.teacherMicrosecondsPerImage)) µs per image; "
             + "students: mean ± sd over seeds \(seeds), last epoch, \(p.student.epochs) epochs each.\n"
         var rows: [[String]] = []

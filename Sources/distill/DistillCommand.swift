@@ -34,12 +34,16 @@ struct FeatureOptions: ParsableArguments {
     var logitLoss: String = "hinton"
     @Option(parsing: .unconditional, help: "DKD: weight of the target-class term.") var dkdAlpha: Float = 1
     @Option(parsing: .unconditional, help: "DKD: weight of the non-target-class term.") var dkdBeta: Float = 8
+    @Option(parsing: .unconditional, help: ArgumentHelp("DKD: warm-up epochs; epoch e (from 1) weighs the DKD term min(e / N, 1), as mdistiller's DKD.WARMUP (20 of its 240 CIFAR epochs). 0: full weight from the start.", valueName: "N"))
+    var dkdWarmup: Int = 0
     @Option(help: ArgumentHelp("FitNets hint: student layer S's output, through a learned regressor (1x1 convolution or linear), matched to teacher layer T's by mean squared error, weighted by W (default 100). Layers are top-level indices (0-based, the output after that layer). Repeatable.", valueName: "S:T[:W]"))
     var hint: [String] = []
     @Option(help: ArgumentHelp("Attention transfer: the normalised attention maps (sum over channels of squares) of student layer S and teacher layer T (same height and width) matched by mean squared error, weighted by W (default 1000). Repeatable.", valueName: "S:T[:W]"))
     var attention: [String] = []
 
-    var decoupled: DecoupledKDWeights? { logitLoss == "dkd" ? DecoupledKDWeights(alpha: dkdAlpha, beta: dkdBeta) : nil }
+    var decoupled: DecoupledKDWeights? {
+        logitLoss == "dkd" ? DecoupledKDWeights(alpha: dkdAlpha, beta: dkdBeta, warmupEpochs: dkdWarmup) : nil
+    }
 
     var terms: [FeatureTerm] {
         (try? parsedTerms()) ?? []
@@ -68,6 +72,8 @@ struct FeatureOptions: ParsableArguments {
         for (flag, v) in [("--dkd-alpha", dkdAlpha), ("--dkd-beta", dkdBeta)] where !(v.isFinite && v >= 0) {
             throw ValidationError("\(flag) must be a finite number >= 0, got \(v)")
         }
+        guard dkdWarmup >= 0 else { throw ValidationError("--dkd-warmup must be a number of epochs >= 0, got \(dkdWarmup)") }
+        if dkdWarmup > 0 && logitLoss != "dkd" { throw ValidationError("--dkd-warmup needs --logit-loss dkd") }
         _ = try parsedTerms()
     }
 }

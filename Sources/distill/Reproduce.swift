@@ -187,6 +187,8 @@ struct Reproduce: ParsableCommand {
         @Option(parsing: .unconditional, help: "Weight of the FitNets hint term (default: the preset's).") var hintWeight: Float?
         @Option(parsing: .unconditional, help: "Weight of the attention-transfer term (default: the preset's).") var attentionWeight: Float?
         @Option(parsing: .unconditional, help: "DKD's non-target weight beta for every student (default: each student's, from the preset).") var dkdBeta: Float?
+        @Option(parsing: .unconditional, help: ArgumentHelp("DKD's warm-up: epoch e (from 1) weighs the DKD term min(e / N, 1) (default 0: none).", valueName: "N"))
+        var dkdWarmup: Int = 0
         @Option(parsing: .unconditional, help: "Hold out this many training images and report errors on them instead of the test set (for choosing settings).")
         var heldOut: Int = 0
         @OptionGroup var experiment: ExperimentOptions
@@ -196,6 +198,7 @@ struct Reproduce: ParsableCommand {
                 if let value, !(value.isFinite && value >= 0) { throw ValidationError("\(flag) must be a finite number >= 0, got \(value)") }
             }
             guard heldOut >= 0 else { throw ValidationError("--held-out must be >= 0, got \(heldOut)") }
+            guard dkdWarmup >= 0 else { throw ValidationError("--dkd-warmup must be a number of epochs >= 0, got \(dkdWarmup)") }
         }
 
         func run() throws {
@@ -205,6 +208,7 @@ struct Reproduce: ParsableCommand {
             if let hintWeight { plan.hintWeight = hintWeight }
             if let attentionWeight { plan.attentionWeight = attentionWeight }
             if let dkdBeta { plan.dkdBetaOverride = dkdBeta }
+            plan.decoupled.warmupEpochs = dkdWarmup
             let outcome = try CNNDistillation.run(preset: preset, seeds: experiment.seeds, losses: losses, context: context,
                                                   epochScale: experiment.epochScale, plan: plan, heldOut: heldOut)
             let wall = Date().timeIntervalSince(start)

@@ -150,6 +150,75 @@ final class FeatureDistillationTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("the objective differs"), "\(error)")
         }
     }
+
+    /// DKD's warm-up (mdistiller's `min(epoch / warmup, 1)`, epochs from 1): the factor per epoch; in epoch e the loss
+    /// equals the loss without warm-up at alpha and beta times the factor, bit for bit; the trainer sets the epoch,
+    /// so a warmed-up run differs from one without, and resumes within an epoch of the warm-up bit for bit; files
+    /// without the field read as no warm-up.
+    func testDKDWarmUpScalesTheTermAndResumesBitForBit() throws {
+        let weights = DecoupledKDWeights(alpha: 1, beta: 2, warmupEpochs: 3)
+        XCTAssertEqual((0..<5).map { weights.warmupFactor(epoch: $0) }, [Float(1) / 3, Float(2) / 3, 1, 1, 1])
+        XCTAssertEqual(DecoupledKDWeights(alpha: 1, beta: 2).warmupFactor(epoch: 0), 1)
+        let old = try JSONDecoder().decode(DecoupledKDWeights.self, from: Data(#"{"alpha":1,"beta":8}"#.utf8))
+        XCTAssertEqual(old, DecoupledKDWeights(alpha: 1, beta: 8, warmupEpochs: 0))
+
+        let data = try Self.images(count: 45)
+        var g = RandomGenerator(seed: 9)
+        let teacher = ModelTeacher(model: try Self.smallCNN(width: 5).build(generator: &g))
+        let loss = DistillationLossConfiguration(temperature: 4, hardWeight: 1, softWeight: 0)
+        func objective(_ w: DecoupledKDWeights) throws -> FeatureDistillationObjective {
+            try FeatureDistillationObjective(teacher: teacher, loss: loss, decoupled: w, studentDescription: Self.smallCNN(), seed: 11)
+        }
+        XCTAssertThrowsError(try objective(DecoupledKDWeights(alpha: 1, beta: 2, warmupEpochs: -1)))
+        XCTAssertNotEqual(try objective(weights).identity, try objective(DecoupledKDWeights(alpha: 1, beta: 2)).identity)
+
+        // The loss in each epoch against the unwarmed loss at scaled weights.
+        let student = try Self.smallCNN().build(generator: &g)
+        let inputs = Tensor(shape: [8, 1, 8, 8], scalars: Array(data.inputs.scalars[0..<(8 * 64)]))
+        let batch = Batch(indices: Array(0..<8), inputs: inputs, labels: Array(data.labels[0..<8]))
+        let warmed = try objective(weights)
+        for epoch in 0..<4 {
+            warmed.beginEpoch(epoch)
+            let f = weights.warmupFactor(epoch: epoch)
+            let plain = try objective(DecoupledKDWeights(alpha: 1 * f, beta: 2 * f))
+            let logits = student.infer(inputs)
+            let a = try warmed.loss(studentLogits: Variable(logits), batch: batch, inputs: inputs).loss.value.scalar
+            let b = try plain.loss(studentLogits: Variable(logits), batch: batch, inputs: inputs).loss.value.scalar
+            XCTAssertEqual(a.bitPattern, b.bitPattern, "epoch \(epoch)")
+        }
+
+        var configuration = TrainingConfiguration()
+        configuration.model = ModelConfiguration(architecture: .described(Self.smallCNN()))
+        configuration.epochs = 3
+        configuration.data.batchSize = 8
+        configuration.optimizer.learningRate = 0.05
+        configuration.seed = 11
+        configuration.runtime.threads = 1
+        let quiet = ProgressReporter(enabled: false)
+        let a = try Trainer(configuration: configuration, train: data, validation: nil, objective: try objective(weights), progress: quiet)
+        try a.run()
+        let none = try Trainer(configuration: configuration, train: data, validation: nil,
+                               objective: try objective(DecoupledKDWeights(alpha: 1, beta: 2)), progress: quiet)
+        try none.run()
+        XCTAssertNotEqual(a.model.namedState.first?.variable.value.scalars, none.model.namedState.first?.variable.value.scalars,
+                          "the warm-up changes training")
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dkd-warmup-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let stateURL = dir.appendingPathComponent("student.safetensors.state")
+        let b = try Trainer(configuration: configuration, train: data, validation: nil, objective: try objective(weights), progress: quiet)
+        b.shouldStop = { [unowned b] in b.stepsTaken >= 8 }   // within the second epoch (6 batches an epoch)
+        try b.run()
+        XCTAssertTrue(b.stopped)
+        try b.saveState(to: stateURL)
+        let c = try Trainer.resume(from: stateURL, configuration: configuration, train: data, validation: nil,
+                                   objective: try objective(weights), progress: quiet)
+        try c.run()
+        for ((name, x), (_, y)) in zip(a.model.namedState, c.model.namedState) {
+            XCTAssertEqual(x.value.scalars.map(\.bitPattern), y.value.scalars.map(\.bitPattern), name)
+        }
+    }
 }
 
 final class ChunkedInferenceTests: XCTestCase {

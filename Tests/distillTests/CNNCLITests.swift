@@ -84,6 +84,11 @@ final class CNNCLITests: TinyMNISTTestCase {
         XCTAssertTrue(badLayer.stderr.contains("the student has layers 0...11"), badLayer.stderr)
         let badFlag = try run(["distill", "--teacher", teacherFile, "--hint", "1-4", "--output", path("s3.safetensors")] + common)
         XCTAssertTrue(badFlag.stderr.contains("STUDENT_LAYER:TEACHER_LAYER"), badFlag.stderr)
-        for name in ["s1", "s2", "s3"] { XCTAssertFalse(FileManager.default.fileExists(atPath: path("\(name).safetensors"))) }
+        let badWarmup = try run(["distill", "--teacher", teacherFile, "--logit-loss", "dkd", "--dkd-warmup", "-1",
+                                 "--output", path("s4.safetensors")] + common)
+        XCTAssertTrue(badWarmup.stderr.contains("--dkd-warmup must be a number of epochs >= 0"), badWarmup.stderr)
+        let warmupWithoutDKD = try run(["distill", "--teacher", teacherFile, "--dkd-warmup", "2", "--output", path("s5.safetensors")] + common)
+        XCTAssertTrue(warmupWithoutDKD.stderr.contains("--dkd-warmup needs --logit-loss dkd"), warmupWithoutDKD.stderr)
+        for name in ["s1", "s2", "s3", "s4", "s5"] { XCTAssertFalse(FileManager.default.fileExists(atPath: path("\(name).safetensors"))) }
     }
 }

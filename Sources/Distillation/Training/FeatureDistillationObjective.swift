@@ -34,13 +34,32 @@ public struct FeatureTerm: Codable, Equatable, Sendable {
 }
 
 /// Decoupled KD's weights (Zhao et al. 2022): target-class KD `alpha`, non-target-class KD `beta` (the paper's
-/// defaults 1 and 8), at the loss configuration's temperature.
+/// defaults 1 and 8), at the loss configuration's temperature, and its warm-up: over the first `warmupEpochs`
+/// epochs the DKD term's weight rises linearly, epoch e (counted from 1) weighing min(e / warmupEpochs, 1), as
+/// mdistiller's `DKD.WARMUP` (20 of its 240 CIFAR-100 epochs). 0: full weight from the first batch.
 public struct DecoupledKDWeights: Codable, Equatable, Sendable {
     public var alpha: Float
     public var beta: Float
-    public init(alpha: Float = 1, beta: Float = 8) {
+    public var warmupEpochs: Int
+    public init(alpha: Float = 1, beta: Float = 8, warmupEpochs: Int = 0) {
         self.alpha = alpha
         self.beta = beta
+        self.warmupEpochs = warmupEpochs
+    }
+
+    /// The DKD term's weight in `epoch` (counted from 0): min((epoch + 1) / warmupEpochs, 1), or 1 without warm-up.
+    public func warmupFactor(epoch: Int) -> Float {
+        warmupEpochs > 0 ? Swift.min(Float(epoch + 1) / Float(warmupEpochs), 1) : 1
+    }
+
+    enum CodingKeys: String, CodingKey { case alpha, beta, warmupEpochs }
+
+    /// Reads files written before the warm-up existed (no `warmupEpochs`: none).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        alpha = try c.decode(Float.self, forKey: .alpha)
+        beta = try c.decode(Float.self, forKey: .beta)
+        warmupEpochs = try c.decodeIfPresent(Int.self, forKey: .warmupEpochs) ?? 0
     }
 }
 
@@ -84,6 +103,9 @@ public final class FeatureDistillationObjective: TrainingObjective {
         if let decoupled {
             for (field, v) in [("alpha", decoupled.alpha), ("beta", decoupled.beta)] where !(v.isFinite && v >= 0) {
                 throw ConfigurationError(field: "loss.decoupled.\(field)", "must be a finite number >= 0, got \(v)")
+            }
+            guard decoupled.warmupEpochs >= 0 else {
+                throw ConfigurationError(field: "loss.decoupled.warmupEpochs", "must be >= 0, got \(decoupled.warmupEpochs)")
             }
         }
         self.teacher = teacher
@@ -152,10 +174,17 @@ public final class FeatureDistillationObjective: TrainingObjective {
 
     public var identity: String {
         var text = "distillation teacher=\(teacher.identity) T=\(loss.temperature) hard=\(loss.hardWeight) soft=\(loss.softWeight) T2=\(loss.scaleSoftBySquaredTemperature)"
-        if let decoupled { text += " dkd=\(decoupled.alpha),\(decoupled.beta)" }
+        if let decoupled {
+            text += " dkd=\(decoupled.alpha),\(decoupled.beta)"
+            if decoupled.warmupEpochs > 0 { text += ",warmup=\(decoupled.warmupEpochs)" }
+        }
         for term in terms { text += " \(term.kind.rawValue)=\(term.studentLayer):\(term.teacherLayer):\(term.weight)" }
         return text
     }
+
+    /// The epoch in progress (counted from 0), which DKD's warm-up reads.
+    public private(set) var epoch = 0
+    public func beginEpoch(_ epoch: Int) { self.epoch = epoch }
 
     public var preparesInBackground: Bool { teacher.computesPerBatch }
     public var studentFeatureLayers: Set<Int> { Set(terms.map(\.studentLayer)) }
@@ -218,8 +247,10 @@ public final class FeatureDistillationObjective: TrainingObjective {
         var parts: [String: Double] = [:]
         var total: Variable
         if let decoupled {
+            let factor = decoupled.warmupFactor(epoch: epoch)
             let (dkd, tckd, nckd) = decoupledKDLoss(studentLogits: studentLogits, teacherLogits: teacherLogits, labels: batch.labels,
-                                                    alpha: decoupled.alpha, beta: decoupled.beta, temperature: loss.temperature)
+                                                    alpha: decoupled.alpha * factor, beta: decoupled.beta * factor,
+                                                    temperature: loss.temperature)
             parts["tckd"] = tckd
             parts["nckd"] = nckd
             total = dkd

@@ -164,6 +164,7 @@ public final class Trainer {
         }
         while epoch < configuration.epochs {
             let epochStart = Date()
+            objective.beginEpoch(epoch)
             let rate = configuration.schedule.learningRate(epoch: epoch, base: configuration.optimizer.learningRate)
             optimizer.learningRate = rate
             if let sgd = optimizer as? SGD { sgd.momentum = configuration.momentum(epoch: epoch) }

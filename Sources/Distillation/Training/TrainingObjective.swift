@@ -33,6 +33,9 @@ public protocol TrainingObjective {
     var namedParameters: [(name: String, parameter: Variable)] { get }
     /// `loss` given the outputs of ``studentFeatureLayers`` as well. Default: ignores them.
     func loss(studentLogits: Variable, studentFeatures: [Int: Variable], batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double])
+    /// Called by the trainer before each epoch's batches (also when a run resumes within an epoch), `epoch` counted
+    /// from 0, for losses whose weights follow a schedule (DKD's warm-up). Default: nothing.
+    func beginEpoch(_ epoch: Int)
 }
 
 extension TrainingObjective {
@@ -44,6 +47,7 @@ extension TrainingObjective {
     }
     public var studentFeatureLayers: Set<Int> { [] }
     public var namedParameters: [(name: String, parameter: Variable)] { [] }
+    public func beginEpoch(_ epoch: Int) {}
     public func loss(studentLogits: Variable, studentFeatures: [Int: Variable], batch: Batch, inputs: Tensor, prepared: Tensor?) throws -> (loss: Variable, parts: [String: Double]) {
         try loss(studentLogits: studentLogits, batch: batch, inputs: inputs, prepared: prepared)
     }
