@@ -33,6 +33,12 @@ FitNets hint loss (Romero et al., ICLR 2015):
   hint.teacher  F32 [4,3,2,2]  teacher features
   hint.loss     F64 [1]        F.mse_loss(student, teacher) (mean over all elements)
   hint.grad     F64 [4,3,2,2]  d hint.loss / d hint.student
+
+Similarity-preserving KD (Tung & Mori, ICCV 2019), reference: mdistiller's similarity_loss:
+  sp.student    F32 [5,3,4,4]  student features (flattened per example)
+  sp.teacher    F32 [5,7]      teacher features (another size and rank; only the batch matches)
+  sp.loss       F64 [1]        ((normalize(G_t) - normalize(G_s))^2).sum() / B^2, G = F F^T
+  sp.grad       F64 [5,3,4,4]  d sp.loss / d sp.student
 """
 import torch
 import torch.nn.functional as F
@@ -141,6 +147,28 @@ def hint(tensors):
     tensors["hint.grad"] = f64(u64.grad)
 
 
+def similarity_loss(fs, ft):
+    """mdistiller's SP.similarity_loss."""
+    b = fs.shape[0]
+    fs, ft = fs.view(b, -1), ft.view(b, -1)
+    gs = F.normalize(torch.mm(fs, fs.t()))
+    gt = F.normalize(torch.mm(ft, ft.t()))
+    return ((gt - gs) * (gt - gs)).view(-1, 1).sum(0) / (b * b)
+
+
+def sp(tensors):
+    gen = torch.Generator().manual_seed(SEED + 3)
+    fs = torch.randn(5, 3, 4, 4, generator=gen).relu()
+    ft = torch.randn(5, 7, generator=gen).relu() * 2.0
+    tensors["sp.student"] = f32(fs)
+    tensors["sp.teacher"] = f32(ft)
+    fs64 = f32(fs).double().requires_grad_(True)
+    loss = similarity_loss(fs64, f32(ft).double())
+    loss.backward()
+    tensors["sp.loss"] = f64(loss.reshape(1))
+    tensors["sp.grad"] = f64(fs64.grad)
+
+
 def main():
     check_torch_version()
     torch.manual_seed(SEED)
@@ -148,12 +176,14 @@ def main():
     dkd(tensors)
     at(tensors)
     hint(tensors)
+    sp(tensors)
     meta = {
         "dkd_settings": DKD_SETTINGS,
         "dkd_large_logit_row": "2",
         "dkd_reference": "mdistiller dkd_loss; non-target distributions exact (softmax over the non-target classes)",
         "at_reference": "mdistiller single_stage_at_loss, p = 2, equal spatial sizes",
         "hint_reference": "F.mse_loss, reduction mean",
+        "sp_reference": "mdistiller SP.similarity_loss (one layer pair)",
         "dtype_note": "inputs F32 (labels I64); expected outputs computed in float64 from the F32 inputs, stored F64",
     }
     save(tensors, OUT, "Scripts/make_feature_loss_fixtures.py", SEED, meta)

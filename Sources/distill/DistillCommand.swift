@@ -40,6 +40,8 @@ struct FeatureOptions: ParsableArguments {
     var hint: [String] = []
     @Option(help: ArgumentHelp("Attention transfer: the normalised attention maps (sum over channels of squares) of student layer S and teacher layer T (same height and width) matched by mean squared error, weighted by W (default 1000). Repeatable.", valueName: "S:T[:W]"))
     var attention: [String] = []
+    @Option(help: ArgumentHelp("Similarity-preserving KD (Tung and Mori 2019): the batch's similarity matrices (each example's features dotted with every other's, rows L2-normalised) of student layer S and teacher layer T matched by mean squared error, weighted by W (default 3000); any two layers. Repeatable.", valueName: "S:T[:W]"))
+    var similarity: [String] = []
 
     var decoupled: DecoupledKDWeights? {
         logitLoss == "dkd" ? DecoupledKDWeights(alpha: dkdAlpha, beta: dkdBeta, warmupEpochs: dkdWarmup) : nil
@@ -65,6 +67,7 @@ struct FeatureOptions: ParsableArguments {
             return FeatureTerm(kind: kind, studentLayer: s, teacherLayer: t, weight: weight)
         }
         return try hint.map { try parse($0, .hint) } + attention.map { try parse($0, .attention) }
+            + similarity.map { try parse($0, .similarity) }
     }
 
     func validate() throws {
@@ -130,7 +133,7 @@ struct DistillCommand: ParsableCommand {
             throw ValidationError("give exactly one of --teacher FILE[,FILE...] or --teacher-logits FILE")
         }
         if !features.terms.isEmpty && (teacher.count != 1 || teacherLogits != nil) {
-            throw ValidationError("--hint and --attention need one --teacher model file (its layers' outputs), not an ensemble or --teacher-logits")
+            throw ValidationError("--hint, --attention and --similarity need one --teacher model file (its layers' outputs), not an ensemble or --teacher-logits")
         }
     }
 

@@ -109,7 +109,8 @@ final class FeatureDistillationTests: XCTestCase {
         configuration.seed = 11
         configuration.runtime.threads = 1
         let terms = [FeatureTerm(kind: .hint, studentLayer: 2, teacherLayer: 2, weight: 1),
-                     FeatureTerm(kind: .attention, studentLayer: 5, teacherLayer: 5, weight: 10)]
+                     FeatureTerm(kind: .attention, studentLayer: 5, teacherLayer: 5, weight: 10),
+                     FeatureTerm(kind: .similarity, studentLayer: 6, teacherLayer: 3, weight: 30)]
         let loss = DistillationLossConfiguration(temperature: 4, hardWeight: 1, softWeight: 0)
         func objective() throws -> FeatureDistillationObjective {
             try FeatureDistillationObjective(teacher: teacher, loss: loss, decoupled: DecoupledKDWeights(alpha: 1, beta: 2),
@@ -120,7 +121,7 @@ final class FeatureDistillationTests: XCTestCase {
         let initialRegressor = objectiveA.namedParameters[0].parameter.value
         let a = try Trainer(configuration: configuration, train: data, validation: nil, objective: objectiveA, progress: quiet)
         let report = try a.run()
-        XCTAssertEqual(Set(report.epochs[0].lossParts.keys), ["hard", "tckd", "nckd", "hint0", "attention1"])
+        XCTAssertEqual(Set(report.epochs[0].lossParts.keys), ["hard", "tckd", "nckd", "hint0", "attention1", "similarity2"])
         XCTAssertNotEqual(objectiveA.namedParameters[0].parameter.value, initialRegressor, "the regressor is trained")
         XCTAssertNotEqual(a.model.namedBuffers.first { $0.name.hasSuffix("num_batches_tracked") }?.buffer.value.scalar, 0)
 

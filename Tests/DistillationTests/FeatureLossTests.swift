@@ -94,7 +94,54 @@ final class FeatureLossTests: XCTestCase {
         print("Hint PyTorch parity: relative value difference \(rel), gradient difference / max |grad| \(g)")
     }
 
+    func testSimilarityPreservingLossMatchesPyTorch() throws {
+        let file = try fixture()
+        let fs = try file.tensor(named: "sp.student"), ft = try file.tensor(named: "sp.teacher")
+        let student = Variable(fs, requiresGrad: true)
+        let loss = similarityPreservingLoss(studentFeatures: student, teacherFeatures: ft)
+        loss.backward()
+        let rel = relative(Double(loss.value.scalar), try doubles(file, "sp.loss")[0])
+        let g = gradientError(student.grad, try doubles(file, "sp.grad"), "sp.grad")
+        XCTAssertLessThan(rel, 1e-5, "sp.loss")
+        XCTAssertLessThan(g, 1e-5, "sp.grad")
+        XCTAssertEqual(student.grad?.shape, [5, 3, 4, 4])
+        print("SP PyTorch parity: relative value difference \(rel), gradient difference / max |grad| \(g)")
+    }
+
     // MARK: Gradient checks
+
+    /// Central differences of the Double reference (`similarityReference`) against the backward pass, on features of
+    /// several ranks and sizes, the teacher's of another size.
+    func testSimilarityPreservingLossGradientMatchesCentralDifferences() {
+        for (k, shapes) in [([4, 6], [4, 3]), ([3, 2, 3, 3], [3, 5, 2, 2]), ([6, 5], [6, 9])].enumerated() {
+            let fs = awayFromZero(shapes.0, seed: UInt64(1000 + k)), ft = awayFromZero(shapes.1, seed: UInt64(1100 + k))
+            let student = Variable(fs, requiresGrad: true)
+            let loss = similarityPreservingLoss(studentFeatures: student, teacherFeatures: ft)
+            loss.backward()
+            let teacher = ft.scalars.map(Double.init)
+            let f = { (x: [Double]) in similarityReference(x, teacher, rows: shapes.0[0]) }
+            let x = fs.scalars.map(Double.init)
+            XCTAssertEqual(Double(loss.value.scalar), f(x), accuracy: 1e-5 * f(x), "shapes \(shapes) value")
+            XCTAssertGreaterThan(f(x), 0)
+            let numeric = centralDifferences(x, f)
+            let scale = numeric.map(abs).max() ?? 0
+            assertClose(student.grad?.scalars.map(Double.init) ?? [], numeric, absolute: 1e-4 * scale, relative: 1e-3,
+                        "shapes \(shapes)")
+        }
+    }
+
+    /// One example: both 1x1 similarity matrices normalise to 1, so the loss and its gradient are 0. Features with
+    /// the same similarities (the teacher's a scaled copy) give 0 too.
+    func testSimilarityPreservingLossEdgeCases() {
+        let one = Variable(awayFromZero([1, 4], seed: 1200), requiresGrad: true)
+        let single = similarityPreservingLoss(studentFeatures: one, teacherFeatures: awayFromZero([1, 7], seed: 1201))
+        single.backward()
+        XCTAssertEqual(single.value.scalar, 0)
+        XCTAssertEqual(one.grad?.scalars.map(abs).max(), 0)
+        let fs = awayFromZero([3, 5], seed: 1202)
+        let same = similarityPreservingLoss(studentFeatures: Variable(fs), teacherFeatures: fs.map { $0 * 3 })
+        XCTAssertLessThan(same.value.scalar, 1e-12)
+    }
 
     /// Central differences of the Double total alpha * tckd + beta * nckd (steps taken in Float, divided by the step
     /// actually taken), against the backward pass; values against `dkdReference`.
@@ -354,4 +401,21 @@ private func attentionReference(_ fs: [Double], _ sShape: [Int], _ ft: [Double],
     var sum = 0.0
     for (rs, rt) in zip(qs, qt) { for (x, y) in zip(rs, rt) { sum += (x - y) * (x - y) } }
     return sum / Double(qs.count * qs[0].count)
+}
+
+/// mdistiller's similarity_loss in Double: G = F F^T per side, rows L2-normalised, mean over B^2 of the squared
+/// difference.
+private func similarityReference(_ fs: [Double], _ ft: [Double], rows b: Int) -> Double {
+    func normalized(_ f: [Double]) -> [Double] {
+        let d = f.count / b
+        var g = [Double](repeating: 0, count: b * b)
+        for i in 0..<b { for j in 0..<b { g[i * b + j] = (0..<d).map { f[i * d + $0] * f[j * d + $0] }.reduce(0, +) } }
+        for i in 0..<b {
+            let norm = max((0..<b).map { g[i * b + $0] * g[i * b + $0] }.reduce(0, +).squareRoot(), 1e-12)
+            for j in 0..<b { g[i * b + j] /= norm }
+        }
+        return g
+    }
+    let qs = normalized(fs), qt = normalized(ft)
+    return zip(qs, qt).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / Double(b * b)
 }

@@ -67,13 +67,14 @@ final class CNNCLITests: TinyMNISTTestCase {
 
         // LeNet-5 layer 1 (6x28x28) against ResNet-8 layer 4 (16x28x28); layer 6 (flat) against the pooled 64.
         let result = try run(["distill", "--teacher", plain, "--teacher-model", "resnet8", "--model", "lenet5",
-                              "--attention", "1:4:10", "--hint", "6:9:1", "--logit-loss", "dkd", "--temperature", "4",
+                              "--attention", "1:4:10", "--hint", "6:9:1", "--similarity", "6:9:30", "--logit-loss", "dkd", "--temperature", "4",
                               "--hard-weight", "1", "--output", path("student.safetensors"), "--json"] + common)
         assertSucceeded(result, "distill with features")
         let report = try lastLineJSON(result.stdout)
         let parts = try XCTUnwrap((report["epochs"] as? [[String: Any]])?.first?["loss_parts"] as? [String: Double])
-        XCTAssertEqual(Set(parts.keys), ["hard", "tckd", "nckd", "hint0", "attention1"])  // hints first, then attention terms
-        XCTAssertEqual((report["features"] as? [[String: Any]])?.count, 2)
+        // Hints first, then attention, then similarity terms.
+        XCTAssertEqual(Set(parts.keys), ["hard", "tckd", "nckd", "hint0", "attention1", "similarity2"])
+        XCTAssertEqual((report["features"] as? [[String: Any]])?.count, 3)
 
         let mismatch = try run(["distill", "--teacher", teacherFile, "--model", "lenet5", "--attention", "2:4",
                                 "--output", path("s1.safetensors")] + common)

@@ -154,3 +154,80 @@ public func hintLoss(studentFeatures: Variable, teacherFeatures: Tensor) -> Vari
         [gradient * upstream.scalar]
     }
 }
+
+/// Similarity-preserving KD (SP; Tung and Mori, "Similarity-Preserving Knowledge Distillation", ICCV 2019): the
+/// student's batch similarity matrix matched to the teacher's, fused with its backward.
+///
+/// Inputs: `studentFeatures` `[B, ...]` (any rank from 2; flattened per example to F_s `[B, D_s]`; the only input
+/// that receives a gradient) and `teacherFeatures` `[B, ...]` (F_t `[B, D_t]`). Only the batch must match: the
+/// feature sizes may differ, and no regressor is needed.
+///
+///     G = F F^T  [B, B],   Q_i = G_i / max(||G_i||_2, 1e-12)  (each row L2-normalised, `F.normalize(G)`)
+///     L = (1 / B^2) sum_{i,j} (Q_t,ij - Q_s,ij)^2
+///
+/// which is mdistiller's `similarity_loss` for one layer pair (its SP configuration weighs it 3000).
+///
+/// Gradient, with D = 2 (Q_s - Q_t) / B^2 and n_i = ||G_s,i||_2:
+///
+///     dL/dG_ij = (D_ij - Q_ij * sum_k D_ik Q_ik) / n_i       (D_ij / 1e-12 where the clamp applies)
+///     dL/dF_s = (dL/dG + dL/dG^T) F_s
+///
+/// The two products run on BLAS in Float (as PyTorch's); the normalisation and the sums in Double. Shape problems
+/// are programmer errors (preconditions naming both shapes).
+public func similarityPreservingLoss(studentFeatures: Variable, teacherFeatures: Tensor) -> Variable {
+    let f = studentFeatures.value
+    let studentShape = f.shape, teacherShape = teacherFeatures.shape
+    precondition(studentShape.count >= 2 && teacherShape.count >= 2 && studentShape[0] == teacherShape[0],
+                 "similarityPreservingLoss: student features \(studentShape) and teacher features \(teacherShape) must " +
+                 "be batches [B, ...] of the same B")
+    let rows = studentShape[0]
+    precondition(rows > 0 && f.count > 0 && teacherFeatures.count > 0,
+                 "similarityPreservingLoss: empty features, student \(studentShape), teacher \(teacherShape)")
+    let fs = f.reshaped([rows, f.count / rows])
+    let ft = teacherFeatures.reshaped([rows, teacherFeatures.count / rows])
+    let (qs, norms) = normalizedSimilarities(fs.matmul(fs, transposeOther: true))
+    let (qt, _) = normalizedSimilarities(ft.matmul(ft, transposeOther: true))
+    let scale = 1 / Double(rows * rows)
+    var total = 0.0
+    var dG = [Double](repeating: 0, count: rows * rows)
+    for i in 0..<rows {
+        var dot = 0.0
+        var d = [Double](repeating: 0, count: rows)
+        for j in 0..<rows {
+            let diff = qs[i * rows + j] - qt[i * rows + j]
+            total += diff * diff
+            d[j] = 2 * diff * scale
+            dot += d[j] * qs[i * rows + j]
+        }
+        let n = norms[i]
+        for j in 0..<rows {
+            dG[i * rows + j] = n >= similarityNormFloor ? (d[j] - qs[i * rows + j] * dot) / n : d[j] / similarityNormFloor
+        }
+    }
+    // dL/dF = (dG + dG^T) F.
+    let symmetric = Tensor(shape: [rows, rows]) { out in
+        for i in 0..<rows { for j in 0..<rows { out[i * rows + j] = Float(dG[i * rows + j] + dG[j * rows + i]) } }
+    }
+    let gradient = symmetric.matmul(fs).reshaped(studentShape)
+    return customOperation(value: Tensor(scalar: Float(total * scale)), inputs: [studentFeatures]) { upstream in
+        [gradient * upstream.scalar]
+    }
+}
+
+/// `F.normalize`'s clamp of the norm (its `eps`).
+private let similarityNormFloor = 1e-12
+
+/// The rows of a `[B, B]` similarity matrix L2-normalised (in Double), and each row's norm.
+private func normalizedSimilarities(_ g: Tensor) -> (q: [Double], norms: [Double]) {
+    let rows = g.shape[0]
+    var q = g.scalars.map(Double.init)
+    var norms = [Double](repeating: 0, count: rows)
+    for i in 0..<rows {
+        var squares = 0.0
+        for j in 0..<rows { squares += q[i * rows + j] * q[i * rows + j] }
+        norms[i] = squares.squareRoot()
+        let inverse = 1 / Swift.max(norms[i], similarityNormFloor)
+        for j in 0..<rows { q[i * rows + j] *= inverse }
+    }
+    return (q, norms)
+}

@@ -15,6 +15,10 @@ public struct FeatureTerm: Codable, Equatable, Sendable {
         /// attention maps, sum over channels of |F|^2 (``attentionTransferLoss(studentFeatures:teacherFeatures:p:)``);
         /// both layers must give feature maps of the same height and width, channels may differ.
         case attention
+        /// Similarity-preserving KD (Tung and Mori 2019): the batch's row-normalised similarity matrices F F^T of
+        /// the two layers matched by mean squared difference (``similarityPreservingLoss(studentFeatures:teacherFeatures:)``);
+        /// any two layers, their sizes may differ.
+        case similarity
     }
 
     public var kind: Kind
@@ -29,8 +33,14 @@ public struct FeatureTerm: Codable, Equatable, Sendable {
         self.weight = weight
     }
 
-    /// The weight mdistiller's configurations use: FitNets 100, attention transfer 1000.
-    public static func defaultWeight(_ kind: Kind) -> Float { kind == .hint ? 100 : 1000 }
+    /// The weight mdistiller's configurations use: FitNets 100, attention transfer 1000, similarity-preserving 3000.
+    public static func defaultWeight(_ kind: Kind) -> Float {
+        switch kind {
+        case .hint: return 100
+        case .attention: return 1000
+        case .similarity: return 3000
+        }
+    }
 }
 
 /// Decoupled KD's weights (Zhao et al. 2022): target-class KD `alpha`, non-target-class KD `beta` (the paper's
@@ -122,7 +132,7 @@ public final class FeatureDistillationObjective: TrainingObjective {
         var teacherModel: Sequential? = nil
         if !terms.isEmpty {
             guard let model = (teacher as? ModelTeacher)?.model, let shapes = model.layerOutputShapes else {
-                throw TrainingError("feature distillation (--hint, --attention) needs one teacher model file, not an ensemble or a logit store")
+                throw TrainingError("feature distillation (--hint, --attention, --similarity) needs one teacher model file, not an ensemble or a logit store")
             }
             teacherModel = model
             var generator = RandomGenerator(seed: seed ^ 0x6665_6174_7572_6573)  // "features"
@@ -143,6 +153,8 @@ public final class FeatureDistillationObjective: TrainingObjective {
                     guard s.count == 3, t.count == 3, s[1] == t[1], s[2] == t[2] else {
                         throw TrainingError("\(name): attention transfer needs feature maps [channels, height, width] of the same height and width; student layer \(term.studentLayer) gives \(s), teacher layer \(term.teacherLayer) gives \(t)")
                     }
+                    regressors.append(nil)
+                case .similarity:
                     regressors.append(nil)
                 case .hint:
                     if s.count == 3, t.count == 3, s[1] == t[1], s[2] == t[2] {
@@ -279,6 +291,8 @@ public final class FeatureDistillationObjective: TrainingObjective {
             switch term.kind {
             case .attention:
                 value = attentionTransferLoss(studentFeatures: features, teacherFeatures: target)
+            case .similarity:
+                value = similarityPreservingLoss(studentFeatures: features, teacherFeatures: target)
             case .hint:
                 var context = ForwardContext(training: true)
                 guard let regressor = regressors[k] else { continue }
