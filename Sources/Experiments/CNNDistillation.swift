@@ -19,7 +19,7 @@ public enum CNNDistillation {
 
     /// A loss the students are trained with.
     public enum Loss: String, CaseIterable, Codable, Sendable {
-        case labels, hinton, fitnets, attention, dkd
+        case labels, hinton, fitnets, attention, dkd, similarity
         var title: String {
             switch self {
             case .labels: return "labels only"
@@ -27,6 +27,7 @@ public enum CNNDistillation {
             case .fitnets: return "FitNets hint"
             case .attention: return "attention transfer"
             case .dkd: return "decoupled KD"
+            case .similarity: return "similarity-preserving KD"
             }
         }
     }
@@ -39,6 +40,8 @@ public enum CNNDistillation {
         public var attention: [[Int]]
         /// DKD's non-target weight for this student (alpha is the plan's).
         public var dkdBeta: Float
+        /// Similarity-preserving pairs.
+        public var similarity: [[Int]]
     }
 
     public struct Plan: Codable, Sendable {
@@ -51,6 +54,7 @@ public enum CNNDistillation {
         public var decoupled: DecoupledKDWeights
         public var hintWeight: Float
         public var attentionWeight: Float
+        public var similarityWeight: Float
         /// When set, every student's DKD beta.
         public var dkdBetaOverride: Float? = nil
     }
@@ -81,11 +85,12 @@ public enum CNNDistillation {
         // ResNet-8 layers: 0 conv, 1 bn, 2 relu, 3-4 stage 1 (16x28x28), 5-6 stage 2 (32x14x14), 7-8 stage 3
         // (64x7x7), 9 global pooling (64), 10 linear.
         let students = [
-            Student(name: "mlp-800x2", model: .mlp(hidden: [800, 800]), hints: [[3, 9]], attention: [], dkdBeta: 2),
+            Student(name: "mlp-800x2", model: .mlp(hidden: [800, 800]), hints: [[3, 9]], attention: [], dkdBeta: 2,
+                    similarity: [[3, 8]]),
             // LeNet-5 layers: 0 conv, 1 relu (6x28x28), 2 pool (6x14x14), 3 conv, 4 relu (16x10x10), 5 pool,
             // 6 flatten, 7-8 linear 120, 9-10 linear 84, 11 linear.
             Student(name: "lenet5", model: ModelConfiguration(architecture: .preset("lenet5")), hints: [[2, 6]], attention: [[1, 4], [2, 6]],
-                    dkdBeta: 2),
+                    dkdBeta: 2, similarity: [[10, 8]]),
         ]
         // The weights were chosen on 2,000 held-out training images (`--held-out 2000`, seed 0; Results/cnn-mnist):
         // hint 0.1 / 1 / 10 / 100 / 1000 (1000 diverged), attention 100 / 1000 / 10000 / 100000, DKD beta 1 / 2 / 8.
@@ -93,7 +98,8 @@ public enum CNNDistillation {
         // up, every hidden unit dead); 2 is the best for both students together and trains stably.
         return Plan(trainingSubset: subset, teacher: teacher, student: student, students: students,
                     hinton: DistillationLossConfiguration(temperature: 4, hardWeight: 0.5, softWeight: 0.5),
-                    decoupled: DecoupledKDWeights(alpha: 1, beta: 8), hintWeight: 100, attentionWeight: 1000)
+                    decoupled: DecoupledKDWeights(alpha: 1, beta: 8), hintWeight: 100, attentionWeight: 1000,
+                    similarityWeight: 3000)
     }
 
     /// One student trained with one loss from one seed.
@@ -163,6 +169,7 @@ public enum CNNDistillation {
             for loss in losses {
                 if loss == .attention && student.attention.isEmpty { continue }
                 if loss == .fitnets && student.hints.isEmpty { continue }
+                if loss == .similarity && student.similarity.isEmpty { continue }
                 for seed in seeds {
                     var configuration = plan.student
                     configuration.model = student.model
@@ -179,7 +186,7 @@ public enum CNNDistillation {
                                                              objectiveIdentity: identity) { indices in
                             try DistillationObjective(teacher: cached, loss: plan.hinton, exampleIndices: indices)
                         }
-                    case .dkd, .fitnets, .attention:
+                    case .dkd, .fitnets, .attention, .similarity:
                         var terms: [FeatureTerm] = []
                         var decoupled: DecoupledKDWeights? = nil
                         var lossConfiguration = plan.hinton
@@ -189,6 +196,7 @@ public enum CNNDistillation {
                         case .dkd: decoupled = DecoupledKDWeights(alpha: plan.decoupled.alpha, beta: plan.dkdBetaOverride ?? student.dkdBeta,
                                                                   warmupEpochs: plan.decoupled.warmupEpochs)
                         case .fitnets: terms = student.hints.map { FeatureTerm(kind: .hint, studentLayer: $0[0], teacherLayer: $0[1], weight: plan.hintWeight) }
+                        case .similarity: terms = student.similarity.map { FeatureTerm(kind: .similarity, studentLayer: $0[0], teacherLayer: $0[1], weight: plan.similarityWeight) }
                         default: terms = student.attention.map { FeatureTerm(kind: .attention, studentLayer: $0[0], teacherLayer: $0[1], weight: plan.attentionWeight) }
                         }
                         let source: Teacher = terms.isEmpty ? cached : modelTeacher
@@ -247,7 +255,7 @@ public enum CNNDistillation {
         let count = (p.trainingSubset ?? 60_000) - heldOut
         let train = "\(count) training images"
         let split = heldOut > 0 ? "errors on \(heldOut) held-out training images" : "MNIST test errors (of 10,000)"
-        var text = "\(split), preset \(preset.rawValue), \(train); T = \(formatNumber(p.hinton.temperature)), hint weight \(formatNumber(p.hintWeight)), attention weight \(formatNumber(p.attentionWeight)), DKD alpha \(formatNumber(p.decoupled.alpha)) beta \(p.dkdBetaOverride.map(formatNumber) ?? p.students.map { "\(formatNumber($0.dkdBeta)) (\($0.name))" }.joined(separator: ", "))\(p.decoupled.warmupEpochs > 0 ? " warm-up \(p.decoupled.warmupEpochs) epochs" : ""). Teacher ResNet-8 (\(outcome.teacherParameters) parameters, seed 0) "
+        var text = "\(split), preset \(preset.rawValue), \(train); T = \(formatNumber(p.hinton.temperature)), hint weight \(formatNumber(p.hintWeight)), attention weight \(formatNumber(p.attentionWeight)), similarity weight \(formatNumber(p.similarityWeight)), DKD alpha \(formatNumber(p.decoupled.alpha)) beta \(p.dkdBetaOverride.map(formatNumber) ?? p.students.map { "\(formatNumber($0.dkdBeta)) (\($0.name))" }.joined(separator: ", "))\(p.decoupled.warmupEpochs > 0 ? " warm-up \(p.decoupled.warmupEpochs) epochs" : ""). Teacher ResNet-8 (\(outcome.teacherParameters) parameters, seed 0) "
             + "\(outcome.teacherErrors) errors, \(String(format: "%.1f", outcome.teacherMicrosecondsPerImage)) µs per image; "
             + "students: mean ± sd over seeds \(seeds), last epoch, \(p.student.epochs) epochs each.\n"
         var rows: [[String]] = []

@@ -170,11 +170,11 @@ struct Reproduce: ParsableCommand {
     struct CNNCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "cnn",
-            abstract: "A ResNet-8 teacher distilled into the 2x800 MLP and LeNet-5 with each loss: labels, Hinton KD, FitNets hints, attention transfer, decoupled KD.")
+            abstract: "A ResNet-8 teacher distilled into the 2x800 MLP and LeNet-5 with each loss: labels, Hinton KD, FitNets hints, attention transfer, decoupled KD, similarity-preserving KD.")
 
         @Option(help: "quick (10,000 training images) or full (the whole training set).")
         var preset: CNNDistillation.Preset = .quick
-        @Option(help: ArgumentHelp("Losses to run, comma-separated (default all: labels,hinton,fitnets,attention,dkd).", valueName: "LIST"),
+        @Option(help: ArgumentHelp("Losses to run, comma-separated (default all: labels,hinton,fitnets,attention,dkd,similarity).", valueName: "LIST"),
                 transform: { text in
                     try text.split(separator: ",").map { name in
                         guard let loss = CNNDistillation.Loss(rawValue: String(name)) else {
@@ -186,6 +186,7 @@ struct Reproduce: ParsableCommand {
         var losses: [CNNDistillation.Loss] = CNNDistillation.Loss.allCases
         @Option(parsing: .unconditional, help: "Weight of the FitNets hint term (default: the preset's).") var hintWeight: Float?
         @Option(parsing: .unconditional, help: "Weight of the attention-transfer term (default: the preset's).") var attentionWeight: Float?
+        @Option(parsing: .unconditional, help: "Weight of the similarity-preserving term (default: the preset's).") var similarityWeight: Float?
         @Option(parsing: .unconditional, help: "DKD's non-target weight beta for every student (default: each student's, from the preset).") var dkdBeta: Float?
         @Option(parsing: .unconditional, help: ArgumentHelp("DKD's warm-up: epoch e (from 1) weighs the DKD term min(e / N, 1) (default 0: none).", valueName: "N"))
         var dkdWarmup: Int = 0
@@ -194,7 +195,8 @@ struct Reproduce: ParsableCommand {
         @OptionGroup var experiment: ExperimentOptions
 
         func validate() throws {
-            for (flag, value) in [("--hint-weight", hintWeight), ("--attention-weight", attentionWeight), ("--dkd-beta", dkdBeta)] {
+            for (flag, value) in [("--hint-weight", hintWeight), ("--attention-weight", attentionWeight),
+                                  ("--similarity-weight", similarityWeight), ("--dkd-beta", dkdBeta)] {
                 if let value, !(value.isFinite && value >= 0) { throw ValidationError("\(flag) must be a finite number >= 0, got \(value)") }
             }
             guard heldOut >= 0 else { throw ValidationError("--held-out must be >= 0, got \(heldOut)") }
@@ -207,6 +209,7 @@ struct Reproduce: ParsableCommand {
             var plan = CNNDistillation.plan(preset)
             if let hintWeight { plan.hintWeight = hintWeight }
             if let attentionWeight { plan.attentionWeight = attentionWeight }
+            if let similarityWeight { plan.similarityWeight = similarityWeight }
             if let dkdBeta { plan.dkdBetaOverride = dkdBeta }
             plan.decoupled.warmupEpochs = dkdWarmup
             let outcome = try CNNDistillation.run(preset: preset, seeds: experiment.seeds, losses: losses, context: context,

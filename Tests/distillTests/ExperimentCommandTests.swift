@@ -100,6 +100,39 @@ final class ExperimentCommandTests: TinyMNISTTestCase {
         }
     }
 
+    /// The CNN experiment: a ResNet-8 teacher, both students with every loss for one seed (each loss whose pairs
+    /// a student has), errors on the 100 test images; a second run reuses every model; `--similarity-weight` and the
+    /// DKD warm-up reach the plan and retrain only what they change.
+    func testCNNRunsEveryLossAndReusesCachedModels() throws {
+        let first = try reproduce("cnn", ["--seeds", "0"])
+        assertSucceeded(first, "cnn")
+        guard first.status == 0 else { return }
+        let report = try lastLineJSON(first.stdout)
+        let outcome = try XCTUnwrap(report["outcome"] as? [String: Any])
+        let results = try XCTUnwrap(outcome["results"] as? [[String: Any]])
+        let pairs = Set(results.compactMap { r in (r["student"] as? String).flatMap { s in (r["loss"] as? String).map { "\(s) \($0)" } } })
+        XCTAssertEqual(pairs, ["mlp-800x2 labels", "mlp-800x2 hinton", "mlp-800x2 fitnets", "mlp-800x2 dkd", "mlp-800x2 similarity",
+                               "lenet5 labels", "lenet5 hinton", "lenet5 fitnets", "lenet5 attention", "lenet5 dkd", "lenet5 similarity"])
+        for r in results {
+            let errors = try XCTUnwrap(r["testErrors"] as? Int, "\(r)")
+            XCTAssertTrue((0...100).contains(errors), "\(r)")
+        }
+        XCTAssertEqual((report["plan"] as? [String: Any])?["similarityWeight"] as? Double, 3000)
+
+        let second = try reproduce("cnn", ["--seeds", "0"])
+        assertSucceeded(second, "cnn again")
+        XCTAssertEqual(second.stderrLines.filter { $0.contains(": reusing ") }.count, 12, second.stderr)  // teacher + 11
+        let again = try XCTUnwrap((try lastLineJSON(second.stdout)["outcome"] as? [String: Any])?["results"] as? [[String: Any]])
+        XCTAssertEqual(again.map { $0["testErrors"] as? Int }, results.map { $0["testErrors"] as? Int })
+
+        let changed = try reproduce("cnn", ["--seeds", "0", "--losses", "similarity,dkd", "--similarity-weight", "30", "--dkd-warmup", "1"])
+        assertSucceeded(changed, "cnn with other weights")
+        XCTAssertEqual(changed.stderrLines.filter { $0.contains(": reusing ") }.count, 1, changed.stderr)  // the teacher only
+        let plan = try XCTUnwrap(try lastLineJSON(changed.stdout)["plan"] as? [String: Any])
+        XCTAssertEqual(plan["similarityWeight"] as? Double, 30)
+        XCTAssertEqual((plan["decoupled"] as? [String: Any])?["warmupEpochs"] as? Int, 1)
+    }
+
     func testBadExperimentFlagsFailCleanly() throws {
         let cases: [(String, [String], String)] = [
             ("hinton-mnist", ["--seeds", "x"], "--seeds"),
@@ -119,6 +152,9 @@ final class ExperimentCommandTests: TinyMNISTTestCase {
             ("small-data", ["--epochs", "-2"], "--epochs must be >= 1"),
             ("ensemble", ["--members", "1"], "--members must be in 2...100"),
             ("hinton-mnist", ["--preset", "huge"], "--preset"),
+            ("cnn", ["--similarity-weight", "-1"], "--similarity-weight must be a finite number >= 0"),
+            ("cnn", ["--dkd-warmup", "-1"], "--dkd-warmup must be a number of epochs >= 0"),
+            ("cnn", ["--losses", "hinton,foo"], "--losses: unknown loss 'foo'"),
         ]
         for (experiment, flags, needle) in cases {
             let result = try reproduce(experiment, flags)
