@@ -19,6 +19,9 @@ import Distillation
 ///     student: {hidden: [32], epochs: 60, learning_rate: 0.05, schedule: "warmup:3:cosine"}
 ///     # or a named network sized to the data, or a description file: {model: lenet5, ...}, {model: net.json, ...}
 ///     loss: {temperature: 4, hard_weight: 0.5, soft_weight: 0.5}
+///     # decoupled KD in place of Hinton's term, and feature terms (the teacher one model; layers are top-level
+///     # indices): logit: dkd, dkd: {alpha: 1, beta: 8, warmup: 0},
+///     # features: [{kind: hint, student: 3, teacher: 9, weight: 100}, {kind: attention, ...}, {kind: similarity, ...}]
 ///     seeds: [0, 1, 2]
 ///     compare: {label_only: true, temperatures: [1, 4, 20]}
 ///
@@ -40,6 +43,10 @@ public struct ExperimentFile: Sendable {
     public var teacherFiles: [String] { (teacherFile.map { [$0] } ?? []) + moreTeacherFiles }
     public var student: TrainingConfiguration
     public var loss: DistillationLossConfiguration
+    /// Decoupled KD in place of Hinton's term (`loss.logit: dkd`); nil for Hinton's.
+    public var decoupled: DecoupledKDWeights?
+    /// Feature terms (`loss.features`), beside the logit term.
+    public var features: [FeatureTerm] = []
     public var seeds: [UInt64]
     public var labelOnly: Bool
     public var temperatures: [Float]
@@ -173,7 +180,7 @@ public struct ExperimentFile: Sendable {
             }
             guard let studentNode = top["student"] else { throw problem("student", root, "is required") }
             e.student = try training(studentNode, "student")
-            if let l = top["loss"] { e.loss = try loss(l) }
+            if let l = top["loss"] { (e.loss, e.decoupled, e.features) = try loss(l) }
             if let s = top["seeds"] {
                 e.seeds = try list(s, "seeds").enumerated().map { UInt64(try int($0.element, "seeds[\($0.offset)]", minimum: 0)) }
                 guard !e.seeds.isEmpty else { throw problem("seeds", s, "must list at least one seed") }
@@ -190,6 +197,9 @@ public struct ExperimentFile: Sendable {
                 }
             }
             if e.temperatures.isEmpty { e.temperatures = [e.loss.temperature] }
+            if !e.features.isEmpty && (e.teacherMembers > 1 || e.teacherFiles.count > 1), let f = top["loss"] {
+                throw problem("loss.features", f, "need one teacher model (its layers' outputs), not an ensemble")
+            }
             if let t = top["threads"] {
                 let threads = try int(t, "threads", minimum: 1, maximum: 256)
                 e.student.runtime.threads = threads
@@ -241,8 +251,8 @@ public struct ExperimentFile: Sendable {
             return r
         }
 
-        func loss(_ node: Node) throws -> DistillationLossConfiguration {
-            let l = try mapping(node, "loss", keys: ["temperature", "hard_weight", "soft_weight", "scale_soft_by_t2"])
+        func loss(_ node: Node) throws -> (DistillationLossConfiguration, DecoupledKDWeights?, [FeatureTerm]) {
+            let l = try mapping(node, "loss", keys: ["temperature", "hard_weight", "soft_weight", "scale_soft_by_t2", "logit", "dkd", "features"])
             var c = DistillationLossConfiguration(temperature: 4, hardWeight: 0.5, softWeight: 0.5)
             if let v = l["temperature"] { c.temperature = Float(try number(v, "loss.temperature")) }
             if let v = l["hard_weight"] { c.hardWeight = Float(try number(v, "loss.hard_weight")) }
@@ -252,7 +262,50 @@ public struct ExperimentFile: Sendable {
                 let key = error.field.replacingOccurrences(of: "hardWeight", with: "hard_weight").replacingOccurrences(of: "softWeight", with: "soft_weight")
                 throw problem(key, l[String(key.dropFirst("loss.".count))] ?? node, error.problem)
             }
-            return c
+            var decoupled: DecoupledKDWeights? = nil
+            if let v = l["logit"] {
+                switch try string(v, "loss.logit") {
+                case "hinton": break
+                case "dkd": decoupled = DecoupledKDWeights()
+                case let other: throw problem("loss.logit", v, "must be hinton or dkd, got '\(other)'")
+                }
+            }
+            if let node = l["dkd"] {
+                guard decoupled != nil else { throw problem("loss.dkd", node, "goes with logit: dkd") }
+                let d = try mapping(node, "loss.dkd", keys: ["alpha", "beta", "warmup"])
+                for (key, apply) in [("alpha", { (w: inout DecoupledKDWeights, v: Float) in w.alpha = v }),
+                                     ("beta", { (w: inout DecoupledKDWeights, v: Float) in w.beta = v })] {
+                    guard let n = d[key] else { continue }
+                    let v = try number(n, "loss.dkd.\(key)")
+                    guard v >= 0 else { throw problem("loss.dkd.\(key)", n, "must be >= 0, got \(v)") }
+                    apply(&decoupled!, Float(v))
+                }
+                if let n = d["warmup"] { decoupled!.warmupEpochs = try int(n, "loss.dkd.warmup", minimum: 0) }
+            }
+            var features: [FeatureTerm] = []
+            if let node = l["features"] {
+                for (i, item) in try list(node, "loss.features").enumerated() {
+                    let path = "loss.features[\(i)]"
+                    let f = try mapping(item, path, keys: ["kind", "student", "teacher", "weight"])
+                    guard let kindNode = f["kind"] else { throw problem(path, item, "needs kind (hint, attention or similarity)") }
+                    let name = try string(kindNode, path + ".kind")
+                    guard let kind = FeatureTerm.Kind(rawValue: name) else {
+                        throw problem(path + ".kind", kindNode, "must be hint, attention or similarity, got '\(name)'")
+                    }
+                    guard let s = f["student"], let t = f["teacher"] else {
+                        throw problem(path, item, "needs student and teacher (top-level layer indices)")
+                    }
+                    var weight = FeatureTerm.defaultWeight(kind)
+                    if let w = f["weight"] {
+                        let v = try number(w, path + ".weight")
+                        guard v >= 0 else { throw problem(path + ".weight", w, "must be >= 0, got \(v)") }
+                        weight = Float(v)
+                    }
+                    features.append(FeatureTerm(kind: kind, studentLayer: try int(s, path + ".student", minimum: 0),
+                                                teacherLayer: try int(t, path + ".teacher", minimum: 0), weight: weight))
+                }
+            }
+            return (c, decoupled, features)
         }
 
         /// A training configuration: the network (hidden, dropout), optimisation and data handling.

@@ -91,12 +91,29 @@ public enum ExperimentRunner {
             for t in experiment.temperatures {
                 var loss = experiment.loss
                 loss.temperature = t
-                let identity = "distillation teacher=\(teacher.identity) T=\(t) hard=\(loss.hardWeight) soft=\(loss.softWeight) T2=\(loss.scaleSoftBySquaredTemperature)"
-                let settings = ["teacher_identity": teacher.identity, "distillation": String(decoding: try sortedJSON(loss), as: UTF8.self)]
-                outcomes.append(try context.train(name: "student-T\(formatTemperature(t))-seed\(seed)", configuration: student,
-                                                  objectiveIdentity: identity, settings: settings, metricsTeacher: teacher) { indices in
-                    try DistillationObjective(teacher: source, loss: loss, exampleIndices: indices)
-                }.1)
+                var settings = ["teacher_identity": teacher.identity, "distillation": String(decoding: try sortedJSON(loss), as: UTF8.self)]
+                let name = "student-T\(formatTemperature(t))-seed\(seed)"
+                if experiment.decoupled == nil && experiment.features.isEmpty {
+                    let identity = "distillation teacher=\(teacher.identity) T=\(t) hard=\(loss.hardWeight) soft=\(loss.softWeight) T2=\(loss.scaleSoftBySquaredTemperature)"
+                    outcomes.append(try context.train(name: name, configuration: student, objectiveIdentity: identity, settings: settings,
+                                                      metricsTeacher: teacher) { indices in
+                        try DistillationObjective(teacher: source, loss: loss, exampleIndices: indices)
+                    }.1)
+                    continue
+                }
+                // Decoupled KD and feature terms: the feature terms read the teacher's layers, so they take the teacher
+                // itself (not the cache of its logits).
+                let description = try student.modelDescription(inputShape: train.sampleShape, classCount: train.classCount)
+                let featureSource: Teacher = experiment.features.isEmpty ? source : teacher
+                func objective(_ indices: [Int]?) throws -> FeatureDistillationObjective {
+                    try FeatureDistillationObjective(teacher: featureSource, loss: loss, decoupled: experiment.decoupled,
+                                                     terms: experiment.features, studentDescription: description, seed: seed,
+                                                     exampleIndices: indices)
+                }
+                if let decoupled = experiment.decoupled { settings["decoupled_kd"] = String(decoding: try sortedJSON(decoupled), as: UTF8.self) }
+                if !experiment.features.isEmpty { settings["features"] = String(decoding: try sortedJSON(experiment.features), as: UTF8.self) }
+                outcomes.append(try context.train(name: name, configuration: student, objectiveIdentity: try objective(nil).identity,
+                                                  settings: settings, metricsTeacher: teacher) { indices in try objective(indices) }.1)
             }
         }
         try writeSummary(outcomes, experiment: experiment, to: root)

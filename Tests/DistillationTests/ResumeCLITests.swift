@@ -367,6 +367,59 @@ final class ResumeCLITests: XCTestCase {
 
     /// An experiment with an ensemble teacher: two members trained from different seeds, and the same two loaded as
     /// `files:`, distil the same student bit for bit.
+    /// An experiment file with decoupled KD and feature terms: the student's epochs record their parts, a second run
+    /// reuses the model, and a changed weight trains it again.
+    func testExperimentFileWithDecoupledKDAndFeatureTerms() throws {
+        var csv = "a,b,c,d,label\n"
+        var g: UInt64 = 45
+        func next() -> Double { g = g &* 6364136223846793005 &+ 1442695040888963407; return Double(g >> 11) / Double(1 << 53) }
+        for i in 0..<240 {
+            let c = i % 3
+            csv += (0..<4).map { j in String(format: "%.4f", Double(c == j % 3 ? 1 : 0) + next()) }.joined(separator: ",") + ",\(c)\n"
+        }
+        try Data(csv.utf8).write(to: dir.appendingPathComponent("f.csv"))
+        func yaml(similarityWeight: Int) -> String {
+            """
+            name: features
+            data: {file: \(dir.appendingPathComponent("f.csv").path)}
+            teacher:
+              train: {hidden: [16, 16], epochs: 4, batch_size: 16, learning_rate: 0.05}
+            student: {hidden: [8], epochs: 3, batch_size: 16, learning_rate: 0.05}
+            loss:
+              temperature: 4
+              hard_weight: 1
+              logit: dkd
+              dkd: {beta: 2, warmup: 2}
+              features:
+                - {kind: hint, student: 1, teacher: 3, weight: 1}
+                - {kind: similarity, student: 1, teacher: 1, weight: \(similarityWeight)}
+            seeds: [3]
+            compare: {label_only: false}
+            threads: 1
+            """
+        }
+        let file = dir.appendingPathComponent("features.yaml")
+        try Data(yaml(similarityWeight: 30).utf8).write(to: file)
+        let work = dir.appendingPathComponent("work")
+        let first = try run(["run", file.path, "--work-dir", work.path])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let metrics = try String(contentsOf: work.appendingPathComponent("features/student-T4-seed3/metrics.jsonl"), encoding: .utf8)
+        let epochs = metrics.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        XCTAssertEqual(epochs.count, 3)
+        XCTAssertEqual(Set((epochs.first?["loss_parts"] as? [String: Double])?.keys ?? [:].keys),
+                       ["hard", "tckd", "nckd", "hint0", "similarity1"])
+        let model = work.appendingPathComponent("features/student-T4-seed3/model.safetensors")
+        let trained = try Data(contentsOf: model)
+        let again = try run(["run", file.path, "--work-dir", work.path])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertTrue(again.stderr.contains("student-T4-seed3: reusing"), again.stderr)
+        try Data(yaml(similarityWeight: 300).utf8).write(to: file)
+        let changed = try run(["run", file.path, "--work-dir", work.path])
+        XCTAssertEqual(changed.status, 0, changed.stderr)
+        XCTAssertFalse(changed.stderr.contains("student-T4-seed3: reusing"), changed.stderr)
+        XCTAssertNotEqual(try Data(contentsOf: model), trained)
+    }
+
     func testExperimentFileWithAnEnsembleTeacher() throws {
         var csv = "a,b,c,label\n"
         var g: UInt64 = 91
