@@ -84,7 +84,8 @@ TRAIN_PHASES = ["student", "teacher", "distill_online", "distill_cached", "disti
 CNN_MODELS = ["lenet5", "resnet8"]
 CNN_TRAIN_PHASES = CNN_MODELS
 CNN_INFERENCE_PHASES = [m + "_inference" for m in CNN_MODELS]
-ALL_PHASES = TRAIN_PHASES + ["inference", "latency"] + CNN_TRAIN_PHASES + CNN_INFERENCE_PHASES
+FEATURE_PHASES = ["features"]
+ALL_PHASES = TRAIN_PHASES + ["inference", "latency"] + CNN_TRAIN_PHASES + FEATURE_PHASES + CNN_INFERENCE_PHASES
 BATCH = 128
 LR, MOMENTUM = 0.05, 0.9
 STUDENT_DIMS = [(784, 800), (800, 800), (800, 10)]
@@ -397,6 +398,73 @@ def cnn_train_phase(name, args, x, y):
             "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
 
 
+def dkd_loss(zs, zt, y, alpha, beta, t):
+    """Decoupled KD (Zhao et al. 2022) as mdistiller computes it: TCKD on the (target, rest) probabilities, NCKD on
+    the non-target classes (the target masked out with -1000), both KL at temperature t, scaled by t^2, batch mean."""
+    gt = F.one_hot(y, zs.shape[1]).to(zs.dtype)
+    ps, pt = F.softmax(zs / t, 1), F.softmax(zt / t, 1)
+    bs = torch.stack([(ps * gt).sum(1), (ps * (1 - gt)).sum(1)], 1)
+    bt = torch.stack([(pt * gt).sum(1), (pt * (1 - gt)).sum(1)], 1)
+    tckd = F.kl_div(torch.log(bs), bt, reduction="sum") * t * t / zs.shape[0]
+    nckd = F.kl_div(F.log_softmax(zs / t - 1000.0 * gt, 1), F.softmax(zt / t - 1000.0 * gt, 1),
+                    reduction="sum") * t * t / zs.shape[0]
+    return alpha * tckd + beta * nckd
+
+
+def attention_map(f):
+    return F.normalize(f.pow(2).mean(1).view(f.size(0), -1))
+
+
+def similarity_loss(fs, ft):
+    b = fs.shape[0]
+    gs = F.normalize(torch.mm(fs.view(b, -1), fs.view(b, -1).t()))
+    gt = F.normalize(torch.mm(ft.view(b, -1), ft.view(b, -1).t()))
+    return ((gt - gs) ** 2).sum() / (b * b)
+
+
+def features_phase(args, x, y):
+    """`features`: an epoch of LeNet-5 distilled from a ResNet-8 (random weights, evaluation mode) with decoupled KD
+    (T 4, alpha 1, beta 2) plus cross-entropy, a FitNets hint (student layer 2 through a 1x1 convolution against
+    teacher layer 6), attention transfer (1 -> 4, 2 -> 6) and similarity-preserving KD (10 -> 8), all weights 1, as
+    mdistiller-style code runs it: the teacher's forward pass with its features, then the student's step."""
+    torch.manual_seed(0)
+    n = x.shape[0]
+    images = x.view(n, 1, 28, 28)
+    teacher = make_resnet(1).eval()
+    student = make_lenet5()
+    student.train()
+    regressor = nn.Conv2d(6, 32, 1)
+    flops = cnn_train_flops_per_example(student) + cnn_forward_flops_per_example(teacher)
+    opt = torch.optim.SGD(list(student.parameters()) + list(regressor.parameters()), lr=LR, momentum=MOMENTUM)
+
+    def run(model, inputs, keep):
+        outputs = {}
+        for i, layer in enumerate(model):
+            inputs = layer(inputs)
+            if i in keep:
+                outputs[i] = inputs
+        return inputs, outputs
+
+    def step(idx):
+        xb, yb = images[idx], y[idx]
+        with torch.no_grad():
+            zt, ft = run(teacher, xb, {4, 6, 8})
+        zs, fs = run(student, xb, {1, 2, 10})
+        loss = F.cross_entropy(zs, yb) + dkd_loss(zs, zt, yb, 1.0, 2.0, 4.0)
+        loss = loss + F.mse_loss(regressor(fs[2]), ft[6])
+        loss = loss + (attention_map(fs[1]) - attention_map(ft[4])).pow(2).mean()
+        loss = loss + (attention_map(fs[2]) - attention_map(ft[6])).pow(2).mean()
+        loss = loss + similarity_loss(fs[10], ft[8])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    spe, timed_batches, all_times = run_epochs(step, n, args.epochs, args.max_batches)
+    eps = n / spe
+    return {"seconds_per_epoch": spe, "examples_per_second": eps, "gflops": flops * eps / 1e9,
+            "epoch_seconds": all_times, "epochs_timed": args.epochs,
+            "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
+
+
 def cnn_inference_phase(name, args, xt):
     """`<model>_inference`: eval-mode forward of the 10,000 test images in batches of 1000."""
     torch.manual_seed(0)
@@ -502,7 +570,7 @@ def scaling_phase(args, x, y):
 # ----------------------------------------------------------------------------- driver
 def run_phase_here(args):
     torch.set_num_threads(args.threads)
-    if args.phase in TRAIN_PHASES or args.phase in CNN_TRAIN_PHASES or args.phase == "scaling":
+    if args.phase in TRAIN_PHASES or args.phase in CNN_TRAIN_PHASES or args.phase in FEATURE_PHASES or args.phase == "scaling":
         x, y = load_mnist(args.data_dir, "train")
     else:
         x, y = load_mnist(args.data_dir, "test")
@@ -510,6 +578,8 @@ def run_phase_here(args):
         res = train_phase(args.phase, args, x, y)
     elif args.phase in CNN_TRAIN_PHASES:
         res = cnn_train_phase(args.phase, args, x, y)
+    elif args.phase in FEATURE_PHASES:
+        res = features_phase(args, x, y)
     elif args.phase in CNN_INFERENCE_PHASES:
         res = cnn_inference_phase(args.phase[:-len("_inference")], args, x)
     elif args.phase == "inference":
@@ -578,7 +648,7 @@ def print_tables(report):
     ph = report["phases"]
     if ph:
         print(f"\n{'phase':16s} {'s/epoch':>9s} {'examples/s':>11s} {'GFLOP/s':>8s} {'peak RSS':>9s}")
-    for name in TRAIN_PHASES + CNN_TRAIN_PHASES:
+    for name in TRAIN_PHASES + CNN_TRAIN_PHASES + FEATURE_PHASES:
         if name in ph:
             r = ph[name]
             print(f"{name:16s} {r['seconds_per_epoch']:9.2f} {r['examples_per_second']:11.0f} "

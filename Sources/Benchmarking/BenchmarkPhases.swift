@@ -204,6 +204,17 @@ public enum BenchmarkModels {
     /// The CNN phases' models (``ModelPresets``) on MNIST's 1x28x28 images, 10 classes.
     public static let cnnModels = ["lenet5", "resnet8"]
 
+    /// The `features` phase's terms: LeNet-5 (student) against a ResNet-8 (teacher) as `distill reproduce cnn` pairs
+    /// them -- a FitNets hint (layer 2 -> 6), attention transfer (1 -> 4, 2 -> 6), similarity-preserving KD
+    /// (10 -> 8) -- beside decoupled KD. Weights 1: the work does not depend on them, and the randomly initialised
+    /// teacher's features would make the experiment's weights diverge.
+    static let featureTerms = [
+        FeatureTerm(kind: .hint, studentLayer: 2, teacherLayer: 6, weight: 1),
+        FeatureTerm(kind: .attention, studentLayer: 1, teacherLayer: 4, weight: 1),
+        FeatureTerm(kind: .attention, studentLayer: 2, teacherLayer: 6, weight: 1),
+        FeatureTerm(kind: .similarity, studentLayer: 10, teacherLayer: 8, weight: 1),
+    ]
+
     /// A CNN preset with its weights drawn from `generator`.
     static func cnn(_ name: String, generator: inout RandomGenerator) throws -> Sequential {
         try ModelPresets.description(named: name, inputShape: [1, 28, 28], classCount: 10).build(generator: &generator)
@@ -259,7 +270,10 @@ public enum BenchmarkPhases {
     public static let cnnTraining = BenchmarkModels.cnnModels
     /// The CNN inference phases (`<model>_inference`: 10,000 test images in batches of 1000).
     public static let cnnInference = BenchmarkModels.cnnModels.map { $0 + "_inference" }
-    public static let all = training + ["inference", "latency"] + cnnTraining + cnnInference
+    /// Feature distillation: an epoch of LeNet-5 distilled from a ResNet-8 with decoupled KD and every feature term
+    /// (``BenchmarkModels/featureTerms``), the teacher's forward pass with its features on every batch.
+    public static let featureDistillation = ["features"]
+    public static let all = training + ["inference", "latency"] + cnnTraining + featureDistillation + cnnInference
 
     static var loadAverage: Double {
         var values = [Double](repeating: 0, count: 3)
@@ -268,6 +282,7 @@ public enum BenchmarkPhases {
 
     /// The phases that train (the MLP ones take `BenchmarkOptions.alternate`).
     public static let trainingPhases = ["student", "teacher", "distill_online", "distill_cached", "distill_store"] + cnnTraining
+        + featureDistillation
 
     public static func run(_ phase: String, options: BenchmarkOptions) throws -> PhaseResult {
         ComputeThreads.set(options.threads)
@@ -393,6 +408,16 @@ public enum BenchmarkPhases {
             let model = try BenchmarkModels.cnn(phase, generator: &generator)
             stepper = Stepper(model: model, objective: LabelObjective())
             flops = BenchmarkModels.cnnTrainFlopsPerExample(model)
+        case "features":
+            let teacher = try BenchmarkModels.cnn("resnet8", generator: &generator)
+            let description = try ModelPresets.description(named: "lenet5", inputShape: [1, 28, 28], classCount: 10)
+            let student = try description.build(generator: &generator)
+            let objective = try FeatureDistillationObjective(
+                teacher: ModelTeacher(model: teacher), loss: DistillationLossConfiguration(temperature: 4, hardWeight: 1, softWeight: 0),
+                decoupled: DecoupledKDWeights(alpha: 1, beta: 2), terms: BenchmarkModels.featureTerms,
+                studentDescription: description, seed: 0)
+            stepper = Stepper(model: student, objective: objective)
+            flops = BenchmarkModels.cnnTrainFlopsPerExample(student) + BenchmarkModels.cnnForwardFlopsPerExample(teacher)
         case "distill_store":
             let teacher = try BenchmarkModels.distillationTeacher(options, generator: &generator)
             let student = BenchmarkModels.student(generator: &generator)

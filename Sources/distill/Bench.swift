@@ -82,7 +82,10 @@ struct Bench: ParsableCommand {
         if let phases {
             var chosen: Set<String> = []
             for word in phases.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
-                if word == "cnn" { chosen.formUnion(BenchmarkPhases.cnnTraining + BenchmarkPhases.cnnInference); continue }
+                if word == "cnn" {
+                    chosen.formUnion(BenchmarkPhases.cnnTraining + BenchmarkPhases.featureDistillation + BenchmarkPhases.cnnInference)
+                    continue
+                }
                 guard BenchmarkPhases.all.contains(word) else {
                     throw ValidationError("--phases: unknown phase '\(word)' (known: \(BenchmarkPhases.all.joined(separator: ", ")), cnn)")
                 }
