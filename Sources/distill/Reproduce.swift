@@ -190,6 +190,8 @@ struct Reproduce: ParsableCommand {
         @Option(parsing: .unconditional, help: "DKD's non-target weight beta for every student (default: each student's, from the preset).") var dkdBeta: Float?
         @Option(parsing: .unconditional, help: ArgumentHelp("DKD's warm-up: epoch e (from 1) weighs the DKD term min(e / N, 1) (default 0: none).", valueName: "N"))
         var dkdWarmup: Int = 0
+        @Option(parsing: .unconditional, help: "Clip every student's global gradient norm to this value (default: no clipping).")
+        var clipGradNorm: Float?
         @Option(parsing: .unconditional, help: "Hold out this many training images and report errors on them instead of the test set (for choosing settings).")
         var heldOut: Int = 0
         @OptionGroup var experiment: ExperimentOptions
@@ -201,6 +203,9 @@ struct Reproduce: ParsableCommand {
             }
             guard heldOut >= 0 else { throw ValidationError("--held-out must be >= 0, got \(heldOut)") }
             guard dkdWarmup >= 0 else { throw ValidationError("--dkd-warmup must be a number of epochs >= 0, got \(dkdWarmup)") }
+            if let clipGradNorm, !(clipGradNorm.isFinite && clipGradNorm > 0) {
+                throw ValidationError("--clip-grad-norm must be a finite number > 0, got \(clipGradNorm)")
+            }
         }
 
         func run() throws {
@@ -212,6 +217,7 @@ struct Reproduce: ParsableCommand {
             if let similarityWeight { plan.similarityWeight = similarityWeight }
             if let dkdBeta { plan.dkdBetaOverride = dkdBeta }
             plan.decoupled.warmupEpochs = dkdWarmup
+            plan.student.optimizer.gradientClip = clipGradNorm
             let outcome = try CNNDistillation.run(preset: preset, seeds: experiment.seeds, losses: losses, context: context,
                                                   epochScale: experiment.epochScale, plan: plan, heldOut: heldOut)
             let wall = Date().timeIntervalSince(start)

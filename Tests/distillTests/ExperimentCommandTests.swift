@@ -125,12 +125,14 @@ final class ExperimentCommandTests: TinyMNISTTestCase {
         let again = try XCTUnwrap((try lastLineJSON(second.stdout)["outcome"] as? [String: Any])?["results"] as? [[String: Any]])
         XCTAssertEqual(again.map { $0["testErrors"] as? Int }, results.map { $0["testErrors"] as? Int })
 
-        let changed = try reproduce("cnn", ["--seeds", "0", "--losses", "similarity,dkd", "--similarity-weight", "30", "--dkd-warmup", "1"])
+        let changed = try reproduce("cnn", ["--seeds", "0", "--losses", "similarity,dkd", "--similarity-weight", "30", "--dkd-warmup", "1",
+                                            "--clip-grad-norm", "5"])
         assertSucceeded(changed, "cnn with other weights")
         XCTAssertEqual(changed.stderrLines.filter { $0.contains(": reusing ") }.count, 1, changed.stderr)  // the teacher only
         let plan = try XCTUnwrap(try lastLineJSON(changed.stdout)["plan"] as? [String: Any])
         XCTAssertEqual(plan["similarityWeight"] as? Double, 30)
         XCTAssertEqual((plan["decoupled"] as? [String: Any])?["warmupEpochs"] as? Int, 1)
+        XCTAssertEqual(((plan["student"] as? [String: Any])?["optimizer"] as? [String: Any])?["gradientClip"] as? Double, 5)
     }
 
     func testBadExperimentFlagsFailCleanly() throws {
@@ -154,6 +156,7 @@ final class ExperimentCommandTests: TinyMNISTTestCase {
             ("hinton-mnist", ["--preset", "huge"], "--preset"),
             ("cnn", ["--similarity-weight", "-1"], "--similarity-weight must be a finite number >= 0"),
             ("cnn", ["--dkd-warmup", "-1"], "--dkd-warmup must be a number of epochs >= 0"),
+            ("cnn", ["--clip-grad-norm", "0"], "--clip-grad-norm must be a finite number > 0"),
             ("cnn", ["--losses", "hinton,foo"], "--losses: unknown loss 'foo'"),
         ]
         for (experiment, flags, needle) in cases {
