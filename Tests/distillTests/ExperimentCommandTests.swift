@@ -118,6 +118,7 @@ final class ExperimentCommandTests: TinyMNISTTestCase {
             XCTAssertTrue((0...100).contains(errors), "\(r)")
         }
         XCTAssertEqual((report["plan"] as? [String: Any])?["similarityWeight"] as? Double, 3000)
+        XCTAssertEqual((report["plan"] as? [String: Any])?["dkdAndSimilarityGradientClip"] as? Double, 5)
 
         let second = try reproduce("cnn", ["--seeds", "0"])
         assertSucceeded(second, "cnn again")
