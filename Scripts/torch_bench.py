@@ -310,6 +310,15 @@ def run_epochs(step, n_train, epochs, max_batches, warmup_batches=3):
     return statistics.median(times), timed_batches, times
 
 
+def timed_epochs(step, n_train, args, flops):
+    """A training phase's figures: `run_epochs` of step(idx), with `flops` per example."""
+    spe, timed_batches, all_times = run_epochs(step, n_train, args.epochs, args.max_batches)
+    eps = n_train / spe
+    return {"seconds_per_epoch": spe, "examples_per_second": eps, "gflops": flops * eps / 1e9,
+            "epoch_seconds": all_times, "epochs_timed": args.epochs,
+            "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
+
+
 def train_phase(name, args, x, y):
     torch.manual_seed(0)
     n = x.shape[0]
@@ -366,11 +375,7 @@ def train_phase(name, args, x, y):
                 opt.step()
         else:
             raise ValueError(name)
-    spe, timed_batches, all_times = run_epochs(step, n, args.epochs, args.max_batches)
-    eps = n / spe
-    res = {"seconds_per_epoch": spe, "examples_per_second": eps, "gflops": flops * eps / 1e9,
-           "epoch_seconds": all_times, "epochs_timed": args.epochs,
-           "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
+    res = timed_epochs(step, n, args, flops)
     if name in ("distill_store", "distill_cached"):
         res["setup_seconds"] = setup_seconds
     return res
@@ -391,11 +396,7 @@ def cnn_train_phase(name, args, x, y):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    spe, timed_batches, all_times = run_epochs(step, n, args.epochs, args.max_batches)
-    eps = n / spe
-    return {"seconds_per_epoch": spe, "examples_per_second": eps, "gflops": flops * eps / 1e9,
-            "epoch_seconds": all_times, "epochs_timed": args.epochs,
-            "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
+    return timed_epochs(step, n, args, flops)
 
 
 def dkd_loss(zs, zt, y, alpha, beta, t):
@@ -458,11 +459,7 @@ def features_phase(args, x, y):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    spe, timed_batches, all_times = run_epochs(step, n, args.epochs, args.max_batches)
-    eps = n / spe
-    return {"seconds_per_epoch": spe, "examples_per_second": eps, "gflops": flops * eps / 1e9,
-            "epoch_seconds": all_times, "epochs_timed": args.epochs,
-            "batches_timed_per_epoch": timed_batches, "flops_per_example": flops}
+    return timed_epochs(step, n, args, flops)
 
 
 def cnn_inference_phase(name, args, xt):

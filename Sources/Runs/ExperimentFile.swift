@@ -271,16 +271,18 @@ public struct ExperimentFile: Sendable {
                 }
             }
             if let node = l["dkd"] {
-                guard decoupled != nil else { throw problem("loss.dkd", node, "goes with logit: dkd") }
+                guard var weights = decoupled else { throw problem("loss.dkd", node, "goes with logit: dkd") }
                 let d = try mapping(node, "loss.dkd", keys: ["alpha", "beta", "warmup"])
-                for (key, apply) in [("alpha", { (w: inout DecoupledKDWeights, v: Float) in w.alpha = v }),
-                                     ("beta", { (w: inout DecoupledKDWeights, v: Float) in w.beta = v })] {
-                    guard let n = d[key] else { continue }
+                func weight(_ key: String) throws -> Float? {
+                    guard let n = d[key] else { return nil }
                     let v = try number(n, "loss.dkd.\(key)")
                     guard v >= 0 else { throw problem("loss.dkd.\(key)", n, "must be >= 0, got \(v)") }
-                    apply(&decoupled!, Float(v))
+                    return Float(v)
                 }
-                if let n = d["warmup"] { decoupled!.warmupEpochs = try int(n, "loss.dkd.warmup", minimum: 0) }
+                if let v = try weight("alpha") { weights.alpha = v }
+                if let v = try weight("beta") { weights.beta = v }
+                if let n = d["warmup"] { weights.warmupEpochs = try int(n, "loss.dkd.warmup", minimum: 0) }
+                decoupled = weights
             }
             var features: [FeatureTerm] = []
             if let node = l["features"] {

@@ -68,44 +68,32 @@ final class FeatureLossTests: XCTestCase {
         print("DKD PyTorch parity: max relative value difference \(maxValue), max gradient difference / max |grad| \(maxGrad)")
     }
 
-    func testAttentionTransferMatchesPyTorch() throws {
+    /// A feature loss on the fixture's `<name>.student` and `<name>.teacher` against its `<name>.loss` and
+    /// `<name>.grad` (PyTorch), both within `tolerance` (relative; the gradient relative to its largest element).
+    private func checkParity(_ name: String, tolerance: Double, _ lossFunction: (Variable, Tensor) -> Variable) throws {
         let file = try fixture()
-        let fs = try file.tensor(named: "at.student"), ft = try file.tensor(named: "at.teacher")
+        let fs = try file.tensor(named: "\(name).student"), ft = try file.tensor(named: "\(name).teacher")
         let student = Variable(fs, requiresGrad: true)
-        let loss = attentionTransferLoss(studentFeatures: student, teacherFeatures: ft)
+        let loss = lossFunction(student, ft)
         loss.backward()
-        let rel = relative(Double(loss.value.scalar), try doubles(file, "at.loss")[0])
-        let g = gradientError(student.grad, try doubles(file, "at.grad"), "at.grad")
-        XCTAssertLessThan(rel, 1e-6, "at.loss")
-        XCTAssertLessThan(g, 1e-6, "at.grad")
-        print("AT PyTorch parity: relative value difference \(rel), gradient difference / max |grad| \(g)")
+        let rel = relative(Double(loss.value.scalar), try doubles(file, "\(name).loss")[0])
+        let g = gradientError(student.grad, try doubles(file, "\(name).grad"), "\(name).grad")
+        XCTAssertLessThan(rel, tolerance, "\(name).loss")
+        XCTAssertLessThan(g, tolerance, "\(name).grad")
+        XCTAssertEqual(student.grad?.shape, fs.shape, "\(name).grad")
+        print("\(name) PyTorch parity: relative value difference \(rel), gradient difference / max |grad| \(g)")
+    }
+
+    func testAttentionTransferMatchesPyTorch() throws {
+        try checkParity("at", tolerance: 1e-6) { attentionTransferLoss(studentFeatures: $0, teacherFeatures: $1) }
     }
 
     func testHintLossMatchesPyTorch() throws {
-        let file = try fixture()
-        let u = try file.tensor(named: "hint.student"), v = try file.tensor(named: "hint.teacher")
-        let student = Variable(u, requiresGrad: true)
-        let loss = hintLoss(studentFeatures: student, teacherFeatures: v)
-        loss.backward()
-        let rel = relative(Double(loss.value.scalar), try doubles(file, "hint.loss")[0])
-        let g = gradientError(student.grad, try doubles(file, "hint.grad"), "hint.grad")
-        XCTAssertLessThan(rel, 1e-6, "hint.loss")
-        XCTAssertLessThan(g, 1e-6, "hint.grad")
-        print("Hint PyTorch parity: relative value difference \(rel), gradient difference / max |grad| \(g)")
+        try checkParity("hint", tolerance: 1e-6) { hintLoss(studentFeatures: $0, teacherFeatures: $1) }
     }
 
     func testSimilarityPreservingLossMatchesPyTorch() throws {
-        let file = try fixture()
-        let fs = try file.tensor(named: "sp.student"), ft = try file.tensor(named: "sp.teacher")
-        let student = Variable(fs, requiresGrad: true)
-        let loss = similarityPreservingLoss(studentFeatures: student, teacherFeatures: ft)
-        loss.backward()
-        let rel = relative(Double(loss.value.scalar), try doubles(file, "sp.loss")[0])
-        let g = gradientError(student.grad, try doubles(file, "sp.grad"), "sp.grad")
-        XCTAssertLessThan(rel, 1e-5, "sp.loss")
-        XCTAssertLessThan(g, 1e-5, "sp.grad")
-        XCTAssertEqual(student.grad?.shape, [5, 3, 4, 4])
-        print("SP PyTorch parity: relative value difference \(rel), gradient difference / max |grad| \(g)")
+        try checkParity("sp", tolerance: 1e-5) { similarityPreservingLoss(studentFeatures: $0, teacherFeatures: $1) }
     }
 
     // MARK: Gradient checks

@@ -287,13 +287,7 @@ final class ResumeCLITests: XCTestCase {
     /// An experiment file that distils a CSV-trained teacher into a smaller student runs end to end; killed with
     /// SIGKILL mid-way and run again, it resumes and ends with the models an uninterrupted run makes.
     func testExperimentFileResumesAfterSIGKILL() throws {
-        var csv = "a,b,c,d,label\n"
-        var g: UInt64 = 77
-        func next() -> Double { g = g &* 6364136223846793005 &+ 1442695040888963407; return Double(g >> 11) / Double(1 << 53) }
-        for i in 0..<400 {
-            let c = i % 3
-            csv += (0..<4).map { j in String(format: "%.4f", Double(c == j % 3 ? 1 : 0) + next() * 0.8) }.joined(separator: ",") + ",\(c)\n"
-        }
+        let csv = Self.threeClassCSV(rows: 400, features: 4, spread: 0.8, seed: 77)
         try Data(csv.utf8).write(to: dir.appendingPathComponent("table.csv"))
         let yaml = """
             name: table
@@ -370,13 +364,7 @@ final class ResumeCLITests: XCTestCase {
     /// An experiment file with decoupled KD and feature terms: the student's epochs record their parts, a second run
     /// reuses the model, and a changed weight trains it again.
     func testExperimentFileWithDecoupledKDAndFeatureTerms() throws {
-        var csv = "a,b,c,d,label\n"
-        var g: UInt64 = 45
-        func next() -> Double { g = g &* 6364136223846793005 &+ 1442695040888963407; return Double(g >> 11) / Double(1 << 53) }
-        for i in 0..<240 {
-            let c = i % 3
-            csv += (0..<4).map { j in String(format: "%.4f", Double(c == j % 3 ? 1 : 0) + next()) }.joined(separator: ",") + ",\(c)\n"
-        }
+        let csv = Self.threeClassCSV(rows: 240, features: 4, spread: 1, seed: 45)
         try Data(csv.utf8).write(to: dir.appendingPathComponent("f.csv"))
         func yaml(similarityWeight: Int) -> String {
             """
@@ -420,14 +408,22 @@ final class ResumeCLITests: XCTestCase {
         XCTAssertNotEqual(try Data(contentsOf: model), trained)
     }
 
-    func testExperimentFileWithAnEnsembleTeacher() throws {
-        var csv = "a,b,c,label\n"
-        var g: UInt64 = 91
+    /// A CSV of `rows` examples in three classes (row i in class i % 3): `features` columns named a, b, ..., column j
+    /// 1 + noise where j % 3 is the class and noise alone elsewhere, noise uniform in [0, spread) from a seeded
+    /// linear congruential stream; then the label.
+    static func threeClassCSV(rows: Int, features: Int, spread: Double, seed: UInt64) -> String {
+        var csv = (0..<features).map { String(UnicodeScalar(UInt8(97 + $0))) }.joined(separator: ",") + ",label\n"
+        var g = seed
         func next() -> Double { g = g &* 6364136223846793005 &+ 1442695040888963407; return Double(g >> 11) / Double(1 << 53) }
-        for i in 0..<240 {
+        for i in 0..<rows {
             let c = i % 3
-            csv += (0..<3).map { j in String(format: "%.4f", Double(c == j ? 1 : 0) + next()) }.joined(separator: ",") + ",\(c)\n"
+            csv += (0..<features).map { j in String(format: "%.4f", Double(c == j % 3 ? 1 : 0) + next() * spread) }.joined(separator: ",") + ",\(c)\n"
         }
+        return csv
+    }
+
+    func testExperimentFileWithAnEnsembleTeacher() throws {
+        let csv = Self.threeClassCSV(rows: 240, features: 3, spread: 1, seed: 91)
         try Data(csv.utf8).write(to: dir.appendingPathComponent("e.csv"))
         func yaml(_ teacher: String) -> String {
             """

@@ -190,9 +190,9 @@ public func similarityPreservingLoss(studentFeatures: Variable, teacherFeatures:
     let scale = 1 / Double(rows * rows)
     var total = 0.0
     var dG = [Double](repeating: 0, count: rows * rows)
+    var d = [Double](repeating: 0, count: rows)
     for i in 0..<rows {
         var dot = 0.0
-        var d = [Double](repeating: 0, count: rows)
         for j in 0..<rows {
             let diff = qs[i * rows + j] - qt[i * rows + j]
             total += diff * diff
